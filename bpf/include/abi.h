@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The one definition of everything shared by the kernel programs and the
+ * TypeScript control plane. tools/gen-abi reads these types back from the
+ * compiled objects' BTF and writes src/kernel/abi.gen.ts, so nothing here is
+ * ever mirrored by hand.
+ *
+ * Rules: fixed-width types only, explicit padding, byte order in field names
+ * (_be = network order; everything else is host order), constants as enums
+ * (a #define never reaches BTF), and a _Static_assert on every struct size.
+ */
+#ifndef TOLLGATE_ABI_H
+#define TOLLGATE_ABI_H
+
+/* Limits and well-known values. */
+enum tg_limits {
+	/* Default size of the tenant counter array; the agent may change it
+	 * before load (bpf_map__set_max_entries) and mirrors it in
+	 * tg_cfg_max_tenants. */
+	TG_MAX_TENANTS = 4096,
+	/* Tenant id 0 is never given to a policy tenant: it is the books'
+	 * "unattributed" row, so traffic that matches nobody is still counted. */
+	TG_TENANT_UNATTRIBUTED = 0,
+	TG_MAX_IFACES = 1024,
+	TG_MAX_PREFIXES = 65536,
+	/* How many 802.1Q/802.1ad tags the parser walks (QinQ = 2). */
+	TG_MAX_VLAN_DEPTH = 2,
+	/* How many IPv6 extension headers the parser walks before giving up. */
+	TG_MAX_IPV6_EXT = 8,
+};
+
+/* Direction as seen from the tenant, never from the host. */
+enum tg_direction {
+	TG_DIR_INGRESS = 0, /* towards the tenant */
+	TG_DIR_EGRESS = 1,  /* from the tenant */
+	TG_DIR_MAX = 2,
+};
+
+/* Which side of a hook a program runs on, as seen from the host. */
+enum tg_hook {
+	TG_HOOK_INGRESS = 0,
+	TG_HOOK_EGRESS = 1,
+};
+
+/*
+ * Why a packet was counted the way it was. Every packet is counted (bytes and
+ * packets in tg_meter_counters) AND, when something about it is notable, here.
+ * Index into tg_meter_reasons (per-CPU array of __u64).
+ */
+enum tg_meter_reason {
+	TG_REASON_IPV4 = 0,
+	TG_REASON_IPV6 = 1,
+	TG_REASON_NON_IP = 2,        /* ARP, LLDP, ...: counted by interface owner or unattributed */
+	TG_REASON_TRUNCATED = 3,     /* frame shorter than its headers claim */
+	TG_REASON_FRAGMENT = 4,      /* any IPv4/IPv6 fragment */
+	TG_REASON_VLAN = 5,          /* carried at least one 802.1Q/802.1ad tag */
+	TG_REASON_IPV6_EXT = 6,      /* carried IPv6 extension headers */
+	TG_REASON_IPV6_EXT_LIMIT = 7,/* more extension headers than TG_MAX_IPV6_EXT */
+	TG_REASON_BAD_INDEX = 8,     /* tenant id beyond the counter array: counted as unattributed */
+	TG_REASON_BY_IFACE = 9,      /* attributed by interface owner */
+	TG_REASON_BY_ADDR = 10,      /* attributed by address */
+	TG_REASON_UNATTRIBUTED = 11,
+	TG_REASON_MAX = 12,
+};
+
+/* Value of tg_meter_counters, one per (tenant, direction); per-CPU. */
+struct tg_counter {
+	__u64 packets;
+	__u64 bytes; /* L3 bytes: IPv4 tot_len, IPv6 40 + payload_len; L2 payload for non-IP */
+};
+_Static_assert(sizeof(struct tg_counter) == 16, "tg_counter size");
+
+/*
+ * Policy generation: tenant lookup keys carry the generation they belong to,
+ * and tg_meter_config.generation says which one is live. The agent writes a
+ * whole new generation, flips the switch with one array update, then deletes
+ * the old one: no packet ever sees half a policy.
+ */
+struct tg_meter_config {
+	__u32 generation; /* 0 or 1 */
+	__u32 flags;      /* reserved, 0 */
+};
+_Static_assert(sizeof(struct tg_meter_config) == 8, "tg_meter_config size");
+
+/* LPM-trie keys. prefixlen counts the generation byte: 8 + address prefix. */
+struct tg_lpm_v4_key {
+	__u32 prefixlen;
+	__u8 generation;
+	__u8 addr_be[4];
+	__u8 pad[3];
+};
+_Static_assert(sizeof(struct tg_lpm_v4_key) == 12, "tg_lpm_v4_key size");
+
+struct tg_lpm_v6_key {
+	__u32 prefixlen;
+	__u8 generation;
+	__u8 addr_be[16];
+	__u8 pad[3];
+};
+_Static_assert(sizeof(struct tg_lpm_v6_key) == 24, "tg_lpm_v6_key size");
+
+struct tg_iface_key {
+	__u32 ifindex;
+	__u32 generation;
+};
+_Static_assert(sizeof(struct tg_iface_key) == 8, "tg_iface_key size");
+
+/* Value of every tenant lookup map. */
+struct tg_tenant_ref {
+	__u32 tenant_id;
+	__u32 flags; /* reserved, 0 */
+};
+_Static_assert(sizeof(struct tg_tenant_ref) == 8, "tg_tenant_ref size");
+
+#endif /* TOLLGATE_ABI_H */
