@@ -1,0 +1,594 @@
+// The billing ledger: turns the kernel's cumulative, monotonic per-tenant
+// counters into interval usage rows, exactly once. Each recordInterval is one
+// IMMEDIATE transaction that writes the deltas AND moves the checkpoint, so a
+// crash at any instant leaves either both or neither (docs/ledger.md).
+
+import Database from 'better-sqlite3';
+import type { Database as Db, Statement } from 'better-sqlite3';
+import { existsSync } from 'node:fs';
+import { defaultHostId } from './boot.js';
+import { checkDelta, checkU64, joinHalves, storedToU64, sumHalvesSql, u64ToStored } from './counters.js';
+import { LedgerError, invalid } from './errors.js';
+import { checkCompatible, latestVersion, migrate } from './migrations.js';
+
+export type Direction = 'ingress' | 'egress';
+export const DIRECTIONS: readonly Direction[] = ['ingress', 'egress'];
+export const UNATTRIBUTED_TENANT_ID = 0;
+export const UNATTRIBUTED_TENANT = 'unattributed';
+
+/** Identity of one run of monotonic counters. */
+export interface EpochKey {
+  bootId: string;
+  /** Identity of the counter map within the boot, e.g. its kernel map id. */
+  counterId: string;
+  /**
+   * When the counters started from zero (map creation). Used only when this
+   * call creates the epoch, as the start of its first interval; defaults to
+   * `at` of that first interval.
+   */
+  startedAt?: Date;
+}
+
+export interface Reading {
+  tenantId: number;
+  direction: Direction;
+  /** Cumulative since the counter map was created (sum over CPUs). */
+  packets: bigint;
+  bytes: bigint;
+}
+
+export interface IntervalInput {
+  epoch: EpochKey;
+  /** End of the interval: when the counters were read. */
+  at: Date;
+  readings: Reading[];
+}
+
+export interface IntervalResult {
+  epochId: number;
+  /** Usage rows written (one per tenant/direction with a non-zero delta). */
+  rows: number;
+  packets: bigint;
+  bytes: bigint;
+}
+
+export interface TenantInfo {
+  id: number;
+  name: string;
+  createdAt: Date;
+}
+
+export interface UsageQuery {
+  tenant?: string;
+  /** Inclusive lower bound on interval_end. */
+  since?: Date;
+  /** Exclusive upper bound on interval_end. */
+  until?: Date;
+  /** Only rows recorded by this host; all hosts when absent. */
+  host?: string;
+  groupBy?: 'tenant-direction';
+}
+
+export interface UsageTotal {
+  tenant: string;
+  direction: Direction;
+  packets: bigint;
+  bytes: bigint;
+  /** Earliest interval_start among the summed rows. */
+  first: Date | null;
+  /** Latest interval_end among the summed rows. */
+  last: Date | null;
+}
+
+export interface UsageSeriesQuery extends Omit<UsageQuery, 'groupBy'> {
+  /** Bucket width in ms; rows fall in the bucket holding their interval_end. */
+  bucketMs: number;
+}
+
+export interface UsagePoint {
+  tenant: string;
+  direction: Direction;
+  bucketStart: Date;
+  packets: bigint;
+  bytes: bigint;
+}
+
+export interface EpochCheckpoint {
+  epochId: number;
+  host: string;
+  bootId: string;
+  counterId: string;
+  startedAt: Date;
+  /** End of the last recorded interval. */
+  at: Date;
+  readings: Reading[];
+}
+
+/** A usage row as the outbox ships it. */
+export interface UsageRow {
+  host: string;
+  seq: number;
+  epochId: number;
+  bootId: string;
+  counterId: string;
+  tenantId: number;
+  tenant: string;
+  direction: Direction;
+  intervalStart: Date;
+  intervalEnd: Date;
+  packets: bigint;
+  bytes: bigint;
+}
+
+export interface OpenOptions {
+  hostId?: string;
+  /** How long a writer waits for another connection's lock, ms. */
+  busyTimeoutMs?: number;
+}
+
+const MAX_NAME = 200;
+const DEFAULT_BUSY_MS = 5000;
+
+type Stmts = ReturnType<typeof prepare>;
+
+function prepare(db: Db) {
+  const big = <T extends Statement>(s: T): T => s.safeIntegers(true) as T;
+  return {
+    epochByKey: big(db.prepare('SELECT id, started_at, checkpoint_at FROM epochs WHERE host = ? AND boot_id = ? AND counter_id = ?')),
+    insertEpoch: db.prepare('INSERT INTO epochs (host, boot_id, counter_id, started_at, checkpoint_at) VALUES (?, ?, ?, ?, ?)'),
+    moveEpoch: db.prepare('UPDATE epochs SET checkpoint_at = ? WHERE id = ?'),
+    checkpointsOf: big(db.prepare('SELECT tenant_id, direction, packets, bytes FROM checkpoints WHERE epoch_id = ?')),
+    upsertCheckpoint: db.prepare(
+      `INSERT INTO checkpoints (epoch_id, tenant_id, direction, packets, bytes) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (epoch_id, tenant_id, direction) DO UPDATE SET packets = excluded.packets, bytes = excluded.bytes`,
+    ),
+    tenantExists: db.prepare('SELECT 1 FROM tenants WHERE id = ?').pluck(),
+    tenantByName: db.prepare('SELECT id FROM tenants WHERE name = ?').pluck(),
+    insertTenant: db.prepare('INSERT INTO tenants (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING'),
+    allTenants: db.prepare('SELECT id, name, created_at FROM tenants ORDER BY id'),
+    lastSeq: big(db.prepare('SELECT last_seq FROM outbox_seq WHERE host = ?').pluck()),
+    setSeq: db.prepare('INSERT INTO outbox_seq (host, last_seq) VALUES (?, ?) ON CONFLICT (host) DO UPDATE SET last_seq = excluded.last_seq'),
+    insertUsage: db.prepare(
+      `INSERT INTO usage (host, seq, epoch_id, tenant_id, direction, interval_start, interval_end, packets, bytes)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    lastExport: db.prepare('SELECT max(checkpoint_at) FROM epochs WHERE host = ?').pluck(),
+    lastExportAll: db.prepare('SELECT max(checkpoint_at) FROM epochs').pluck(),
+    outbox: big(
+      db.prepare(
+        `SELECT u.host, u.seq, u.epoch_id, e.boot_id, e.counter_id, u.tenant_id, t.name AS tenant, u.direction,
+                u.interval_start, u.interval_end, u.packets, u.bytes
+         FROM usage u JOIN epochs e ON e.id = u.epoch_id JOIN tenants t ON t.id = u.tenant_id
+         WHERE u.host = ? AND u.seq > ? ORDER BY u.seq LIMIT ?`,
+      ),
+    ),
+  };
+}
+
+function checkDate(v: unknown, field: string): number {
+  if (!(v instanceof Date)) throw invalid(field, 'must be a Date');
+  const ms = v.getTime();
+  if (!Number.isFinite(ms)) throw invalid(field, 'is an invalid Date');
+  if (ms < 0) throw invalid(field, 'must not be before 1970');
+  return ms;
+}
+
+function checkText(v: unknown, field: string): string {
+  if (typeof v !== 'string') throw invalid(field, `must be a string, got ${typeof v}`);
+  if (v.length === 0 || v.length > MAX_NAME) throw invalid(field, `must be 1..${MAX_NAME} characters`);
+  if (v.trim() !== v) throw invalid(field, 'must not start or end with whitespace');
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(v)) throw invalid(field, 'must not contain control characters');
+  return v;
+}
+
+function checkDirection(v: unknown, field: string): Direction {
+  if (v !== 'ingress' && v !== 'egress') throw invalid(field, `must be 'ingress' or 'egress', got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function checkTenantId(v: unknown, field: string): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw invalid(field, `must be a non-negative integer, got ${String(v)}`);
+  return v;
+}
+
+const num = (v: bigint | number): number => Number(v);
+
+export class Ledger {
+  readonly path: string;
+  readonly hostId: string;
+  readonly readOnly: boolean;
+  #db: Db;
+  #s: Stmts;
+  #closed = false;
+
+  private constructor(db: Db, path: string, hostId: string, readOnly: boolean) {
+    this.#db = db;
+    this.path = path;
+    this.hostId = hostId;
+    this.readOnly = readOnly;
+    this.#s = prepare(db);
+  }
+
+  /** Opens (creating and migrating as needed) the ledger the agent writes. */
+  static open(path: string, opts: OpenOptions = {}): Ledger {
+    checkText(path, 'path');
+    const hostId = opts.hostId === undefined ? defaultHostId() : checkText(opts.hostId, 'opts.hostId');
+    const busy = opts.busyTimeoutMs ?? DEFAULT_BUSY_MS;
+    if (!Number.isSafeInteger(busy) || busy < 0) throw invalid('opts.busyTimeoutMs', 'must be a non-negative integer');
+    let db: Db;
+    try {
+      db = new Database(path);
+    } catch (cause) {
+      throw new LedgerError('OPEN_FAILED', `cannot open ledger ${path}: ${(cause as Error).message}`, { cause });
+    }
+    try {
+      db.pragma(`busy_timeout = ${busy}`);
+      // Readers (CLI, API) never block the writer and see only committed
+      // intervals; FULL fsyncs the WAL at every commit because we bill from it.
+      const mode = db.pragma('journal_mode = WAL', { simple: true });
+      if (mode !== 'wal') throw new LedgerError('OPEN_FAILED', `${path}: cannot enable WAL journal mode (got ${String(mode)})`);
+      db.pragma('synchronous = FULL');
+      db.pragma('foreign_keys = ON');
+      migrate(db, path);
+      return new Ledger(db, path, hostId, false);
+    } catch (err) {
+      db.close();
+      if (err instanceof LedgerError) throw err;
+      throw new LedgerError('OPEN_FAILED', `cannot open ledger ${path}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /**
+   * Opens an existing ledger for reading while the agent writes it. Refuses a
+   * schema this code does not match exactly, since it cannot migrate.
+   */
+  static openReadOnly(path: string, opts: OpenOptions = {}): Ledger {
+    checkText(path, 'path');
+    if (!existsSync(path)) throw new LedgerError('OPEN_FAILED', `no ledger at ${path}`);
+    const hostId = opts.hostId === undefined ? defaultHostId() : checkText(opts.hostId, 'opts.hostId');
+    let db: Db;
+    try {
+      db = new Database(path, { readonly: true, fileMustExist: true });
+    } catch (cause) {
+      throw new LedgerError('OPEN_FAILED', `cannot open ledger ${path} read-only: ${(cause as Error).message}`, { cause });
+    }
+    try {
+      db.pragma(`busy_timeout = ${opts.busyTimeoutMs ?? DEFAULT_BUSY_MS}`);
+      const version = checkCompatible(db, path);
+      if (version < latestVersion()) {
+        throw new LedgerError('SCHEMA_TOO_OLD', `${path} has ledger schema version ${version}, this code needs ${latestVersion()}; start the agent once to migrate it`);
+      }
+      return new Ledger(db, path, hostId, true);
+    } catch (err) {
+      db.close();
+      if (err instanceof LedgerError) throw err;
+      throw new LedgerError('OPEN_FAILED', `cannot open ledger ${path} read-only: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  #live(write: boolean): void {
+    if (this.#closed) throw new LedgerError('CLOSED', `ledger ${this.path} is closed`);
+    if (write && this.readOnly) throw new LedgerError('READ_ONLY', `ledger ${this.path} was opened read-only`);
+  }
+
+  /**
+   * Issues ids for new tenant names and returns the id of every name given.
+   * Ids are >= 1, stable, and never reissued to another name.
+   */
+  ensureTenants(names: string[]): Map<string, number> {
+    this.#live(true);
+    if (!Array.isArray(names)) throw invalid('names', 'must be an array of tenant names');
+    names.forEach((n, i) => checkText(n, `names[${i}]`));
+    const now = Date.now();
+    return this.#db
+      .transaction(() => {
+        const out = new Map<string, number>();
+        for (const name of names) {
+          this.#s.insertTenant.run(name, now);
+          out.set(name, this.#s.tenantByName.get(name) as number);
+        }
+        return out;
+      })
+      .immediate();
+  }
+
+  tenants(): TenantInfo[] {
+    this.#live(false);
+    return (this.#s.allTenants.all() as Array<{ id: number; name: string; created_at: number }>).map((r) => ({
+      id: r.id,
+      name: r.name,
+      createdAt: new Date(r.created_at),
+    }));
+  }
+
+  /**
+   * Records one export interval of cumulative counters: per reading, the delta
+   * since the epoch's checkpoint becomes a usage row and the reading becomes
+   * the new checkpoint, all in one transaction. A reading below its checkpoint
+   * rejects the whole interval and writes nothing.
+   */
+  recordInterval(r: IntervalInput): IntervalResult {
+    this.#live(true);
+    if (r === null || typeof r !== 'object') throw invalid('interval', 'must be an object');
+    if (r.epoch === null || typeof r.epoch !== 'object') throw invalid('epoch', 'must be an object');
+    const bootId = checkText(r.epoch.bootId, 'epoch.bootId');
+    const counterId = checkText(r.epoch.counterId, 'epoch.counterId');
+    const atMs = checkDate(r.at, 'at');
+    const startedMs = r.epoch.startedAt === undefined ? atMs : checkDate(r.epoch.startedAt, 'epoch.startedAt');
+    if (startedMs > atMs) throw invalid('epoch.startedAt', `${r.epoch.startedAt?.toISOString()} is after the interval end ${r.at.toISOString()}`);
+    if (!Array.isArray(r.readings)) throw invalid('readings', 'must be an array');
+    const seen = new Set<string>();
+    const readings = r.readings.map((x, i) => {
+      const f = `readings[${i}]`;
+      if (x === null || typeof x !== 'object') throw invalid(f, 'must be an object');
+      const reading: Reading = {
+        tenantId: checkTenantId(x.tenantId, `${f}.tenantId`),
+        direction: checkDirection(x.direction, `${f}.direction`),
+        packets: checkU64(x.packets, `${f}.packets`),
+        bytes: checkU64(x.bytes, `${f}.bytes`),
+      };
+      const key = `${reading.tenantId}/${reading.direction}`;
+      if (seen.has(key)) throw invalid(f, `duplicate reading for tenant ${reading.tenantId} ${reading.direction}`);
+      seen.add(key);
+      return reading;
+    });
+
+    const s = this.#s;
+    const host = this.hostId;
+    return this.#db
+      .transaction((): IntervalResult => {
+        const found = s.epochByKey.get(host, bootId, counterId) as { id: bigint; started_at: bigint; checkpoint_at: bigint } | undefined;
+        let epochId: number;
+        let fromMs: number;
+        if (found === undefined) {
+          epochId = num(s.insertEpoch.run(host, bootId, counterId, startedMs, atMs).lastInsertRowid);
+          fromMs = startedMs;
+        } else {
+          epochId = num(found.id);
+          fromMs = num(found.checkpoint_at);
+          // Strictly later: an equal end would collide with the idempotency
+          // key, an earlier one would make intervals overlap. Nothing is lost
+          // by refusing: the next accepted reading carries the whole delta.
+          if (atMs <= fromMs) {
+            throw new LedgerError(
+              'INTERVAL_NOT_AFTER_CHECKPOINT',
+              `at: interval end ${r.at.toISOString()} is not after epoch ${epochId}'s last checkpoint ${new Date(fromMs).toISOString()} (clock stepped back or interval recorded twice)`,
+              { field: 'at' },
+            );
+          }
+          s.moveEpoch.run(atMs, epochId);
+        }
+
+        const prev = new Map<string, { packets: bigint; bytes: bigint }>();
+        for (const c of s.checkpointsOf.all(epochId) as Array<{ tenant_id: bigint; direction: Direction; packets: bigint; bytes: bigint }>) {
+          prev.set(`${c.tenant_id}/${c.direction}`, { packets: storedToU64(c.packets), bytes: storedToU64(c.bytes) });
+        }
+
+        // Plan every row before writing any, so a regression anywhere is
+        // reported against the input and not half-applied (the transaction
+        // would roll back anyway; this keeps the error precise).
+        const plan: Array<{ r: Reading; dp: bigint; db: bigint }> = [];
+        readings.forEach((rd, i) => {
+          const f = `readings[${i}]`;
+          const cp = prev.get(`${rd.tenantId}/${rd.direction}`);
+          const base = cp ?? { packets: 0n, bytes: 0n };
+          for (const k of ['packets', 'bytes'] as const) {
+            if (rd[k] < base[k]) {
+              throw new LedgerError(
+                'COUNTER_REGRESSION',
+                `${f}.${k}: tenant ${rd.tenantId} ${rd.direction} ${k} went from ${base[k]} to ${rd[k]} within epoch ${epochId} (boot ${bootId}, counter ${counterId}); ` +
+                  'a counter that restarted needs a new epoch (boot id or counter id); interval rejected, nothing written',
+                { field: `${f}.${k}` },
+              );
+            }
+          }
+          const dp = checkDelta(rd.packets - base.packets, `${f}.packets`);
+          const dby = checkDelta(rd.bytes - base.bytes, `${f}.bytes`);
+          const moved = dp !== 0n || dby !== 0n;
+          // A zero reading never seen before writes nothing, so callers may
+          // pass whole counter arrays including unused tenant slots.
+          if (moved && cp === undefined && rd.tenantId !== UNATTRIBUTED_TENANT_ID && s.tenantExists.get(rd.tenantId) === undefined) {
+            throw new LedgerError('UNKNOWN_TENANT', `${f}.tenantId: tenant id ${rd.tenantId} was never issued by this ledger but has traffic; interval rejected`, {
+              field: `${f}.tenantId`,
+            });
+          }
+          if (moved) plan.push({ r: rd, dp, db: dby });
+        });
+
+        let seq = BigInt((s.lastSeq.get(host) as bigint | undefined) ?? 0n);
+        let packets = 0n;
+        let bytes = 0n;
+        for (const p of plan) {
+          seq += 1n;
+          s.insertUsage.run(host, seq, epochId, p.r.tenantId, p.r.direction, fromMs, atMs, p.dp, p.db);
+          s.upsertCheckpoint.run(epochId, p.r.tenantId, p.r.direction, u64ToStored(p.r.packets), u64ToStored(p.r.bytes));
+          packets += p.dp;
+          bytes += p.db;
+        }
+        if (plan.length > 0) s.setSeq.run(host, seq);
+        return { epochId, rows: plan.length, packets, bytes };
+      })
+      .immediate();
+  }
+
+  /** The epoch's last checkpoint, or null if it was never recorded. */
+  checkpoint(epoch: { bootId: string; counterId: string }, host: string = this.hostId): EpochCheckpoint | null {
+    this.#live(false);
+    const bootId = checkText(epoch?.bootId, 'epoch.bootId');
+    const counterId = checkText(epoch?.counterId, 'epoch.counterId');
+    const found = this.#s.epochByKey.get(host, bootId, counterId) as { id: bigint; started_at: bigint; checkpoint_at: bigint } | undefined;
+    if (found === undefined) return null;
+    const readings = (this.#s.checkpointsOf.all(found.id) as Array<{ tenant_id: bigint; direction: Direction; packets: bigint; bytes: bigint }>).map((c) => ({
+      tenantId: num(c.tenant_id),
+      direction: c.direction,
+      packets: storedToU64(c.packets),
+      bytes: storedToU64(c.bytes),
+    }));
+    readings.sort((a, b) => a.tenantId - b.tenantId || a.direction.localeCompare(b.direction));
+    return {
+      epochId: num(found.id),
+      host,
+      bootId,
+      counterId,
+      startedAt: new Date(num(found.started_at)),
+      at: new Date(num(found.checkpoint_at)),
+      readings,
+    };
+  }
+
+  #where(q: Omit<UsageQuery, 'groupBy'>): { sql: string; params: Record<string, unknown> } {
+    const conds: string[] = [];
+    const params: Record<string, unknown> = {};
+    if (q.tenant !== undefined) {
+      const name = checkText(q.tenant, 'tenant');
+      const id = this.#s.tenantByName.get(name) as number | undefined;
+      if (id === undefined) throw new LedgerError('UNKNOWN_TENANT', `tenant: no tenant named ${JSON.stringify(name)}`, { field: 'tenant' });
+      conds.push('u.tenant_id = @tenant');
+      params.tenant = id;
+    }
+    if (q.since !== undefined) {
+      conds.push('u.interval_end >= @since');
+      params.since = checkDate(q.since, 'since');
+    }
+    if (q.until !== undefined) {
+      conds.push('u.interval_end < @until');
+      params.until = checkDate(q.until, 'until');
+    }
+    if (q.since !== undefined && q.until !== undefined && (params.since as number) > (params.until as number)) {
+      throw invalid('until', `must not be before since (${q.since.toISOString()} > ${q.until.toISOString()})`);
+    }
+    if (q.host !== undefined) {
+      conds.push('u.host = @host');
+      params.host = checkText(q.host, 'host');
+    }
+    return { sql: conds.length ? `WHERE ${conds.join(' AND ')}` : '', params };
+  }
+
+  /**
+   * Totals per tenant and direction over rows whose interval_end is in
+   * [since, until). Only tenant/directions with usage appear.
+   */
+  usage(q: UsageQuery = {}): UsageTotal[] {
+    this.#live(false);
+    if (q === null || typeof q !== 'object') throw invalid('query', 'must be an object');
+    if (q.groupBy !== undefined && q.groupBy !== 'tenant-direction') throw invalid('groupBy', `must be 'tenant-direction', got ${JSON.stringify(q.groupBy)}`);
+    const w = this.#where(q);
+    const rows = this.#db
+      .prepare(
+        `SELECT t.name AS tenant, u.direction, ${sumHalvesSql('u.packets', 'p')}, ${sumHalvesSql('u.bytes', 'b')},
+                min(u.interval_start) AS first, max(u.interval_end) AS last
+         FROM usage u JOIN tenants t ON t.id = u.tenant_id ${w.sql}
+         GROUP BY u.tenant_id, u.direction
+         ORDER BY u.tenant_id, CASE u.direction WHEN 'ingress' THEN 0 ELSE 1 END`,
+      )
+      .safeIntegers(true)
+      .all(w.params) as Array<{ tenant: string; direction: Direction; p_hi: bigint; p_lo: bigint; b_hi: bigint; b_lo: bigint; first: bigint | null; last: bigint | null }>;
+    return rows.map((r) => ({
+      tenant: r.tenant,
+      direction: r.direction,
+      packets: joinHalves(r.p_hi, r.p_lo),
+      bytes: joinHalves(r.b_hi, r.b_lo),
+      first: r.first === null ? null : new Date(num(r.first)),
+      last: r.last === null ? null : new Date(num(r.last)),
+    }));
+  }
+
+  /** Usage per tenant/direction in fixed buckets of interval_end. */
+  usageSeries(q: UsageSeriesQuery): UsagePoint[] {
+    this.#live(false);
+    if (q === null || typeof q !== 'object') throw invalid('query', 'must be an object');
+    if (typeof q.bucketMs !== 'number' || !Number.isSafeInteger(q.bucketMs) || q.bucketMs < 1000) {
+      throw invalid('bucketMs', `must be an integer number of milliseconds >= 1000, got ${String(q.bucketMs)}`);
+    }
+    const w = this.#where(q);
+    // better-sqlite3 binds JS numbers as REAL; a BigInt makes the division integral.
+    const rows = this.#db
+      .prepare(
+        `SELECT t.name AS tenant, u.direction, (u.interval_end / @bucket) * @bucket AS bucket,
+                ${sumHalvesSql('u.packets', 'p')}, ${sumHalvesSql('u.bytes', 'b')}
+         FROM usage u JOIN tenants t ON t.id = u.tenant_id ${w.sql}
+         GROUP BY bucket, u.tenant_id, u.direction
+         ORDER BY bucket, u.tenant_id, CASE u.direction WHEN 'ingress' THEN 0 ELSE 1 END`,
+      )
+      .safeIntegers(true)
+      .all({ ...w.params, bucket: BigInt(q.bucketMs) }) as Array<{ tenant: string; direction: Direction; bucket: bigint; p_hi: bigint; p_lo: bigint; b_hi: bigint; b_lo: bigint }>;
+    return rows.map((r) => ({
+      tenant: r.tenant,
+      direction: r.direction,
+      bucketStart: new Date(num(r.bucket)),
+      packets: joinHalves(r.p_hi, r.p_lo),
+      bytes: joinHalves(r.b_hi, r.b_lo),
+    }));
+  }
+
+  /**
+   * End of the latest interval this host recorded (its newest checkpoint), or
+   * null before the first one; `allHosts` takes the maximum over all hosts.
+   */
+  lastExport(opts: { allHosts?: boolean } = {}): Date | null {
+    this.#live(false);
+    const v = (opts.allHosts ? this.#s.lastExportAll.get() : this.#s.lastExport.get(this.hostId)) as number | null;
+    return v === null ? null : new Date(v);
+  }
+
+  /** Last outbox sequence number issued to this host (0 when none). */
+  lastSequence(): number {
+    this.#live(false);
+    return num((this.#s.lastSeq.get(this.hostId) as bigint | undefined) ?? 0n);
+  }
+
+  /** Usage rows of this host with seq > afterSeq, in sequence order. */
+  outbox(afterSeq: number, limit = 1000): UsageRow[] {
+    this.#live(false);
+    if (!Number.isSafeInteger(afterSeq) || afterSeq < 0) throw invalid('afterSeq', 'must be a non-negative integer');
+    if (!Number.isSafeInteger(limit) || limit < 1) throw invalid('limit', 'must be a positive integer');
+    const rows = this.#s.outbox.all(this.hostId, afterSeq, limit) as Array<{
+      host: string;
+      seq: bigint;
+      epoch_id: bigint;
+      boot_id: string;
+      counter_id: string;
+      tenant_id: bigint;
+      tenant: string;
+      direction: Direction;
+      interval_start: bigint;
+      interval_end: bigint;
+      packets: bigint;
+      bytes: bigint;
+    }>;
+    return rows.map((r) => ({
+      host: r.host,
+      seq: num(r.seq),
+      epochId: num(r.epoch_id),
+      bootId: r.boot_id,
+      counterId: r.counter_id,
+      tenantId: num(r.tenant_id),
+      tenant: r.tenant,
+      direction: r.direction,
+      intervalStart: new Date(num(r.interval_start)),
+      intervalEnd: new Date(num(r.interval_end)),
+      packets: r.packets,
+      bytes: r.bytes,
+    }));
+  }
+
+  /** PRAGMA integrity_check; ['ok'] when healthy. */
+  integrityCheck(): string[] {
+    this.#live(false);
+    const rows = this.#db.pragma('integrity_check') as Array<{ integrity_check: string }>;
+    return rows.map((r) => r.integrity_check);
+  }
+
+  /** The raw connection, for tests and diagnostics only. */
+  get db(): Db {
+    this.#live(false);
+    return this.#db;
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#db.close();
+  }
+}

@@ -1,0 +1,147 @@
+// Versioned schema. PRAGMA user_version is the applied version; each migration
+// runs in its own IMMEDIATE transaction together with the version bump, so a
+// crash mid-migration leaves the previous version intact. Append only: never
+// edit a released migration, add the next one.
+
+import type { Database } from 'better-sqlite3';
+import { LedgerError } from './errors.js';
+
+/** 'TGLG': marks the file as a tollgate ledger (PRAGMA application_id). */
+export const APPLICATION_ID = 0x54474c47;
+
+export interface Migration {
+  readonly version: number;
+  readonly name: string;
+  up(db: Database): void;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'tenants, epochs, checkpoints, usage rows, outbox sequence',
+    up(db) {
+      db.exec(`
+        -- AUTOINCREMENT: an id once issued is never issued again, even if a
+        -- row were ever deleted, so old usage rows never change owner.
+        CREATE TABLE tenants (
+          id         INTEGER PRIMARY KEY AUTOINCREMENT CHECK (id >= 0),
+          name       TEXT NOT NULL UNIQUE,
+          created_at INTEGER NOT NULL                      -- ms since the Unix epoch
+        );
+        INSERT INTO tenants (id, name, created_at) VALUES (0, 'unattributed', 0);
+
+        -- One run of monotonic kernel counters: a counter map on one boot.
+        CREATE TABLE epochs (
+          id            INTEGER PRIMARY KEY AUTOINCREMENT,
+          host          TEXT NOT NULL,
+          boot_id       TEXT NOT NULL,
+          counter_id    TEXT NOT NULL,
+          started_at    INTEGER NOT NULL,                  -- ms
+          checkpoint_at INTEGER NOT NULL,                  -- ms, end of the last recorded interval
+          CHECK (checkpoint_at >= started_at),
+          UNIQUE (host, boot_id, counter_id)
+        );
+
+        -- Last cumulative reading per epoch/tenant/direction. Counters are u64
+        -- stored as the i64 with the same bits (src/store/counters.ts).
+        CREATE TABLE checkpoints (
+          epoch_id  INTEGER NOT NULL REFERENCES epochs(id),
+          tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+          direction TEXT NOT NULL CHECK (direction IN ('ingress', 'egress')),
+          packets   INTEGER NOT NULL,
+          bytes     INTEGER NOT NULL,
+          PRIMARY KEY (epoch_id, tenant_id, direction)
+        ) WITHOUT ROWID;
+
+        -- Billing rows: one per (epoch, tenant, direction, interval) with usage.
+        -- seq is the outbox order (monotonic per host, gap-free); the UNIQUE
+        -- constraint is the idempotency key.
+        CREATE TABLE usage (
+          host           TEXT NOT NULL,
+          seq            INTEGER NOT NULL CHECK (seq >= 1),
+          epoch_id       INTEGER NOT NULL REFERENCES epochs(id),
+          tenant_id      INTEGER NOT NULL REFERENCES tenants(id),
+          direction      TEXT NOT NULL CHECK (direction IN ('ingress', 'egress')),
+          interval_start INTEGER NOT NULL,                 -- ms
+          interval_end   INTEGER NOT NULL,                 -- ms
+          packets        INTEGER NOT NULL CHECK (packets >= 0),
+          bytes          INTEGER NOT NULL CHECK (bytes >= 0),
+          CHECK (packets > 0 OR bytes > 0),
+          CHECK (interval_start <= interval_end),
+          PRIMARY KEY (host, seq),
+          UNIQUE (host, epoch_id, tenant_id, direction, interval_end)
+        ) WITHOUT ROWID;
+        CREATE INDEX usage_by_end ON usage (interval_end);
+        CREATE INDEX usage_by_tenant_end ON usage (tenant_id, interval_end);
+
+        -- Last issued outbox sequence per host. Kept apart from usage so a
+        -- number is never reissued, even after old rows are pruned.
+        CREATE TABLE outbox_seq (
+          host     TEXT PRIMARY KEY,
+          last_seq INTEGER NOT NULL CHECK (last_seq >= 0)
+        ) WITHOUT ROWID;
+      `);
+      db.pragma(`application_id = ${APPLICATION_ID}`);
+    },
+  },
+];
+
+export function latestVersion(migrations: readonly Migration[] = MIGRATIONS): number {
+  return migrations.length === 0 ? 0 : migrations[migrations.length - 1].version;
+}
+
+function checkList(migrations: readonly Migration[]): void {
+  migrations.forEach((m, i) => {
+    if (m.version !== i + 1) throw new Error(`migration list is broken: entry ${i} has version ${m.version}, expected ${i + 1}`);
+  });
+}
+
+function userVersion(db: Database): number {
+  return db.pragma('user_version', { simple: true }) as number;
+}
+
+/**
+ * Refuses files that are not ours and schemas newer than this code. Shared by
+ * the writer (before migrating) and read-only openers.
+ */
+export function checkCompatible(db: Database, path: string, migrations: readonly Migration[] = MIGRATIONS): number {
+  const appId = db.pragma('application_id', { simple: true }) as number;
+  const version = userVersion(db);
+  const tables = (db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").get() as { n: number }).n;
+  if (appId !== APPLICATION_ID && (appId !== 0 || version !== 0 || tables !== 0)) {
+    throw new LedgerError('NOT_A_LEDGER', `${path} is not a tollgate ledger (application_id ${appId}, user_version ${version}, ${tables} schema objects)`);
+  }
+  const latest = latestVersion(migrations);
+  if (version > latest) {
+    throw new LedgerError(
+      'SCHEMA_TOO_NEW',
+      `${path} has ledger schema version ${version} but this tollgate only knows up to version ${latest}; upgrade tollgate instead of opening a newer ledger with older code`,
+    );
+  }
+  return version;
+}
+
+/** Brings the schema to the latest version; returns the versions applied. */
+export function migrate(db: Database, path: string, migrations: readonly Migration[] = MIGRATIONS): number[] {
+  checkList(migrations);
+  checkCompatible(db, path, migrations);
+  const applied: number[] = [];
+  for (const m of migrations) {
+    if (m.version <= userVersion(db)) continue;
+    try {
+      db.transaction(() => {
+        // Re-read under the write lock: another process may have migrated
+        // between our check and our BEGIN IMMEDIATE.
+        const current = checkCompatible(db, path, migrations);
+        if (current >= m.version) return;
+        m.up(db);
+        db.pragma(`user_version = ${m.version}`);
+        applied.push(m.version);
+      }).immediate();
+    } catch (cause) {
+      if (cause instanceof LedgerError) throw cause;
+      throw new LedgerError('MIGRATION_FAILED', `${path}: migration ${m.version} (${m.name}) failed and was rolled back: ${(cause as Error).message}`, { cause });
+    }
+  }
+  return applied;
+}
