@@ -1,0 +1,180 @@
+// Compiles the tenants and metering sections into the desired content of the
+// metering datapath's lookup maps for ONE generation. Pure: the caller
+// supplies tenant ids (from the ledger) and interface indexes (from the host).
+import {
+  TG_MAX_IFACES, TG_MAX_PREFIXES, TG_TENANT_UNATTRIBUTED,
+  type TgIfaceKey, type TgLpmV4Key, type TgLpmV6Key, type TgTenantRef,
+} from '../kernel/abi.gen.js';
+import { parseCidr } from './cidr.js';
+import type { AttachMode, Policy } from './schema.js';
+
+export interface MapEntry<K, V> {
+  key: K;
+  value: V;
+}
+
+export interface MeteringPlan {
+  generation: 0 | 1;
+  v4: MapEntry<TgLpmV4Key, TgTenantRef>[];
+  v6: MapEntry<TgLpmV6Key, TgTenantRef>[];
+  ifaces: MapEntry<TgIfaceKey, TgTenantRef>[];
+  /** Interfaces to meter, in policy order. */
+  attach: { ifname: string; ifindex: number; mode: AttachMode }[];
+  tenants: { name: string; id: number }[];
+  /** Things that did not stop the compile (a tenant interface that does not exist yet). */
+  warnings: string[];
+}
+
+export interface MeteringContext {
+  /** Tenant name -> id, as the ledger assigned them; 0 is the unattributed row. */
+  tenantIds: ReadonlyMap<string, number>;
+  ifindexOf: (ifname: string) => number | undefined;
+  /** The generation to write: the one that is NOT live. */
+  generation: 0 | 1;
+  /** Size of the datapath's tenant counter array; ids must be below it. */
+  maxTenants?: number;
+}
+
+export class CompileError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(`metering policy cannot be compiled (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n${problems.map((p) => `  ${p}`).join('\n')}`);
+    this.name = 'CompileError';
+  }
+}
+
+// Both generations live in the same maps during a switch, so one generation
+// may use at most half of each map.
+const MAX_PREFIXES_PER_GEN = TG_MAX_PREFIXES / 2;
+const MAX_IFACES_PER_GEN = TG_MAX_IFACES / 2;
+
+/** LPM key bytes: [prefixlen u32][generation u8][address]; prefixlen counts the generation byte. */
+export function lpmKey(generation: 0 | 1, addr: Buffer, prefix: number): TgLpmV4Key | TgLpmV6Key {
+  return { prefixlen: 8 + prefix, generation, addr_be: Buffer.from(addr), pad: Buffer.alloc(3) };
+}
+
+const byAddr = (a: MapEntry<{ addr_be: Buffer; prefixlen: number }, unknown>, b: MapEntry<{ addr_be: Buffer; prefixlen: number }, unknown>): number =>
+  Buffer.compare(a.key.addr_be, b.key.addr_be) || a.key.prefixlen - b.key.prefixlen;
+
+export function compileMetering(policy: Policy, ctx: MeteringContext): MeteringPlan {
+  const problems: string[] = [];
+  const warnings: string[] = [];
+  const { generation } = ctx;
+  if (generation !== 0 && generation !== 1) throw new RangeError(`generation must be 0 or 1, got ${String(generation)}`);
+
+  const tenants: { name: string; id: number }[] = [];
+  const idOwner = new Map<number, string>();
+  for (const t of policy.tenants) {
+    const id = ctx.tenantIds.get(t.name);
+    if (id === undefined) {
+      problems.push(`tenant "${t.name}" has no tenant id`);
+      continue;
+    }
+    if (!Number.isInteger(id) || id <= TG_TENANT_UNATTRIBUTED || id > 0xffff_ffff) {
+      problems.push(`tenant "${t.name}" has id ${id}; ids are 1..4294967295 (0 is the unattributed row)`);
+      continue;
+    }
+    if (ctx.maxTenants !== undefined && id >= ctx.maxTenants) {
+      problems.push(`tenant "${t.name}" has id ${id}, beyond the datapath's ${ctx.maxTenants} tenant counters`);
+      continue;
+    }
+    const other = idOwner.get(id);
+    if (other !== undefined) {
+      problems.push(`tenants "${other}" and "${t.name}" have the same id ${id}`);
+      continue;
+    }
+    idOwner.set(id, t.name);
+    tenants.push({ name: t.name, id });
+  }
+
+  const v4: MeteringPlan['v4'] = [];
+  const v6: MeteringPlan['v6'] = [];
+  const ifaces: MeteringPlan['ifaces'] = [];
+  const seenIf = new Map<number, string>();
+  for (const t of policy.tenants) {
+    const id = ctx.tenantIds.get(t.name);
+    if (id === undefined || idOwner.get(id) !== t.name) continue;
+    const value: TgTenantRef = { tenant_id: id, flags: 0 };
+    for (const text of t.selectors.cidrs) {
+      const c = parseCidr(text); // validated by the schema; throws only on a hand-built policy
+      const key = lpmKey(generation, c.addr, c.prefix);
+      (c.family === 4 ? v4 : v6).push({ key, value: { ...value } });
+    }
+    for (const ifname of t.selectors.interfaces) {
+      const ifindex = ctx.ifindexOf(ifname);
+      if (ifindex === undefined) {
+        warnings.push(`interface "${ifname}" of tenant "${t.name}" does not exist; its traffic is not attributed by interface until it does and the policy is re-applied`);
+        continue;
+      }
+      const prev = seenIf.get(ifindex);
+      if (prev !== undefined) {
+        problems.push(`interface "${ifname}" of tenant "${t.name}" has ifindex ${ifindex}, already used by ${prev}`);
+        continue;
+      }
+      seenIf.set(ifindex, `"${ifname}" of tenant "${t.name}"`);
+      ifaces.push({ key: { ifindex, generation }, value: { ...value } });
+    }
+  }
+
+  const attach: MeteringPlan['attach'] = [];
+  for (const i of policy.metering.interfaces) {
+    const ifindex = ctx.ifindexOf(i.name);
+    if (ifindex === undefined) problems.push(`metering interface "${i.name}" does not exist`);
+    else attach.push({ ifname: i.name, ifindex, mode: i.mode });
+  }
+
+  if (v4.length > MAX_PREFIXES_PER_GEN) problems.push(`${v4.length} IPv4 prefixes; at most ${MAX_PREFIXES_PER_GEN} fit one generation`);
+  if (v6.length > MAX_PREFIXES_PER_GEN) problems.push(`${v6.length} IPv6 prefixes; at most ${MAX_PREFIXES_PER_GEN} fit one generation`);
+  if (ifaces.length > MAX_IFACES_PER_GEN) problems.push(`${ifaces.length} tenant interfaces; at most ${MAX_IFACES_PER_GEN} fit one generation`);
+  if (problems.length > 0) throw new CompileError(problems);
+
+  v4.sort(byAddr);
+  v6.sort(byAddr);
+  ifaces.sort((a, b) => a.key.ifindex - b.key.ifindex);
+  return { generation, v4, v6, ifaces, attach, tenants, warnings };
+}
+
+// ---- diff -----------------------------------------------------------------
+
+export interface EntryDiff<K, V> {
+  /** Keys absent from old. */
+  add: MapEntry<K, V>[];
+  /** Keys in both whose value changed. */
+  update: MapEntry<K, V>[];
+  /** Keys absent from next. */
+  delete: K[];
+}
+
+/** A stable identity for plain keys and values (Buffers by their bytes, objects by sorted fields). */
+export function entryId(x: unknown): string {
+  if (Buffer.isBuffer(x)) return `0x${x.toString('hex')}`;
+  if (typeof x === 'bigint') return `${x}n`;
+  if (Array.isArray(x)) return `[${x.map(entryId).join(',')}]`;
+  if (x !== null && typeof x === 'object') {
+    return `{${Object.keys(x).sort().map((k) => `${k}:${entryId((x as Record<string, unknown>)[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(x) ?? 'undefined';
+}
+
+/**
+ * Which keys to add, update and delete to turn the entries old into next.
+ * With a generation switch old and next never share a key, so everything old
+ * is deleted once next is live.
+ */
+export function diffEntries<K, V>(
+  old: readonly MapEntry<K, V>[],
+  next: readonly MapEntry<K, V>[],
+  keyId: (k: K) => string = entryId,
+): EntryDiff<K, V> {
+  const before = new Map(old.map((e) => [keyId(e.key), e]));
+  const after = new Set<string>();
+  const out: EntryDiff<K, V> = { add: [], update: [], delete: [] };
+  for (const e of next) {
+    const id = keyId(e.key);
+    after.add(id);
+    const prev = before.get(id);
+    if (!prev) out.add.push(e);
+    else if (entryId(prev.value) !== entryId(e.value)) out.update.push(e);
+  }
+  for (const [id, e] of before) if (!after.has(id)) out.delete.push(e.key);
+  return out;
+}

@@ -1,0 +1,437 @@
+// The policy document, version 1: one YAML document, tenant-scoped, covering
+// metering, billing, isolation and security. Every object is strict, so a
+// typo is an error naming the key. Checks that need the whole document
+// (duplicates, references) live in cross-check.ts.
+//
+// Parsed values are normalised and JSON-serialisable: CIDRs in canonical text,
+// durations in milliseconds, sizes in bytes, rates in bits per second,
+// amounts as canonical decimal strings, protocols as IANA numbers, ports as
+// { from, to }.
+import { z } from 'zod';
+import { normalizeCidr } from './cidr.js';
+import { cgroupGlobProblem } from './cgroup-match.js';
+import { parseDecimal, parseDuration, parseRate, parseSize, UnitError } from './units.js';
+
+/** Why an interface name is not a valid Linux ifname (dev_valid_name), or undefined. */
+export function ifnameProblem(name: string): string | undefined {
+  if (name.length === 0) return 'interface name is empty';
+  if (Buffer.byteLength(name) > 15) return `interface name "${name}" is longer than 15 bytes (IFNAMSIZ)`;
+  if (name === '.' || name === '..') return `interface name "${name}" is not allowed`;
+  if (/[/:\s]/.test(name)) return `interface name "${name}" must not contain "/", ":" or whitespace`;
+  return undefined;
+}
+
+const NAME_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+export const RESERVED_TENANT = 'unattributed';
+/** The class every packet that matches no other class falls into. */
+export const DEFAULT_CLASS = 'internet';
+
+/** A DNS-label-like name: tenants, classes, plans, rules. */
+const label = (what: string) =>
+  z.string().check((ctx) => {
+    const v = ctx.value;
+    if (v.length > 63 || !NAME_RE.test(v)) {
+      ctx.issues.push({
+        code: 'custom', input: v,
+        message: `${what} "${v}" must be 1-63 characters of a-z, 0-9 and "-", starting and ending with a letter or digit`,
+      });
+    }
+  });
+
+const tenantName = label('tenant name').refine((v) => v !== RESERVED_TENANT, {
+  message: `"${RESERVED_TENANT}" is reserved for traffic that matches no tenant`,
+});
+
+const ifname = z.string().check((ctx) => {
+  const p = ifnameProblem(ctx.value);
+  if (p) ctx.issues.push({ code: 'custom', input: ctx.value, message: p });
+});
+
+const cidr = z.string().transform((v, ctx) => {
+  try {
+    return normalizeCidr(v);
+  } catch (err) {
+    ctx.issues.push({ code: 'custom', input: v, message: (err as Error).message });
+    return z.NEVER;
+  }
+});
+
+const cgroupGlob = z.string().check((ctx) => {
+  const p = cgroupGlobProblem(ctx.value);
+  if (p) ctx.issues.push({ code: 'custom', input: ctx.value, message: `cgroup glob "${ctx.value}" ${p}` });
+});
+
+function quantity<T>(parse: (v: string | number, field: string) => T, example: string) {
+  return z
+    .union([z.string(), z.number()], { error: `expected a string such as "${example}"` })
+    .transform((v, ctx) => {
+      try {
+        return parse(v, '');
+      } catch (err) {
+        ctx.issues.push({ code: 'custom', input: v, message: err instanceof UnitError ? err.detail : (err as Error).message });
+        return z.NEVER;
+      }
+    });
+}
+
+/** Milliseconds; written "10s", "1m30s". Bare numbers are refused. */
+const duration = z
+  .string({ error: 'expected a duration string such as "10s"' })
+  .transform((v, ctx) => {
+    try {
+      return parseDuration(v, '');
+    } catch (err) {
+      ctx.issues.push({ code: 'custom', input: v, message: (err as UnitError).detail ?? String(err) });
+      return z.NEVER;
+    }
+  });
+/** Bytes; written "50MB", "1GiB" or an integer. */
+const size = quantity(parseSize, '50MB');
+/** Bits per second; written "10mbit" or an integer. */
+const rate = quantity(parseRate, '10mbit');
+/** Exact amount in minor currency units (cents); an integer or a decimal string. */
+const amount = quantity(parseDecimal, '0.5');
+
+export const PROTOCOLS = { icmp: 1, tcp: 6, udp: 17, gre: 47, esp: 50, ah: 51, icmpv6: 58, sctp: 132 } as const;
+/** Protocols that have ports. */
+export const PORT_PROTOCOLS: ReadonlySet<number> = new Set([PROTOCOLS.tcp, PROTOCOLS.udp, PROTOCOLS.sctp]);
+
+const protocol = z
+  .union([z.string(), z.number()], { error: `expected a protocol name (${Object.keys(PROTOCOLS).join(', ')}) or number 0-255` })
+  .transform((v, ctx) => {
+    if (typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 255) return v;
+    if (typeof v === 'string' && Object.hasOwn(PROTOCOLS, v)) return PROTOCOLS[v as keyof typeof PROTOCOLS];
+    ctx.issues.push({
+      code: 'custom', input: v,
+      message: `unknown protocol ${JSON.stringify(v)}; use ${Object.keys(PROTOCOLS).join(', ')} or a number 0-255`,
+    });
+    return z.NEVER;
+  });
+
+export interface PortRange { from: number; to: number }
+
+const port = z
+  .union([z.string(), z.number()], { error: 'expected a port (e.g. 443) or a range string (e.g. "1000-2000")' })
+  .transform((v, ctx): PortRange => {
+    const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(String(v).trim());
+    const from = m ? Number(m[1]) : NaN;
+    const to = m ? Number(m[2] ?? m[1]) : NaN;
+    if (!m || from > 65535 || to > 65535 || from > to) {
+      ctx.issues.push({
+        code: 'custom', input: v,
+        message: `${JSON.stringify(v)} is not a port or range; use 0-65535 or "low-high" with low <= high`,
+      });
+      return z.NEVER;
+    }
+    return { from, to };
+  });
+
+/** Shared 5-tuple-ish match used by classes, destination rules and security rules. */
+const portsNeedPortProtocol = (m: { protocols: number[]; ports: PortRange[] }, ctx: z.RefinementCtx): void => {
+  if (m.ports.length > 0 && m.protocols.length > 0 && !m.protocols.some((p) => PORT_PROTOCOLS.has(p))) {
+    ctx.addIssue({ code: 'custom', path: ['ports'], message: 'ports need a protocol with ports (tcp, udp or sctp) in protocols' });
+  }
+};
+
+const direction = z.enum(['ingress', 'egress', 'both']);
+
+// ---- metering -------------------------------------------------------------
+
+export const ATTACH_MODES = ['tc', 'xdp-generic', 'xdp-native'] as const;
+
+const meteringSchema = z.strictObject({
+  interval: duration
+    .refine((ms) => ms >= 1000, { message: 'must be at least 1s' })
+    .default(10_000),
+  interfaces: z
+    .array(z.strictObject({ name: ifname, mode: z.enum(ATTACH_MODES).default('tc') }))
+    .default([]),
+});
+
+// ---- tenants --------------------------------------------------------------
+
+const labelKey = z.string().regex(/^[A-Za-z0-9]([-A-Za-z0-9_./]{0,61}[A-Za-z0-9])?$/, {
+  message: 'label keys are 1-63 characters of letters, digits, "-", "_", "." and "/"',
+});
+
+const tenantSchema = z.strictObject({
+  name: tenantName,
+  /** Pricing plan (plans[].name). */
+  plan: label('plan name').optional(),
+  selectors: z
+    .strictObject({
+      cidrs: z.array(cidr).default([]),
+      cgroups: z.array(cgroupGlob).default([]),
+      interfaces: z.array(ifname).default([]),
+    })
+    .refine((s) => s.cidrs.length + s.cgroups.length + s.interfaces.length > 0, {
+      message: 'needs at least one selector: cidrs, cgroups or interfaces',
+    }),
+  labels: z.record(labelKey, z.string({ error: 'label values are strings (quote numbers and booleans)' })).default({}),
+});
+
+// ---- classes (traffic classes) -------------------------------------------
+
+const matchSchema = z
+  .strictObject({
+    /** Peer addresses: the destination of egress, the source of ingress traffic. */
+    cidrs: z.array(cidr).default([]),
+    protocols: z.array(protocol).default([]),
+    /** Either port of the packet in range. */
+    ports: z.array(port).default([]),
+  })
+  .superRefine(portsNeedPortProtocol)
+  .refine((m) => m.cidrs.length + m.protocols.length + m.ports.length > 0, {
+    message: 'an empty match would match everything; give cidrs, protocols or ports',
+  });
+
+const classSchema = z
+  .strictObject({
+    name: label('class name'),
+    billable: z.boolean().default(true),
+    match: matchSchema.optional(),
+  })
+  .superRefine((c, ctx) => {
+    if (c.name === DEFAULT_CLASS && c.match) {
+      ctx.addIssue({ code: 'custom', path: ['match'], message: `"${DEFAULT_CLASS}" is the fallback class for traffic no other class matches; it takes no match` });
+    }
+    if (c.name !== DEFAULT_CLASS && !c.match) {
+      ctx.addIssue({ code: 'custom', path: ['match'], message: 'required: which traffic belongs to this class' });
+    }
+  });
+
+// ---- plans (billing) ------------------------------------------------------
+
+const tierSchema = z.strictObject({
+  /** Upper bound (inclusive) of this tier in bytes per period; absent on the last tier. */
+  upTo: size.optional(),
+  pricePerGB: amount,
+});
+
+const rateSchema = z
+  .strictObject({
+    class: label('class name'),
+    direction,
+    pricePerGB: amount.optional(),
+    tiers: z.array(tierSchema).min(1).optional(),
+    /** Free allowance per period before the price applies. */
+    free: size.optional(),
+  })
+  .superRefine((r, ctx) => {
+    if ((r.pricePerGB === undefined) === (r.tiers === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['pricePerGB'], message: 'give exactly one of pricePerGB or tiers' });
+    }
+    const tiers = r.tiers ?? [];
+    tiers.forEach((t, i) => {
+      const last = i === tiers.length - 1;
+      if (!last && t.upTo === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['tiers', i, 'upTo'], message: 'only the last tier may be open-ended; give upTo' });
+      }
+      if (last && t.upTo !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['tiers', i, 'upTo'], message: 'the last tier must be open-ended (no upTo), or traffic beyond it would have no price' });
+      }
+      const prev = tiers[i - 1]?.upTo;
+      if (i > 0 && t.upTo !== undefined && prev !== undefined && t.upTo <= prev) {
+        ctx.addIssue({ code: 'custom', path: ['tiers', i, 'upTo'], message: `tiers overlap: upTo must be greater than the previous tier's (${prev} bytes)` });
+      }
+    });
+  });
+
+const planSchema = z.strictObject({
+  name: label('plan name'),
+  currency: z.string().regex(/^[A-Z]{3}$/, { message: 'currency must be an ISO 4217 code: three capital letters such as EUR or USD' }),
+  period: z.enum(['hour', 'day', 'month']).default('month'),
+  /** Per class and direction, per GB (10^9 bytes), in minor units of the currency. */
+  rates: z.array(rateSchema).default([]),
+  /** Bill the 95th percentile of the sampled rate instead of volume, for one class. */
+  percentile95: z
+    .strictObject({
+      class: label('class name').default(DEFAULT_CLASS),
+      pricePerMbit: amount,
+      sampleInterval: duration.refine((ms) => ms >= 1000, { message: 'must be at least 1s' }).default(300_000),
+    })
+    .optional(),
+  flatFees: z.array(z.strictObject({ name: z.string().min(1), amount })).default([]),
+});
+
+// ---- quotas ---------------------------------------------------------------
+
+const quotaSchema = z
+  .strictObject({
+    tenant: label('tenant name'),
+    /** A class name; absent = every billable class. */
+    class: label('class name').optional(),
+    direction: direction.default('both'),
+    budget: size,
+    period: z.enum(['hour', 'day', 'month']).default('month'),
+    /** Alert at these percentages of the budget. */
+    thresholds: z.array(z.int().min(1).max(1000)).default([80, 100]),
+    action: z.enum(['none', 'throttle', 'block']).default('none'),
+    throttleRate: rate.optional(),
+  })
+  .superRefine((q, ctx) => {
+    if (q.action === 'throttle' && q.throttleRate === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['throttleRate'], message: 'required when action is throttle' });
+    }
+    if (q.action !== 'throttle' && q.throttleRate !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['throttleRate'], message: 'only applies when action is throttle' });
+    }
+    q.thresholds.forEach((t, i) => {
+      if (i > 0 && t <= q.thresholds[i - 1]) {
+        ctx.addIssue({ code: 'custom', path: ['thresholds', i], message: 'thresholds must be strictly increasing' });
+      }
+    });
+  });
+
+// ---- isolation ------------------------------------------------------------
+
+const destRuleSchema = z
+  .strictObject({
+    action: z.enum(['allow', 'deny']),
+    cidrs: z.array(cidr).min(1),
+    protocols: z.array(protocol).default([]),
+    ports: z.array(port).default([]),
+  })
+  .superRefine(portsNeedPortProtocol);
+
+const isolationSchema = z.strictObject({
+  tenant: label('tenant name'),
+  /** Cgroup glob: when set, limits apply to each matching container on its own; else to the tenant as a whole. */
+  containers: cgroupGlob.optional(),
+  /** Egress bandwidth. */
+  bandwidth: z.strictObject({ rate, burst: size }).optional(),
+  maxConnections: z.int().min(1).optional(),
+  destinations: z
+    .strictObject({ default: z.enum(['allow', 'deny']).default('allow'), rules: z.array(destRuleSchema).default([]) })
+    .optional(),
+  syscalls: z
+    .strictObject({
+      mode: z.enum(['audit', 'enforce']).default('audit'),
+      deny: z.array(z.string().regex(/^[a-z][a-z0-9_]{0,63}$/, { message: 'must be a syscall name such as "ptrace"' })).min(1),
+    })
+    .optional(),
+  /** Absolute path prefixes whose opening is reported. */
+  sensitivePaths: z.array(z.string().regex(/^\/[^\0]*$/, { message: 'must be an absolute path such as "/etc/shadow"' })).optional(),
+});
+
+// ---- security -------------------------------------------------------------
+
+const limitShape = {
+  pps: z.int().min(1).optional(),
+  bps: rate.optional(),
+  /** Packets (for pps) or bytes (for bps) allowed above the rate at once. */
+  burst: z.int().min(1).optional(),
+  per: z.enum(['source', 'destination', 'rule']).default('source'),
+};
+const needsRate = (l: { pps?: number; bps?: number }): boolean => l.pps !== undefined || l.bps !== undefined;
+const limitSchema = z.strictObject(limitShape).refine(needsRate, { message: 'give pps, bps or both' });
+
+const ruleSchema = z
+  .strictObject({
+    name: label('rule name'),
+    action: z.enum(['allow', 'deny', 'log', 'rate-limit', 'redirect']),
+    direction: direction.default('ingress'),
+    tenant: label('tenant name').optional(),
+    src: z.array(cidr).default([]),
+    dst: z.array(cidr).default([]),
+    protocols: z.array(protocol).default([]),
+    /** Destination ports. */
+    ports: z.array(port).default([]),
+    rateLimit: limitSchema.optional(),
+    /** Interface that receives redirected packets (a honeypot). */
+    redirectTo: ifname.optional(),
+  })
+  .superRefine(portsNeedPortProtocol)
+  .superRefine((r, ctx) => {
+    if (r.action === 'rate-limit' && !r.rateLimit) ctx.addIssue({ code: 'custom', path: ['rateLimit'], message: 'required when action is rate-limit' });
+    if (r.action !== 'rate-limit' && r.rateLimit) ctx.addIssue({ code: 'custom', path: ['rateLimit'], message: 'only applies when action is rate-limit' });
+    if (r.action === 'redirect' && !r.redirectTo) ctx.addIssue({ code: 'custom', path: ['redirectTo'], message: 'required when action is redirect' });
+    if (r.action !== 'redirect' && r.redirectTo) ctx.addIssue({ code: 'custom', path: ['redirectTo'], message: 'only applies when action is redirect' });
+  });
+
+const securitySchema = z.strictObject({
+  defaultAction: z.enum(['allow', 'deny', 'log']).default('allow'),
+  /** Evaluated in order; the first match decides. */
+  rules: z.array(ruleSchema).default([]),
+  /** Standing rate limits, independent of rules. */
+  rateLimits: z
+    .array(
+      z
+        .strictObject({ name: label('rate limit name'), tenant: label('tenant name').optional(), direction: direction.default('ingress'), ...limitShape })
+        .refine(needsRate, { message: 'give pps, bps or both' }),
+    )
+    .default([]),
+  synflood: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /** SYNs per second towards one destination before mitigation starts. */
+      thresholdPps: z.int().min(1),
+      action: z.enum(['syncookie', 'drop', 'log']).default('syncookie'),
+    })
+    .optional(),
+  ddos: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      thresholdPps: z.int().min(1).optional(),
+      thresholdBps: rate.optional(),
+      window: duration.default(1000),
+      mitigation: z.enum(['block-source', 'rate-limit', 'log']).default('block-source'),
+      holdFor: duration.default(60_000),
+    })
+    .refine((d) => d.thresholdPps !== undefined || d.thresholdBps !== undefined, { message: 'give thresholdPps, thresholdBps or both' })
+    .optional(),
+  l7: z
+    .strictObject({
+      signatures: z.array(
+        z.strictObject({
+          name: label('signature name'),
+          protocol: z.enum(['http']).default('http'),
+          ports: z.array(port).default([{ from: 80, to: 80 }]),
+          /** Literal byte string searched in the first payload bytes. */
+          pattern: z.string().min(1).max(64),
+          caseInsensitive: z.boolean().default(true),
+          action: z.enum(['log', 'deny']).default('log'),
+        }),
+      ),
+    })
+    .optional(),
+});
+
+// ---- the document ---------------------------------------------------------
+
+export const policySchema = z.strictObject({
+  version: z.literal(1, {
+    error: (iss) => (iss.input === undefined ? 'required: this document format is version 1' : `unsupported version ${JSON.stringify(iss.input)}; this agent reads version 1`),
+  }),
+  metering: meteringSchema.prefault({}),
+  tenants: z.array(tenantSchema).default([]),
+  classes: z.array(classSchema).optional(),
+  plans: z.array(planSchema).optional(),
+  quotas: z.array(quotaSchema).optional(),
+  isolation: z.array(isolationSchema).optional(),
+  security: securitySchema.optional(),
+});
+
+export type Policy = z.output<typeof policySchema>;
+export type PolicyInput = z.input<typeof policySchema>;
+export type MeteringSection = Policy['metering'];
+export type MeteringInterface = MeteringSection['interfaces'][number];
+export type AttachMode = MeteringInterface['mode'];
+export type Tenant = Policy['tenants'][number];
+export type TrafficClass = NonNullable<Policy['classes']>[number];
+export type Plan = NonNullable<Policy['plans']>[number];
+export type Quota = NonNullable<Policy['quotas']>[number];
+export type IsolationScope = NonNullable<Policy['isolation']>[number];
+export type SecuritySection = NonNullable<Policy['security']>;
+
+/** Sections this version enforces; the others are validated and reserved. */
+export const ENFORCED_SECTIONS = ['version', 'metering', 'tenants'] as const;
+export const RESERVED_SECTIONS = ['classes', 'plans', 'quotas', 'isolation', 'security'] as const;
+
+/** The sections present in a policy that this version accepts but does not enforce yet. */
+export function notYetEnforced(policy: Policy): string[] {
+  const out: string[] = RESERVED_SECTIONS.filter((s) => policy[s] !== undefined);
+  if (policy.tenants.some((t) => t.plan !== undefined)) out.push('tenants[].plan');
+  if (policy.tenants.some((t) => t.selectors.cgroups.length > 0)) out.push('tenants[].selectors.cgroups');
+  return out;
+}
