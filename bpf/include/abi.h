@@ -8,6 +8,10 @@
  * Rules: fixed-width types only, explicit padding, byte order in field names
  * (_be = network order; everything else is host order), constants as enums
  * (a #define never reaches BTF), and a _Static_assert on every struct size.
+ * A type reaches BTF only when an object uses it: every struct here must key
+ * or value a map, and every enum must be used by one or anchored with
+ * TG_BTF_ANCHOR (bpf/lib/btf_anchor.h); tools/gen-abi/gen.test.ts fails
+ * otherwise.
  */
 #ifndef TOLLGATE_ABI_H
 #define TOLLGATE_ABI_H
@@ -60,7 +64,8 @@ enum tg_meter_reason {
 	TG_REASON_BY_IFACE = 9,      /* attributed by interface owner */
 	TG_REASON_BY_ADDR = 10,      /* attributed by address */
 	TG_REASON_UNATTRIBUTED = 11,
-	TG_REASON_MAX = 12,
+	TG_REASON_MALFORMED = 12,    /* IP header that cannot be right (version, ihl, tot_len < header): counted, never trusted for attribution */
+	TG_REASON_MAX = 13,
 };
 
 /* Value of tg_meter_counters, one per (tenant, direction); per-CPU. */

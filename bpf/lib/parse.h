@@ -1,0 +1,333 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Packet parser shared by tc (struct __sk_buff) and XDP (struct xdp_md).
+ *
+ * Every header is copied to the stack with bpf_skb_load_bytes /
+ * bpf_xdp_load_bytes instead of being read through data/data_end: packets
+ * sent from an AF_PACKET TX ring (trafgen) reach tc with only the Ethernet
+ * header in the linear area, and a parser that stops at data_end would skip
+ * them all (under-billing for a meter, a bypass for a filter). The helpers
+ * bounds-check every read against the whole packet, linear or not, so a
+ * failed load is exactly "the frame is shorter than its headers".
+ *
+ * One implementation serves both contexts: the entry points call
+ * tg_parse(ctx, TG_CTX_SKB or TG_CTX_XDP, &pkt); the context kind is a
+ * compile-time constant after inlining, so each program only contains the
+ * helper calls valid for its type.
+ *
+ * The parser never fails: it always fills a struct tg_pkt whose flags say
+ * what was found (or what was missing) and whose l3_bytes is the number of
+ * bytes the meter counts.
+ */
+#ifndef TOLLGATE_PARSE_H
+#define TOLLGATE_PARSE_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "abi.h"
+
+#define TG_ETH_HLEN 14
+#define TG_ETH_P_IP 0x0800
+#define TG_ETH_P_IPV6 0x86DD
+#define TG_ETH_P_8021Q 0x8100
+#define TG_ETH_P_8021AD 0x88A8
+
+#define TG_IPPROTO_HOPOPTS 0
+#define TG_IPPROTO_ICMP 1
+#define TG_IPPROTO_TCP 6
+#define TG_IPPROTO_UDP 17
+#define TG_IPPROTO_ROUTING 43
+#define TG_IPPROTO_FRAGMENT 44
+#define TG_IPPROTO_AH 51
+#define TG_IPPROTO_ICMPV6 58
+#define TG_IPPROTO_DSTOPTS 60
+
+enum tg_ctx_kind {
+	TG_CTX_SKB = 0,
+	TG_CTX_XDP = 1,
+};
+
+/* pkt_meta.flags. An enum rather than #defines so the values reach BTF and tests read them from there. */
+enum pkt_flag {
+	TG_PKT_SHORT = 1 << 0,      /* shorter than an Ethernet header: nothing parsed */
+	TG_PKT_TRUNCATED = 1 << 1,  /* a header, or the L3 length it claims, is cut off */
+	TG_PKT_MALFORMED = 1 << 2,  /* IP header that cannot be right; addresses untrusted */
+	TG_PKT_VLAN = 1 << 3,       /* at least one 802.1Q/802.1ad tag */
+	TG_PKT_VLAN_LIMIT = 1 << 4, /* more tags than TG_MAX_VLAN_DEPTH: treated as non-IP */
+	TG_PKT_FRAGMENT = 1 << 5,   /* IPv4 or IPv6 fragment (first or not) */
+	TG_PKT_IPV6_EXT = 1 << 6,   /* IPv6 extension headers present */
+	TG_PKT_EXT_LIMIT = 1 << 7,  /* more than TG_MAX_IPV6_EXT extension headers */
+	TG_PKT_HAS_L4 = 1 << 8,     /* sport/dport (TCP, UDP) or icmp type/code are valid */
+	TG_PKT_HAS_ADDR = 1 << 9,   /* saddr/daddr are valid */
+};
+
+/*
+ * What the parser found. Addresses are in network order; for IPv4 only the
+ * first four bytes of saddr/daddr are used. Deliberately not named tg_*:
+ * tools/gen-abi exports every tg_* struct it finds in BTF, and this one is
+ * private to the data plane.
+ */
+struct pkt_meta {
+	__u32 frame_len;  /* whole frame, linear and paged parts */
+	__u32 l3_bytes;   /* what the meter counts (see tg_parse) */
+	__u16 flags;      /* enum pkt_flag bits */
+	__u16 l3_proto;   /* ethertype after the VLAN tags, host order */
+	__u16 l2_len;     /* Ethernet header plus VLAN tags */
+	__u16 l3_off;
+	__u16 l4_off;     /* valid with TG_PKT_HAS_L4 */
+	__u16 vlan_tci;   /* innermost tag's TCI, host order */
+	__u8 vlan_depth;
+	__u8 ip_ver;      /* 0 (not IP), 4 or 6 */
+	__u8 l4_proto;    /* IPv4 protocol / last IPv6 next header */
+	__u8 ipv6_ext;    /* extension headers walked */
+	__u16 frag_off;   /* fragment offset in bytes (0 for first fragments and whole packets) */
+	__u8 icmp_type;   /* ICMP / ICMPv6, with TG_PKT_HAS_L4 */
+	__u8 icmp_code;
+	__be16 sport;     /* TCP / UDP, with TG_PKT_HAS_L4 */
+	__be16 dport;
+	__u8 tcp_flags;   /* TCP, with TG_PKT_HAS_L4 */
+	__u8 _pad[3];
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
+/* Copies len bytes at off into to; 0 on success, < 0 when they are not all in the frame. */
+static __always_inline int tg_load(void *ctx, enum tg_ctx_kind kind, __u32 off, void *to, __u32 len)
+{
+	if (kind == TG_CTX_XDP)
+		return bpf_xdp_load_bytes(ctx, off, to, len);
+	return bpf_skb_load_bytes(ctx, off, to, len);
+}
+
+static __always_inline __u32 tg_frame_len(void *ctx, enum tg_ctx_kind kind)
+{
+	/* XDP frames may be multi-buffer: data_end - data is only the first one. */
+	if (kind == TG_CTX_XDP)
+		return (__u32)bpf_xdp_get_buff_len(ctx);
+	return ((struct __sk_buff *)ctx)->len;
+}
+
+static __always_inline void tg_parse_l4(void *ctx, enum tg_ctx_kind kind, struct pkt_meta *p, __u32 off)
+{
+	/* Only what later stages need: ports and TCP flags, ICMP type/code. */
+	if (p->l4_proto == TG_IPPROTO_TCP) {
+		__u8 th[14];
+		if (tg_load(ctx, kind, off, th, sizeof(th)) < 0)
+			goto cut;
+		__builtin_memcpy(&p->sport, &th[0], 2);
+		__builtin_memcpy(&p->dport, &th[2], 2);
+		p->tcp_flags = th[13];
+	} else if (p->l4_proto == TG_IPPROTO_UDP) {
+		__u8 uh[4];
+		if (tg_load(ctx, kind, off, uh, sizeof(uh)) < 0)
+			goto cut;
+		__builtin_memcpy(&p->sport, &uh[0], 2);
+		__builtin_memcpy(&p->dport, &uh[2], 2);
+	} else if (p->l4_proto == TG_IPPROTO_ICMP || p->l4_proto == TG_IPPROTO_ICMPV6) {
+		__u8 ih[2];
+		if (tg_load(ctx, kind, off, ih, sizeof(ih)) < 0)
+			goto cut;
+		p->icmp_type = ih[0];
+		p->icmp_code = ih[1];
+	} else {
+		return;
+	}
+	p->l4_off = off;
+	p->flags |= TG_PKT_HAS_L4;
+	return;
+cut:
+	p->flags |= TG_PKT_TRUNCATED;
+}
+
+/*
+ * L3 byte count: the length the IP header claims, unless the frame holds
+ * less (then the bytes present, and TRUNCATED) or the header claims nothing
+ * (IPv4 tot_len 0 / IPv6 payload_len 0: GSO super-packets beyond 64 KiB and
+ * jumbograms; then the bytes present).
+ */
+static __always_inline void tg_l3_bytes(struct pkt_meta *p, __u32 claimed, bool claims_nothing)
+{
+	__u32 present = p->frame_len - p->l3_off;
+
+	if (claims_nothing) {
+		p->l3_bytes = present;
+	} else if (claimed > present) {
+		p->l3_bytes = present;
+		p->flags |= TG_PKT_TRUNCATED;
+	} else {
+		/* Shorter than the frame: Ethernet padding is not traffic. */
+		p->l3_bytes = claimed;
+	}
+}
+
+static __always_inline void tg_parse_ipv4(void *ctx, enum tg_ctx_kind kind, struct pkt_meta *p)
+{
+	struct iphdr ip;
+	__u32 hlen, tot;
+	__u16 frag;
+
+	p->ip_ver = 4;
+	if (tg_load(ctx, kind, p->l3_off, &ip, sizeof(ip)) < 0) {
+		p->flags |= TG_PKT_TRUNCATED;
+		return;
+	}
+	hlen = ip.ihl * 4;
+	tot = bpf_ntohs(ip.tot_len);
+	if (ip.version != 4 || hlen < sizeof(ip) || (tot != 0 && tot < hlen)) {
+		p->flags |= TG_PKT_MALFORMED;
+		return;
+	}
+	tg_l3_bytes(p, tot, tot == 0);
+	__builtin_memcpy(p->saddr, &ip.saddr, 4);
+	__builtin_memcpy(p->daddr, &ip.daddr, 4);
+	p->flags |= TG_PKT_HAS_ADDR;
+	p->l4_proto = ip.protocol;
+
+	frag = bpf_ntohs(ip.frag_off);
+	if (frag & 0x3fff) { /* MF or a non-zero offset */
+		p->flags |= TG_PKT_FRAGMENT;
+		p->frag_off = (frag & 0x1fff) * 8;
+		if (p->frag_off)
+			return; /* only the first fragment carries the L4 header */
+	}
+	/* Options (ihl > 5) are skipped, not parsed: nothing here needs them. */
+	tg_parse_l4(ctx, kind, p, p->l3_off + hlen);
+}
+
+static __always_inline void tg_parse_ipv6(void *ctx, enum tg_ctx_kind kind, struct pkt_meta *p)
+{
+	struct ipv6hdr ip6;
+	__u32 off;
+	__u8 nh;
+	int i;
+
+	p->ip_ver = 6;
+	if (tg_load(ctx, kind, p->l3_off, &ip6, sizeof(ip6)) < 0) {
+		p->flags |= TG_PKT_TRUNCATED;
+		return;
+	}
+	if (ip6.version != 6) {
+		p->flags |= TG_PKT_MALFORMED;
+		return;
+	}
+	tg_l3_bytes(p, sizeof(ip6) + bpf_ntohs(ip6.payload_len), ip6.payload_len == 0);
+	__builtin_memcpy(p->saddr, &ip6.saddr, 16);
+	__builtin_memcpy(p->daddr, &ip6.daddr, 16);
+	p->flags |= TG_PKT_HAS_ADDR;
+
+	nh = ip6.nexthdr;
+	off = p->l3_off + sizeof(ip6);
+	for (i = 0; i < TG_MAX_IPV6_EXT; i++) {
+		__u8 eh[8];
+
+		if (nh != TG_IPPROTO_HOPOPTS && nh != TG_IPPROTO_ROUTING && nh != TG_IPPROTO_FRAGMENT &&
+		    nh != TG_IPPROTO_DSTOPTS && nh != TG_IPPROTO_AH)
+			break;
+		/* Every extension header is at least 8 bytes long. */
+		if (tg_load(ctx, kind, off, eh, sizeof(eh)) < 0) {
+			p->flags |= TG_PKT_TRUNCATED;
+			p->l4_proto = nh;
+			return;
+		}
+		p->flags |= TG_PKT_IPV6_EXT;
+		p->ipv6_ext++;
+		if (nh == TG_IPPROTO_FRAGMENT) {
+			__u16 fo = ((__u16)eh[2] << 8 | eh[3]) & 0xfff8;
+
+			p->flags |= TG_PKT_FRAGMENT;
+			p->frag_off = fo;
+			if (fo) {
+				/* The rest of the chain is in the first fragment. */
+				p->l4_proto = eh[0];
+				return;
+			}
+			off += 8;
+		} else if (nh == TG_IPPROTO_AH) {
+			off += ((__u32)eh[1] + 2) * 4;
+		} else {
+			off += ((__u32)eh[1] + 1) * 8;
+		}
+		nh = eh[0];
+	}
+	p->l4_proto = nh;
+	if (nh == TG_IPPROTO_HOPOPTS || nh == TG_IPPROTO_ROUTING || nh == TG_IPPROTO_FRAGMENT ||
+	    nh == TG_IPPROTO_DSTOPTS || nh == TG_IPPROTO_AH) {
+		/* Gave up walking: whatever follows is not trusted as L4. */
+		p->flags |= TG_PKT_EXT_LIMIT;
+		return;
+	}
+	tg_parse_l4(ctx, kind, p, off);
+}
+
+/*
+ * Parses ctx into *p. l3_bytes is:
+ *  - IPv4: tot_len; IPv6: 40 + payload_len (bounded by the frame, see
+ *    tg_l3_bytes);
+ *  - anything else, including IP headers that are cut off or malformed: the
+ *    frame minus its L2 header(s);
+ *  - frames shorter than an Ethernet header, or cut inside a VLAN tag: 0
+ *    (TG_PKT_SHORT / TG_PKT_TRUNCATED): no L2 header is complete.
+ */
+static __always_inline void tg_parse(void *ctx, enum tg_ctx_kind kind, struct pkt_meta *p)
+{
+	struct {
+		__u8 dst[6];
+		__u8 src[6];
+		__be16 proto;
+	} eth;
+	__u16 proto;
+	__u32 off = TG_ETH_HLEN;
+	int i;
+
+	__builtin_memset(p, 0, sizeof(*p));
+	p->frame_len = tg_frame_len(ctx, kind);
+	if (tg_load(ctx, kind, 0, &eth, sizeof(eth)) < 0) {
+		/* No complete L2 header, so no L3 bytes; the packet still counts. */
+		p->flags |= TG_PKT_SHORT | TG_PKT_TRUNCATED;
+		return;
+	}
+	proto = bpf_ntohs(eth.proto);
+
+	/* At tc the kernel may already have moved the outer tag to skb->vlan_tci. */
+	if (kind == TG_CTX_SKB && ((struct __sk_buff *)ctx)->vlan_present) {
+		p->flags |= TG_PKT_VLAN;
+		p->vlan_depth = 1;
+		p->vlan_tci = ((struct __sk_buff *)ctx)->vlan_tci;
+	}
+	for (i = 0; i < TG_MAX_VLAN_DEPTH; i++) {
+		__be16 tag[2]; /* TCI, encapsulated ethertype */
+
+		if (proto != TG_ETH_P_8021Q && proto != TG_ETH_P_8021AD)
+			break;
+		if (tg_load(ctx, kind, off, tag, sizeof(tag)) < 0) {
+			p->flags |= TG_PKT_TRUNCATED;
+			break;
+		}
+		p->flags |= TG_PKT_VLAN;
+		p->vlan_depth++;
+		p->vlan_tci = bpf_ntohs(tag[0]);
+		proto = bpf_ntohs(tag[1]);
+		off += sizeof(tag);
+	}
+	p->l2_len = off;
+	p->l3_proto = proto;
+	p->l3_off = off;
+
+	if (p->flags & TG_PKT_TRUNCATED) {
+		/* A tag that is cut off: what is left is L2, nothing to count. */
+		p->l3_bytes = 0;
+		return;
+	}
+	if (proto == TG_ETH_P_8021Q || proto == TG_ETH_P_8021AD)
+		p->flags |= TG_PKT_VLAN_LIMIT;
+	else if (proto == TG_ETH_P_IP)
+		tg_parse_ipv4(ctx, kind, p);
+	else if (proto == TG_ETH_P_IPV6)
+		tg_parse_ipv6(ctx, kind, p);
+
+	if (!(p->flags & TG_PKT_HAS_ADDR))
+		p->l3_bytes = p->frame_len - off;
+}
+
+#endif /* TOLLGATE_PARSE_H */

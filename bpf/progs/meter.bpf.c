@@ -1,0 +1,228 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Per-tenant traffic metering for billing: every packet seen at a hook is
+ * counted exactly once, into (tenant, direction) of tg_meter_counters.
+ * Metering never changes a verdict: tc programs return TC_ACT_UNSPEC so the
+ * next tcx program (or the default) decides, the XDP program returns
+ * XDP_PASS.
+ *
+ * Attribution (docs/metering.md says the same; keep them in step):
+ *  1. The hook's interface is owned by a tenant (tg_tenant_iface has
+ *     (ifindex, live generation)): at host-ingress the packet comes from that
+ *     tenant -> (tenant, EGRESS); at host-egress it goes to the tenant ->
+ *     (tenant, INGRESS). Reason BY_IFACE.
+ *  2. Else by address (IPv4/IPv6, inner header for VLAN-tagged frames):
+ *     host-ingress: SOURCE first -> (tenant, EGRESS), then DESTINATION ->
+ *     (tenant, INGRESS); host-egress: DESTINATION first -> (tenant, INGRESS),
+ *     then SOURCE -> (tenant, EGRESS). Traffic entering the host through a
+ *     tenant-facing interface came from the tenant; leaving through it, it
+ *     goes to the tenant. Tenant-to-tenant traffic on one host therefore
+ *     counts once for each side: as the sender's EGRESS where it enters the
+ *     host and as the receiver's INGRESS where it leaves. Reason BY_ADDR.
+ *  3. Else tenant 0 (TG_TENANT_UNATTRIBUTED), EGRESS at host-ingress and
+ *     INGRESS at host-egress. Reason UNATTRIBUTED. Non-IP frames (and IP
+ *     headers that are cut off or malformed) only get rule 1 or rule 3.
+ * A tenant id >= tg_cfg_max_tenants lands in tenant 0's row for the same
+ * direction with reasons BAD_INDEX and UNATTRIBUTED, so the sum of BY_IFACE,
+ * BY_ADDR and UNATTRIBUTED is always the number of packets metered.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include "abi.h"
+#include "btf_anchor.h"
+#include "parse.h"
+
+#define TC_ACT_UNSPEC (-1)
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* The agent resizes tg_meter_counters before load and mirrors the size here. */
+const volatile __u32 tg_cfg_max_tenants = TG_MAX_TENANTS;
+
+/* Enums used only for their constants; see btf_anchor.h. */
+TG_BTF_ANCHOR(enum tg_limits, tg_limits);
+TG_BTF_ANCHOR(enum tg_direction, tg_direction);
+TG_BTF_ANCHOR(enum tg_hook, tg_hook);
+/* The kernel wants an INT key for arrays, so tg_meter_reasons cannot carry it. */
+TG_BTF_ANCHOR(enum tg_meter_reason, tg_meter_reason);
+
+/*
+ * Billing truth: preallocated, per-CPU, never evicted and never inserted
+ * into here (array slots always exist), indexed tenant_id * TG_DIR_MAX +
+ * direction.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TG_MAX_TENANTS * TG_DIR_MAX);
+	__type(key, __u32);
+	__type(value, struct tg_counter);
+} tg_meter_counters SEC(".maps");
+
+/* Indexed by enum tg_meter_reason. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TG_REASON_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} tg_meter_reasons SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tg_meter_config);
+} tg_meter_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, TG_MAX_PREFIXES);
+	__type(key, struct tg_lpm_v4_key);
+	__type(value, struct tg_tenant_ref);
+} tg_tenant_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, TG_MAX_PREFIXES);
+	__type(key, struct tg_lpm_v6_key);
+	__type(value, struct tg_tenant_ref);
+} tg_tenant_v6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TG_MAX_IFACES);
+	__type(key, struct tg_iface_key);
+	__type(value, struct tg_tenant_ref);
+} tg_tenant_iface SEC(".maps");
+
+static __always_inline void bump_reason(__u32 r)
+{
+	__u64 *n = bpf_map_lookup_elem(&tg_meter_reasons, &r);
+
+	if (n)
+		*n += 1;
+}
+
+/* Tenant owning addr (network order, 4 or 16 bytes) in generation gen; 0 when none. */
+static __always_inline __u32 tenant_by_addr(const struct pkt_meta *p, const __u8 *addr, __u8 gen)
+{
+	struct tg_tenant_ref *ref;
+
+	if (p->ip_ver == 4) {
+		struct tg_lpm_v4_key k = { .prefixlen = 8 + 32, .generation = gen };
+
+		__builtin_memcpy(k.addr_be, addr, 4);
+		ref = bpf_map_lookup_elem(&tg_tenant_v4, &k);
+	} else {
+		struct tg_lpm_v6_key k = { .prefixlen = 8 + 128, .generation = gen };
+
+		__builtin_memcpy(k.addr_be, addr, 16);
+		ref = bpf_map_lookup_elem(&tg_tenant_v6, &k);
+	}
+	return ref ? ref->tenant_id : TG_TENANT_UNATTRIBUTED;
+}
+
+static __always_inline void meter(void *ctx, enum tg_ctx_kind kind, enum tg_hook hook, __u32 ifindex)
+{
+	/* Direction of traffic at this hook when it is the owning tenant's. */
+	const __u32 from_tenant = hook == TG_HOOK_INGRESS ? TG_DIR_EGRESS : TG_DIR_INGRESS;
+	const __u32 to_tenant = hook == TG_HOOK_INGRESS ? TG_DIR_INGRESS : TG_DIR_EGRESS;
+	struct tg_meter_config *cfg;
+	struct tg_tenant_ref *ref;
+	struct tg_counter *c;
+	struct pkt_meta p;
+	__u32 zero = 0, tenant = TG_TENANT_UNATTRIBUTED, dir = from_tenant, idx;
+	enum tg_meter_reason why = TG_REASON_UNATTRIBUTED;
+	__u32 gen;
+
+	tg_parse(ctx, kind, &p);
+
+	if (p.ip_ver == 4 && !(p.flags & TG_PKT_MALFORMED))
+		bump_reason(TG_REASON_IPV4);
+	else if (p.ip_ver == 6 && !(p.flags & TG_PKT_MALFORMED))
+		bump_reason(TG_REASON_IPV6);
+	else if (!p.ip_ver)
+		bump_reason(TG_REASON_NON_IP);
+	if (p.flags & TG_PKT_TRUNCATED)
+		bump_reason(TG_REASON_TRUNCATED);
+	if (p.flags & TG_PKT_MALFORMED)
+		bump_reason(TG_REASON_MALFORMED);
+	if (p.flags & TG_PKT_FRAGMENT)
+		bump_reason(TG_REASON_FRAGMENT);
+	if (p.flags & TG_PKT_VLAN)
+		bump_reason(TG_REASON_VLAN);
+	if (p.flags & TG_PKT_IPV6_EXT)
+		bump_reason(TG_REASON_IPV6_EXT);
+	if (p.flags & TG_PKT_EXT_LIMIT)
+		bump_reason(TG_REASON_IPV6_EXT_LIMIT);
+
+	cfg = bpf_map_lookup_elem(&tg_meter_config, &zero);
+	gen = cfg ? cfg->generation : 0;
+
+	struct tg_iface_key ik = { .ifindex = ifindex, .generation = gen };
+	ref = bpf_map_lookup_elem(&tg_tenant_iface, &ik);
+	if (ref) {
+		tenant = ref->tenant_id;
+		dir = from_tenant;
+		why = TG_REASON_BY_IFACE;
+	} else if (p.flags & TG_PKT_HAS_ADDR) {
+		/* At host-ingress the source is the likelier tenant, at host-egress the destination. */
+		const __u8 *first = hook == TG_HOOK_INGRESS ? p.saddr : p.daddr;
+		const __u8 *second = hook == TG_HOOK_INGRESS ? p.daddr : p.saddr;
+
+		tenant = tenant_by_addr(&p, first, gen);
+		dir = from_tenant;
+		if (tenant == TG_TENANT_UNATTRIBUTED) {
+			tenant = tenant_by_addr(&p, second, gen);
+			dir = to_tenant;
+		}
+		if (tenant != TG_TENANT_UNATTRIBUTED)
+			why = TG_REASON_BY_ADDR;
+		else
+			dir = from_tenant;
+	}
+
+	if (tenant >= tg_cfg_max_tenants) {
+		bump_reason(TG_REASON_BAD_INDEX);
+		tenant = TG_TENANT_UNATTRIBUTED;
+		dir = from_tenant;
+		why = TG_REASON_UNATTRIBUTED;
+	}
+	idx = tenant * TG_DIR_MAX + dir;
+	c = bpf_map_lookup_elem(&tg_meter_counters, &idx);
+	if (!c) {
+		/* tg_cfg_max_tenants larger than the array: same treatment as above. */
+		bump_reason(TG_REASON_BAD_INDEX);
+		idx = TG_TENANT_UNATTRIBUTED * TG_DIR_MAX + from_tenant;
+		why = TG_REASON_UNATTRIBUTED;
+		c = bpf_map_lookup_elem(&tg_meter_counters, &idx);
+		if (!c)
+			return;
+	}
+	bump_reason(why);
+	/* Per-CPU slot, and tc/XDP do not migrate mid-program: plain adds suffice. */
+	c->packets += 1;
+	c->bytes += p.l3_bytes;
+}
+
+SEC("tc")
+int tg_meter_ingress(struct __sk_buff *skb)
+{
+	meter(skb, TG_CTX_SKB, TG_HOOK_INGRESS, skb->ifindex);
+	return TC_ACT_UNSPEC;
+}
+
+SEC("tc")
+int tg_meter_egress(struct __sk_buff *skb)
+{
+	meter(skb, TG_CTX_SKB, TG_HOOK_EGRESS, skb->ifindex);
+	return TC_ACT_UNSPEC;
+}
+
+SEC("xdp")
+int tg_meter_xdp(struct xdp_md *ctx)
+{
+	meter(ctx, TG_CTX_XDP, TG_HOOK_INGRESS, ctx->ingress_ifindex);
+	return XDP_PASS;
+}

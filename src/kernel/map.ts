@@ -1,0 +1,258 @@
+// BpfMap: raw byte-level access to one kernel map through its fd. Keys and
+// values are Buffers of exactly the map's sizes (per-CPU values are the whole
+// roundup(valueSize, 8) * nCpus buffer); TypedMap layers codecs on top.
+import { check, unlinkPin } from './errors.js';
+import { mapInfo, type MapInfo } from './info.js';
+import { libbpf, libc, numPossibleCpus, type Ptr } from './libbpf.js';
+
+/** enum bpf_map_type, the ones tollgate uses. */
+export const MapType = {
+  HASH: 1,
+  ARRAY: 2,
+  PROG_ARRAY: 3,
+  PERF_EVENT_ARRAY: 4,
+  PERCPU_HASH: 5,
+  PERCPU_ARRAY: 6,
+  LRU_HASH: 9,
+  LRU_PERCPU_HASH: 10,
+  LPM_TRIE: 11,
+  PERCPU_CGROUP_STORAGE: 21,
+  RINGBUF: 27,
+} as const;
+
+const PER_CPU = new Set<number>([MapType.PERCPU_HASH, MapType.PERCPU_ARRAY, MapType.LRU_PERCPU_HASH, MapType.PERCPU_CGROUP_STORAGE]);
+
+export type UpdateFlag = 'any' | 'noexist' | 'exist';
+const UPDATE_FLAGS: Record<UpdateFlag, bigint> = { any: 0n, noexist: 1n, exist: 2n };
+
+const ENOENT = 2;
+const EINVAL = 22;
+const ENOSPC = 28;
+const EOPNOTSUPP = 95;
+const ENOTSUPP = 524;
+
+export interface MapShape {
+  name: string;
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+}
+
+export class BpfMap {
+  readonly name: string;
+  readonly type: number;
+  readonly keySize: number;
+  readonly valueSize: number;
+  readonly perCpu: boolean;
+  #maxEntries: number;
+  #fd: number;
+  #owned: boolean;
+  /** Resolves the libbpf struct bpf_map * while an object owns this map. */
+  #handle: (() => Ptr) | null;
+  #pinPath: string | undefined;
+  #id: number | undefined;
+
+  /** @internal Use BpfObject.map() or BpfMap.openPinned(). */
+  constructor(shape: MapShape, fd: number, opts: { owned: boolean; handle?: (() => Ptr) | null }) {
+    this.name = shape.name;
+    this.type = shape.type;
+    this.keySize = shape.keySize;
+    this.valueSize = shape.valueSize;
+    this.#maxEntries = shape.maxEntries;
+    this.perCpu = PER_CPU.has(shape.type);
+    this.#fd = fd;
+    this.#owned = opts.owned;
+    this.#handle = opts.handle ?? null;
+  }
+
+  /** @internal A map of a not yet loaded BpfObject: fd and max_entries come from libbpf. */
+  static fromLibbpf(resolve: () => Ptr): BpfMap {
+    const l = libbpf();
+    const handle = resolve();
+    const shape: MapShape = {
+      name: l.bpf_map__name(handle),
+      type: l.bpf_map__type(handle),
+      keySize: l.bpf_map__key_size(handle),
+      valueSize: l.bpf_map__value_size(handle),
+      maxEntries: l.bpf_map__max_entries(handle),
+    };
+    return new BpfMap(shape, -1, { owned: false, handle: resolve });
+  }
+
+  /** Opens a map pinned in bpffs; the returned map owns its fd (close() it). */
+  static openPinned(path: string): BpfMap {
+    const fd = check(`bpf_obj_get(${path})`, libbpf().bpf_obj_get(path));
+    let info: MapInfo;
+    try {
+      info = mapInfo(fd);
+    } catch (e) {
+      libc().close(fd);
+      throw e;
+    }
+    const m = new BpfMap(info, fd, { owned: true });
+    m.#id = info.id;
+    m.#pinPath = path;
+    return m;
+  }
+
+  get fd(): number {
+    if (this.#handle !== null) {
+      // maps of an object get their fd at load (or from reuseMap)
+      const fd = libbpf().bpf_map__fd(this.#handle()) as number;
+      if (fd < 0) throw new Error(`map '${this.name}': not loaded yet (call obj.load() first)`);
+      return fd;
+    }
+    if (this.#fd < 0) throw new Error(`map '${this.name}' is closed`);
+    return this.#fd;
+  }
+
+  get maxEntries(): number {
+    return this.#handle !== null ? (libbpf().bpf_map__max_entries(this.#handle()) as number) : this.#maxEntries;
+  }
+
+  /** Kernel map id (stable across processes, unlike the fd). */
+  get id(): number {
+    if (this.#id === undefined) this.#id = mapInfo(this.fd).id;
+    return this.#id;
+  }
+
+  /** Bytes of one value buffer as the syscalls see it (all CPUs for per-CPU maps). */
+  get valueBufferSize(): number {
+    return this.perCpu ? Math.ceil(this.valueSize / 8) * 8 * numPossibleCpus() : this.valueSize;
+  }
+
+  /** Path this map was pinned to or opened from, if any. */
+  get pinPath(): string | undefined {
+    return this.#pinPath;
+  }
+
+  #checkKey(key: Buffer, field = 'key'): void {
+    if (!Buffer.isBuffer(key)) throw new TypeError(`map '${this.name}': ${field} must be a Buffer`);
+    if (key.length !== this.keySize)
+      throw new RangeError(`map '${this.name}': ${field} is ${key.length} bytes, the map's key_size is ${this.keySize}`);
+  }
+
+  #checkValue(value: Buffer): void {
+    if (!Buffer.isBuffer(value)) throw new TypeError(`map '${this.name}': value must be a Buffer`);
+    const want = this.valueBufferSize;
+    if (value.length !== want)
+      throw new RangeError(
+        `map '${this.name}': value is ${value.length} bytes, expected ${want}` +
+          (this.perCpu ? ` (per-CPU: roundup(${this.valueSize}, 8) * ${numPossibleCpus()} CPUs)` : ''),
+      );
+  }
+
+  lookup(key: Buffer): Buffer | undefined {
+    this.#checkKey(key);
+    const value = Buffer.alloc(this.valueBufferSize);
+    const r = libbpf().bpf_map_lookup_elem(this.fd, key, value) as number;
+    if (r === -ENOENT) return undefined;
+    check(`bpf_map_lookup_elem(${this.name})`, r);
+    return value;
+  }
+
+  update(key: Buffer, value: Buffer, flags: UpdateFlag = 'any'): void {
+    this.#checkKey(key);
+    this.#checkValue(value);
+    const f = UPDATE_FLAGS[flags];
+    if (f === undefined) throw new RangeError(`map '${this.name}': flags must be 'any', 'noexist' or 'exist', got '${String(flags)}'`);
+    check(`bpf_map_update_elem(${this.name}, ${flags})`, libbpf().bpf_map_update_elem(this.fd, key, value, f));
+  }
+
+  /** Deletes key; false when it was not there. */
+  delete(key: Buffer): boolean {
+    this.#checkKey(key);
+    const r = libbpf().bpf_map_delete_elem(this.fd, key) as number;
+    if (r === -ENOENT) return false;
+    check(`bpf_map_delete_elem(${this.name})`, r);
+    return true;
+  }
+
+  /** Walks the keys with get_next_key; entries changing meanwhile may be skipped or repeated. */
+  *keys(): Generator<Buffer> {
+    const fd = this.fd;
+    let prev: Buffer | null = null;
+    for (;;) {
+      const next = Buffer.alloc(this.keySize);
+      const r = libbpf().bpf_map_get_next_key(fd, prev, next) as number;
+      if (r === -ENOENT) return;
+      check(`bpf_map_get_next_key(${this.name})`, r);
+      yield next;
+      prev = next;
+    }
+  }
+
+  /**
+   * Every entry, read with bpf_map_lookup_batch in chunks (falls back to
+   * key iteration for map types without batch support, such as LPM tries).
+   */
+  lookupBatch(opts: { chunk?: number } = {}): Array<[Buffer, Buffer]> {
+    let chunk = opts.chunk ?? 4096;
+    if (!Number.isInteger(chunk) || chunk <= 0) throw new RangeError(`lookupBatch: chunk must be a positive integer, got ${chunk}`);
+    const fd = this.fd;
+    const vsz = this.valueBufferSize;
+    const out: Array<[Buffer, Buffer]> = [];
+    // The batch cursor is opaque to us; a u64 covers every map type's token.
+    const tokenSize = Math.max(this.keySize, 8);
+    let inBatch: Buffer | null = null;
+    const outBatch = Buffer.alloc(tokenSize);
+    for (;;) {
+      const keys = Buffer.alloc(chunk * this.keySize);
+      const values = Buffer.alloc(chunk * vsz);
+      const count = [chunk];
+      const r = libbpf().bpf_map_lookup_batch(fd, inBatch, outBatch, keys, values, count, null) as number;
+      if (r < 0 && r !== -ENOENT) {
+        if (inBatch === null && (r === -EINVAL || r === -ENOTSUPP || r === -EOPNOTSUPP)) return this.#iterate();
+        // a hash bucket holds more entries than fit: retry the same cursor with room
+        if (r === -ENOSPC && count[0] === 0) {
+          chunk *= 2;
+          continue;
+        }
+        check(`bpf_map_lookup_batch(${this.name})`, r);
+      }
+      for (let i = 0; i < count[0]; i++) {
+        out.push([
+          Buffer.from(keys.subarray(i * this.keySize, (i + 1) * this.keySize)),
+          Buffer.from(values.subarray(i * vsz, (i + 1) * vsz)),
+        ]);
+      }
+      if (r === -ENOENT) return out;
+      inBatch = Buffer.from(outBatch);
+    }
+  }
+
+  #iterate(): Array<[Buffer, Buffer]> {
+    const out: Array<[Buffer, Buffer]> = [];
+    for (const k of this.keys()) {
+      const v = this.lookup(k);
+      if (v) out.push([k, v]); // deleted between get_next_key and lookup
+    }
+    return out;
+  }
+
+  pin(path: string): void {
+    check(`bpf_obj_pin(map ${this.name}, ${path})`, libbpf().bpf_obj_pin(this.fd, path));
+    this.#pinPath = path;
+  }
+
+  /** Removes the pin this map was pinned to or opened from. */
+  unpin(): void {
+    if (!this.#pinPath) throw new Error(`map '${this.name}' is not pinned`);
+    unlinkPin(this.#pinPath);
+    this.#pinPath = undefined;
+  }
+
+  /** Closes the fd if this map owns it (openPinned); object maps close with their object. Idempotent. */
+  close(): void {
+    if (this.#owned && this.#fd >= 0) libc().close(this.#fd);
+    this.#fd = -1;
+    this.#handle = null;
+  }
+
+  /** @internal the object owning this map was closed */
+  detachFromObject(): void {
+    this.#handle = null;
+    this.#fd = -1;
+  }
+}
