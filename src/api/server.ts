@@ -1,0 +1,50 @@
+// The agent's HTTP API: a unix socket for the CLI (reachable from the root
+// namespace even when the agent meters a lab namespace) and optionally a
+// loopback TCP port for Prometheus. One plugin per capability.
+import { chmodSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Registry } from 'prom-client';
+import type { Ledger } from '../store/index.js';
+import type { Exporter } from '../metering/exporter.js';
+import { stringifyExact } from '../json.js';
+import { ApiError } from './errors.js';
+import { meteringRoutes } from './metering.js';
+
+export interface AgentContext {
+  ledger: Ledger;
+  exporter: Exporter;
+  registry: Registry;
+  status(): unknown;
+}
+
+export function buildApi(ctx: AgentContext): FastifyInstance {
+  const app = Fastify({ logger: false });
+  app.setReplySerializer((payload) => stringifyExact(payload));
+  app.setErrorHandler((err, _req, reply) => {
+    if (err instanceof ApiError) return reply.status(err.status).send(err.toJSON());
+    const e = err as { statusCode?: number; message: string };
+    if (e.statusCode && e.statusCode < 500) {
+      return reply.status(e.statusCode).send(new ApiError('BAD_REQUEST', e.message).toJSON());
+    }
+    return reply.status(500).send(new ApiError('INTERNAL', e.message).toJSON());
+  });
+  app.setNotFoundHandler((req, reply) => {
+    reply.status(404).send(new ApiError('NOT_FOUND', `no route ${req.method} ${req.url}`).toJSON());
+  });
+  app.get('/v1/health', async () => ({ ok: true }));
+  app.get('/metrics', async (_req, reply) => {
+    reply.type(ctx.registry.contentType);
+    reply.serializer((p: unknown) => String(p));
+    return ctx.registry.metrics();
+  });
+  meteringRoutes(app, ctx);
+  return app;
+}
+
+export async function listenUnix(app: FastifyInstance, path: string): Promise<void> {
+  mkdirSync(dirname(path), { recursive: true });
+  if (existsSync(path)) unlinkSync(path); // a stale socket from a crashed agent
+  await app.listen({ path });
+  chmodSync(path, 0o660);
+}

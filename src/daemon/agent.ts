@@ -1,0 +1,156 @@
+// Composition root of the agent: policy -> compiled maps -> kernel; kernel
+// counters -> ledger, metrics, API.
+import { connect } from 'node:net';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import pino, { type Logger } from 'pino';
+import { enterNetns, ensureBpffs, ifindexOf } from '../kernel/index.js';
+import { compileMetering, loadPolicyFile, notYetEnforced, parseDuration, type Policy } from '../policy/index.js';
+import { Ledger } from '../store/index.js';
+import { MeteringDatapath } from '../metering/datapath.js';
+import { Exporter } from '../metering/exporter.js';
+import { meteringMetrics } from '../metrics/metering.js';
+import { buildApi, listenUnix } from '../api/server.js';
+
+export interface AgentOptions {
+  config: string;
+  db: string;
+  socket: string;
+  pinRoot: string;
+  /** Overrides metering.interval from the policy, e.g. "1s". */
+  interval?: string;
+  /** Run the datapath in this network namespace (name under /run/netns or a path). */
+  netns?: string;
+  /** Optional loopback TCP address for /metrics and the API, e.g. 127.0.0.1:9465 */
+  listen?: string;
+  maxTenants?: number;
+  logger?: Logger;
+}
+
+/** ifindex in the agent's namespace, or undefined when there is no such interface. */
+function ifindexIfPresent(name: string): number | undefined {
+  try {
+    return ifindexOf(name);
+  } catch {
+    return undefined;
+  }
+}
+
+export interface RunningAgent {
+  stop(): Promise<void>;
+  done: Promise<void>;
+}
+
+async function socketInUse(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(path);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
+  const log = opts.logger ?? pino({ name: 'tollgate' });
+  const policy: Policy = loadPolicyFile(opts.config);
+  for (const section of notYetEnforced(policy)) {
+    log.warn({ section }, `policy section "${section}" is accepted but not enforced by this version yet`);
+  }
+  const intervalMs = opts.interval ? parseDuration(opts.interval, '--interval') : policy.metering.interval;
+  if (intervalMs < 1000) throw new RangeError(`--interval: must be at least 1s, got ${opts.interval}`);
+  if (await socketInUse(opts.socket)) {
+    throw new Error(`another agent is already serving ${opts.socket}; stop it or pass --socket`);
+  }
+
+  ensureBpffs();
+  if (opts.netns) enterNetns(opts.netns);
+
+  mkdirSync(dirname(opts.db), { recursive: true });
+  const ledger = Ledger.open(opts.db);
+  const tenantIds = ledger.ensureTenants(policy.tenants.map((t) => t.name));
+  const names = new Map<number, string>([...ledger.tenants()].map((t) => [t.id, t.name]));
+  const tenantName = (id: number): string => names.get(id) ?? `tenant-id-${id}`;
+
+  const datapath = MeteringDatapath.open({ pinRoot: opts.pinRoot, maxTenants: opts.maxTenants });
+  let exporter: Exporter | undefined;
+  try {
+    const plan = compileMetering(policy, { tenantIds, ifindexOf: ifindexIfPresent, maxTenants: datapath.maxTenants, generation: datapath.liveGeneration() === 0 ? 1 : 0 });
+    for (const w of plan.warnings) log.warn(w);
+    datapath.applyPlan(plan);
+    for (const a of plan.attach) {
+      const r = datapath.attach(a.ifname, a.ifindex, a.mode);
+      log.info({ ...r }, r.adopted ? 'adopted pinned metering links' : 'attached metering');
+    }
+    const removed = datapath.detachOthers(new Set(plan.attach.map((a) => a.ifname)));
+    if (removed.length) log.info({ removed }, 'detached interfaces no longer in the policy');
+
+    const metrics = meteringMetrics(datapath, tenantName);
+    exporter = new Exporter(datapath, ledger, intervalMs, {
+      onExport(r) {
+        metrics.exportDuration.observe(r.durationMs / 1000);
+        metrics.ledgerRows.inc(r.rows);
+        log.debug({ rows: r.rows, ms: r.durationMs }, 'exported');
+      },
+      onError(err) {
+        metrics.exportFailures.inc();
+        log.error({ err }, 'export failed; the next interval catches up');
+      },
+    });
+    const started = new Date();
+    const exp = exporter;
+    const app = buildApi({
+      ledger,
+      exporter: exp,
+      registry: metrics.registry,
+      status: () => ({
+        started: started.toISOString(),
+        intervalMs,
+        pinRoot: opts.pinRoot,
+        netns: opts.netns ?? null,
+        adoptedCounters: datapath.adopted,
+        counterId: datapath.counterId(),
+        generation: datapath.liveGeneration(),
+        attachments: datapath.listAttachments(),
+        lastExport: exp.last ? { at: exp.last.at.toISOString(), rows: exp.last.rows, durationMs: exp.last.durationMs } : null,
+        exportFailures: exp.failures,
+        reasons: datapath.readReasons(),
+      }),
+    });
+    await listenUnix(app, opts.socket);
+    if (opts.listen) {
+      const m = /^(127\.\d+\.\d+\.\d+|\[::1\]|localhost):(\d+)$/.exec(opts.listen);
+      if (!m) throw new Error(`--listen must be a loopback host:port such as 127.0.0.1:9465, got "${opts.listen}"`);
+      await app.listen({ host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2]) });
+    }
+    exp.start();
+    await exp.exportNow(); // opens the interval: first checkpoint right away
+    log.info({ socket: opts.socket, intervalMs, tenants: plan.tenants.length }, 'agent running');
+
+    let resolveDone!: () => void;
+    const done = new Promise<void>((r) => (resolveDone = r));
+    let stopping: Promise<void> | undefined;
+    const stop = (): Promise<void> => {
+      stopping ??= (async () => {
+        await exp.stop();
+        try {
+          await exp.exportNow(); // the final partial interval
+        } catch (err) {
+          log.error({ err }, 'final export failed; counters stay in the pinned maps for the next agent');
+        }
+        await app.close();
+        datapath.close(); // pins stay: counting goes on without us
+        ledger.close();
+        resolveDone();
+      })();
+      return stopping;
+    };
+    return { stop, done };
+  } catch (err) {
+    await exporter?.stop();
+    datapath.close();
+    ledger.close();
+    throw err;
+  }
+}

@@ -1,0 +1,244 @@
+// The metering datapath: loads bpf/progs/meter.bpf.c, pins its maps and
+// links under the pin root, adopts them when an agent restarts (counters go
+// on counting, programs are swapped atomically with bpf_link_update), applies
+// compiled tenant maps with a generation switch, and reads the counters back.
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { BpfLink, BpfObject, TypedMap, type BpfMap } from '../kernel/index.js';
+import {
+  TgCounter, TgIfaceKey, TgLpmV4Key, TgLpmV6Key, TgMeterConfig, TgTenantRef,
+  TG_DIR_MAX, TG_MAX_TENANTS, TgMeterReason,
+} from '../kernel/abi.gen.js';
+import { u32, u64 } from '../kernel/codec.js';
+import type { MeteringPlan } from '../policy/index.js';
+import { bpfObjectPath } from '../paths.js';
+
+/** Maps that carry state across agent restarts and are therefore pinned. */
+const PINNED_MAPS = [
+  'tg_meter_counters', 'tg_meter_reasons', 'tg_meter_config',
+  'tg_tenant_v4', 'tg_tenant_v6', 'tg_tenant_iface',
+] as const;
+
+export type Direction = 'ingress' | 'egress';
+export type AttachMode = 'tc' | 'xdp-generic' | 'xdp-native';
+
+export interface CounterReading {
+  tenantId: number;
+  direction: Direction;
+  packets: bigint;
+  bytes: bigint;
+}
+
+export interface Attachment {
+  ifname: string;
+  ifindex: number;
+  mode: AttachMode;
+  hooks: string[];
+  adopted: boolean;
+}
+
+export interface DatapathOptions {
+  /** Directory under bpffs for this agent's pins, e.g. /sys/fs/bpf/tollgate */
+  pinRoot: string;
+  maxTenants?: number;
+}
+
+const reasonNames: Record<number, string> = Object.fromEntries(
+  Object.entries(TgMeterReason)
+    .filter(([k]) => k !== 'TG_REASON_MAX')
+    .map(([k, v]) => [v, k.replace(/^TG_REASON_/, '').toLowerCase()]),
+);
+
+export class MeteringDatapath {
+  readonly pinRoot: string;
+  readonly maxTenants: number;
+  private obj: BpfObject;
+  private readonly counters: TypedMap<number, ReturnType<typeof TgCounter.decode>>;
+  private readonly reasons: TypedMap<number, bigint>;
+  private readonly config: TypedMap<number, ReturnType<typeof TgMeterConfig.decode>>;
+  private readonly v4: TypedMap<ReturnType<typeof TgLpmV4Key.decode>, ReturnType<typeof TgTenantRef.decode>>;
+  private readonly v6: TypedMap<ReturnType<typeof TgLpmV6Key.decode>, ReturnType<typeof TgTenantRef.decode>>;
+  private readonly ifaces: TypedMap<ReturnType<typeof TgIfaceKey.decode>, ReturnType<typeof TgTenantRef.decode>>;
+  /** True when the counter map was adopted from a pin (a restarted agent). */
+  readonly adopted: boolean;
+  private readonly attachments = new Map<string, Attachment>();
+
+  private constructor(obj: BpfObject, opts: Required<DatapathOptions>, adopted: boolean) {
+    this.obj = obj;
+    this.pinRoot = opts.pinRoot;
+    this.maxTenants = opts.maxTenants;
+    this.adopted = adopted;
+    this.counters = new TypedMap(obj.map('tg_meter_counters'), u32, TgCounter);
+    this.reasons = new TypedMap(obj.map('tg_meter_reasons'), u32, u64);
+    this.config = new TypedMap(obj.map('tg_meter_config'), u32, TgMeterConfig);
+    this.v4 = new TypedMap(obj.map('tg_tenant_v4'), TgLpmV4Key, TgTenantRef);
+    this.v6 = new TypedMap(obj.map('tg_tenant_v6'), TgLpmV6Key, TgTenantRef);
+    this.ifaces = new TypedMap(obj.map('tg_tenant_iface'), TgIfaceKey, TgTenantRef);
+  }
+
+  /**
+   * Loads the meter program. Maps already pinned under pinRoot are reused, so
+   * counters stay monotonic for the life of the pin; missing ones are created
+   * and pinned.
+   */
+  static open(opts: DatapathOptions): MeteringDatapath {
+    const full = { pinRoot: opts.pinRoot, maxTenants: opts.maxTenants ?? TG_MAX_TENANTS };
+    if (!Number.isInteger(full.maxTenants) || full.maxTenants < 2 || full.maxTenants > 1 << 20) {
+      throw new RangeError(`maxTenants must be an integer in [2, 1048576], got ${full.maxTenants}`);
+    }
+    const mapDir = join(full.pinRoot, 'maps');
+    mkdirSync(mapDir, { recursive: true });
+    const obj = BpfObject.open(bpfObjectPath('meter'));
+    try {
+      obj.setMaxEntries('tg_meter_counters', full.maxTenants * TG_DIR_MAX);
+      obj.setConst('tg_cfg_max_tenants', full.maxTenants);
+      let adopted = false;
+      for (const name of PINNED_MAPS) {
+        const pin = join(mapDir, name);
+        if (existsSync(pin)) {
+          obj.reuseMap(name, pin);
+          if (name === 'tg_meter_counters') adopted = true;
+        }
+      }
+      obj.load();
+      for (const name of PINNED_MAPS) {
+        const pin = join(mapDir, name);
+        if (!existsSync(pin)) obj.map(name).pin(pin);
+      }
+      return new MeteringDatapath(obj, full, adopted);
+    } catch (err) {
+      obj.close();
+      throw err;
+    }
+  }
+
+  /** Identity of the counter map: the kernel map id changes only when the pin is recreated. */
+  counterId(): string {
+    return String(this.obj.map('tg_meter_counters').id);
+  }
+
+  /** The generation the datapath currently reads tenant maps with. */
+  liveGeneration(): 0 | 1 {
+    return (this.config.get(0)?.generation ?? 0) === 1 ? 1 : 0;
+  }
+
+  /**
+   * Applies a compiled plan atomically: the plan's entries are written under
+   * the idle generation, one array update makes it live, then the previous
+   * generation's entries are removed. Packets see the old or the new policy,
+   * never a mix.
+   */
+  applyPlan(plan: MeteringPlan): void {
+    const live = this.liveGeneration();
+    if (plan.generation === live) {
+      throw new Error(`plan was compiled for generation ${plan.generation}, which is live; compile for ${1 - live}`);
+    }
+    const idle = plan.generation;
+    this.purgeGeneration(idle); // leftovers of an interrupted apply
+    for (const e of plan.v4) this.v4.set(e.key, e.value);
+    for (const e of plan.v6) this.v6.set(e.key, e.value);
+    for (const e of plan.ifaces) this.ifaces.set(e.key, e.value);
+    this.config.set(0, { generation: idle, flags: 0 });
+    this.purgeGeneration(live);
+  }
+
+  private purgeGeneration(gen: number): void {
+    for (const [k] of this.v4.entries()) if (k.generation === gen) this.v4.delete(k);
+    for (const [k] of this.v6.entries()) if (k.generation === gen) this.v6.delete(k);
+    for (const [k] of this.ifaces.entries()) if (k.generation === gen) this.ifaces.delete(k);
+  }
+
+  /**
+   * Attaches ingress and egress metering to an interface. A link pinned by an
+   * earlier agent is adopted and its program replaced in place (no window in
+   * which packets go uncounted).
+   */
+  attach(ifname: string, ifindex: number, mode: AttachMode): Attachment {
+    const linkDir = join(this.pinRoot, 'links');
+    mkdirSync(linkDir, { recursive: true });
+    const hooks: Array<[string, () => BpfLink, string]> = mode === 'tc'
+      ? [
+          ['ingress', () => this.obj.program('tg_meter_ingress').attachTcx(ifindex, 'ingress'), 'tg_meter_ingress'],
+          ['egress', () => this.obj.program('tg_meter_egress').attachTcx(ifindex, 'egress'), 'tg_meter_egress'],
+        ]
+      : [['xdp', () => this.obj.program('tg_meter_xdp').attachXdp(ifindex, mode === 'xdp-native' ? 'native' : 'generic'), 'tg_meter_xdp']];
+    let adopted = true;
+    for (const [hook, create, progName] of hooks) {
+      const pin = join(linkDir, `${ifname}:${hook}`); // bpffs refuses dots in names; ifnames cannot hold a colon
+      if (existsSync(pin)) {
+        const link = BpfLink.openPinned(pin);
+        try {
+          link.update(this.obj.program(progName));
+        } catch {
+          // The pinned link is defunct (its interface went away and came back): replace it.
+          link.unpin();
+          link.close();
+          const fresh = create();
+          fresh.pin(pin);
+          fresh.close();
+          adopted = false;
+          continue;
+        }
+        link.close();
+      } else {
+        const link = create();
+        link.pin(pin);
+        link.close();
+        adopted = false;
+      }
+    }
+    const a: Attachment = { ifname, ifindex, mode, hooks: hooks.map(([h]) => h), adopted };
+    this.attachments.set(ifname, a);
+    return a;
+  }
+
+  /** Removes pinned links of interfaces that are no longer configured. */
+  detachOthers(keep: ReadonlySet<string>): string[] {
+    const linkDir = join(this.pinRoot, 'links');
+    if (!existsSync(linkDir)) return [];
+    const removed: string[] = [];
+    for (const f of readdirSync(linkDir)) {
+      const ifname = f.slice(0, f.lastIndexOf(":"));
+      if (keep.has(ifname)) continue;
+      const link = BpfLink.openPinned(join(linkDir, f));
+      link.unpin();
+      link.close();
+      removed.push(f);
+    }
+    return removed;
+  }
+
+  listAttachments(): Attachment[] {
+    return [...this.attachments.values()];
+  }
+
+  /** Cumulative counters summed over CPUs, one reading per (tenant, direction) that saw traffic. */
+  readCounters(): CounterReading[] {
+    const out: CounterReading[] = [];
+    for (const [index, c] of this.counters.entriesSum()) {
+      if (c.packets === 0n && c.bytes === 0n) continue;
+      out.push({
+        tenantId: Math.floor(index / TG_DIR_MAX),
+        direction: index % TG_DIR_MAX === 0 ? 'ingress' : 'egress',
+        packets: c.packets,
+        bytes: c.bytes,
+      });
+    }
+    return out;
+  }
+
+  /** Per-reason packet counts (non_ip, truncated, fragment, ...). */
+  readReasons(): Record<string, bigint> {
+    const out: Record<string, bigint> = {};
+    for (const [index, n] of this.reasons.entriesSum()) {
+      const name = reasonNames[index];
+      if (name) out[name] = n;
+    }
+    return out;
+  }
+
+  /** Closes our handles; pinned maps and links stay (fail-static datapath). */
+  close(): void {
+    this.obj.close();
+  }
+}
