@@ -14,9 +14,9 @@ import { fileURLToPath } from 'node:url';
 import { BpfObject, TypedMap, u32, u64 } from '../src/kernel/index.js';
 import {
   TG_DIR_EGRESS, TG_DIR_INGRESS, TG_DIR_MAX, TG_TENANT_UNATTRIBUTED,
-  TgCounter, TgIfaceKey, TgLpmV4Key, TgLpmV6Key, TgMeterConfig, TgMeterReason, TgTenantRef,
+  TgCounter, TgLpmV4Key, TgLpmV6Key, TgMeterConfig, TgMeterReason, TgTenantRef,
 } from '../src/kernel/abi.gen.js';
-import { compileMetering, parsePolicy, type MeteringPlan } from '../src/policy/index.js';
+import { compileMetering, ifaceSlot, parsePolicy, type MeteringPlan } from '../src/policy/index.js';
 import {
   arp, ethernet, icmp, icmpv6, ipv4, ipv6, rawL4, tcp, udp, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, IPPROTO, type Ipv6Ext,
 } from './helpers/packets.js';
@@ -138,7 +138,7 @@ const ROWS: Row[] = [
   { name: 'IPv4 tot_len larger than the frame: bytes present', hook: 'ingress', frame: eth(v4({ totalLength: 1500 })), tenant: ALPHA, dir: 'egress', bytes: 20 + UDP12, reasons: ['IPV4', 'TRUNCATED', 'BY_ADDR'] },
   { name: 'IPv4 tot_len smaller than the frame: tot_len', hook: 'ingress', frame: eth(v4({ totalLength: 24 })), tenant: ALPHA, dir: 'egress', bytes: 24, reasons: ['IPV4', 'BY_ADDR'] },
   { name: 'IPv6 payload_len larger than the frame', hook: 'egress', frame: eth(v6({ src: B6, dst: X6, payloadLength: 9000 })), tenant: BETA, dir: 'egress', bytes: 40 + UDP12, reasons: ['IPV6', 'TRUNCATED', 'BY_ADDR'] },
-  { name: 'TCP header cut (L4 missing, L3 intact)', hook: 'ingress', frame: ethernet({ payload: { etherType: ETH_P_IP, bytes: v4({ totalLength: 28, l4: tcp({ sport: 1, dport: 2 }) }).bytes.subarray(0, 28) } }), tenant: ALPHA, dir: 'egress', bytes: 28, reasons: ['IPV4', 'TRUNCATED', 'BY_ADDR'] },
+  { name: 'TCP header cut (L4 missing, L3 intact): the meter does not read L4, so only L3 is judged', hook: 'ingress', frame: ethernet({ payload: { etherType: ETH_P_IP, bytes: v4({ totalLength: 28, l4: tcp({ sport: 1, dport: 2 }) }).bytes.subarray(0, 28) } }), tenant: ALPHA, dir: 'egress', bytes: 28, reasons: ['IPV4', 'BY_ADDR'] },
   { name: 'IPv6 extension header cut', hook: 'ingress', frame: ethernet({ payload: { etherType: 0x86dd, bytes: v6({ ext: [{ type: 'hopByHop' }] }).bytes.subarray(0, 44) } }), tenant: ALPHA, dir: 'egress', bytes: 44, reasons: ['IPV6', 'TRUNCATED', 'BY_ADDR'] },
   { name: 'IPv4 ihl 3: malformed, never trusted for attribution', hook: 'ingress', frame: eth(v4({ ihl: 3 })), tenant: TG_TENANT_UNATTRIBUTED, dir: 'egress', bytes: 20 + UDP12, reasons: ['MALFORMED', 'UNATTRIBUTED'] },
   { name: 'version 5 under EtherType IPv4: malformed', hook: 'egress', frame: eth(v4({ version: 5 })), tenant: TG_TENANT_UNATTRIBUTED, dir: 'ingress', bytes: 20 + UDP12, reasons: ['MALFORMED', 'UNATTRIBUTED'] },
@@ -180,7 +180,7 @@ describe('meter.bpf.c under BPF_PROG_TEST_RUN', () => {
     config = new TypedMap(obj.map('tg_meter_config'), u32, TgMeterConfig);
     const v4map = new TypedMap(obj.map('tg_tenant_v4'), TgLpmV4Key, TgTenantRef);
     const v6map = new TypedMap(obj.map('tg_tenant_v6'), TgLpmV6Key, TgTenantRef);
-    const ifmap = new TypedMap(obj.map('tg_tenant_iface'), TgIfaceKey, TgTenantRef);
+    const ifmap = new TypedMap(obj.map('tg_tenant_iface'), u32, TgTenantRef);
 
     const plans: MeteringPlan[] = [
       compileMetering(parsePolicy(POLICY_GEN0, 'gen0'), { tenantIds: IDS, ifindexOf: () => undefined, generation: 0, maxTenants: MAX_TENANTS }),
@@ -190,7 +190,7 @@ describe('meter.bpf.c under BPF_PROG_TEST_RUN', () => {
     for (const p of plans) {
       for (const e of p.v4) v4map.set(e.key as TgLpmV4Key, e.value);
       for (const e of p.v6) v6map.set(e.key as TgLpmV6Key, e.value);
-      for (const e of p.ifaces) ifmap.set(e.key, e.value);
+      for (const e of p.ifaces) ifmap.set(ifaceSlot(e.key), e.value);
     }
     // The compiler refuses ids >= maxTenants, so a stale or foreign entry is written by hand.
     v4map.set({ prefixlen: 8 + 24, generation: 0, addr_be: Buffer.from([198, 18, 9, 0]), pad: Buffer.alloc(3) }, { tenant_id: 99, flags: 0 });

@@ -25,7 +25,10 @@ enum tg_limits {
 	/* Tenant id 0 is never given to a policy tenant: it is the books'
 	 * "unattributed" row, so traffic that matches nobody is still counted. */
 	TG_TENANT_UNATTRIBUTED = 0,
-	TG_MAX_IFACES = 1024,
+	/* Interfaces with an ifindex at or above this cannot be attributed by
+	 * interface (select their tenant by address instead): tg_tenant_iface is
+	 * an array indexed by ifindex, so the lookup costs no hashing. */
+	TG_MAX_IFINDEX = 65536,
 	TG_MAX_PREFIXES = 65536,
 	/* How many 802.1Q/802.1ad tags the parser walks (QinQ = 2). */
 	TG_MAX_VLAN_DEPTH = 2,
@@ -104,6 +107,10 @@ struct tg_lpm_v6_key {
 };
 _Static_assert(sizeof(struct tg_lpm_v6_key) == 24, "tg_lpm_v6_key size");
 
+/*
+ * Logical key of tg_tenant_iface, an ARRAY of struct tg_tenant_ref whose
+ * index is ifindex * 2 + generation (tenant_id 0 in a slot = not owned).
+ */
 struct tg_iface_key {
 	__u32 ifindex;
 	__u32 generation;

@@ -43,7 +43,7 @@
 #define TG_IPPROTO_ICMPV6 58
 #define TG_IPPROTO_DSTOPTS 60
 
-enum tg_ctx_kind {
+enum pkt_ctx_kind {
 	TG_CTX_SKB = 0,
 	TG_CTX_XDP = 1,
 };
@@ -93,14 +93,14 @@ struct pkt_meta {
 };
 
 /* Copies len bytes at off into to; 0 on success, < 0 when they are not all in the frame. */
-static __always_inline int tg_load(void *ctx, enum tg_ctx_kind kind, __u32 off, void *to, __u32 len)
+static __always_inline int tg_load(void *ctx, enum pkt_ctx_kind kind, __u32 off, void *to, __u32 len)
 {
 	if (kind == TG_CTX_XDP)
 		return bpf_xdp_load_bytes(ctx, off, to, len);
 	return bpf_skb_load_bytes(ctx, off, to, len);
 }
 
-static __always_inline __u32 tg_frame_len(void *ctx, enum tg_ctx_kind kind)
+static __always_inline __u32 tg_frame_len(void *ctx, enum pkt_ctx_kind kind)
 {
 	/* XDP frames may be multi-buffer: data_end - data is only the first one. */
 	if (kind == TG_CTX_XDP)
@@ -108,7 +108,7 @@ static __always_inline __u32 tg_frame_len(void *ctx, enum tg_ctx_kind kind)
 	return ((struct __sk_buff *)ctx)->len;
 }
 
-static __always_inline void tg_parse_l4(void *ctx, enum tg_ctx_kind kind, struct pkt_meta *p, __u32 off)
+static __always_inline void tg_parse_l4(void *ctx, enum pkt_ctx_kind kind, struct pkt_meta *p, __u32 off)
 {
 	/* Only what later stages need: ports and TCP flags, ICMP type/code. */
 	if (p->l4_proto == TG_IPPROTO_TCP) {
@@ -161,30 +161,24 @@ static __always_inline void tg_l3_bytes(struct pkt_meta *p, __u32 claimed, bool 
 	}
 }
 
-static __always_inline void tg_parse_ipv4(void *ctx, enum tg_ctx_kind kind, struct pkt_meta *p)
+static __always_inline void tg_parse_ipv4_hdr(void *ctx, enum pkt_ctx_kind kind, struct pkt_meta *p,
+					      const struct iphdr *ip, bool want_l4)
 {
-	struct iphdr ip;
 	__u32 hlen, tot;
 	__u16 frag;
 
-	p->ip_ver = 4;
-	if (tg_load(ctx, kind, p->l3_off, &ip, sizeof(ip)) < 0) {
-		p->flags |= TG_PKT_TRUNCATED;
-		return;
-	}
-	hlen = ip.ihl * 4;
-	tot = bpf_ntohs(ip.tot_len);
-	if (ip.version != 4 || hlen < sizeof(ip) || (tot != 0 && tot < hlen)) {
+	hlen = ip->ihl * 4;
+	tot = bpf_ntohs(ip->tot_len);
+	if (ip->version != 4 || hlen < sizeof(*ip) || (tot != 0 && tot < hlen)) {
 		p->flags |= TG_PKT_MALFORMED;
 		return;
 	}
 	tg_l3_bytes(p, tot, tot == 0);
-	__builtin_memcpy(p->saddr, &ip.saddr, 4);
-	__builtin_memcpy(p->daddr, &ip.daddr, 4);
+	__builtin_memcpy(p->saddr, &ip->saddr, 4);
+	__builtin_memcpy(p->daddr, &ip->daddr, 4);
 	p->flags |= TG_PKT_HAS_ADDR;
-	p->l4_proto = ip.protocol;
-
-	frag = bpf_ntohs(ip.frag_off);
+	p->l4_proto = ip->protocol;
+	frag = bpf_ntohs(ip->frag_off);
 	if (frag & 0x3fff) { /* MF or a non-zero offset */
 		p->flags |= TG_PKT_FRAGMENT;
 		p->frag_off = (frag & 0x1fff) * 8;
@@ -192,32 +186,40 @@ static __always_inline void tg_parse_ipv4(void *ctx, enum tg_ctx_kind kind, stru
 			return; /* only the first fragment carries the L4 header */
 	}
 	/* Options (ihl > 5) are skipped, not parsed: nothing here needs them. */
-	tg_parse_l4(ctx, kind, p, p->l3_off + hlen);
+	if (want_l4)
+		tg_parse_l4(ctx, kind, p, p->l3_off + hlen);
 }
 
-static __always_inline void tg_parse_ipv6(void *ctx, enum tg_ctx_kind kind, struct pkt_meta *p)
+static __always_inline void tg_parse_ipv4(void *ctx, enum pkt_ctx_kind kind, struct pkt_meta *p, bool want_l4)
 {
-	struct ipv6hdr ip6;
+	struct iphdr ip;
+
+	p->ip_ver = 4;
+	if (tg_load(ctx, kind, p->l3_off, &ip, sizeof(ip)) < 0) {
+		p->flags |= TG_PKT_TRUNCATED;
+		return;
+	}
+	tg_parse_ipv4_hdr(ctx, kind, p, &ip, want_l4);
+}
+
+static __always_inline void tg_parse_ipv6_hdr(void *ctx, enum pkt_ctx_kind kind, struct pkt_meta *p,
+					      const struct ipv6hdr *hdr, bool want_l4)
+{
 	__u32 off;
 	__u8 nh;
 	int i;
 
-	p->ip_ver = 6;
-	if (tg_load(ctx, kind, p->l3_off, &ip6, sizeof(ip6)) < 0) {
-		p->flags |= TG_PKT_TRUNCATED;
-		return;
-	}
-	if (ip6.version != 6) {
+	if (hdr->version != 6) {
 		p->flags |= TG_PKT_MALFORMED;
 		return;
 	}
-	tg_l3_bytes(p, sizeof(ip6) + bpf_ntohs(ip6.payload_len), ip6.payload_len == 0);
-	__builtin_memcpy(p->saddr, &ip6.saddr, 16);
-	__builtin_memcpy(p->daddr, &ip6.daddr, 16);
+	tg_l3_bytes(p, sizeof(*hdr) + bpf_ntohs(hdr->payload_len), hdr->payload_len == 0);
+	__builtin_memcpy(p->saddr, &hdr->saddr, 16);
+	__builtin_memcpy(p->daddr, &hdr->daddr, 16);
 	p->flags |= TG_PKT_HAS_ADDR;
 
-	nh = ip6.nexthdr;
-	off = p->l3_off + sizeof(ip6);
+	nh = hdr->nexthdr;
+	off = p->l3_off + sizeof(*hdr);
 	for (i = 0; i < TG_MAX_IPV6_EXT; i++) {
 		__u8 eh[8];
 
@@ -257,19 +259,27 @@ static __always_inline void tg_parse_ipv6(void *ctx, enum tg_ctx_kind kind, stru
 		p->flags |= TG_PKT_EXT_LIMIT;
 		return;
 	}
-	tg_parse_l4(ctx, kind, p, off);
+	if (want_l4)
+		tg_parse_l4(ctx, kind, p, off);
+}
+
+static __always_inline void tg_parse_ipv6(void *ctx, enum pkt_ctx_kind kind, struct pkt_meta *p, bool want_l4)
+{
+	struct ipv6hdr ip6;
+
+	p->ip_ver = 6;
+	if (tg_load(ctx, kind, p->l3_off, &ip6, sizeof(ip6)) < 0) {
+		p->flags |= TG_PKT_TRUNCATED;
+		return;
+	}
+	tg_parse_ipv6_hdr(ctx, kind, p, &ip6, want_l4);
 }
 
 /*
- * Parses ctx into *p. l3_bytes is:
- *  - IPv4: tot_len; IPv6: 40 + payload_len (bounded by the frame, see
- *    tg_l3_bytes);
- *  - anything else, including IP headers that are cut off or malformed: the
- *    frame minus its L2 header(s);
- *  - frames shorter than an Ethernet header, or cut inside a VLAN tag: 0
- *    (TG_PKT_SHORT / TG_PKT_TRUNCATED): no L2 header is complete.
+ * The general path: VLAN tags, short and odd frames. Kept out of line (a
+ * BPF-to-BPF call) so the per-packet fast path stays small in the i-cache.
  */
-static __always_inline void tg_parse(void *ctx, enum tg_ctx_kind kind, struct pkt_meta *p)
+static __noinline void tg_parse_general(void *ctx, enum pkt_ctx_kind kind, struct pkt_meta *p, bool want_l4)
 {
 	struct {
 		__u8 dst[6];
@@ -280,8 +290,6 @@ static __always_inline void tg_parse(void *ctx, enum tg_ctx_kind kind, struct pk
 	__u32 off = TG_ETH_HLEN;
 	int i;
 
-	__builtin_memset(p, 0, sizeof(*p));
-	p->frame_len = tg_frame_len(ctx, kind);
 	if (tg_load(ctx, kind, 0, &eth, sizeof(eth)) < 0) {
 		/* No complete L2 header, so no L3 bytes; the packet still counts. */
 		p->flags |= TG_PKT_SHORT | TG_PKT_TRUNCATED;
@@ -289,12 +297,6 @@ static __always_inline void tg_parse(void *ctx, enum tg_ctx_kind kind, struct pk
 	}
 	proto = bpf_ntohs(eth.proto);
 
-	/* At tc the kernel may already have moved the outer tag to skb->vlan_tci. */
-	if (kind == TG_CTX_SKB && ((struct __sk_buff *)ctx)->vlan_present) {
-		p->flags |= TG_PKT_VLAN;
-		p->vlan_depth = 1;
-		p->vlan_tci = ((struct __sk_buff *)ctx)->vlan_tci;
-	}
 	for (i = 0; i < TG_MAX_VLAN_DEPTH; i++) {
 		__be16 tag[2]; /* TCI, encapsulated ethertype */
 
@@ -322,12 +324,110 @@ static __always_inline void tg_parse(void *ctx, enum tg_ctx_kind kind, struct pk
 	if (proto == TG_ETH_P_8021Q || proto == TG_ETH_P_8021AD)
 		p->flags |= TG_PKT_VLAN_LIMIT;
 	else if (proto == TG_ETH_P_IP)
-		tg_parse_ipv4(ctx, kind, p);
+		tg_parse_ipv4(ctx, kind, p, want_l4);
 	else if (proto == TG_ETH_P_IPV6)
-		tg_parse_ipv6(ctx, kind, p);
+		tg_parse_ipv6(ctx, kind, p, want_l4);
 
 	if (!(p->flags & TG_PKT_HAS_ADDR))
 		p->l3_bytes = p->frame_len - off;
+}
+
+/*
+ * Parses ctx into *p. l3_bytes is:
+ *  - IPv4: tot_len; IPv6: 40 + payload_len (bounded by the frame, see
+ *    tg_l3_bytes);
+ *  - anything else, including IP headers that are cut off or malformed: the
+ *    frame minus its L2 header(s);
+ *  - frames shorter than an Ethernet header, or cut inside a VLAN tag: 0
+ *    (TG_PKT_SHORT / TG_PKT_TRUNCATED): no L2 header is complete.
+ */
+/* Ethernet header plus a whole IPv6 (or IPv4 without options) header. */
+#define TG_HEAD_LEN (TG_ETH_HLEN + 40)
+
+/*
+ * The first TG_HEAD_LEN bytes of the frame with as little work as possible:
+ * a pointer into the packet when the linear area holds them, else one helper
+ * call that copies them to buf + 2 (so that the IP header after the 14-byte
+ * Ethernet header lands 8-byte aligned on the stack, where the verifier
+ * insists on aligned loads). NULL when the frame is shorter.
+ */
+static __always_inline const __u8 *tg_head(void *ctx, enum pkt_ctx_kind kind, __u32 frame_len, __u8 *buf)
+{
+	void *data, *end;
+
+	if (frame_len < TG_HEAD_LEN)
+		return NULL;
+	if (kind == TG_CTX_XDP) {
+		data = (void *)(long)((struct xdp_md *)ctx)->data;
+		end = (void *)(long)((struct xdp_md *)ctx)->data_end;
+	} else {
+		data = (void *)(long)((struct __sk_buff *)ctx)->data;
+		end = (void *)(long)((struct __sk_buff *)ctx)->data_end;
+	}
+	if (data + TG_HEAD_LEN <= end)
+		return data;
+	if (tg_load(ctx, kind, 0, buf + 2, TG_HEAD_LEN) < 0)
+		return NULL;
+	return buf + 2;
+}
+
+/*
+ * Parses ctx into *p. l3_bytes is:
+ *  - IPv4: tot_len; IPv6: 40 + payload_len (bounded by the frame, see
+ *    tg_l3_bytes);
+ *  - anything else, including IP headers that are cut off or malformed: the
+ *    frame minus its L2 header(s);
+ *  - frames shorter than an Ethernet header, or cut inside a VLAN tag: 0
+ *    (TG_PKT_SHORT / TG_PKT_TRUNCATED): no L2 header is complete.
+ * want_l4 (a compile-time constant) also reads ports / ICMP type; the meter
+ * does without and saves a read per packet.
+ *
+ * Fast path: untagged IPv4/IPv6 is parsed from tg_head() (no helper call for
+ * linear packets, one for non-linear ones); VLAN tags, short frames and
+ * everything else take the general path, which reads header by header.
+ */
+static __always_inline void tg_parse_ex(void *ctx, enum pkt_ctx_kind kind, struct pkt_meta *p, bool want_l4)
+{
+	__u8 buf[TG_HEAD_LEN + 2] __attribute__((aligned(8)));
+	const __u8 *head;
+	__u16 proto;
+
+	__builtin_memset(p, 0, sizeof(*p));
+	p->frame_len = tg_frame_len(ctx, kind);
+
+	/* At tc the kernel may already have moved the outer tag to skb->vlan_tci. */
+	if (kind == TG_CTX_SKB && ((struct __sk_buff *)ctx)->vlan_present) {
+		p->flags |= TG_PKT_VLAN;
+		p->vlan_depth = 1;
+		p->vlan_tci = ((struct __sk_buff *)ctx)->vlan_tci;
+	}
+
+	head = tg_head(ctx, kind, p->frame_len, buf);
+	if (head) {
+		proto = bpf_ntohs(*(const __be16 *)(head + 12));
+		if (proto == TG_ETH_P_IP || proto == TG_ETH_P_IPV6) {
+			p->l2_len = TG_ETH_HLEN;
+			p->l3_off = TG_ETH_HLEN;
+			p->l3_proto = proto;
+			if (proto == TG_ETH_P_IP) {
+				p->ip_ver = 4;
+				tg_parse_ipv4_hdr(ctx, kind, p, (const struct iphdr *)(head + TG_ETH_HLEN), want_l4);
+			} else {
+				p->ip_ver = 6;
+				tg_parse_ipv6_hdr(ctx, kind, p, (const struct ipv6hdr *)(head + TG_ETH_HLEN), want_l4);
+			}
+			if (!(p->flags & TG_PKT_HAS_ADDR))
+				p->l3_bytes = p->frame_len - TG_ETH_HLEN;
+			return;
+		}
+	}
+
+	tg_parse_general(ctx, kind, p, want_l4);
+}
+
+static __always_inline void tg_parse(void *ctx, enum pkt_ctx_kind kind, struct pkt_meta *p)
+{
+	tg_parse_ex(ctx, kind, p, true);
 }
 
 #endif /* TOLLGATE_PARSE_H */

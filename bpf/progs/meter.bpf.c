@@ -45,6 +45,8 @@ TG_BTF_ANCHOR(enum tg_direction, tg_direction);
 TG_BTF_ANCHOR(enum tg_hook, tg_hook);
 /* The kernel wants an INT key for arrays, so tg_meter_reasons cannot carry it. */
 TG_BTF_ANCHOR(enum tg_meter_reason, tg_meter_reason);
+/* tg_iface_key is used by no map (the array is indexed by a plain slot), so it is anchored. */
+const volatile struct tg_iface_key tg_btf_anchor_tg_iface_key = {};
 
 /*
  * Billing truth: preallocated, per-CPU, never evicted and never inserted
@@ -89,10 +91,11 @@ struct {
 	__type(value, struct tg_tenant_ref);
 } tg_tenant_v6 SEC(".maps");
 
+/* Indexed by ifindex * 2 + generation: an inlined array lookup on the per-packet path. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, TG_MAX_IFACES);
-	__type(key, struct tg_iface_key);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, TG_MAX_IFINDEX * 2);
+	__type(key, __u32);
 	__type(value, struct tg_tenant_ref);
 } tg_tenant_iface SEC(".maps");
 
@@ -123,7 +126,7 @@ static __always_inline __u32 tenant_by_addr(const struct pkt_meta *p, const __u8
 	return ref ? ref->tenant_id : TG_TENANT_UNATTRIBUTED;
 }
 
-static __always_inline void meter(void *ctx, enum tg_ctx_kind kind, enum tg_hook hook, __u32 ifindex)
+static __always_inline void meter(void *ctx, enum pkt_ctx_kind kind, enum tg_hook hook, __u32 ifindex)
 {
 	/* Direction of traffic at this hook when it is the owning tenant's. */
 	const __u32 from_tenant = hook == TG_HOOK_INGRESS ? TG_DIR_EGRESS : TG_DIR_INGRESS;
@@ -136,7 +139,7 @@ static __always_inline void meter(void *ctx, enum tg_ctx_kind kind, enum tg_hook
 	enum tg_meter_reason why = TG_REASON_UNATTRIBUTED;
 	__u32 gen;
 
-	tg_parse(ctx, kind, &p);
+	tg_parse_ex(ctx, kind, &p, false); /* the meter needs no L4 */
 
 	if (p.ip_ver == 4 && !(p.flags & TG_PKT_MALFORMED))
 		bump_reason(TG_REASON_IPV4);
@@ -160,9 +163,13 @@ static __always_inline void meter(void *ctx, enum tg_ctx_kind kind, enum tg_hook
 	cfg = bpf_map_lookup_elem(&tg_meter_config, &zero);
 	gen = cfg ? cfg->generation : 0;
 
-	struct tg_iface_key ik = { .ifindex = ifindex, .generation = gen };
-	ref = bpf_map_lookup_elem(&tg_tenant_iface, &ik);
-	if (ref) {
+	ref = NULL;
+	if (ifindex < TG_MAX_IFINDEX) {
+		__u32 slot = ifindex * 2 + (gen & 1);
+
+		ref = bpf_map_lookup_elem(&tg_tenant_iface, &slot);
+	}
+	if (ref && ref->tenant_id != TG_TENANT_UNATTRIBUTED) {
 		tenant = ref->tenant_id;
 		dir = from_tenant;
 		why = TG_REASON_BY_IFACE;

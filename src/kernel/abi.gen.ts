@@ -27,7 +27,7 @@ export const TG_HOOK_EGRESS = TgHook.TG_HOOK_EGRESS;
 export const TgLimits = {
   TG_MAX_TENANTS: 4096,
   TG_TENANT_UNATTRIBUTED: 0,
-  TG_MAX_IFACES: 1024,
+  TG_MAX_IFINDEX: 65536,
   TG_MAX_PREFIXES: 65536,
   TG_MAX_VLAN_DEPTH: 2,
   TG_MAX_IPV6_EXT: 8,
@@ -35,7 +35,7 @@ export const TgLimits = {
 export type TgLimits = (typeof TgLimits)[keyof typeof TgLimits];
 export const TG_MAX_TENANTS = TgLimits.TG_MAX_TENANTS;
 export const TG_TENANT_UNATTRIBUTED = TgLimits.TG_TENANT_UNATTRIBUTED;
-export const TG_MAX_IFACES = TgLimits.TG_MAX_IFACES;
+export const TG_MAX_IFINDEX = TgLimits.TG_MAX_IFINDEX;
 export const TG_MAX_PREFIXES = TgLimits.TG_MAX_PREFIXES;
 export const TG_MAX_VLAN_DEPTH = TgLimits.TG_MAX_VLAN_DEPTH;
 export const TG_MAX_IPV6_EXT = TgLimits.TG_MAX_IPV6_EXT;

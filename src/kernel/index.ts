@@ -9,7 +9,7 @@ export { BpfLink } from './link.js';
 export { BpfMap, MapType, type UpdateFlag, type MapShape } from './map.js';
 export { TypedMap, sumValues } from './typed-map.js';
 export { RingBufReader, type RingBufOptions } from './ringbuf.js';
-export { progInfo, mapInfo, linkInfo, kernelIds, LinkType, type ProgInfo, type MapInfo, type LinkInfo } from './info.js';
+export { progInfo, progInfoById, mapInfo, linkInfo, kernelIds, LinkType, type ProgInfo, type MapInfo, type LinkInfo } from './info.js';
 export { enableBpfStats } from './stats.js';
 export { mkdirp, removePins, pinPath, inBpffs, PIN_ROOT } from './pins.js';
 export { ensureBpffs, ensureTracefs, cgroup2Root, findMount, BPFFS, TRACEFS } from './mounts.js';

@@ -2,6 +2,7 @@
 // read at fixed offsets of the stable UAPI layout (include/uapi/linux/bpf.h);
 // the kernel zero-fills what it does not know and accepts a longer buffer as
 // long as the tail is zero, so oversized buffers are safe.
+import { closeSync } from 'node:fs';
 import { check } from './errors.js';
 import { libbpf } from './libbpf.js';
 
@@ -132,4 +133,15 @@ export function kernelIds(kind: IdKind): number[] {
     cur = out[0];
   }
   return ids;
+}
+
+/** progInfo of a program known only by id (e.g. behind a pinned link). */
+export function progInfoById(id: number): ProgInfo {
+  const fd = libbpf().bpf_prog_get_fd_by_id(id) as number;
+  check(`bpf_prog_get_fd_by_id(${id})`, fd);
+  try {
+    return progInfo(fd);
+  } finally {
+    closeSync(fd);
+  }
 }

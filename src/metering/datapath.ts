@@ -6,11 +6,11 @@ import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { BpfLink, BpfObject, TypedMap, type BpfMap } from '../kernel/index.js';
 import {
-  TgCounter, TgIfaceKey, TgLpmV4Key, TgLpmV6Key, TgMeterConfig, TgTenantRef,
+  TgCounter, TgLpmV4Key, TgLpmV6Key, TgMeterConfig, TgTenantRef,
   TG_DIR_MAX, TG_MAX_TENANTS, TgMeterReason,
 } from '../kernel/abi.gen.js';
 import { u32, u64 } from '../kernel/codec.js';
-import type { MeteringPlan } from '../policy/index.js';
+import { ifaceSlot, type MeteringPlan } from '../policy/index.js';
 import { bpfObjectPath } from '../paths.js';
 
 /** Maps that carry state across agent restarts and are therefore pinned. */
@@ -58,7 +58,7 @@ export class MeteringDatapath {
   private readonly config: TypedMap<number, ReturnType<typeof TgMeterConfig.decode>>;
   private readonly v4: TypedMap<ReturnType<typeof TgLpmV4Key.decode>, ReturnType<typeof TgTenantRef.decode>>;
   private readonly v6: TypedMap<ReturnType<typeof TgLpmV6Key.decode>, ReturnType<typeof TgTenantRef.decode>>;
-  private readonly ifaces: TypedMap<ReturnType<typeof TgIfaceKey.decode>, ReturnType<typeof TgTenantRef.decode>>;
+  private readonly ifaces: TypedMap<number, ReturnType<typeof TgTenantRef.decode>>;
   /** True when the counter map was adopted from a pin (a restarted agent). */
   readonly adopted: boolean;
   private readonly attachments = new Map<string, Attachment>();
@@ -73,7 +73,7 @@ export class MeteringDatapath {
     this.config = new TypedMap(obj.map('tg_meter_config'), u32, TgMeterConfig);
     this.v4 = new TypedMap(obj.map('tg_tenant_v4'), TgLpmV4Key, TgTenantRef);
     this.v6 = new TypedMap(obj.map('tg_tenant_v6'), TgLpmV6Key, TgTenantRef);
-    this.ifaces = new TypedMap(obj.map('tg_tenant_iface'), TgIfaceKey, TgTenantRef);
+    this.ifaces = new TypedMap(obj.map('tg_tenant_iface'), u32, TgTenantRef);
   }
 
   /**
@@ -137,7 +137,7 @@ export class MeteringDatapath {
     this.purgeGeneration(idle); // leftovers of an interrupted apply
     for (const e of plan.v4) this.v4.set(e.key, e.value);
     for (const e of plan.v6) this.v6.set(e.key, e.value);
-    for (const e of plan.ifaces) this.ifaces.set(e.key, e.value);
+    for (const e of plan.ifaces) this.ifaces.set(ifaceSlot(e.key), e.value);
     this.config.set(0, { generation: idle, flags: 0 });
     this.purgeGeneration(live);
   }
@@ -145,7 +145,7 @@ export class MeteringDatapath {
   private purgeGeneration(gen: number): void {
     for (const [k] of this.v4.entries()) if (k.generation === gen) this.v4.delete(k);
     for (const [k] of this.v6.entries()) if (k.generation === gen) this.v6.delete(k);
-    for (const [k] of this.ifaces.entries()) if (k.generation === gen) this.ifaces.delete(k);
+    for (const [slot, ref] of this.ifaces.entries()) if (slot % 2 === gen && ref.tenant_id !== 0) this.ifaces.set(slot, { tenant_id: 0, flags: 0 });
   }
 
   /**

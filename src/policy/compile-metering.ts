@@ -2,7 +2,7 @@
 // metering datapath's lookup maps for ONE generation. Pure: the caller
 // supplies tenant ids (from the ledger) and interface indexes (from the host).
 import {
-  TG_MAX_IFACES, TG_MAX_PREFIXES, TG_TENANT_UNATTRIBUTED,
+  TG_MAX_IFINDEX, TG_MAX_PREFIXES, TG_TENANT_UNATTRIBUTED,
   type TgIfaceKey, type TgLpmV4Key, type TgLpmV6Key, type TgTenantRef,
 } from '../kernel/abi.gen.js';
 import { parseCidr } from './cidr.js';
@@ -45,7 +45,11 @@ export class CompileError extends Error {
 // Both generations live in the same maps during a switch, so one generation
 // may use at most half of each map.
 const MAX_PREFIXES_PER_GEN = TG_MAX_PREFIXES / 2;
-const MAX_IFACES_PER_GEN = TG_MAX_IFACES / 2;
+
+/** Slot of an interface entry in tg_tenant_iface (an array: ifindex * 2 + generation). */
+export function ifaceSlot(k: TgIfaceKey): number {
+  return k.ifindex * 2 + k.generation;
+}
 
 /** LPM key bytes: [prefixlen u32][generation u8][address]; prefixlen counts the generation byte. */
 export function lpmKey(generation: 0 | 1, addr: Buffer, prefix: number): TgLpmV4Key | TgLpmV6Key {
@@ -105,6 +109,10 @@ export function compileMetering(policy: Policy, ctx: MeteringContext): MeteringP
         warnings.push(`interface "${ifname}" of tenant "${t.name}" does not exist; its traffic is not attributed by interface until it does and the policy is re-applied`);
         continue;
       }
+      if (ifindex >= TG_MAX_IFINDEX) {
+        problems.push(`interface "${ifname}" of tenant "${t.name}" has ifindex ${ifindex}; the meter attributes by interface only below ${TG_MAX_IFINDEX}: select this tenant by CIDR instead`);
+        continue;
+      }
       const prev = seenIf.get(ifindex);
       if (prev !== undefined) {
         problems.push(`interface "${ifname}" of tenant "${t.name}" has ifindex ${ifindex}, already used by ${prev}`);
@@ -124,7 +132,6 @@ export function compileMetering(policy: Policy, ctx: MeteringContext): MeteringP
 
   if (v4.length > MAX_PREFIXES_PER_GEN) problems.push(`${v4.length} IPv4 prefixes; at most ${MAX_PREFIXES_PER_GEN} fit one generation`);
   if (v6.length > MAX_PREFIXES_PER_GEN) problems.push(`${v6.length} IPv6 prefixes; at most ${MAX_PREFIXES_PER_GEN} fit one generation`);
-  if (ifaces.length > MAX_IFACES_PER_GEN) problems.push(`${ifaces.length} tenant interfaces; at most ${MAX_IFACES_PER_GEN} fit one generation`);
   if (problems.length > 0) throw new CompileError(problems);
 
   v4.sort(byAddr);

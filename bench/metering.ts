@@ -1,0 +1,146 @@
+// Metering overhead, side by side in one run:
+//  1. TCP throughput across the lab (tenant -> internet through the lab host)
+//     with no program and with the agent's metering attached, interleaved
+//     round by round so drift on this shared host hits both alike;
+//  2. the meter's cost per packet from bpf_stats (run_time_ns / run_cnt)
+//     during those transfers and under a bounded 64-byte trafgen flood,
+//     next to a do-nothing tcx program on the same hook under the same flood
+//     (the floor: what running any program costs, stats included).
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { BpfLink, BpfObject, enableBpfStats, ifindexOf, linkInfo, progInfo, progInfoById, removePins, withNetns, type BpfProgram } from '../src/kernel/index.js';
+import { packageRoot } from '../src/paths.js';
+import {
+  examplePolicyYaml, findNode, labDown, labUp, pinDirPath, runInNetns, spawnInNetns, tenantNodes, trafgenBurst, waitExit,
+  type EndpointNode,
+} from '../lab/index.js';
+import { startAgentProcess, type AgentProcess } from '../test/helpers/agent.js';
+
+interface RunStats {
+  runTimeNs: bigint;
+  runCnt: bigint;
+}
+
+async function iperf(from: EndpointNode, to: EndpointNode, seconds: number, port: number): Promise<number> {
+  const server = spawnInNetns(to.netns, 'iperf3', ['-s', '-1', '-p', String(port)], { stdio: 'ignore' });
+  const exited = waitExit(server, (seconds + 20) * 1000);
+  try {
+    await new Promise((r) => setTimeout(r, 300));
+    const r = await runInNetns(from.netns, 'iperf3', ['-c', to.ipv4, '-p', String(port), '-t', String(seconds), '-J'], { timeoutMs: (seconds + 15) * 1000 });
+    return (JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received.bits_per_second;
+  } finally {
+    if (server.exitCode === null) server.kill('SIGKILL');
+    await exited;
+  }
+}
+
+/** Summed bpf_stats of the programs behind the agent's pinned links. */
+function agentStats(pinRoot: string): RunStats {
+  const s: RunStats = { runTimeNs: 0n, runCnt: 0n };
+  const dir = join(pinRoot, 'links');
+  for (const f of readdirSync(dir)) {
+    const link = BpfLink.openPinned(join(dir, f));
+    try {
+      const info = progInfoById(linkInfo(link.fd).progId);
+      s.runTimeNs += info.runTimeNs;
+      s.runCnt += info.runCnt;
+    } finally {
+      link.close();
+    }
+  }
+  return s;
+}
+
+const delta = (a: RunStats, b: RunStats): RunStats => ({ runTimeNs: b.runTimeNs - a.runTimeNs, runCnt: b.runCnt - a.runCnt });
+const nsPer = (s: RunStats): number => (s.runCnt > 0n ? Number(s.runTimeNs) / Number(s.runCnt) : NaN);
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const gbit = (bps: number): string => `${(bps / 1e9).toFixed(2)} Gbit/s`;
+
+export async function main(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { rounds: { type: 'string', default: '5' }, seconds: { type: 'string', default: '3' }, flood: { type: 'string', default: '300000' } },
+  });
+  const rounds = Number(values.rounds);
+  const seconds = Number(values.seconds);
+  const flood = Number(values.flood);
+  const prefix = 'tgbm';
+  const pinRoot = pinDirPath(prefix);
+  const dir = mkdtempSync(join(tmpdir(), 'tollgate-bench-'));
+  await labDown(prefix);
+  const topo = await labUp({ prefix, tenants: 1 });
+  const policy = join(dir, 'policy.yaml');
+  writeFileSync(policy, examplePolicyYaml(topo));
+  const [tenant] = tenantNodes(topo);
+  const internet = findNode(topo, 'internet');
+  const off: number[] = [];
+  const on: number[] = [];
+  let tcpStats: RunStats = { runTimeNs: 0n, runCnt: 0n };
+  const disableStats = enableBpfStats();
+  const startAgent = (): Promise<AgentProcess> =>
+    startAgentProcess({ config: policy, netns: topo.hostNetns, pinRoot, dir: mkdtempSync(join(dir, 'a-')), interval: '10s' });
+  try {
+    console.log(`metering bench: lab ${topo.hostNetns}, ${tenant.name} (${tenant.hostIface}) -> internet`);
+    console.log(`TCP: iperf3, ${rounds} rounds x ${seconds} s, without program / with metering, interleaved`);
+    for (let i = 0; i < rounds; i++) {
+      off.push(await iperf(tenant, internet, seconds, 45000 + 2 * i));
+      const agent = await startAgent();
+      try {
+        const s0 = agentStats(pinRoot);
+        on.push(await iperf(tenant, internet, seconds, 45001 + 2 * i));
+        const d = delta(s0, agentStats(pinRoot));
+        tcpStats = { runTimeNs: tcpStats.runTimeNs + d.runTimeNs, runCnt: tcpStats.runCnt + d.runCnt };
+      } finally {
+        await agent.stop();
+        removePins(pinRoot); // detaches: the next round runs with no program
+      }
+      console.log(`  round ${i + 1}: without ${gbit(off[i])}, with ${gbit(on[i])}`);
+    }
+
+    console.log(`flood: trafgen, ${flood} x 64-byte UDP frames from ${tenant.name}, per program`);
+    const noop = BpfObject.open(join(packageRoot, 'build', 'bpf', 'tests', 'bench_noop.bpf.o'));
+    let noopStats: RunStats;
+    try {
+      noop.load();
+      const prog: BpfProgram = noop.program('tg_noop');
+      const link = withNetns(topo.hostNetns, () => prog.attachTcx(ifindexOf(tenant.hostIface), 'ingress'));
+      try {
+        const s0 = progInfo(prog.fd);
+        await trafgenBurst(tenant, internet, flood, 18);
+        noopStats = delta(s0, progInfo(prog.fd));
+      } finally {
+        link.close();
+      }
+    } finally {
+      noop.close();
+    }
+    const agent = await startAgent();
+    let floodStats: RunStats;
+    try {
+      const s0 = agentStats(pinRoot);
+      await trafgenBurst(tenant, internet, flood, 18);
+      floodStats = delta(s0, agentStats(pinRoot));
+    } finally {
+      await agent.stop();
+      removePins(pinRoot);
+    }
+
+    const ratio = median(on) / median(off);
+    console.log('');
+    console.log('| measure | value |');
+    console.log('|---|---|');
+    console.log(`| TCP without program (median) | ${gbit(median(off))} |`);
+    console.log(`| TCP with metering (median) | ${gbit(median(on))} |`);
+    console.log(`| **TCP ratio with/without** (target >= 0.97) | **${ratio.toFixed(3)}** |`);
+    console.log(`| meter ns/packet, 64-byte flood (target <= 60) | ${nsPer(floodStats).toFixed(1)} (${floodStats.runCnt} runs) |`);
+    console.log(`| do-nothing tcx program ns/packet, same flood | ${nsPer(noopStats).toFixed(1)} (${noopStats.runCnt} runs) |`);
+    console.log(`| meter minus do-nothing | ${(nsPer(floodStats) - nsPer(noopStats)).toFixed(1)} |`);
+    console.log(`| meter ns/packet during the TCP rounds | ${nsPer(tcpStats).toFixed(1)} (${tcpStats.runCnt} runs, GSO super-packets and ACKs) |`);
+  } finally {
+    disableStats();
+    await labDown(prefix);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
