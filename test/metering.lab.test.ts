@@ -16,6 +16,8 @@ import { cleanupAgentDir, flushedUsage, startAgentProcess, usageDelta, type Agen
 
 const prefix = `tgi${Math.random().toString(36).slice(2, 5)}`;
 const ETH = 14;
+const metricsPort = 20000 + Math.floor(Math.random() * 10000);
+const listen = ['--listen', `127.0.0.1:${metricsPort}`];
 
 type Truth = Map<string, { packets: number; bytes: number }>;
 function add(t: Truth, key: string, packets: number, bytes: number): void {
@@ -44,7 +46,7 @@ describe('metering in the lab (agent + ledger + API)', { concurrency: false }, (
     internet = findNode(topo, 'internet');
     const policy = join(dir, 'policy.yaml');
     writeFileSync(policy, examplePolicyYaml(topo));
-    agent = await startAgentProcess({ config: policy, netns: topo.hostNetns, pinRoot: pinDirPath(prefix), dir });
+    agent = await startAgentProcess({ config: policy, netns: topo.hostNetns, pinRoot: pinDirPath(prefix), dir, extraArgs: listen });
   });
 
   after(async () => {
@@ -122,12 +124,26 @@ describe('metering in the lab (agent + ledger + API)', { concurrency: false }, (
     const truth: Truth = new Map();
     const r = await udpBurst(t, internet, 43000, [300, 700], 25, { family: 6 });
     add(truth, `${t.name}/egress`, r.packets, r.ipBytes);
-    agent = await startAgentProcess({ config: join(dir, 'policy.yaml'), netns: topo.hostNetns, pinRoot: pinDirPath(prefix), dir });
+    agent = await startAgentProcess({ config: join(dir, 'policy.yaml'), netns: topo.hostNetns, pinRoot: pinDirPath(prefix), dir, extraArgs: listen });
     const status1 = await agent.call<{ counterId: string; adoptedCounters: boolean; attachments: Array<{ adopted: boolean }> }>('GET', '/v1/status');
     assert.equal(status1.counterId, status0.counterId, 'the restarted agent adopted the pinned counter map');
     assert.equal(status1.adoptedCounters, true);
     assert.ok(status1.attachments.every((a) => a.adopted), 'pinned links were adopted, not re-created');
     assertExact(usageDelta(beforeUsage, await flushedUsage(agent)), truth, 'across a crash');
+  });
+
+  test('Prometheus /metrics on loopback TCP (in the root namespace, although the agent meters the lab)', async () => {
+    const r = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+    assert.equal(r.status, 200);
+    const text = await r.text();
+    for (const t of tenants) {
+      for (const d of ['ingress', 'egress']) {
+        const m = new RegExp(`^tollgate_meter_bytes_total\\{tenant="${t.name}",direction="${d}"\\} (\\d+)$`, 'm').exec(text);
+        assert.ok(m && Number(m[1]) > 0, `bytes series for ${t.name}/${d}`);
+      }
+    }
+    assert.match(text, /^tollgate_export_duration_seconds_count \d+$/m);
+    assert.match(text, /^tollgate_meter_reason_packets_total\{reason="by_iface"\} \d+$/m);
   });
 
   test('usage --json from the CLI has tenant, direction, packets, bytes', async () => {

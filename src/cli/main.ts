@@ -34,7 +34,7 @@ program
   .option('--db <file>', 'SQLite ledger', defaults.db)
   .option('--pin-root <dir>', 'bpffs directory for pinned maps and links', defaults.pinRoot)
   .option('--interval <duration>', 'export interval (overrides metering.interval), at least 1s')
-  .option('--netns <name>', 'attach inside this network namespace (e.g. the lab host)')
+  .option("--netns <name>", "attach to interfaces of this network namespace (e.g. the lab host); the API stays in the agent's own")
   .option('--listen <host:port>', 'also serve the API and /metrics on this loopback TCP address')
   .option('--max-tenants <n>', 'size of the tenant counter array', positiveInt('--max-tenants', 1 << 20))
   .addOption(new Option('--log-level <level>', 'log level').choices(['debug', 'info', 'warn', 'error']).default('info'))

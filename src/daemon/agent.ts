@@ -4,13 +4,14 @@ import { connect } from 'node:net';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import pino, { type Logger } from 'pino';
-import { enterNetns, ensureBpffs, ifindexOf } from '../kernel/index.js';
+import { ensureBpffs, ifindexOf, withNetns } from '../kernel/index.js';
 import { compileMetering, loadPolicyFile, notYetEnforced, parseDuration, type Policy } from '../policy/index.js';
 import { Ledger } from '../store/index.js';
 import { MeteringDatapath } from '../metering/datapath.js';
 import { Exporter } from '../metering/exporter.js';
 import { meteringMetrics } from '../metrics/metering.js';
-import { buildApi, listenUnix } from '../api/server.js';
+import type { FastifyInstance } from 'fastify';
+import { buildApi, listenUnix, type AgentContext } from '../api/server.js';
 
 export interface AgentOptions {
   config: string;
@@ -25,6 +26,15 @@ export interface AgentOptions {
   listen?: string;
   maxTenants?: number;
   logger?: Logger;
+}
+
+/** --listen: loopback only, the API has no authentication. */
+function parseListen(v: string): { host: string; port: number } {
+  const m = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|\[::1\]|localhost):(\d{1,5})$/.exec(v);
+  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) {
+    throw new Error(`--listen: must be a loopback host:port such as 127.0.0.1:9465 or [::1]:9465, got "${v}"`);
+  }
+  return { host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2]) };
 }
 
 /** ifindex in the agent's namespace, or undefined when there is no such interface. */
@@ -60,12 +70,16 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   }
   const intervalMs = opts.interval ? parseDuration(opts.interval, '--interval') : policy.metering.interval;
   if (intervalMs < 1000) throw new RangeError(`--interval: must be at least 1s, got ${opts.interval}`);
+  const listen = opts.listen ? parseListen(opts.listen) : undefined;
   if (await socketInUse(opts.socket)) {
     throw new Error(`another agent is already serving ${opts.socket}; stop it or pass --socket`);
   }
 
   ensureBpffs();
-  if (opts.netns) enterNetns(opts.netns);
+  // Only interface lookups and attaching happen inside --netns; the API, its
+  // loopback listener and everything else stay in the agent's own namespace.
+  const inNetns = <T>(fn: () => T): T => (opts.netns ? withNetns(opts.netns, fn) : fn());
+  inNetns(() => undefined); // a missing namespace fails here, before anything is created
 
   mkdirSync(dirname(opts.db), { recursive: true });
   const ledger = Ledger.open(opts.db);
@@ -75,14 +89,18 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
 
   const datapath = MeteringDatapath.open({ pinRoot: opts.pinRoot, maxTenants: opts.maxTenants });
   let exporter: Exporter | undefined;
+  const apps: FastifyInstance[] = [];
   try {
-    const plan = compileMetering(policy, { tenantIds, ifindexOf: ifindexIfPresent, maxTenants: datapath.maxTenants, generation: datapath.liveGeneration() === 0 ? 1 : 0 });
+    const plan = inNetns(() => {
+      const p = compileMetering(policy, { tenantIds, ifindexOf: ifindexIfPresent, maxTenants: datapath.maxTenants, generation: datapath.liveGeneration() === 0 ? 1 : 0 });
+      datapath.applyPlan(p);
+      for (const a of p.attach) {
+        const r = datapath.attach(a.ifname, a.ifindex, a.mode);
+        log.info({ ...r }, r.adopted ? 'adopted pinned metering links' : 'attached metering');
+      }
+      return p;
+    });
     for (const w of plan.warnings) log.warn(w);
-    datapath.applyPlan(plan);
-    for (const a of plan.attach) {
-      const r = datapath.attach(a.ifname, a.ifindex, a.mode);
-      log.info({ ...r }, r.adopted ? 'adopted pinned metering links' : 'attached metering');
-    }
     const removed = datapath.detachOthers(new Set(plan.attach.map((a) => a.ifname)));
     if (removed.length) log.info({ removed }, 'detached interfaces no longer in the policy');
 
@@ -100,7 +118,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     });
     const started = new Date();
     const exp = exporter;
-    const app = buildApi({
+    const ctx: AgentContext = {
       ledger,
       exporter: exp,
       registry: metrics.registry,
@@ -117,12 +135,15 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         exportFailures: exp.failures,
         reasons: datapath.readReasons(),
       }),
-    });
-    await listenUnix(app, opts.socket);
-    if (opts.listen) {
-      const m = /^(127\.\d+\.\d+\.\d+|\[::1\]|localhost):(\d+)$/.exec(opts.listen);
-      if (!m) throw new Error(`--listen must be a loopback host:port such as 127.0.0.1:9465, got "${opts.listen}"`);
-      await app.listen({ host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2]) });
+    };
+    // One server per listener: the unix socket for the CLI, loopback TCP for Prometheus.
+    const unixApi = buildApi(ctx);
+    apps.push(unixApi);
+    await listenUnix(unixApi, opts.socket);
+    if (listen) {
+      const tcpApi = buildApi(ctx);
+      apps.push(tcpApi);
+      await tcpApi.listen(listen);
     }
     exp.start();
     await exp.exportNow(); // opens the interval: first checkpoint right away
@@ -139,7 +160,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         } catch (err) {
           log.error({ err }, 'final export failed; counters stay in the pinned maps for the next agent');
         }
-        await app.close();
+        for (const a of apps) await a.close();
         datapath.close(); // pins stay: counting goes on without us
         ledger.close();
         resolveDone();
@@ -148,6 +169,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     };
     return { stop, done };
   } catch (err) {
+    for (const a of apps) await a.close().catch(() => undefined);
     await exporter?.stop();
     datapath.close();
     ledger.close();
