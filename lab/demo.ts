@@ -71,12 +71,18 @@ try {
     }
   }
 
-  step('sample traffic (UDP and ICMP over IPv4/IPv6, HTTP downloads, a trafgen burst)');
+  type Usage = { rows: Array<{ tenant: string; direction: string; packets: number; bytes: number }> };
+  const usage = async (): Promise<Usage['rows']> => {
+    await callAgent(socket, 'POST', '/v1/flush');
+    return (await callAgent<Usage>(socket, 'GET', '/v1/usage')).rows;
+  };
+
+  step('sample traffic with known sizes: UDP and ICMP over IPv4/IPv6, and a trafgen burst (AF_PACKET, non-linear skbs)');
   const internet = findNode(topo, 'internet');
-  const expected = new Map<string, { packets: number; bytes: number }>();
+  const sent = new Map<string, { packets: number; bytes: number }>();
   const add = (k: string, p: number, b: number) => {
-    const v = expected.get(k) ?? { packets: 0, bytes: 0 };
-    expected.set(k, { packets: v.packets + p, bytes: v.bytes + b });
+    const v = sent.get(k) ?? { packets: 0, bytes: 0 };
+    sent.set(k, { packets: v.packets + p, bytes: v.bytes + b });
   };
   let port = 42000;
   for (const [i, t] of tenantNodes(topo).entries()) {
@@ -89,20 +95,23 @@ try {
     add(`${t.name}/ingress`, p.replies.packets, p.replies.ipBytes);
     const tg = await trafgenBurst(t, internet, 500 * (i + 1), 300);
     add(`${t.name}/egress`, tg.packets, tg.ipBytes);
-    await httpBytes(internet, t, 2_000_000 * (i + 1)); // TCP: shown, not in the exact column
-    console.log(`${t.name}: UDP ${up.packets} up / ${down.packets} down, ping ${p.packets}, trafgen ${tg.packets}, HTTP ${2 * (i + 1)} MB served`);
   }
-
-  step('usage from the ledger (tollgate flush; tollgate usage)');
-  await callAgent(socket, 'POST', '/v1/flush');
-  const usage = await callAgent<{ rows: Array<{ tenant: string; direction: string; packets: number; bytes: number }> }>(socket, 'GET', '/v1/usage');
-  console.log(table(['TENANT', 'DIRECTION', 'PACKETS', 'BYTES', '', 'UDP+ICMP SENT (exact part)'],
-    usage.rows.map((r) => {
-      const e = expected.get(`${r.tenant}/${r.direction}`);
-      return [r.tenant, r.direction, r.packets, r.bytes, humanBytes(r.bytes), e ? `${e.packets} pkts, ${e.bytes} B` : '-'];
+  const first = await usage();
+  console.log(table(['TENANT', 'DIRECTION', 'LEDGER PACKETS', 'SENT PACKETS', 'LEDGER BYTES', 'SENT IP BYTES', 'EXACT'],
+    first.map((r) => {
+      const e = sent.get(`${r.tenant}/${r.direction}`) ?? { packets: 0, bytes: 0 };
+      return [r.tenant, r.direction, r.packets, e.packets, r.bytes, e.bytes, r.packets === e.packets && r.bytes === e.bytes ? 'yes' : 'NO'];
     })));
-  console.log('\n(ledger totals also include the TCP/HTTP traffic; see `npm test` for the exact checks)');
-  console.log(`try:  npx tollgate --socket ${socket} usage --json\n      npx tollgate --socket ${socket} status`);
+
+  step('TCP: each tenant serves an HTTP download to the internet');
+  for (const [i, t] of tenantNodes(topo).entries()) {
+    const r = await httpBytes(internet, t, 2_000_000 * (i + 1));
+    console.log(`${t.name}: served ${humanBytes(r.bytes)}`);
+  }
+  const second = await usage();
+  console.log(table(['TENANT', 'DIRECTION', 'PACKETS', 'BYTES', ''],
+    second.map((r) => [r.tenant, r.direction, r.packets, r.bytes, humanBytes(r.bytes)])));
+  console.log(`\ntry:  npx tollgate --socket ${socket} usage --json\n      npx tollgate --socket ${socket} status`);
 
   if (duration === Infinity) {
     step('running: Ctrl-C tears everything down');
