@@ -1,13 +1,13 @@
 // Metering overhead, side by side in one run:
 //  1. TCP throughput across the lab (tenant -> internet through the lab host)
-//     with no program and with the agent's metering attached, interleaved
+//     with no program and with the agent's metering datapath attached (the
+//     agent's own code, policy and maps, loaded in this process), interleaved
 //     round by round so drift on this shared host hits both alike;
 //  2. the meter's cost per packet from bpf_stats (run_time_ns / run_cnt)
 //     during those transfers and under a bounded 64-byte trafgen flood,
 //     next to a do-nothing tcx program on the same hook under the same flood
 //     (the floor: what running any program costs, stats included).
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BpfLink, BpfObject, enableBpfStats, ifindexOf, linkInfo, progInfo, progInfoById, removePins, withNetns, type BpfProgram } from '../src/kernel/index.js';
@@ -16,7 +16,8 @@ import {
   examplePolicyYaml, findNode, labDown, labUp, pinDirPath, runInNetns, spawnInNetns, tenantNodes, trafgenBurst, waitExit,
   type EndpointNode,
 } from '../lab/index.js';
-import { startAgentProcess, type AgentProcess } from '../test/helpers/agent.js';
+import { MeteringDatapath } from '../src/metering/datapath.js';
+import { compileMetering, parsePolicy } from '../src/policy/index.js';
 
 interface RunStats {
   runTimeNs: bigint;
@@ -68,33 +69,45 @@ export async function main(argv: string[]): Promise<void> {
   const flood = Number(values.flood);
   const prefix = 'tgbm';
   const pinRoot = pinDirPath(prefix);
-  const dir = mkdtempSync(join(tmpdir(), 'tollgate-bench-'));
   await labDown(prefix);
   const topo = await labUp({ prefix, tenants: 1 });
-  const policy = join(dir, 'policy.yaml');
-  writeFileSync(policy, examplePolicyYaml(topo));
   const [tenant] = tenantNodes(topo);
   const internet = findNode(topo, 'internet');
   const off: number[] = [];
   const on: number[] = [];
   let tcpStats: RunStats = { runTimeNs: 0n, runCnt: 0n };
   const disableStats = enableBpfStats();
-  const startAgent = (): Promise<AgentProcess> =>
-    startAgentProcess({ config: policy, netns: topo.hostNetns, pinRoot, dir: mkdtempSync(join(dir, 'a-')), interval: '10s' });
+  // The agent's datapath, loaded and attached in this (otherwise idle) process
+  // exactly as the agent does it, so no agent start-up lands in a timed window.
+  const doc = parsePolicy(examplePolicyYaml(topo), 'example policy');
+  const tenantIds = new Map(doc.tenants.map((t, i) => [t.name, i + 1]));
+  const startAgent = (): { stop(): void } => {
+    const dp = MeteringDatapath.open({ pinRoot });
+    withNetns(topo.hostNetns, () => {
+      const plan = compileMetering(doc, { tenantIds, ifindexOf: (n) => ifindexOf(n), generation: dp.liveGeneration() === 0 ? 1 : 0 });
+      dp.applyPlan(plan);
+      for (const a of plan.attach) dp.attach(a.ifname, a.ifindex, a.mode);
+    });
+    return {
+      stop() {
+        dp.close();
+        removePins(pinRoot); // detaches: the next round runs with no program
+      },
+    };
+  };
   try {
     console.log(`metering bench: lab ${topo.hostNetns}, ${tenant.name} (${tenant.hostIface}) -> internet`);
     console.log(`TCP: iperf3, ${rounds} rounds x ${seconds} s, without program / with metering, interleaved`);
     for (let i = 0; i < rounds; i++) {
       off.push(await iperf(tenant, internet, seconds, 45000 + 2 * i));
-      const agent = await startAgent();
+      const meter = startAgent();
       try {
         const s0 = agentStats(pinRoot);
         on.push(await iperf(tenant, internet, seconds, 45001 + 2 * i));
         const d = delta(s0, agentStats(pinRoot));
         tcpStats = { runTimeNs: tcpStats.runTimeNs + d.runTimeNs, runCnt: tcpStats.runCnt + d.runCnt };
       } finally {
-        await agent.stop();
-        removePins(pinRoot); // detaches: the next round runs with no program
+        meter.stop();
       }
       console.log(`  round ${i + 1}: without ${gbit(off[i])}, with ${gbit(on[i])}`);
     }
@@ -116,15 +129,14 @@ export async function main(argv: string[]): Promise<void> {
     } finally {
       noop.close();
     }
-    const agent = await startAgent();
+    const meter = startAgent();
     let floodStats: RunStats;
     try {
       const s0 = agentStats(pinRoot);
       await trafgenBurst(tenant, internet, flood, 18);
       floodStats = delta(s0, agentStats(pinRoot));
     } finally {
-      await agent.stop();
-      removePins(pinRoot);
+      meter.stop();
     }
 
     const ratio = median(on) / median(off);
@@ -141,6 +153,5 @@ export async function main(argv: string[]): Promise<void> {
   } finally {
     disableStats();
     await labDown(prefix);
-    rmSync(dir, { recursive: true, force: true });
   }
 }
