@@ -5,7 +5,7 @@
 // the interfaces' own counters.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -144,6 +144,25 @@ describe('metering in the lab (agent + ledger + API)', { concurrency: false }, (
     }
     assert.match(text, /^tollgate_export_duration_seconds_count \d+$/m);
     assert.match(text, /^tollgate_meter_reason_packets_total\{reason="by_iface"\} \d+$/m);
+  });
+
+  test('switching an interface to generic XDP: ingress in XDP, egress at tcx, still exact, no double count', async () => {
+    const [t] = tenants;
+    const policy = join(dir, 'policy.yaml');
+    writeFileSync(policy, examplePolicyYaml(topo).replace(`{ name: ${t.hostIface}, mode: tc }`, `{ name: ${t.hostIface}, mode: xdp-generic }`));
+    await agent.stop();
+    agent = await startAgentProcess({ config: policy, netns: topo.hostNetns, pinRoot: pinDirPath(prefix), dir, extraArgs: listen });
+    const status = await agent.call<{ attachments: Array<{ ifname: string; hooks: string[] }> }>('GET', '/v1/status');
+    assert.deepEqual(status.attachments.find((a) => a.ifname === t.hostIface)?.hooks, ['xdp', 'egress']);
+    assert.deepEqual(readdirSync(join(pinDirPath(prefix), 'links')).filter((f) => f.startsWith(`${t.hostIface}:`)).sort(),
+      [`${t.hostIface}:egress`, `${t.hostIface}:xdp`], 'the tcx ingress link of the old mode is gone');
+    const truth: Truth = new Map();
+    const beforeUsage = await flushedUsage(agent);
+    const up = await udpBurst(t, internet, 43100, [10, 900], 9);
+    add(truth, `${t.name}/egress`, up.packets, up.ipBytes);
+    const down = await udpBurst(internet, t, 43101, [333], 13, { family: 6 });
+    add(truth, `${t.name}/ingress`, down.packets, down.ipBytes);
+    assertExact(usageDelta(beforeUsage, await flushedUsage(agent)), truth, 'xdp-generic');
   });
 
   test('usage --json from the CLI has tenant, direction, packets, bytes', async () => {

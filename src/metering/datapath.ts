@@ -156,12 +156,12 @@ export class MeteringDatapath {
   attach(ifname: string, ifindex: number, mode: AttachMode): Attachment {
     const linkDir = join(this.pinRoot, 'links');
     mkdirSync(linkDir, { recursive: true });
+    // XDP has no egress hook: with an XDP mode, egress is still metered at tcx.
+    const egress: [string, () => BpfLink, string] =
+      ['egress', () => this.obj.program('tg_meter_egress').attachTcx(ifindex, 'egress'), 'tg_meter_egress'];
     const hooks: Array<[string, () => BpfLink, string]> = mode === 'tc'
-      ? [
-          ['ingress', () => this.obj.program('tg_meter_ingress').attachTcx(ifindex, 'ingress'), 'tg_meter_ingress'],
-          ['egress', () => this.obj.program('tg_meter_egress').attachTcx(ifindex, 'egress'), 'tg_meter_egress'],
-        ]
-      : [['xdp', () => this.obj.program('tg_meter_xdp').attachXdp(ifindex, mode === 'xdp-native' ? 'native' : 'generic'), 'tg_meter_xdp']];
+      ? [['ingress', () => this.obj.program('tg_meter_ingress').attachTcx(ifindex, 'ingress'), 'tg_meter_ingress'], egress]
+      : [['xdp', () => this.obj.program('tg_meter_xdp').attachXdp(ifindex, mode === 'xdp-native' ? 'native' : 'generic'), 'tg_meter_xdp'], egress];
     let adopted = true;
     for (const [hook, create, progName] of hooks) {
       const pin = join(linkDir, `${ifname}:${hook}`); // bpffs refuses dots in names; ifnames cannot hold a colon
@@ -185,6 +185,15 @@ export class MeteringDatapath {
         link.pin(pin);
         link.close();
         adopted = false;
+      }
+    }
+    // A mode change (tc <-> XDP) leaves the other ingress hook pinned: drop it, or ingress counts twice.
+    const current = new Set(hooks.map(([h]) => `${ifname}:${h}`));
+    for (const f of readdirSync(linkDir)) {
+      if (f.startsWith(`${ifname}:`) && !current.has(f)) {
+        const stale = BpfLink.openPinned(join(linkDir, f));
+        stale.unpin();
+        stale.close();
       }
     }
     const a: Attachment = { ifname, ifindex, mode, hooks: hooks.map(([h]) => h), adopted };
