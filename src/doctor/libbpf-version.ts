@@ -1,9 +1,8 @@
-// Which libbpf the kernel layer loaded. libbpf_major_version()/minor are
-// used when src/kernel binds them; otherwise the version is read from the
-// file name of the mapped library (libbpf.so.1.1.2), which is what the
-// dynamic loader actually picked.
+// Which libbpf the kernel layer loaded: major.minor from libbpf itself, the
+// full version from the file name of the mapped library (libbpf.so.1.1.2),
+// which is what the dynamic loader actually picked.
 import { readFileSync, realpathSync } from 'node:fs';
-import { libbpf } from '../kernel/index.js';
+import { libbpfVersion } from '../kernel/index.js';
 import type { DoctorCheck } from './report.js';
 
 export function versionFromSoname(path: string): string | undefined {
@@ -25,14 +24,10 @@ function mappedLibbpf(): string | undefined {
 export function checkLibbpf(): DoctorCheck {
   const base = { name: 'libbpf', required: true } as const;
   try {
-    const lib = libbpf() as unknown as Record<string, unknown>;
+    const api = libbpfVersion();
     const file = mappedLibbpf();
-    let version: string | undefined;
-    const major = lib.libbpf_major_version;
-    const minor = lib.libbpf_minor_version;
-    if (typeof major === 'function' && typeof minor === 'function') version = `${major()}.${minor()}`;
-    version ??= file ? versionFromSoname(file) : undefined;
-    if (!version) return { ...base, ok: true, detail: `loaded ${file ?? 'libbpf.so.1'} (version unknown)` };
+    const full = file ? versionFromSoname(file) : undefined;
+    const version = full?.startsWith(`${api}.`) ? full : api;
     const [maj, min] = version.split('.').map(Number);
     const ok = maj > 1 || (maj === 1 && min >= 1);
     return {

@@ -258,22 +258,16 @@ const MAPS_OF: Record<string, readonly string[]> = {
   doctor_lpm_probe: ['doctor_lpm'],
 };
 
-type WithAutocreate = { setAutocreate?: (mapName: string, autocreate: boolean) => void };
-
 function openIsolated(objectPath: string, program: string): BpfObject {
   const obj = BpfObject.open(objectPath);
   try {
     obj.program(program); // throws naming the program when the object lacks it
     for (const p of obj.programs()) if (p.name !== program) obj.setAutoload(p.name, false);
     // Maps are created for the whole object even when their programs are not
-    // loaded, so a map type the kernel refuses would fail every probe. Skip
-    // the ones this probe does not use when the kernel layer can
-    // (bpf_map__set_autocreate; requested from src/kernel).
-    const setAutocreate = (obj as unknown as WithAutocreate).setAutocreate;
-    if (typeof setAutocreate === 'function') {
-      const keep = MAPS_OF[program] ?? [];
-      for (const m of obj.maps()) if (!m.name.includes('.') && !keep.includes(m.name)) setAutocreate.call(obj, m.name, false);
-    }
+    // loaded, so a map type the kernel refuses would fail every probe: skip
+    // the ones this probe does not use.
+    const keep = MAPS_OF[program] ?? [];
+    for (const m of obj.maps()) if (!m.name.includes('.') && !keep.includes(m.name)) obj.setAutocreate(m.name, false);
     return obj;
   } catch (e) {
     obj.close();

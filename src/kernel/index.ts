@@ -2,7 +2,7 @@
 // modules need is exported from here.
 export * from './codec.js';
 export { KernelError, VerifierError, errnoName } from './errors.js';
-export { libbpf, numPossibleCpus, setLibbpfLogger, captureLibbpfLog, type LogLevel, type Logger } from './libbpf.js';
+export { libbpf, libbpfVersion, numPossibleCpus, setLibbpfLogger, captureLibbpfLog, type LogLevel, type Logger } from './libbpf.js';
 export { BpfObject, type OpenOptions, type AttachTypeName } from './object.js';
 export { BpfProgram, AttachType, type XdpMode, type TcxDirection, type TestRunOptions, type TestRunResult } from './program.js';
 export { BpfLink } from './link.js';

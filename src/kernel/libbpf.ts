@@ -47,6 +47,9 @@ function bindLibbpf(lib: LibraryHandle) {
     bpf_program__expected_attach_type: f('int bpf_program__expected_attach_type(void *prog)'),
     bpf_program__set_expected_attach_type: f('int bpf_program__set_expected_attach_type(void *prog, int type)'),
     bpf_program__set_autoload: f('int bpf_program__set_autoload(void *prog, bool autoload)'),
+    bpf_map__set_autocreate: f('int bpf_map__set_autocreate(void *map, bool autocreate)'),
+    libbpf_major_version: f('uint32_t libbpf_major_version()'),
+    libbpf_minor_version: f('uint32_t libbpf_minor_version()'),
     bpf_program__attach: f('void *bpf_program__attach(void *prog)'),
     bpf_program__attach_cgroup: f('void *bpf_program__attach_cgroup(void *prog, int cgroup_fd)'),
 
@@ -251,4 +254,10 @@ export function numPossibleCpus(): number {
   const n = libbpf().libbpf_num_possible_cpus() as number;
   if (n <= 0) throw new Error(`libbpf_num_possible_cpus failed: ${n}`);
   return n;
+}
+
+/** major.minor of the libbpf that was loaded (libbpf_major_version/minor_version). */
+export function libbpfVersion(): string {
+  const l = libbpf();
+  return `${l.libbpf_major_version() as number}.${l.libbpf_minor_version() as number}`;
 }

@@ -227,6 +227,13 @@ export class BpfObject {
     this.#record((obj) => check(`bpf_program__set_autoload(${progName})`, libbpf().bpf_program__set_autoload(this.#findIn(obj, 'program', progName), autoload)));
   }
 
+  /** Whether libbpf creates this map at load (off: a program using it must not be loaded either). */
+  setAutocreate(mapName: string, autocreate: boolean): void {
+    this.#beforeLoad(`setAutocreate('${mapName}')`);
+    this.map(mapName);
+    this.#record((obj) => check(`bpf_map__set_autocreate(${mapName})`, libbpf().bpf_map__set_autocreate(this.#findIn(obj, 'map', mapName), autocreate)));
+  }
+
   #findIn(obj: Ptr, kind: 'program' | 'map', name: string): Ptr {
     const next = kind === 'program' ? libbpf().bpf_object__next_program : libbpf().bpf_object__next_map;
     const nameOf = kind === 'program' ? libbpf().bpf_program__name : libbpf().bpf_map__name;
