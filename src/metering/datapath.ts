@@ -4,7 +4,7 @@
 // compiled tenant maps with a generation switch, and reads the counters back.
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { BpfLink, BpfObject, TypedMap, type BpfMap } from '../kernel/index.js';
+import { BpfLink, BpfObject, TypedMap } from '../kernel/index.js';
 import {
   TgCounter, TgLpmV4Key, TgLpmV6Key, TgMeterConfig, TgTenantRef,
   TG_DIR_MAX, TG_MAX_TENANTS, TgMeterReason,
