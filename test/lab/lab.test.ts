@@ -392,7 +392,8 @@ test('a failed labUp removes what it created', { timeout: 60_000 }, async (t) =>
   if (!(await skipUnlessReady(t))) return;
   await labDown(P);
   t.after(() => labDown(P));
-  await assert.rejects(labUp({ prefix: P, tenants: 1, serviceTimeoutMs: 1 }), /did not answer \/health within 1 ms/);
+  // 0 ms: no health probe can run in time, so the failure is certain (1 ms raced a fast service).
+  await assert.rejects(labUp({ prefix: P, tenants: 1, serviceTimeoutMs: 0 }), /did not answer \/health within 0 ms/);
   assert.deepEqual(await leftovers(P), []);
   await assert.rejects(labUp({ prefix: 'T!', tenants: 1 }), /^LabConfigError: prefix: /);
   await assert.rejects(labDown('no way'), /^LabConfigError: prefix: /);
