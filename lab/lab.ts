@@ -365,22 +365,26 @@ function cgroupPids(dir: string): number[] {
 async function killCgroupTree(root: string): Promise<number[]> {
   const dirs = cgroupSubtree(root);
   if (dirs.length === 0) return [];
-  const pids = dirs.flatMap(cgroupPids);
-  if (existsSync(join(root, 'cgroup.kill'))) {
-    writeFileSync(join(root, 'cgroup.kill'), '1');
-  } else {
-    for (const pid of pids) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {}
-    }
-  }
+  const killed = new Set<number>();
   const deadline = Date.now() + 10_000;
-  while (dirs.some((d) => cgroupPids(d).length > 0)) {
-    if (Date.now() > deadline) throw new LabError(`processes in ${root} survived SIGKILL for 10 s`);
+  // Kill again on every pass: a process that was still on its way into the
+  // cgroup (a service spawned just before labDown) joins after a one-shot kill.
+  for (;;) {
+    const pids = dirs.flatMap(cgroupPids);
+    if (pids.length === 0) break;
+    if (Date.now() > deadline) throw new LabError(`processes in ${root} survived SIGKILL for 10 s: ${pids.join(', ')}`);
+    pids.forEach((p) => killed.add(p));
+    if (existsSync(join(root, 'cgroup.kill'))) writeFileSync(join(root, 'cgroup.kill'), '1');
+    else {
+      for (const pid of pids) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {}
+      }
+    }
     await sleep(20);
   }
-  return pids;
+  return [...killed];
 }
 
 async function killNetnsProcesses(netns: string): Promise<number[]> {
@@ -427,6 +431,17 @@ export async function labDown(prefix: string, opts: { stateDir?: string } = {}):
   try {
     mounts.add(findCgroup2Mount());
   } catch {}
+  // Services recorded at spawn may not have reached their cgroup or netns yet.
+  // Only if the pid still runs a lab service: a stale state file's pid may
+  // belong to someone else by now.
+  for (const svc of state?.services ?? []) {
+    try {
+      const cmd = readFileSync(`/proc/${svc.pid}/cmdline`, 'utf8');
+      if (!cmd.includes('service.mjs') && !cmd.includes('tollgate-lab-spawn')) continue;
+      process.kill(svc.pid, 'SIGKILL');
+      report.killedPids.push(svc.pid);
+    } catch {}
+  }
   const cgroupRoots = [...mounts].map((m) => `${m === '/' ? '' : m}/${CGROUP_DIR}/${prefix}`);
   for (const root of cgroupRoots) report.killedPids.push(...(await killCgroupTree(root)));
 
