@@ -96,7 +96,7 @@ describe('metering in the lab (agent + ledger + API)', { concurrency: false }, (
     assertExact(usageDelta(beforeUsage, await flushedUsage(agent)), truth, 'trafgen');
   });
 
-  test("TCP transfers (iperf3 -n) match the interfaces' own counters", async () => {
+  test("TCP transfers of exact sizes match the interfaces' own counters", async () => {
     const t = tenants[0];
     const c0 = await ifaceCounters(topo.hostNetns, t.hostIface);
     const beforeUsage = await flushedUsage(agent);
@@ -163,6 +163,15 @@ describe('metering in the lab (agent + ledger + API)', { concurrency: false }, (
     const down = await udpBurst(internet, t, 43101, [333], 13, { family: 6 });
     add(truth, `${t.name}/ingress`, down.packets, down.ipBytes);
     assertExact(usageDelta(beforeUsage, await flushedUsage(agent)), truth, 'xdp-generic');
+  });
+
+  test('a second agent on the same pin root is refused and changes nothing', async () => {
+    const { runCli } = await import('./helpers/agent.js');
+    const r = await runCli(['--socket', join(dir, 'second.sock'), 'agent', '--config', join(dir, 'policy.yaml'), '--netns', topo.hostNetns,
+      '--pin-root', pinDirPath(prefix), '--db', join(dir, 'second.db')]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, new RegExp(`--pin-root: agent pid ${agent.child.pid} already uses`));
+    await agent.call('GET', '/v1/health');
   });
 
   test('usage --json from the CLI has tenant, direction, packets, bytes', async () => {

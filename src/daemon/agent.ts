@@ -12,6 +12,7 @@ import { Exporter } from '../metering/exporter.js';
 import { meteringMetrics } from '../metrics/metering.js';
 import type { FastifyInstance } from 'fastify';
 import { buildApi, listenUnix, type AgentContext } from '../api/server.js';
+import { lockPinRoot } from './lock.js';
 
 export interface AgentOptions {
   config: string;
@@ -75,6 +76,24 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     throw new Error(`another agent is already serving ${opts.socket}; stop it or pass --socket`);
   }
 
+  const unlock = lockPinRoot(opts.pinRoot);
+  try {
+    return await run(opts, { log, policy, intervalMs, listen, unlock });
+  } catch (err) {
+    unlock();
+    throw err;
+  }
+}
+
+interface Prepared {
+  log: Logger;
+  policy: Policy;
+  intervalMs: number;
+  listen: { host: string; port: number } | undefined;
+  unlock: () => void;
+}
+
+async function run(opts: AgentOptions, { log, policy, intervalMs, listen, unlock }: Prepared): Promise<RunningAgent> {
   ensureBpffs();
   // Only interface lookups and attaching happen inside --netns; the API, its
   // loopback listener and everything else stay in the agent's own namespace.
@@ -163,6 +182,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         for (const a of apps) await a.close();
         datapath.close(); // pins stay: counting goes on without us
         ledger.close();
+        unlock();
         resolveDone();
       })();
       return stopping;

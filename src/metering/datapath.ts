@@ -4,7 +4,7 @@
 // compiled tenant maps with a generation switch, and reads the counters back.
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { BpfLink, BpfObject, TypedMap } from '../kernel/index.js';
+import { BpfLink, BpfObject, TypedMap, type BpfProgram } from '../kernel/index.js';
 import {
   TgCounter, TgLpmV4Key, TgLpmV6Key, TgMeterConfig, TgTenantRef,
   TG_DIR_MAX, TG_MAX_TENANTS, TgMeterReason,
@@ -244,6 +244,11 @@ export class MeteringDatapath {
       if (name) out[name] = n;
     }
     return out;
+  }
+
+  /** One of the loaded programs, for BPF_PROG_TEST_RUN (tests and benchmarks). */
+  program(name: 'tg_meter_ingress' | 'tg_meter_egress' | 'tg_meter_xdp'): BpfProgram {
+    return this.obj.program(name);
   }
 
   /** Closes our handles; pinned maps and links stay (fail-static datapath). */
