@@ -174,6 +174,40 @@ describe('metering in the lab (agent + ledger + API)', { concurrency: false }, (
     await agent.call('GET', '/v1/health');
   });
 
+  test('reload applies a changed policy with a generation switch; a bad one changes nothing', async () => {
+    const { runCli } = await import('./helpers/agent.js');
+    const [a, b] = tenants;
+    const policy = join(dir, 'policy.yaml');
+    const base = examplePolicyYaml(topo);
+    type Status = { generation: number; attachments: Array<{ ifname: string }> };
+    const s0 = await agent.call<Status>('GET', '/v1/status');
+    const metered = `    - { name: ${b.hostIface}, mode: tc }\n`;
+    assert.ok(base.includes(metered));
+    writeFileSync(policy, base.replace(metered, ''));
+    const r = await runCli(['--socket', agent.socket, 'reload']);
+    assert.equal(r.code, 0, r.stderr);
+    const s1 = await agent.call<Status>('GET', '/v1/status');
+    assert.equal(s1.generation, 1 - s0.generation, 'the other generation went live');
+    assert.equal(readdirSync(join(pinDirPath(prefix), 'links')).some((f) => f.startsWith(`${b.hostIface}:`)), false, `${b.hostIface} detached`);
+
+    const truth: Truth = new Map();
+    const beforeUsage = await flushedUsage(agent);
+    await udpBurst(b, internet, 43200, [100], 5); // crosses no metered interface now
+    const x = await udpBurst(a, internet, 43201, [100], 5);
+    add(truth, `${a.name}/egress`, x.packets, x.ipBytes);
+    assertExact(usageDelta(beforeUsage, await flushedUsage(agent)), truth, 'after reload');
+
+    writeFileSync(policy, 'version: 1\ntenants:\n  - name: Bad_Name\n    selectors: { cidrs: [198.18.1.0/24] }\n');
+    const bad = await runCli(['--socket', agent.socket, 'reload']);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /nothing changed.*tenants\[0\]\.name/s);
+    assert.equal((await agent.call<Status>('GET', '/v1/status')).generation, s1.generation, 'no generation switch');
+
+    writeFileSync(policy, base);
+    assert.equal((await runCli(['--socket', agent.socket, 'reload'])).code, 0);
+    assert.ok((await agent.call<Status>('GET', '/v1/status')).attachments.some((x) => x.ifname === b.hostIface));
+  });
+
   test('usage --json from the CLI has tenant, direction, packets, bytes', async () => {
     const { runCli } = await import('./helpers/agent.js');
     const r = await runCli(['--socket', agent.socket, 'usage', '--json']);

@@ -32,7 +32,7 @@ function setup() {
       return { at: new Date(), rows: 0, packets: 0n, bytes: 0n, durationMs: 1 };
     },
   } as unknown as Exporter;
-  const app = buildApi({ ledger, exporter, registry: new Registry(), status: () => ({ ok: true }) });
+  const app = buildApi({ ledger, exporter, registry: new Registry(), status: () => ({ ok: true }), reload: async () => ({ generation: 1 }) });
   return { app, exportsCount: () => exports, done: () => { ledger.close(); rmSync(dir, { recursive: true, force: true }); } };
 }
 

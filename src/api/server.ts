@@ -14,6 +14,8 @@ import { meteringRoutes } from './metering.js';
 export interface AgentContext {
   ledger: Ledger;
   exporter: Exporter;
+  /** Re-reads and applies the policy file; rejects (changing nothing) when it is bad. */
+  reload(): Promise<unknown>;
   registry: Registry;
   status(): unknown;
 }
@@ -37,6 +39,13 @@ export function buildApi(ctx: AgentContext): FastifyInstance {
     reply.type(ctx.registry.contentType);
     reply.serializer((p: unknown) => String(p));
     return ctx.registry.metrics();
+  });
+  app.post('/v1/reload', async () => {
+    try {
+      return await ctx.reload();
+    } catch (err) {
+      throw new ApiError('BAD_REQUEST', `policy not applied, nothing changed: ${(err as Error).message}`, 'policy');
+    }
   });
   meteringRoutes(app, ctx);
   return app;

@@ -48,6 +48,9 @@ program
     };
     process.once('SIGINT', () => shutdown('SIGINT'));
     process.once('SIGTERM', () => shutdown('SIGTERM'));
+    process.on('SIGHUP', () => {
+      agent.reload().catch((err: unknown) => logger.error({ err: (err as Error).message }, 'policy not applied, nothing changed'));
+    });
     await agent.done;
   });
 
@@ -79,6 +82,11 @@ program
     console.log(table(['TENANT', 'DIRECTION', 'PACKETS', 'BYTES', '', 'LAST'],
       r.rows.map((x) => [x.tenant, x.direction, x.packets, x.bytes, humanBytes(x.bytes), x.last])));
   });
+
+program
+  .command('reload')
+  .description('make the agent re-read and apply its policy file (same as SIGHUP); a bad policy changes nothing')
+  .action(async () => print(await callAgent(socket(), 'POST', '/v1/reload')));
 
 program
   .command('status')

@@ -47,8 +47,18 @@ function ifindexIfPresent(name: string): number | undefined {
   }
 }
 
+export interface ReloadResult {
+  generation: number;
+  tenants: number;
+  interfaces: string[];
+  detached: string[];
+  warnings: string[];
+}
+
 export interface RunningAgent {
   stop(): Promise<void>;
+  /** Re-reads --config and applies it; a policy that does not load or compile changes nothing. */
+  reload(): Promise<ReloadResult>;
   done: Promise<void>;
 }
 
@@ -102,16 +112,31 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, unlock
 
   mkdirSync(dirname(opts.db), { recursive: true });
   const ledger = Ledger.open(opts.db);
-  const tenantIds = ledger.ensureTenants(policy.tenants.map((t) => t.name));
-  const names = new Map<number, string>([...ledger.tenants()].map((t) => [t.id, t.name]));
+  const names = new Map<number, string>();
   const tenantName = (id: number): string => names.get(id) ?? `tenant-id-${id}`;
 
   const datapath = MeteringDatapath.open({ pinRoot: opts.pinRoot, maxTenants: opts.maxTenants });
   let exporter: Exporter | undefined;
   const apps: FastifyInstance[] = [];
-  try {
+
+  /**
+   * Compiles and applies a policy: the idle generation is written, then made
+   * live in one update; interfaces are attached (or adopted) and those no
+   * longer configured detached. A policy that does not compile changes
+   * nothing, not even the ledger's tenant list: it is compiled once with
+   * provisional ids before any id is handed out.
+   */
+  const apply = (doc: Policy): ReloadResult => {
+    const known = new Map(ledger.tenants().map((t) => [t.name, t.id]));
+    let next = Math.max(0, ...known.values()) + 1;
+    const provisional = new Map(doc.tenants.map((t) => [t.name, known.get(t.name) ?? next++]));
+    const compile = (tenantIds: ReadonlyMap<string, number>) =>
+      compileMetering(doc, { tenantIds, ifindexOf: ifindexIfPresent, maxTenants: datapath.maxTenants, generation: datapath.liveGeneration() === 0 ? 1 : 0 });
+    inNetns(() => compile(provisional));
+    const tenantIds = ledger.ensureTenants(doc.tenants.map((t) => t.name));
+    for (const t of ledger.tenants()) names.set(t.id, t.name);
     const plan = inNetns(() => {
-      const p = compileMetering(policy, { tenantIds, ifindexOf: ifindexIfPresent, maxTenants: datapath.maxTenants, generation: datapath.liveGeneration() === 0 ? 1 : 0 });
+      const p = compile(tenantIds);
       datapath.applyPlan(p);
       for (const a of p.attach) {
         const r = datapath.attach(a.ifname, a.ifindex, a.mode);
@@ -122,7 +147,11 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, unlock
     for (const w of plan.warnings) log.warn(w);
     const removed = datapath.detachOthers(new Set(plan.attach.map((a) => a.ifname)));
     if (removed.length) log.info({ removed }, 'detached interfaces no longer in the policy');
+    return { generation: plan.generation, tenants: plan.tenants.length, interfaces: plan.attach.map((a) => a.ifname), detached: removed, warnings: plan.warnings };
+  };
 
+  try {
+    const first = apply(policy);
     const metrics = meteringMetrics(datapath, tenantName);
     exporter = new Exporter(datapath, ledger, intervalMs, {
       onExport(r) {
@@ -137,9 +166,16 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, unlock
     });
     const started = new Date();
     const exp = exporter;
+    const reload = async (): Promise<ReloadResult> => {
+      const doc = loadPolicyFile(opts.config); // a bad document throws here and nothing changes
+      const r = apply(doc);
+      log.info({ ...r }, 'policy reloaded');
+      return r;
+    };
     const ctx: AgentContext = {
       ledger,
       exporter: exp,
+      reload,
       registry: metrics.registry,
       status: () => ({
         started: started.toISOString(),
@@ -166,7 +202,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, unlock
     }
     exp.start();
     await exp.exportNow(); // opens the interval: first checkpoint right away
-    log.info({ socket: opts.socket, intervalMs, tenants: plan.tenants.length }, 'agent running');
+    log.info({ socket: opts.socket, intervalMs, tenants: first.tenants }, 'agent running');
 
     let resolveDone!: () => void;
     const done = new Promise<void>((r) => (resolveDone = r));
@@ -187,7 +223,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, unlock
       })();
       return stopping;
     };
-    return { stop, done };
+    return { stop, done, reload };
   } catch (err) {
     for (const a of apps) await a.close().catch(() => undefined);
     await exporter?.stop();
