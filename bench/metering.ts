@@ -62,7 +62,7 @@ const gbit = (bps: number): string => `${(bps / 1e9).toFixed(2)} Gbit/s`;
 export async function main(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
-    options: { rounds: { type: 'string', default: '5' }, seconds: { type: 'string', default: '3' }, flood: { type: 'string', default: '300000' } },
+    options: { rounds: { type: 'string', default: '7' }, seconds: { type: 'string', default: '4' }, flood: { type: 'string', default: '300000' } },
   });
   const rounds = Number(values.rounds);
   const seconds = Number(values.seconds);
@@ -99,16 +99,26 @@ export async function main(argv: string[]): Promise<void> {
   try {
     console.log(`metering bench: lab ${topo.hostNetns}, ${tenant.name} (${tenant.hostIface}) -> internet`);
     console.log(`TCP: iperf3, ${rounds} rounds x ${seconds} s, without program / with metering, interleaved`);
-    for (let i = 0; i < rounds; i++) {
-      off.push(await iperf(tenant, internet, seconds, 45000 + 2 * i));
+    const withMeter = async (port: number): Promise<number> => {
       const meter = startAgent();
       try {
         const s0 = agentStats(pinRoot);
-        on.push(await iperf(tenant, internet, seconds, 45001 + 2 * i));
+        const bps = await iperf(tenant, internet, seconds, port);
         const d = delta(s0, agentStats(pinRoot));
         tcpStats = { runTimeNs: tcpStats.runTimeNs + d.runTimeNs, runCnt: tcpStats.runCnt + d.runCnt };
+        return bps;
       } finally {
         meter.stop();
+      }
+    };
+    for (let i = 0; i < rounds; i++) {
+      // Alternate which side goes first so neither always runs on a warmer host.
+      if (i % 2 === 0) {
+        off.push(await iperf(tenant, internet, seconds, 45000 + 2 * i));
+        on.push(await withMeter(45001 + 2 * i));
+      } else {
+        on.push(await withMeter(45001 + 2 * i));
+        off.push(await iperf(tenant, internet, seconds, 45000 + 2 * i));
       }
       console.log(`  round ${i + 1}: without ${gbit(off[i])}, with ${gbit(on[i])}`);
     }
