@@ -105,15 +105,21 @@ program
     if (!report.ok) process.exitCode = 1;
   });
 
-program
-  .command('policy')
-  .description('policy documents')
+const policyCmd = program.command('policy').description('policy documents');
+policyCmd
   .command('check <file>')
   .description('validate a policy document; errors name the field and line')
   .action(async (file: string) => {
     const { loadPolicyFile } = await import('../policy/index.js');
     const p = loadPolicyFile(file);
     console.log(`${file}: ok (${p.tenants.length} tenants)`);
+  });
+policyCmd
+  .command('schema')
+  .description('print the policy document as JSON Schema (for editors and linters)')
+  .action(async () => {
+    const { policyJsonSchema } = await import('../policy/index.js');
+    print(policyJsonSchema());
   });
 
 const lab = program.command('lab').description('a network-namespace lab: a host, tenants, internet, attacker, honeypot');

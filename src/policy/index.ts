@@ -11,6 +11,7 @@ export {
   type MeteringPlan, type MeteringContext, type MapEntry, type EntryDiff,
 } from './compile-metering.js';
 export { cgroupMatcher, compileCgroupGlob, cgroupGlobProblem } from './cgroup-match.js';
+export { policyJsonSchema } from './json-schema.js';
 export { parseCidr, normalizeCidr, formatCidr, parseAddress, formatAddress, cidrContains, cidrOverlaps, CidrError, type Cidr, type Family } from './cidr.js';
 export {
   parseDuration, parseSize, parseRate, parseDecimal, formatDuration, UnitError,
