@@ -7,6 +7,7 @@
 
 import { execFile, spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { findCgroup2, parseMounts, readMounts } from '../src/kernel/proc-mounts.js';
 
 export class CommandError extends Error {
   constructor(
@@ -129,17 +130,13 @@ export function waitExit(child: ChildProcess, timeoutMs: number): Promise<{ code
   });
 }
 
-/** The cgroup2 mount point from /proc/mounts (/sys/fs/cgroup/unified on hybrid hosts). */
+/** The cgroup2 mount point (/sys/fs/cgroup/unified on hybrid hosts), from /proc/mounts or the given text. */
 export function findCgroup2Mount(mountsText?: string): string {
-  const text = mountsText ?? readFileSync('/proc/mounts', 'utf8');
-  for (const line of text.split('\n')) {
-    const f = line.split(' ');
-    if (f[2] === 'cgroup2' && f[1]) {
-      // /proc/mounts escapes space, tab, newline and backslash as octal.
-      return f[1].replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-    }
+  const found = findCgroup2(mountsText === undefined ? readMounts() : parseMounts(mountsText));
+  if (found === undefined) {
+    throw new Error('no cgroup2 file system is mounted (looked in /proc/mounts); mount one with: mount -t cgroup2 none /sys/fs/cgroup/unified');
   }
-  throw new Error('no cgroup2 file system is mounted (looked in /proc/mounts); mount one with: mount -t cgroup2 none /sys/fs/cgroup/unified');
+  return found;
 }
 
 /** The cgroup v2 path of pid relative to the cgroup2 mount ("/tollgate-lab/tg/tenant-1"), or null when gone. */

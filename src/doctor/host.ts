@@ -3,29 +3,10 @@
 // and exported for tests; the check functions read /proc and /sys.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { release } from 'node:os';
+import { findCgroup2, readMounts, type Mount } from '../kernel/proc-mounts.js';
 import type { DoctorCheck } from './report.js';
 
-export interface Mount {
-  source: string;
-  target: string;
-  fstype: string;
-  options: string[];
-}
-
-/** /proc/mounts escapes space, tab, newline and backslash as octal (\040). */
-function unescapeMount(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-}
-
-export function parseMounts(text: string): Mount[] {
-  const out: Mount[] = [];
-  for (const line of text.split('\n')) {
-    const f = line.trim().split(/\s+/);
-    if (f.length < 4) continue;
-    out.push({ source: unescapeMount(f[0]), target: unescapeMount(f[1]), fstype: f[2], options: f[3].split(',') });
-  }
-  return out;
-}
+export { parseMounts, findCgroup2, readMounts, type Mount } from '../kernel/proc-mounts.js';
 
 export interface KernelVersion {
   major: number;
@@ -57,27 +38,6 @@ export function parseCapEff(status: string): bigint {
 
 export function missingCaps(capEff: bigint): CapName[] {
   return (Object.keys(CAPS) as CapName[]).filter((n) => ((capEff >> BigInt(CAPS[n])) & 1n) === 0n);
-}
-
-/**
- * Where cgroup v2 is mounted. A pure v2 host has it at /sys/fs/cgroup; a
- * hybrid host (v1 controllers plus v2) at /sys/fs/cgroup/unified.
- */
-export function findCgroup2(mounts: Mount[]): string | undefined {
-  const v2 = mounts.filter((m) => m.fstype === 'cgroup2').map((m) => m.target);
-  for (const preferred of ['/sys/fs/cgroup', '/sys/fs/cgroup/unified']) if (v2.includes(preferred)) return preferred;
-  return v2[0];
-}
-
-export function readMounts(): Mount[] {
-  return parseMounts(readFileSync('/proc/mounts', 'utf8'));
-}
-
-/** The cgroup v2 mount point of this host, or an error naming what is missing. */
-export function cgroup2Root(): string {
-  const root = findCgroup2(readMounts());
-  if (!root) throw new Error('cgroup2: no cgroup2 filesystem in /proc/mounts');
-  return root;
 }
 
 function check(name: string, required: boolean, fn: () => Omit<DoctorCheck, 'name' | 'required'>): DoctorCheck {

@@ -5,14 +5,15 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from '../paths.js';
-import { cgroup2Root, hostChecks } from './host.js';
+import { cgroup2Root } from '../kernel/index.js';
+import { hostChecks } from './host.js';
 import { checkLibbpf } from './libbpf-version.js';
 import { runProbes, type ProbeEnv } from './probes.js';
 import { makeReport, type DoctorCheck, type DoctorReport } from './report.js';
 import { createCgroupSandbox, createNetSandbox, probeQdisc, type CgroupSandbox, type NetSandbox } from './sandbox.js';
 
 export { formatDoctorTable, makeReport, statusOf, type DoctorCheck, type DoctorReport } from './report.js';
-export { cgroup2Root } from './host.js';
+export { cgroup2Root } from '../kernel/index.js';
 
 export interface DoctorOptions {
   /** The compiled probe object; default build/bpf/doctor.bpf.o of this package. */

@@ -13,5 +13,6 @@ export { progInfo, progInfoById, mapInfo, linkInfo, kernelIds, LinkType, type Pr
 export { enableBpfStats } from './stats.js';
 export { mkdirp, removePins, pinPath, inBpffs, PIN_ROOT } from './pins.js';
 export { ensureBpffs, ensureTracefs, cgroup2Root, findMount, BPFFS, TRACEFS } from './mounts.js';
+export { parseMounts, readMounts, findCgroup2, type Mount } from './proc-mounts.js';
 export { ifindexOf, enterNetns, withNetns } from './netns.js';
 export { datasecVars, type SectionVar } from './btf.js';

@@ -1,29 +1,21 @@
 // The pseudo filesystems BPF work needs and hosts do not always mount: bpffs
 // (pins) and tracefs (tracepoint ids for tp/ programs). Mounting is
 // idempotent and done through libc mount(2), no external tools.
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { KernelError } from './errors.js';
 import { lastErrno, libc } from './libbpf.js';
+import { findCgroup2, readMounts } from './proc-mounts.js';
 
 export const BPFFS = '/sys/fs/bpf';
 export const TRACEFS = '/sys/kernel/tracing';
 
-/** Mount point of the first filesystem of that type, from /proc/self/mounts. */
+/** Mount point of the first filesystem of that type. */
 export function findMount(fstype: string): string | undefined {
-  for (const line of readFileSync('/proc/self/mounts', 'utf8').split('\n')) {
-    const [, mnt, type] = line.split(' ');
-    if (type === fstype) return mnt;
-  }
-  return undefined;
+  return readMounts().find((m) => m.fstype === fstype)?.target;
 }
 
 function isMounted(at: string, fstype: string): boolean {
-  return readFileSync('/proc/self/mounts', 'utf8')
-    .split('\n')
-    .some((l) => {
-      const [, mnt, type] = l.split(' ');
-      return mnt === at && type === fstype;
-    });
+  return readMounts().some((m) => m.target === at && m.fstype === fstype);
 }
 
 function ensureMounted(fstype: string, at: string): void {
@@ -44,7 +36,7 @@ export function ensureTracefs(): void {
 
 /** The cgroup v2 mount (/sys/fs/cgroup on unified hosts, /sys/fs/cgroup/unified on hybrid ones). */
 export function cgroup2Root(): string {
-  const m = findMount('cgroup2');
-  if (!m) throw new KernelError('find cgroup2 mount', 2, 'no cgroup2 filesystem in /proc/self/mounts');
+  const m = findCgroup2(readMounts());
+  if (!m) throw new KernelError('find cgroup2 mount', 2, 'no cgroup2 filesystem in /proc/self/mounts; mount one with: mount -t cgroup2 none /sys/fs/cgroup/unified');
   return m;
 }
