@@ -11,7 +11,7 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BpfLink, BpfObject, enableBpfStats, ifindexOf, linkInfo, progInfo, progInfoById, removePins, withNetns, type BpfProgram } from '../src/kernel/index.js';
-import { packageRoot } from '../src/paths.js';
+import { bpfObjectPath } from '../src/paths.js';
 import {
   examplePolicyYaml, findNode, labDown, labUp, pinDirPath, runInNetns, spawnInNetns, tenantNodes, trafgenBurst, udpFrame, waitExit,
   type EndpointNode,
@@ -83,11 +83,7 @@ export async function main(argv: string[]): Promise<void> {
   const tenantIds = new Map(doc.tenants.map((t, i) => [t.name, i + 1]));
   const startAgent = (): { dp: MeteringDatapath; stop(): void } => {
     const dp = MeteringDatapath.open({ pinRoot });
-    withNetns(topo.hostNetns, () => {
-      const plan = compileMetering(doc, { tenantIds, ifindexOf: (n) => ifindexOf(n), generation: dp.liveGeneration() === 0 ? 1 : 0 });
-      dp.applyPlan(plan);
-      for (const a of plan.attach) dp.attach(a.ifname, a.ifindex, a.mode);
-    });
+    withNetns(topo.hostNetns, () => dp.install(compileMetering(doc, { tenantIds, ifindexOf: (n) => ifindexOf(n), generation: dp.liveGeneration() === 0 ? 1 : 0 })));
     return {
       dp,
       stop() {
@@ -125,7 +121,7 @@ export async function main(argv: string[]): Promise<void> {
 
     console.log(`flood: trafgen, ${flood} x 64-byte UDP frames from ${tenant.name}, per program`);
     // The floors: a do-nothing program, and one that only makes the meter's header read.
-    const floors = BpfObject.open(join(packageRoot, 'build', 'bpf', 'tests', 'bench_noop.bpf.o'));
+    const floors = BpfObject.open(bpfObjectPath('tests/bench_noop'));
     const floorStats: Record<string, RunStats> = {};
     try {
       floors.load();

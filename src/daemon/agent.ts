@@ -135,19 +135,14 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, unlock
     inNetns(() => compile(provisional));
     const tenantIds = ledger.ensureTenants(doc.tenants.map((t) => t.name));
     for (const t of ledger.tenants()) names.set(t.id, t.name);
-    const plan = inNetns(() => {
-      const p = compile(tenantIds);
-      datapath.applyPlan(p);
-      for (const a of p.attach) {
-        const r = datapath.attach(a.ifname, a.ifindex, a.mode);
-        log.info({ ...r }, r.adopted ? 'adopted pinned metering links' : 'attached metering');
-      }
-      return p;
+    const { plan, attachments, detached } = inNetns(() => {
+      const compiled = compile(tenantIds);
+      return { plan: compiled, ...datapath.install(compiled) };
     });
+    for (const a of attachments) log.info({ ...a }, a.adopted ? 'adopted pinned metering links' : 'attached metering');
     for (const w of plan.warnings) log.warn(w);
-    const removed = datapath.detachOthers(new Set(plan.attach.map((a) => a.ifname)));
-    if (removed.length) log.info({ removed }, 'detached interfaces no longer in the policy');
-    return { generation: plan.generation, tenants: plan.tenants.length, interfaces: plan.attach.map((a) => a.ifname), detached: removed, warnings: plan.warnings };
+    if (detached.length) log.info({ detached }, 'detached interfaces no longer in the policy');
+    return { generation: plan.generation, tenants: plan.tenants.length, interfaces: plan.attach.map((a) => a.ifname), detached, warnings: plan.warnings };
   };
 
   try {

@@ -201,6 +201,20 @@ export class MeteringDatapath {
     return a;
   }
 
+  /**
+   * Makes the datapath match a compiled plan: tenant maps by generation
+   * switch, then every configured interface attached (or adopted), then the
+   * links of interfaces the plan no longer names removed. Interface lookups
+   * in the plan were made in the caller's network namespace; call this there.
+   */
+  install(plan: MeteringPlan): { attachments: Attachment[]; detached: string[] } {
+    this.applyPlan(plan);
+    const attachments = plan.attach.map((a) => this.attach(a.ifname, a.ifindex, a.mode));
+    for (const name of this.attachments.keys()) if (!plan.attach.some((a) => a.ifname === name)) this.attachments.delete(name);
+    const detached = this.detachOthers(new Set(plan.attach.map((a) => a.ifname)));
+    return { attachments, detached };
+  }
+
   /** Removes pinned links of interfaces that are no longer configured. */
   detachOthers(keep: ReadonlySet<string>): string[] {
     const linkDir = join(this.pinRoot, 'links');
