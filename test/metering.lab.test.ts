@@ -12,7 +12,7 @@ import {
   examplePolicyYaml, findNode, pinDirPath, ifaceCounters, labDown, labUp, ping, tcpTransfer, tenantNodes, trafgenBurst, udpBurst,
   type EndpointNode, type Topology,
 } from '../lab/index.js';
-import { cleanupAgentDir, flushedUsage, startAgentProcess, usageDelta, type AgentProcess, type UsageTable } from './helpers/agent.js';
+import { cleanupAgentDir, flushedUsage, runCli, startAgentProcess, usageDelta, type AgentProcess, type UsageTable } from './helpers/agent.js';
 
 const prefix = `tgi${Math.random().toString(36).slice(2, 5)}`;
 const ETH = 14;
@@ -166,7 +166,6 @@ describe('metering in the lab (agent + ledger + API)', { concurrency: false }, (
   });
 
   test('a second agent on the same pin root is refused and changes nothing', async () => {
-    const { runCli } = await import('./helpers/agent.js');
     const r = await runCli(['--socket', join(dir, 'second.sock'), 'agent', '--config', join(dir, 'policy.yaml'), '--netns', topo.hostNetns,
       '--pin-root', pinDirPath(prefix), '--db', join(dir, 'second.db')]);
     assert.equal(r.code, 1);
@@ -175,7 +174,6 @@ describe('metering in the lab (agent + ledger + API)', { concurrency: false }, (
   });
 
   test('reload applies a changed policy with a generation switch; a bad one changes nothing', async () => {
-    const { runCli } = await import('./helpers/agent.js');
     const [a, b] = tenants;
     const policy = join(dir, 'policy.yaml');
     const base = examplePolicyYaml(topo);
@@ -209,7 +207,6 @@ describe('metering in the lab (agent + ledger + API)', { concurrency: false }, (
   });
 
   test('usage --json from the CLI has tenant, direction, packets, bytes', async () => {
-    const { runCli } = await import('./helpers/agent.js');
     const r = await runCli(['--socket', agent.socket, 'usage', '--json']);
     assert.equal(r.code, 0, r.stderr);
     const rows = JSON.parse(r.stdout) as Array<Record<string, unknown>>;

@@ -122,5 +122,3 @@ export function usageDelta(before: UsageTable, after: UsageTable): UsageTable {
   }
   return out;
 }
-
-export { sleep };
