@@ -133,6 +133,11 @@ describe('metering in the lab (agent + ledger + API)', { concurrency: false }, (
   });
 
   test('Prometheus /metrics on loopback TCP (in the root namespace, although the agent meters the lab)', async () => {
+    // Traffic of its own in both directions, so the test stands alone.
+    for (const [i, t] of tenants.entries()) {
+      await udpBurst(t, internet, 43300 + 2 * i, [50], 3);
+      await udpBurst(internet, t, 43301 + 2 * i, [50], 3);
+    }
     const r = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
     assert.equal(r.status, 200);
     const text = await r.text();

@@ -15,27 +15,19 @@ export interface MeteringMetrics {
 export function meteringMetrics(datapath: MeteringDatapath, tenantName: (id: number) => string): MeteringMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'tollgate_process_' });
-  const labels = ['tenant', 'direction'] as const;
-  new Gauge({
-    name: 'tollgate_meter_packets_total',
-    help: 'Packets counted in the kernel per tenant and direction (seen from the tenant), cumulative for the counter epoch',
-    labelNames: labels,
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const r of datapath.readCounters()) this.set({ tenant: tenantName(r.tenantId), direction: r.direction }, Number(r.packets));
-    },
-  });
-  new Gauge({
-    name: 'tollgate_meter_bytes_total',
-    help: 'L3 bytes counted in the kernel per tenant and direction (seen from the tenant), cumulative for the counter epoch',
-    labelNames: labels,
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const r of datapath.readCounters()) this.set({ tenant: tenantName(r.tenantId), direction: r.direction }, Number(r.bytes));
-    },
-  });
+  const counterGauge = (field: 'packets' | 'bytes', help: string) =>
+    new Gauge({
+      name: `tollgate_meter_${field}_total`,
+      help: `${help} per tenant and direction (seen from the tenant), cumulative for the counter epoch`,
+      labelNames: ['tenant', 'direction'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const r of datapath.readCounters()) this.set({ tenant: tenantName(r.tenantId), direction: r.direction }, Number(r[field]));
+      },
+    });
+  counterGauge('packets', 'Packets counted in the kernel');
+  counterGauge('bytes', 'L3 bytes counted in the kernel');
   new Gauge({
     name: 'tollgate_meter_reason_packets_total',
     help: 'Packets per parser/attribution reason (non_ip, truncated, fragment, vlan, by_iface, by_addr, unattributed, ...)',
