@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { EndpointNode } from './topology.js';
+import { ethernet, inetChecksum, ipv4, ipv6, udp } from './packets.js';
 import { httpFromNetns, ip, runInNetns, spawnInNetns, waitExit, type HttpResult } from './exec.js';
 
 export interface Truth {
@@ -351,35 +352,10 @@ export async function httpSink(from: EndpointNode, to: EndpointNode, n: number, 
 
 // ---------------------------------------------------------------- trafgen
 
-function ipv4Bytes(a: string): number[] {
-  return a.split('.').map(Number);
-}
-
-function ipv6Bytes(a: string): number[] {
-  const [head, tail] = a.includes('::') ? a.split('::') : [a, undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
-  if (groups.length !== 8) throw new TrafficError(`address: cannot parse IPv6 ${a}`);
-  return groups.flatMap((g) => {
-    const v = parseInt(g, 16);
-    return [v >> 8, v & 0xff];
-  });
-}
-
-function macBytes(m: string): number[] {
-  return m.split(':').map((x) => parseInt(x, 16));
-}
-
 /** RFC 1071 one's-complement sum of 16-bit words, folded and inverted. */
 export function internetChecksum(bytes: readonly number[]): number {
-  let sum = 0;
-  for (let i = 0; i < bytes.length; i += 2) sum += (bytes[i] << 8) | (bytes[i + 1] ?? 0);
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  return ~sum & 0xffff;
+  return inetChecksum(Buffer.from(bytes));
 }
-
-const be16 = (v: number) => [(v >> 8) & 0xff, v & 0xff];
 
 export interface FrameSpec {
   srcMac: string;
@@ -393,37 +369,14 @@ export interface FrameSpec {
   fill?: number;
 }
 
-/** One complete Ethernet + IPv4/IPv6 + UDP frame with valid checksums. */
+/** One complete Ethernet + IPv4/IPv6 + UDP frame with valid checksums (IPv4: id 0, DF). */
 export function udpFrame(spec: FrameSpec): Buffer {
   const family = familyOf(spec.dst);
   if (familyOf(spec.src) !== family) throw new TrafficError('src: address family differs from dst');
   checkInt('payloadSize', spec.payloadSize, 0, maxPayload(family, UDP_HDR));
-  const fill = spec.fill ?? 0x41;
-  const payload: number[] = Array(spec.payloadSize).fill(fill);
-  const udpLen = UDP_HDR + spec.payloadSize;
-  const udpNoSum = [...be16(spec.srcPort), ...be16(spec.dstPort), ...be16(udpLen), 0, 0];
-  const eth = [...macBytes(spec.dstMac), ...macBytes(spec.srcMac), ...(family === 4 ? [0x08, 0x00] : [0x86, 0xdd])];
-  let l3: number[];
-  let pseudo: number[];
-  if (family === 4) {
-    const s = ipv4Bytes(spec.src);
-    const d = ipv4Bytes(spec.dst);
-    const hdr = [0x45, 0x00, ...be16(20 + udpLen), 0x00, 0x00, 0x40, 0x00, 64, 17, 0, 0, ...s, ...d];
-    const c = internetChecksum(hdr);
-    hdr[10] = c >> 8;
-    hdr[11] = c & 0xff;
-    l3 = hdr;
-    pseudo = [...s, ...d, 0, 17, ...be16(udpLen)];
-  } else {
-    const s = ipv6Bytes(spec.src);
-    const d = ipv6Bytes(spec.dst);
-    l3 = [0x60, 0, 0, 0, ...be16(udpLen), 17, 64, ...s, ...d];
-    pseudo = [...s, ...d, 0, 0, ...be16(udpLen), 0, 0, 0, 17];
-  }
-  let sum = internetChecksum([...pseudo, ...udpNoSum, ...payload]);
-  if (sum === 0) sum = 0xffff; // 0 means "no checksum" (forbidden for IPv6)
-  const udp = [...udpNoSum.slice(0, 6), ...be16(sum)];
-  return Buffer.from([...eth, ...l3, ...udp, ...payload]);
+  const l4 = udp({ sport: spec.srcPort, dport: spec.dstPort, payload: Buffer.alloc(spec.payloadSize, spec.fill ?? 0x41) });
+  const l3 = family === 4 ? ipv4({ src: spec.src, dst: spec.dst, id: 0, dontFragment: true, l4 }) : ipv6({ src: spec.src, dst: spec.dst, l4 });
+  return ethernet({ src: spec.srcMac, dst: spec.dstMac, payload: l3 });
 }
 
 /** A trafgen configuration sending `frame` (one packet definition, literal bytes). */

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BpfObject, TypedMap, ifindexOf, u32, withNetns, type BpfLink } from '../src/kernel/index.js';
 import { TG_DIR_EGRESS, TG_DIR_INGRESS, TG_DIR_MAX, TgCounter, TgLpmV4Key, TgTenantRef } from '../src/kernel/abi.gen.js';
-import { ethernet, ipv4, udp } from './helpers/packets.js';
+import { ethernet, ipv4, udp } from '../lab/packets.js';
 
 const ROOT = join(fileURLToPath(import.meta.url), '..', '..');
 const OBJECT = join(ROOT, 'build', 'bpf', 'meter.bpf.o');

@@ -19,7 +19,7 @@ import {
 import { compileMetering, ifaceSlot, parsePolicy, type MeteringPlan } from '../src/policy/index.js';
 import {
   arp, ethernet, icmp, icmpv6, ipv4, ipv6, rawL4, tcp, udp, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, IPPROTO, type Ipv6Ext,
-} from './helpers/packets.js';
+} from '../lab/packets.js';
 
 const ROOT = join(fileURLToPath(import.meta.url), '..', '..');
 const OBJECT = join(ROOT, 'build', 'bpf', 'meter.bpf.o');

@@ -13,7 +13,7 @@ import { abiFromBtf, dumpBtf } from '../tools/gen-abi/btf.js';
 import { codecFromObject } from '../tools/gen-abi/runtime-codec.js';
 import {
   ethernet, icmp, icmpv6, ipBytes, ipv4, ipv6, rawL4, tcp, udp, ETH_P_8021AD, ETH_P_IP, ETH_P_IPV6, IPPROTO, TCP_FLAGS, type Ipv6Ext,
-} from './helpers/packets.js';
+} from '../lab/packets.js';
 
 const OBJECT = join(fileURLToPath(import.meta.url), '..', '..', 'build', 'bpf', 'tests', 'parse.bpf.o');
 

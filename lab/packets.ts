@@ -1,4 +1,4 @@
-// A small packet builder for tests: Ethernet with 802.1Q/802.1ad tags, IPv4
+// A small packet builder for tests and the lab's traffic drivers: Ethernet with 802.1Q/802.1ad tags, IPv4
 // (options, fragments), IPv6 with extension-header chains, TCP, UDP, ICMP,
 // ICMPv6 and ARP. Lengths and checksums are computed unless a test overrides
 // them on purpose (truncated or lying headers), so frames built here are also
