@@ -5,8 +5,9 @@
 //     round by round so drift on this shared host hits both alike;
 //  2. the meter's cost per packet from bpf_stats (run_time_ns / run_cnt)
 //     during those transfers and under a bounded 64-byte trafgen flood,
-//     next to a do-nothing tcx program on the same hook under the same flood
-//     (the floor: what running any program costs, stats included).
+//     next to floors on the same hook under the same flood: a do-nothing tcx
+//     program (what running any program costs, stats included), one that only
+//     makes the meter's header read, and the least a meter can do.
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -120,14 +121,18 @@ export async function main(argv: string[]): Promise<void> {
     }
 
     console.log(`flood: trafgen, ${flood} x 64-byte UDP frames from ${tenant.name}, per program`);
-    // The floors: a do-nothing program, and one that only makes the meter's header read.
+    // The floors: a do-nothing program, one that only makes the meter's header
+    // read, and the least a meter can do (that read, an owner lookup, a counter add).
     const floors = BpfObject.open(bpfObjectPath('tests/bench_noop'));
     const floorStats: Record<string, RunStats> = {};
     try {
       floors.load();
-      for (const name of ['tg_noop', 'tg_copy_headers']) {
+      const ifindex = withNetns(topo.hostNetns, () => ifindexOf(tenant.hostIface));
+      const u32 = (n: number): Buffer => { const b = Buffer.alloc(4); b.writeUInt32LE(n); return b; };
+      floors.map('tg_skeleton_owner').update(u32(ifindex), u32(1));
+      for (const name of ['tg_noop', 'tg_copy_headers', 'tg_skeleton']) {
         const prog: BpfProgram = floors.program(name);
-        const link = withNetns(topo.hostNetns, () => prog.attachTcx(ifindexOf(tenant.hostIface), 'ingress'));
+        const link = withNetns(topo.hostNetns, () => prog.attachTcx(ifindex, 'ingress'));
         try {
           const s0 = progInfo(prog.fd);
           await trafgenBurst(tenant, internet, flood, 18);
@@ -172,6 +177,7 @@ export async function main(argv: string[]): Promise<void> {
     console.log(`| meter ns/packet, 64-byte flood (target <= 60) | ${nsPer(floodStats).toFixed(1)} (${floodStats.runCnt} runs) |`);
     console.log(`| do-nothing tcx program ns/packet, same flood | ${nsPer(noopStats).toFixed(1)} (${noopStats.runCnt} runs) |`);
     console.log(`| program that only copies the first 54 bytes, same flood | ${nsPer(floorStats.tg_copy_headers).toFixed(1)} (${floorStats.tg_copy_headers.runCnt} runs) |`);
+    console.log(`| least possible meter (that read, an owner lookup, a counter add), same flood | ${nsPer(floorStats.tg_skeleton).toFixed(1)} (${floorStats.tg_skeleton.runCnt} runs) |`);
     console.log(`| meter minus do-nothing | ${(nsPer(floodStats) - nsPer(noopStats)).toFixed(1)} |`);
     console.log(`| meter ns/packet, one linear 64-byte frame repeated (BPF_PROG_TEST_RUN, hot caches) | ${nsPer(hotStats).toFixed(1)} (${hotStats.runCnt} runs) |`);
     console.log(`| meter ns/packet during the TCP rounds | ${nsPer(tcpStats).toFixed(1)} (${tcpStats.runCnt} runs, GSO super-packets and ACKs) |`);

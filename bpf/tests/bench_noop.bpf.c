@@ -4,7 +4,9 @@
  * tg_noop is what merely running a tcx program costs (bpf_stats included);
  * tg_copy_headers adds only the one read the meter's fast path makes, the
  * first 54 bytes (Ethernet + an IPv6-sized header), which for a non-linear
- * skb is a copy out of paged data.
+ * skb is a copy out of paged data; tg_skeleton is the least any meter can
+ * do on top of that: one owner lookup by ifindex and one per-CPU counter
+ * add, with no parse checks, reasons, generations or address attribution.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -15,6 +17,26 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Written so the compiler cannot drop the read. */
 __u64 tg_sink;
+
+struct skeleton_counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* Shaped like the meter's maps: owner by ifindex, counters by owner. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u32);
+} tg_skeleton_owner SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, struct skeleton_counter);
+} tg_skeleton_counters SEC(".maps");
 
 SEC("tc")
 int tg_noop(struct __sk_buff *skb)
@@ -29,5 +51,25 @@ int tg_copy_headers(struct __sk_buff *skb)
 
 	if (skb->len >= 54 && bpf_skb_load_bytes(skb, 0, buf + 2, 54) == 0)
 		tg_sink += buf[2 + 14];
+	return TC_ACT_UNSPEC;
+}
+
+SEC("tc")
+int tg_skeleton(struct __sk_buff *skb)
+{
+	__u8 buf[56] __attribute__((aligned(8)));
+	struct skeleton_counter *c;
+	__u32 ifindex = skb->ifindex, owner = 0, *o;
+
+	if (skb->len < 54 || bpf_skb_load_bytes(skb, 0, buf + 2, 54))
+		return TC_ACT_UNSPEC;
+	o = bpf_map_lookup_elem(&tg_skeleton_owner, &ifindex);
+	if (o)
+		owner = *o;
+	c = bpf_map_lookup_elem(&tg_skeleton_counters, &owner);
+	if (c) {
+		c->packets += 1;
+		c->bytes += (__u32)buf[2 + 16] << 8 | buf[2 + 17]; /* IPv4 tot_len */
+	}
 	return TC_ACT_UNSPEC;
 }
