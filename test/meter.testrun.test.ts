@@ -1,8 +1,8 @@
 // Table test of the metering program (bpf/progs/meter.bpf.c) through
 // BPF_PROG_TEST_RUN: the production policy compiler fills the lookup maps,
 // then every row's frame runs through the real program in the kernel and the
-// row asserts exactly which (tenant, direction) counter moved, by how many
-// packets and bytes, and which reason counters moved.
+// row asserts exactly which (tenant, class, direction) counter moved, by how
+// many packets and bytes, and which reason counters moved.
 //
 // Host-ingress rows run through both tg_meter_ingress (tc) and tg_meter_xdp:
 // they share the parser and the attribution and must agree.
@@ -14,9 +14,10 @@ import { fileURLToPath } from 'node:url';
 import { BpfObject, TypedMap, u32, u64 } from '../src/kernel/index.js';
 import {
   TG_DIR_EGRESS, TG_DIR_INGRESS, TG_DIR_MAX, TG_TENANT_UNATTRIBUTED,
-  TgCounter, TgLpmV4Key, TgLpmV6Key, TgMeterConfig, TgMeterReason, TgTenantRef,
+  TgCounter, TgMeterConfig, TgMeterReason,
 } from '../src/kernel/abi.gen.js';
-import { compileMetering, ifaceSlot, parsePolicy, type MeteringPlan } from '../src/policy/index.js';
+import { PolicyMaps } from '../src/metering/policy-maps.js';
+import { compileMetering, parsePolicy, type MeteringPlan } from '../src/policy/index.js';
 import {
   arp, ethernet, icmp, icmpv6, ipv4, ipv6, rawL4, tcp, udp, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, IPPROTO, type Ipv6Ext,
 } from '../lab/packets.js';
@@ -26,6 +27,7 @@ const OBJECT = join(ROOT, 'build', 'bpf', 'meter.bpf.o');
 
 // The counter array is resized below the default, as the agent may do.
 const MAX_TENANTS = 16;
+const MAX_CLASSES = 4;
 const LO_IFINDEX = 1; // BPF_PROG_TEST_RUN's default device for tc and XDP is the netns' loopback
 const IDS = new Map([
   ['alpha', 1],
@@ -33,10 +35,29 @@ const IDS = new Map([
   ['gamma', 3],
 ]);
 
+const CLASS_IDS = new Map([
+  ['internet', 0],
+  ['mgmt', 1],
+  ['internal', 2],
+  ['mdns', 3],
+]);
+const [INTERNET, MGMT, INTERNAL, MDNS] = [0, 1, 2, 3];
+
 // Generation 0: tenants by address only. Generation 1 additionally gives the
 // loopback device (the test-run device) to gamma, for interface attribution.
+// Classes in policy order: mgmt (198.19.5.0/24 and, nested inside internal,
+// 198.18.7.0/24; SSH and DNS only), internal (the tenants' /16 and /62),
+// mdns (any address, UDP 5353).
 const POLICY_GEN0 = `
 version: 1
+classes:
+  - name: mgmt
+    billable: false
+    match: { cidrs: [198.19.5.0/24, 198.18.7.0/24, "2001:2:0:5::/64"], protocols: [tcp, udp], ports: [22, 53] }
+  - name: internal
+    match: { cidrs: [198.18.0.0/16, "2001:2::/62"] }
+  - name: mdns
+    match: { protocols: [udp], ports: [5353] }
 tenants:
   - name: alpha
     selectors:
@@ -58,6 +79,9 @@ const BAD4 = '198.18.9.9'; // a hand-written gen-0 entry points it at tenant 99 
 const A6 = '2001:2:0:1::10';
 const B6 = '2001:2:0:2::20';
 const X6 = '2001:2:0:ff::1';
+const M4 = '198.19.5.9'; // in mgmt's CIDR
+const N4 = '198.18.7.7'; // in mgmt's nested /24 and in internal's /16
+const M6 = '2001:2:0:5::9';
 
 type ReasonName = keyof typeof TgMeterReason extends `TG_REASON_${infer R}` ? R : never;
 type Dir = 'ingress' | 'egress';
@@ -70,6 +94,8 @@ interface Row {
   /** Live policy generation for this row (default 0). */
   gen?: 0 | 1;
   tenant: number;
+  /** Traffic class id (default: the default class, 0). */
+  cls?: number;
   dir: Dir;
   bytes: number;
   /** Every reason counter that must move (each by exactly one); all others must not. */
@@ -99,8 +125,8 @@ const ROWS: Row[] = [
   { name: 'IPv4 TCP, host-egress to a tenant', hook: 'egress', frame: eth(v4({ src: X4, dst: A4, l4: tcp({ sport: 443, dport: 40000, payload: Buffer.alloc(100) }) })), tenant: ALPHA, dir: 'ingress', bytes: 20 + 20 + 100, reasons: ['IPV4', 'BY_ADDR'] },
   { name: 'IPv4 ICMP, host-egress from a tenant', hook: 'egress', frame: eth(v4({ dst: X4, l4: icmp({ payload: Buffer.alloc(56) }) })), tenant: ALPHA, dir: 'egress', bytes: 20 + 8 + 56, reasons: ['IPV4', 'BY_ADDR'] },
   { name: 'IPv4 with options (ihl 8)', hook: 'ingress', frame: eth(v4({ options: Buffer.from([0x94, 4, 0, 0, 1, 1, 1, 1, 1, 1, 1, 0]), l4: tcp({ sport: 1, dport: 2 }) })), tenant: ALPHA, dir: 'egress', bytes: 32 + 20, reasons: ['IPV4', 'BY_ADDR'] },
-  { name: 'tenant to tenant at host-ingress: the sender', hook: 'ingress', frame: eth(v4({ src: A4, dst: B4 })), tenant: ALPHA, dir: 'egress', bytes: 20 + UDP12, reasons: ['IPV4', 'BY_ADDR'] },
-  { name: 'tenant to tenant at host-egress: the receiver', hook: 'egress', frame: eth(v4({ src: A4, dst: B4 })), tenant: BETA, dir: 'ingress', bytes: 20 + UDP12, reasons: ['IPV4', 'BY_ADDR'] },
+  { name: 'tenant to tenant at host-ingress: the sender', hook: 'ingress', frame: eth(v4({ src: A4, dst: B4 })), tenant: ALPHA, cls: INTERNAL, dir: 'egress', bytes: 20 + UDP12, reasons: ['IPV4', 'BY_ADDR'] },
+  { name: 'tenant to tenant at host-egress: the receiver', hook: 'egress', frame: eth(v4({ src: A4, dst: B4 })), tenant: BETA, cls: INTERNAL, dir: 'ingress', bytes: 20 + UDP12, reasons: ['IPV4', 'BY_ADDR'] },
   { name: 'IPv4 padded to the Ethernet minimum: tot_len, not the frame', hook: 'ingress', frame: eth(v4({ l4: udp({ sport: 1, dport: 2 }) }), undefined, 60), tenant: ALPHA, dir: 'egress', bytes: 28, reasons: ['IPV4', 'BY_ADDR'] },
 
   // ---- IPv4 fragments
@@ -150,11 +176,29 @@ const ROWS: Row[] = [
   { name: 'IPv6 nobody owns, host-egress', hook: 'egress', frame: eth(v6({ src: X6, dst: '2001:2:0:fe::1' })), tenant: TG_TENANT_UNATTRIBUTED, dir: 'ingress', bytes: 40 + UDP12, reasons: ['IPV6', 'UNATTRIBUTED'] },
   { name: 'tenant id beyond the counter array', hook: 'ingress', frame: eth(v4({ src: BAD4 })), tenant: TG_TENANT_UNATTRIBUTED, dir: 'egress', bytes: 20 + UDP12, reasons: ['IPV4', 'BAD_INDEX', 'UNATTRIBUTED'] },
 
+  // ---- traffic classes: peer address (destination of the tenant's egress, source of its ingress), protocol, either port
+  { name: 'class by peer CIDR and destination port', hook: 'ingress', frame: eth(v4({ dst: M4 })), tenant: ALPHA, cls: MGMT, dir: 'egress', bytes: 20 + UDP12, reasons: ['IPV4', 'BY_ADDR'] },
+  { name: 'class by peer CIDR and source port (tenant ingress: the peer is the source)', hook: 'egress', frame: eth(v4({ src: M4, dst: A4, l4: tcp({ sport: 22, dport: 40000 }) })), tenant: ALPHA, cls: MGMT, dir: 'ingress', bytes: 40, reasons: ['IPV4', 'BY_ADDR'] },
+  { name: 'class CIDR matches but the port does not: default class', hook: 'ingress', frame: eth(v4({ dst: M4, l4: udp({ sport: 4000, dport: 80 }) })), tenant: ALPHA, dir: 'egress', bytes: 28, reasons: ['IPV4', 'BY_ADDR'] },
+  { name: 'class with ports, ICMP has none: default class', hook: 'ingress', frame: eth(v4({ dst: M4, l4: icmp({ payload: Buffer.alloc(8) }) })), tenant: ALPHA, dir: 'egress', bytes: 36, reasons: ['IPV4', 'BY_ADDR'] },
+  { name: 'class port range, protocol not listed (ICMP type is no port): default', hook: 'egress', frame: eth(v4({ src: M4, dst: A4, l4: rawL4(IPPROTO.TCP, Buffer.alloc(2)) })), tenant: ALPHA, dir: 'ingress', bytes: 22, reasons: ['IPV4', 'BY_ADDR'] },
+  { name: 'IPv6 class through an extension-header chain', hook: 'ingress', frame: eth(v6({ dst: M6, ext: [{ type: 'hopByHop' }, { type: 'destOpts' }], l4: tcp({ sport: 50000, dport: 22 }) })), tenant: ALPHA, cls: MGMT, dir: 'egress', bytes: 40 + 16 + 20, reasons: ['IPV6', 'IPV6_EXT', 'BY_ADDR'] },
+  { name: 'nested prefix: the first class in policy order wins (mgmt /24 inside internal /16)', hook: 'ingress', frame: eth(v4({ dst: N4, l4: tcp({ sport: 40000, dport: 22 }) })), tenant: ALPHA, cls: MGMT, dir: 'egress', bytes: 40, reasons: ['IPV4', 'BY_ADDR'] },
+  { name: 'nested prefix: the longest prefix still carries the covering class', hook: 'ingress', frame: eth(v4({ dst: N4, l4: tcp({ sport: 40000, dport: 80 }) })), tenant: ALPHA, cls: INTERNAL, dir: 'egress', bytes: 40, reasons: ['IPV4', 'BY_ADDR'] },
+  { name: 'class without CIDRs matches any peer', hook: 'ingress', frame: eth(v4({ l4: udp({ sport: 5353, dport: 5353 }) })), tenant: ALPHA, cls: MDNS, dir: 'egress', bytes: 28, reasons: ['IPV4', 'BY_ADDR'] },
+  { name: 'two classes match: the earlier one wins (internal before mdns)', hook: 'ingress', frame: eth(v4({ dst: B4, l4: udp({ sport: 5353, dport: 5353 }) })), tenant: ALPHA, cls: INTERNAL, dir: 'egress', bytes: 28, reasons: ['IPV4', 'BY_ADDR'] },
+  { name: 'unattributed traffic is classified too', hook: 'ingress', frame: eth(v4({ src: X4, dst: M4, l4: udp({ sport: 1, dport: 53 }) })), tenant: TG_TENANT_UNATTRIBUTED, cls: MGMT, dir: 'egress', bytes: 28, reasons: ['IPV4', 'UNATTRIBUTED'] },
+  { name: 'non-first fragment has no ports: classes with ports do not match', hook: 'ingress', frame: eth(v4({ dst: M4, fragmentOffset: 1480, l4: rawL4(IPPROTO.UDP, Buffer.alloc(100)) })), tenant: ALPHA, dir: 'egress', bytes: 120, reasons: ['IPV4', 'FRAGMENT', 'BY_ADDR'] },
+  { name: 'non-first fragment, class without ports: matches by CIDR', hook: 'ingress', frame: eth(v4({ dst: B4, fragmentOffset: 1480, l4: rawL4(IPPROTO.UDP, Buffer.alloc(100)) })), tenant: ALPHA, cls: INTERNAL, dir: 'egress', bytes: 120, reasons: ['IPV4', 'FRAGMENT', 'BY_ADDR'] },
+  { name: 'non-IP frames are the default class', hook: 'ingress', gen: 1, frame: ethernet({ payload: arp({ senderIp: A4, targetIp: B4 }) }), tenant: GAMMA, dir: 'egress', bytes: 28, reasons: ['NON_IP', 'BY_IFACE'] },
+
   // ---- generation 1: loopback belongs to gamma
-  { name: 'interface owner wins over addresses (host-ingress)', hook: 'ingress', gen: 1, frame: eth(v4({ src: A4, dst: B4 })), tenant: GAMMA, dir: 'egress', bytes: 20 + UDP12, reasons: ['IPV4', 'BY_IFACE'] },
+  { name: 'interface owner wins over addresses (host-ingress)', hook: 'ingress', gen: 1, frame: eth(v4({ src: A4, dst: B4 })), tenant: GAMMA, cls: INTERNAL, dir: 'egress', bytes: 20 + UDP12, reasons: ['IPV4', 'BY_IFACE'] },
   { name: 'interface owner (host-egress)', hook: 'egress', gen: 1, frame: eth(v6({ src: X6, dst: A6 })), tenant: GAMMA, dir: 'ingress', bytes: 40 + UDP12, reasons: ['IPV6', 'BY_IFACE'] },
   { name: 'interface owner gets non-IP frames too', hook: 'ingress', gen: 1, frame: ethernet({ payload: arp({ senderIp: X4, targetIp: A4 }) }), tenant: GAMMA, dir: 'egress', bytes: 28, reasons: ['NON_IP', 'BY_IFACE'] },
 ];
+
+const counterIndex = (tenant: number, cls: number, dir: number): number => (tenant * MAX_CLASSES + cls) * TG_DIR_MAX + dir;
 
 function reasonIndex(r: ReasonName): number {
   return TgMeterReason[`TG_REASON_${r}` as keyof typeof TgMeterReason];
@@ -172,35 +216,31 @@ describe('meter.bpf.c under BPF_PROG_TEST_RUN', () => {
     else if (!existsSync(OBJECT)) skipReason = `${OBJECT} is missing: run \`bash scripts/build-bpf\``;
     if (skipReason) return;
     obj = BpfObject.open(OBJECT);
-    obj.setMaxEntries('tg_meter_counters', MAX_TENANTS * TG_DIR_MAX);
+    obj.setMaxEntries('tg_meter_counters', MAX_TENANTS * MAX_CLASSES * TG_DIR_MAX);
     obj.setConst('tg_cfg_max_tenants', MAX_TENANTS);
+    obj.setConst('tg_cfg_max_classes', MAX_CLASSES);
     obj.load();
     counters = new TypedMap(obj.map('tg_meter_counters'), u32, TgCounter);
     reasons = new TypedMap(obj.map('tg_meter_reasons'), u32, u64);
     config = new TypedMap(obj.map('tg_meter_config'), u32, TgMeterConfig);
-    const v4map = new TypedMap(obj.map('tg_tenant_v4'), TgLpmV4Key, TgTenantRef);
-    const v6map = new TypedMap(obj.map('tg_tenant_v6'), TgLpmV6Key, TgTenantRef);
-    const ifmap = new TypedMap(obj.map('tg_tenant_iface'), u32, TgTenantRef);
 
+    const ctx = { tenantIds: IDS, classIds: CLASS_IDS, maxTenants: MAX_TENANTS, maxClasses: MAX_CLASSES };
     const plans: MeteringPlan[] = [
-      compileMetering(parsePolicy(POLICY_GEN0, 'gen0'), { tenantIds: IDS, ifindexOf: () => undefined, generation: 0, maxTenants: MAX_TENANTS }),
-      compileMetering(parsePolicy(POLICY_GEN1, 'gen1'), { tenantIds: IDS, ifindexOf: (n) => (n === 'lo' ? LO_IFINDEX : undefined), generation: 1, maxTenants: MAX_TENANTS }),
+      compileMetering(parsePolicy(POLICY_GEN0, 'gen0'), { ...ctx, ifindexOf: () => undefined, generation: 0 }),
+      compileMetering(parsePolicy(POLICY_GEN1, 'gen1'), { ...ctx, ifindexOf: (n) => (n === 'lo' ? LO_IFINDEX : undefined), generation: 1 }),
     ];
     assert.equal(plans[1]!.ifaces.length, 1, 'generation 1 gives lo to gamma');
-    for (const p of plans) {
-      for (const e of p.v4) v4map.set(e.key as TgLpmV4Key, e.value);
-      for (const e of p.v6) v6map.set(e.key as TgLpmV6Key, e.value);
-      for (const e of p.ifaces) ifmap.set(ifaceSlot(e.key), e.value);
-    }
+    const maps = new PolicyMaps(obj);
+    for (const p of plans) maps.write(p);
     // The compiler refuses ids >= maxTenants, so a stale or foreign entry is written by hand.
-    v4map.set({ prefixlen: 8 + 24, generation: 0, addr_be: Buffer.from([198, 18, 9, 0]), pad: Buffer.alloc(3) }, { tenant_id: 99, flags: 0 });
+    maps.v4.set({ prefixlen: 8 + 24, generation: 0, addr_be: Buffer.from([198, 18, 9, 0]), pad: Buffer.alloc(3) }, { tenant_id: 99, flags: 0 });
   });
 
   after(() => obj?.close());
 
   function snapshot(): { c: Map<number, TgCounter>; r: bigint[] } {
     const c = new Map<number, TgCounter>();
-    for (let i = 0; i < MAX_TENANTS * TG_DIR_MAX; i++) c.set(i, counters.getSum(i)!);
+    for (let i = 0; i < MAX_TENANTS * MAX_CLASSES * TG_DIR_MAX; i++) c.set(i, counters.getSum(i)!);
     const r = Array.from({ length: TgMeterReason.TG_REASON_MAX }, (_, i) => reasons.getSum(i)!);
     return { c, r };
   }
@@ -233,8 +273,11 @@ describe('meter.bpf.c under BPF_PROG_TEST_RUN', () => {
         assert.deepEqual(res.data.subarray(0, row.frame.length), row.frame, 'the frame is not modified');
 
         const dir = row.dir === 'ingress' ? TG_DIR_INGRESS : TG_DIR_EGRESS;
-        const idx = row.tenant * TG_DIR_MAX + dir;
-        const name = (i: number) => `tenant ${Math.floor(i / TG_DIR_MAX)} ${i % TG_DIR_MAX === TG_DIR_INGRESS ? 'ingress' : 'egress'}`;
+        const idx = counterIndex(row.tenant, row.cls ?? INTERNET, dir);
+        const name = (i: number) => {
+          const r = Math.floor(i / TG_DIR_MAX);
+          return `tenant ${Math.floor(r / MAX_CLASSES)} class ${r % MAX_CLASSES} ${i % TG_DIR_MAX === TG_DIR_INGRESS ? 'ingress' : 'egress'}`;
+        };
         assert.deepEqual(
           moved.map((m) => ({ counter: name(m.idx), packets: m.packets, bytes: m.bytes })),
           [{ counter: name(idx), packets: 1n, bytes: BigInt(row.bytes) }],
@@ -256,19 +299,19 @@ describe('meter.bpf.c under BPF_PROG_TEST_RUN', () => {
     // BAD4 -> tenant 99 exists only in generation 0; lo -> gamma only in generation 1.
     const frame = eth(v4({ src: BAD4, dst: X4 }));
     const r1 = runAndDiff('tg_meter_egress', frame, 1);
-    assert.deepEqual(r1.moved.map((m) => m.idx), [GAMMA * TG_DIR_MAX + TG_DIR_INGRESS]);
+    assert.deepEqual(r1.moved.map((m) => m.idx), [counterIndex(GAMMA, INTERNAL, TG_DIR_INGRESS)], 'the peer (source) is in internal\'s /16');
     assert.equal(r1.reasonDelta[TgMeterReason.TG_REASON_BAD_INDEX], 0n);
     const r0 = runAndDiff('tg_meter_egress', eth(v4({ src: X4, dst: X4 })), 0);
-    assert.deepEqual(r0.moved.map((m) => m.idx), [TG_TENANT_UNATTRIBUTED * TG_DIR_MAX + TG_DIR_INGRESS], 'lo is nobody\'s in generation 0');
+    assert.deepEqual(r0.moved.map((m) => m.idx), [counterIndex(TG_TENANT_UNATTRIBUTED, INTERNET, TG_DIR_INGRESS)], 'lo is nobody\'s in generation 0');
   });
 
   test('repeated runs count every packet (per-CPU sums)', (t) => {
     if (skipReason) return t.skip(skipReason);
     config.set(0, { generation: 0, flags: 0 });
-    const before = counters.getSum(ALPHA * TG_DIR_MAX + TG_DIR_EGRESS)!;
+    const before = counters.getSum(counterIndex(ALPHA, INTERNET, TG_DIR_EGRESS))!;
     const frame = eth(v4());
     obj!.program('tg_meter_ingress').testRun({ data: frame, repeat: 1000 });
-    const afterC = counters.getSum(ALPHA * TG_DIR_MAX + TG_DIR_EGRESS)!;
+    const afterC = counters.getSum(counterIndex(ALPHA, INTERNET, TG_DIR_EGRESS))!;
     assert.equal(afterC.packets - before.packets, 1000n);
     assert.equal(afterC.bytes - before.bytes, 1000n * BigInt(20 + UDP12));
   });

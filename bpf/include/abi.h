@@ -34,6 +34,21 @@ enum tg_limits {
 	TG_MAX_VLAN_DEPTH = 2,
 	/* How many IPv6 extension headers the parser walks before giving up. */
 	TG_MAX_IPV6_EXT = 8,
+	/* Default class capacity of the counter array (ids 0..15); the agent
+	 * may change it before load and mirrors it in tg_cfg_max_classes.
+	 * Class ids are issued by the ledger and never reused, so a counter
+	 * slot always means the same class for the life of the pin. */
+	TG_MAX_CLASSES = 16,
+	/* The fallback class ("internet"): traffic no other class matches. */
+	TG_CLASS_DEFAULT = 0,
+	/* Classes one policy generation may define besides the default; a
+	 * class is a bit of a __u32 mask, its bit is its position in the
+	 * policy (lowest bit wins: first match in document order). */
+	TG_MAX_CLASS_RULES = 32,
+	/* Ports are looked up in an array indexed generation * 65536 + port. */
+	TG_PORTS = 65536,
+	/* Protocols are looked up in an array indexed generation * 256 + protocol. */
+	TG_PROTOCOLS = 256,
 };
 
 /* Direction as seen from the tenant, never from the host. */
@@ -71,7 +86,10 @@ enum tg_meter_reason {
 	TG_REASON_MAX = 13,
 };
 
-/* Value of tg_meter_counters, one per (tenant, direction); per-CPU. */
+/*
+ * Value of tg_meter_counters, one per (tenant, class, direction), per-CPU,
+ * at index (tenant_id * tg_cfg_max_classes + class_id) * TG_DIR_MAX + direction.
+ */
 struct tg_counter {
 	__u64 packets;
 	__u64 bytes; /* L3 bytes: IPv4 tot_len, IPv6 40 + payload_len; L2 payload for non-IP */
@@ -123,5 +141,24 @@ struct tg_tenant_ref {
 	__u32 flags; /* reserved, 0 */
 };
 _Static_assert(sizeof(struct tg_tenant_ref) == 8, "tg_tenant_ref size");
+
+/*
+ * Traffic classes of one generation (tg_class_gen, indexed by generation).
+ * A packet's class is the first class (lowest bit) of
+ *   (peer address's mask in tg_class_v4/v6, or any_cidr when no prefix
+ *    matches; a prefix's mask already includes any_cidr)
+ *   & tg_class_proto[gen * 256 + protocol]
+ *   & (any_port | tg_class_port[gen * 65536 + sport] | ...[dport])
+ *   & active
+ * mapped to its id by tg_class_ids[gen * TG_MAX_CLASS_RULES + bit];
+ * TG_CLASS_DEFAULT when the mask is empty or the packet is not IP.
+ */
+struct tg_class_gen {
+	__u32 active;   /* bits of the classes this generation defines; 0 = no classes */
+	__u32 any_cidr; /* classes without a CIDR condition */
+	__u32 any_port; /* classes without a port condition */
+	__u32 flags;    /* reserved, 0 */
+};
+_Static_assert(sizeof(struct tg_class_gen) == 16, "tg_class_gen size");
 
 #endif /* TOLLGATE_ABI_H */

@@ -41,6 +41,7 @@
 #define TG_IPPROTO_FRAGMENT 44
 #define TG_IPPROTO_AH 51
 #define TG_IPPROTO_ICMPV6 58
+#define TG_IPPROTO_SCTP 132
 #define TG_IPPROTO_DSTOPTS 60
 
 enum pkt_ctx_kind {
@@ -75,7 +76,7 @@ struct pkt_meta {
 	__u16 l3_proto;   /* ethertype after the VLAN tags, host order */
 	__u16 l2_len;     /* Ethernet header plus VLAN tags */
 	__u16 l3_off;
-	__u16 l4_off;     /* valid with TG_PKT_HAS_L4 */
+	__u16 l4_off;     /* where L4 starts, when the parser got there (0: not reached); read with TG_PKT_HAS_L4 */
 	__u16 vlan_tci;   /* innermost tag's TCI, host order */
 	__u8 vlan_depth;
 	__u8 ip_ver;      /* 0 (not IP), 4 or 6 */
@@ -111,6 +112,7 @@ static __always_inline __u32 tg_frame_len(void *ctx, enum pkt_ctx_kind kind)
 static __always_inline void tg_parse_l4(void *ctx, enum pkt_ctx_kind kind, struct pkt_meta *p, __u32 off)
 {
 	/* Only what later stages need: ports and TCP flags, ICMP type/code. */
+	p->l4_off = off;
 	if (p->l4_proto == TG_IPPROTO_TCP) {
 		__u8 th[14];
 		if (tg_load(ctx, kind, off, th, sizeof(th)) < 0)
@@ -118,8 +120,8 @@ static __always_inline void tg_parse_l4(void *ctx, enum pkt_ctx_kind kind, struc
 		__builtin_memcpy(&p->sport, &th[0], 2);
 		__builtin_memcpy(&p->dport, &th[2], 2);
 		p->tcp_flags = th[13];
-	} else if (p->l4_proto == TG_IPPROTO_UDP) {
-		__u8 uh[4];
+	} else if (p->l4_proto == TG_IPPROTO_UDP || p->l4_proto == TG_IPPROTO_SCTP) {
+		__u8 uh[4]; /* both start with source and destination port */
 		if (tg_load(ctx, kind, off, uh, sizeof(uh)) < 0)
 			goto cut;
 		__builtin_memcpy(&p->sport, &uh[0], 2);
@@ -133,7 +135,6 @@ static __always_inline void tg_parse_l4(void *ctx, enum pkt_ctx_kind kind, struc
 	} else {
 		return;
 	}
-	p->l4_off = off;
 	p->flags |= TG_PKT_HAS_L4;
 	return;
 cut:
@@ -186,8 +187,9 @@ static __always_inline void tg_parse_ipv4_hdr(void *ctx, enum pkt_ctx_kind kind,
 			return; /* only the first fragment carries the L4 header */
 	}
 	/* Options (ihl > 5) are skipped, not parsed: nothing here needs them. */
+	p->l4_off = p->l3_off + hlen;
 	if (want_l4)
-		tg_parse_l4(ctx, kind, p, p->l3_off + hlen);
+		tg_parse_l4(ctx, kind, p, p->l4_off);
 }
 
 static __always_inline void tg_parse_ipv4(void *ctx, enum pkt_ctx_kind kind, struct pkt_meta *p, bool want_l4)
@@ -259,6 +261,7 @@ static __always_inline void tg_parse_ipv6_hdr(void *ctx, enum pkt_ctx_kind kind,
 		p->flags |= TG_PKT_EXT_LIMIT;
 		return;
 	}
+	p->l4_off = off;
 	if (want_l4)
 		tg_parse_l4(ctx, kind, p, off);
 }
@@ -380,7 +383,8 @@ static __always_inline const __u8 *tg_head(void *ctx, enum pkt_ctx_kind kind, __
  *  - frames shorter than an Ethernet header, or cut inside a VLAN tag: 0
  *    (TG_PKT_SHORT / TG_PKT_TRUNCATED): no L2 header is complete.
  * want_l4 (a compile-time constant) also reads ports / ICMP type; the meter
- * does without and saves a read per packet.
+ * does without and reads them later (tg_parse_l4 at l4_off) only when a
+ * traffic class needs ports.
  *
  * Fast path: untagged IPv4/IPv6 is parsed from tg_head() (no helper call for
  * linear packets, one for non-linear ones); VLAN tags, short frames and

@@ -25,6 +25,12 @@
  * A tenant id >= tg_cfg_max_tenants lands in tenant 0's row for the same
  * direction with reasons BAD_INDEX and UNATTRIBUTED, so the sum of BY_IFACE,
  * BY_ADDR and UNATTRIBUTED is always the number of packets metered.
+ *
+ * Then the traffic class (classify(), docs/metering.md): by the peer's
+ * address, the protocol and either port, first matching class in policy
+ * order, else TG_CLASS_DEFAULT. The peer is the destination of the tenant's
+ * egress and the source of its ingress. A class id >= tg_cfg_max_classes
+ * counts as the default class with reason BAD_INDEX.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -36,8 +42,10 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* The agent resizes tg_meter_counters before load and mirrors the size here. */
+/* The agent sizes tg_meter_counters before load (tenants x classes x
+ * directions) and mirrors the two factors here. */
 const volatile __u32 tg_cfg_max_tenants = TG_MAX_TENANTS;
+const volatile __u32 tg_cfg_max_classes = TG_MAX_CLASSES;
 
 /* Enums used only for their constants; see btf_anchor.h. */
 TG_BTF_ANCHOR(enum tg_limits, tg_limits);
@@ -50,12 +58,12 @@ const volatile struct tg_iface_key tg_btf_anchor_tg_iface_key = {};
 
 /*
  * Billing truth: preallocated, per-CPU, never evicted and never inserted
- * into here (array slots always exist), indexed tenant_id * TG_DIR_MAX +
- * direction.
+ * into here (array slots always exist), indexed
+ * (tenant_id * tg_cfg_max_classes + class_id) * TG_DIR_MAX + direction.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, TG_MAX_TENANTS * TG_DIR_MAX);
+	__uint(max_entries, TG_MAX_TENANTS * TG_MAX_CLASSES * TG_DIR_MAX);
 	__type(key, __u32);
 	__type(value, struct tg_counter);
 } tg_meter_counters SEC(".maps");
@@ -99,6 +107,55 @@ struct {
 	__type(value, struct tg_tenant_ref);
 } tg_tenant_iface SEC(".maps");
 
+/* Traffic classes, per generation; see struct tg_class_gen in abi.h. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct tg_class_gen);
+} tg_class_gen SEC(".maps");
+
+/* Peer prefix -> mask of the classes whose CIDRs contain it (plus any_cidr). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, TG_MAX_PREFIXES);
+	__type(key, struct tg_lpm_v4_key);
+	__type(value, __u32);
+} tg_class_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, TG_MAX_PREFIXES);
+	__type(key, struct tg_lpm_v6_key);
+	__type(value, __u32);
+} tg_class_v6 SEC(".maps");
+
+/* generation * 256 + IP protocol -> classes that allow it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * TG_PROTOCOLS);
+	__type(key, __u32);
+	__type(value, __u32);
+} tg_class_proto SEC(".maps");
+
+/* generation * 65536 + port -> classes with a port range holding it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * TG_PORTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} tg_class_port SEC(".maps");
+
+/* generation * TG_MAX_CLASS_RULES + bit -> class id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * TG_MAX_CLASS_RULES);
+	__type(key, __u32);
+	__type(value, __u32);
+} tg_class_ids SEC(".maps");
+
 static __always_inline void bump_reason(__u32 r)
 {
 	__u64 *n = bpf_map_lookup_elem(&tg_meter_reasons, &r);
@@ -126,6 +183,74 @@ static __always_inline __u32 tenant_by_addr(const struct pkt_meta *p, const __u8
 	return ref ? ref->tenant_id : TG_TENANT_UNATTRIBUTED;
 }
 
+static __always_inline __u32 mask_at(void *map, __u32 idx)
+{
+	__u32 *m = bpf_map_lookup_elem(map, &idx);
+
+	return m ? *m : 0;
+}
+
+/* Index of the lowest set bit of a non-zero mask (BPF has no ctz). */
+static __always_inline __u32 lowest_bit(__u32 m)
+{
+	__u32 i = 0;
+
+	if (!(m & 0xffff)) { i += 16; m >>= 16; }
+	if (!(m & 0xff)) { i += 8; m >>= 8; }
+	if (!(m & 0xf)) { i += 4; m >>= 4; }
+	if (!(m & 0x3)) { i += 2; m >>= 2; }
+	if (!(m & 0x1)) i += 1;
+	return i;
+}
+
+/*
+ * The packet's traffic class in generation gen; peer is the address on the
+ * far side from the tenant (destination of its egress, source of its
+ * ingress). Non-IP frames, and IP headers whose addresses are not trusted,
+ * are the default class.
+ */
+static __always_inline __u32 classify(void *ctx, enum pkt_ctx_kind kind, struct pkt_meta *p,
+				      const __u8 *peer, __u32 gen)
+{
+	struct tg_class_gen *cg;
+	__u32 m, *cm, ports;
+
+	cg = bpf_map_lookup_elem(&tg_class_gen, &gen);
+	if (!cg || !cg->active || !(p->flags & TG_PKT_HAS_ADDR))
+		return TG_CLASS_DEFAULT;
+
+	if (p->ip_ver == 4) {
+		struct tg_lpm_v4_key k = { .prefixlen = 8 + 32, .generation = gen };
+
+		__builtin_memcpy(k.addr_be, peer, 4);
+		cm = bpf_map_lookup_elem(&tg_class_v4, &k);
+	} else {
+		struct tg_lpm_v6_key k = { .prefixlen = 8 + 128, .generation = gen };
+
+		__builtin_memcpy(k.addr_be, peer, 16);
+		cm = bpf_map_lookup_elem(&tg_class_v6, &k);
+	}
+	m = (cm ? *cm : cg->any_cidr) & cg->active;
+	if (!m)
+		return TG_CLASS_DEFAULT;
+	m &= mask_at(&tg_class_proto, gen * TG_PROTOCOLS + p->l4_proto);
+
+	/* Ports are read only now, and only when a candidate class asks for them. */
+	ports = cg->any_port;
+	if (m & ~ports) {
+		if (!(p->flags & TG_PKT_HAS_L4) && p->l4_off)
+			tg_parse_l4(ctx, kind, p, p->l4_off);
+		if ((p->flags & TG_PKT_HAS_L4) &&
+		    (p->l4_proto == TG_IPPROTO_TCP || p->l4_proto == TG_IPPROTO_UDP || p->l4_proto == TG_IPPROTO_SCTP))
+			ports |= mask_at(&tg_class_port, gen * TG_PORTS + bpf_ntohs(p->sport)) |
+				 mask_at(&tg_class_port, gen * TG_PORTS + bpf_ntohs(p->dport));
+	}
+	m &= ports;
+	if (!m)
+		return TG_CLASS_DEFAULT;
+	return mask_at(&tg_class_ids, gen * TG_MAX_CLASS_RULES + lowest_bit(m));
+}
+
 static __always_inline void meter(void *ctx, enum pkt_ctx_kind kind, enum tg_hook hook, __u32 ifindex)
 {
 	/* Direction of traffic at this hook when it is the owning tenant's. */
@@ -135,7 +260,7 @@ static __always_inline void meter(void *ctx, enum pkt_ctx_kind kind, enum tg_hoo
 	struct tg_tenant_ref *ref;
 	struct tg_counter *c;
 	struct pkt_meta p;
-	__u32 zero = 0, tenant = TG_TENANT_UNATTRIBUTED, dir = from_tenant, idx;
+	__u32 zero = 0, tenant = TG_TENANT_UNATTRIBUTED, dir = from_tenant, idx, cls;
 	enum tg_meter_reason why = TG_REASON_UNATTRIBUTED;
 	__u32 gen;
 
@@ -196,12 +321,17 @@ static __always_inline void meter(void *ctx, enum pkt_ctx_kind kind, enum tg_hoo
 		dir = from_tenant;
 		why = TG_REASON_UNATTRIBUTED;
 	}
-	idx = tenant * TG_DIR_MAX + dir;
+	cls = classify(ctx, kind, &p, dir == TG_DIR_EGRESS ? p.daddr : p.saddr, gen);
+	if (cls >= tg_cfg_max_classes) {
+		bump_reason(TG_REASON_BAD_INDEX);
+		cls = TG_CLASS_DEFAULT;
+	}
+	idx = (tenant * tg_cfg_max_classes + cls) * TG_DIR_MAX + dir;
 	c = bpf_map_lookup_elem(&tg_meter_counters, &idx);
 	if (!c) {
-		/* tg_cfg_max_tenants larger than the array: same treatment as above. */
+		/* The array is smaller than the configuration says: same treatment as above. */
 		bump_reason(TG_REASON_BAD_INDEX);
-		idx = TG_TENANT_UNATTRIBUTED * TG_DIR_MAX + from_tenant;
+		idx = TG_TENANT_UNATTRIBUTED * TG_DIR_MAX + from_tenant; /* class 0 of tenant 0 */
 		why = TG_REASON_UNATTRIBUTED;
 		c = bpf_map_lookup_elem(&tg_meter_counters, &idx);
 		if (!c)

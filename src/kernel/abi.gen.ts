@@ -31,6 +31,11 @@ export const TgLimits = {
   TG_MAX_PREFIXES: 65536,
   TG_MAX_VLAN_DEPTH: 2,
   TG_MAX_IPV6_EXT: 8,
+  TG_MAX_CLASSES: 16,
+  TG_CLASS_DEFAULT: 0,
+  TG_MAX_CLASS_RULES: 32,
+  TG_PORTS: 65536,
+  TG_PROTOCOLS: 256,
 } as const;
 export type TgLimits = (typeof TgLimits)[keyof typeof TgLimits];
 export const TG_MAX_TENANTS = TgLimits.TG_MAX_TENANTS;
@@ -39,6 +44,11 @@ export const TG_MAX_IFINDEX = TgLimits.TG_MAX_IFINDEX;
 export const TG_MAX_PREFIXES = TgLimits.TG_MAX_PREFIXES;
 export const TG_MAX_VLAN_DEPTH = TgLimits.TG_MAX_VLAN_DEPTH;
 export const TG_MAX_IPV6_EXT = TgLimits.TG_MAX_IPV6_EXT;
+export const TG_MAX_CLASSES = TgLimits.TG_MAX_CLASSES;
+export const TG_CLASS_DEFAULT = TgLimits.TG_CLASS_DEFAULT;
+export const TG_MAX_CLASS_RULES = TgLimits.TG_MAX_CLASS_RULES;
+export const TG_PORTS = TgLimits.TG_PORTS;
+export const TG_PROTOCOLS = TgLimits.TG_PROTOCOLS;
 
 /** enum tg_meter_reason */
 export const TgMeterReason = {
@@ -72,6 +82,24 @@ export const TG_REASON_BY_ADDR = TgMeterReason.TG_REASON_BY_ADDR;
 export const TG_REASON_UNATTRIBUTED = TgMeterReason.TG_REASON_UNATTRIBUTED;
 export const TG_REASON_MALFORMED = TgMeterReason.TG_REASON_MALFORMED;
 export const TG_REASON_MAX = TgMeterReason.TG_REASON_MAX;
+
+/** struct tg_class_gen: 16 bytes */
+export interface TgClassGen {
+  /** __u32 at offset 0 */
+  active: number;
+  /** __u32 at offset 4 */
+  any_cidr: number;
+  /** __u32 at offset 8 */
+  any_port: number;
+  /** __u32 at offset 12 */
+  flags: number;
+}
+export const TgClassGen = struct<TgClassGen>(16, [
+  ['active', 0, u32],
+  ['any_cidr', 4, u32],
+  ['any_port', 8, u32],
+  ['flags', 12, u32],
+]);
 
 /** struct tg_counter: 16 bytes */
 export interface TgCounter {

@@ -160,6 +160,30 @@ export class BpfMap {
     check(`bpf_map_update_elem(${this.name}, ${flags})`, libbpf().bpf_map_update_elem(this.fd, key, value, f));
   }
 
+  /**
+   * Writes many entries with bpf_map_update_batch (one syscall per chunk);
+   * map types without batch support (LPM tries) fall back to one update per
+   * entry. Not atomic as a whole: entries already written stay on error.
+   */
+  updateMany(entries: ReadonlyArray<readonly [Buffer, Buffer]>, opts: { chunk?: number } = {}): void {
+    const chunk = opts.chunk ?? 4096;
+    if (!Number.isInteger(chunk) || chunk <= 0) throw new RangeError(`updateMany: chunk must be a positive integer, got ${chunk}`);
+    for (const [k, v] of entries) {
+      this.#checkKey(k);
+      this.#checkValue(v);
+    }
+    for (let at = 0; at < entries.length; at += chunk) {
+      const part = entries.slice(at, at + chunk);
+      const count = [part.length];
+      const r = libbpf().bpf_map_update_batch(this.fd, Buffer.concat(part.map(([k]) => k)), Buffer.concat(part.map(([, v]) => v)), count, null) as number;
+      if (r < 0 && at === 0 && (r === -EINVAL || r === -ENOTSUPP || r === -EOPNOTSUPP)) {
+        for (const [k, v] of entries) this.update(k, v);
+        return;
+      }
+      check(`bpf_map_update_batch(${this.name})`, r);
+    }
+  }
+
   /** Deletes key; false when it was not there. */
   delete(key: Buffer): boolean {
     this.#checkKey(key);

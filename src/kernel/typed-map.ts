@@ -65,6 +65,12 @@ export class TypedMap<K, V> {
     this.map.update(this.key.encode(k), this.#encodePerCpu(values), flags);
   }
 
+  /** Writes many entries in batches (not for per-CPU maps: use set per key there). */
+  setMany(entries: ReadonlyArray<readonly [K, V]>): void {
+    if (this.map.perCpu) throw new Error(`TypedMap(${this.map.name}).setMany: per-CPU maps are not supported`);
+    this.map.updateMany(entries.map(([k, v]) => [this.key.encode(k), this.value.encode(v)] as const));
+  }
+
   delete(k: K): boolean {
     return this.map.delete(this.key.encode(k));
   }

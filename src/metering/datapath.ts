@@ -5,18 +5,17 @@
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { BpfLink, BpfObject, TypedMap, type BpfProgram } from '../kernel/index.js';
-import {
-  TgCounter, TgLpmV4Key, TgLpmV6Key, TgMeterConfig, TgTenantRef,
-  TG_DIR_MAX, TG_MAX_TENANTS, TgMeterReason,
-} from '../kernel/abi.gen.js';
+import { TgCounter, TgMeterConfig, TG_DIR_MAX, TG_MAX_CLASSES, TG_MAX_TENANTS, TgMeterReason } from '../kernel/abi.gen.js';
 import { u32, u64 } from '../kernel/codec.js';
-import { ifaceSlot, type MeteringPlan } from '../policy/index.js';
+import type { MeteringPlan } from '../policy/index.js';
+import { PolicyMaps } from './policy-maps.js';
 import { bpfObjectPath } from '../paths.js';
 
 /** Maps that carry state across agent restarts and are therefore pinned. */
 const PINNED_MAPS = [
   'tg_meter_counters', 'tg_meter_reasons', 'tg_meter_config',
   'tg_tenant_v4', 'tg_tenant_v6', 'tg_tenant_iface',
+  'tg_class_gen', 'tg_class_v4', 'tg_class_v6', 'tg_class_proto', 'tg_class_port', 'tg_class_ids',
 ] as const;
 
 export type Direction = 'ingress' | 'egress';
@@ -24,6 +23,7 @@ export type AttachMode = 'tc' | 'xdp-generic' | 'xdp-native';
 
 export interface CounterReading {
   tenantId: number;
+  classId: number;
   direction: Direction;
   packets: bigint;
   bytes: bigint;
@@ -41,6 +41,8 @@ export interface DatapathOptions {
   /** Directory under bpffs for this agent's pins, e.g. /sys/fs/bpf/tollgate */
   pinRoot: string;
   maxTenants?: number;
+  /** Class capacity of the counter array (class ids 0..maxClasses-1). */
+  maxClasses?: number;
 }
 
 const reasonNames: Record<number, string> = Object.fromEntries(
@@ -52,13 +54,12 @@ const reasonNames: Record<number, string> = Object.fromEntries(
 export class MeteringDatapath {
   readonly pinRoot: string;
   readonly maxTenants: number;
+  readonly maxClasses: number;
   private obj: BpfObject;
   private readonly counters: TypedMap<number, ReturnType<typeof TgCounter.decode>>;
   private readonly reasons: TypedMap<number, bigint>;
   private readonly config: TypedMap<number, ReturnType<typeof TgMeterConfig.decode>>;
-  private readonly v4: TypedMap<ReturnType<typeof TgLpmV4Key.decode>, ReturnType<typeof TgTenantRef.decode>>;
-  private readonly v6: TypedMap<ReturnType<typeof TgLpmV6Key.decode>, ReturnType<typeof TgTenantRef.decode>>;
-  private readonly ifaces: TypedMap<number, ReturnType<typeof TgTenantRef.decode>>;
+  private readonly policyMaps: PolicyMaps;
   /** True when the counter map was adopted from a pin (a restarted agent). */
   readonly adopted: boolean;
   private readonly attachments = new Map<string, Attachment>();
@@ -67,13 +68,12 @@ export class MeteringDatapath {
     this.obj = obj;
     this.pinRoot = opts.pinRoot;
     this.maxTenants = opts.maxTenants;
+    this.maxClasses = opts.maxClasses;
     this.adopted = adopted;
     this.counters = new TypedMap(obj.map('tg_meter_counters'), u32, TgCounter);
     this.reasons = new TypedMap(obj.map('tg_meter_reasons'), u32, u64);
     this.config = new TypedMap(obj.map('tg_meter_config'), u32, TgMeterConfig);
-    this.v4 = new TypedMap(obj.map('tg_tenant_v4'), TgLpmV4Key, TgTenantRef);
-    this.v6 = new TypedMap(obj.map('tg_tenant_v6'), TgLpmV6Key, TgTenantRef);
-    this.ifaces = new TypedMap(obj.map('tg_tenant_iface'), u32, TgTenantRef);
+    this.policyMaps = new PolicyMaps(obj);
   }
 
   /**
@@ -82,16 +82,23 @@ export class MeteringDatapath {
    * and pinned.
    */
   static open(opts: DatapathOptions): MeteringDatapath {
-    const full = { pinRoot: opts.pinRoot, maxTenants: opts.maxTenants ?? TG_MAX_TENANTS };
+    const full = { pinRoot: opts.pinRoot, maxTenants: opts.maxTenants ?? TG_MAX_TENANTS, maxClasses: opts.maxClasses ?? TG_MAX_CLASSES };
     if (!Number.isInteger(full.maxTenants) || full.maxTenants < 2 || full.maxTenants > 1 << 20) {
       throw new RangeError(`maxTenants must be an integer in [2, 1048576], got ${full.maxTenants}`);
+    }
+    if (!Number.isInteger(full.maxClasses) || full.maxClasses < 1 || full.maxClasses > 256) {
+      throw new RangeError(`maxClasses must be an integer in [1, 256], got ${full.maxClasses}`);
+    }
+    if (full.maxTenants * full.maxClasses > 1 << 22) {
+      throw new RangeError(`maxTenants x maxClasses must be at most 4194304, got ${full.maxTenants} x ${full.maxClasses}`);
     }
     const mapDir = join(full.pinRoot, 'maps');
     mkdirSync(mapDir, { recursive: true });
     const obj = BpfObject.open(bpfObjectPath('meter'));
     try {
-      obj.setMaxEntries('tg_meter_counters', full.maxTenants * TG_DIR_MAX);
+      obj.setMaxEntries('tg_meter_counters', full.maxTenants * full.maxClasses * TG_DIR_MAX);
       obj.setConst('tg_cfg_max_tenants', full.maxTenants);
+      obj.setConst('tg_cfg_max_classes', full.maxClasses);
       let adopted = false;
       for (const name of PINNED_MAPS) {
         const pin = join(mapDir, name);
@@ -133,19 +140,9 @@ export class MeteringDatapath {
     if (plan.generation === live) {
       throw new Error(`plan was compiled for generation ${plan.generation}, which is live; compile for ${1 - live}`);
     }
-    const idle = plan.generation;
-    this.purgeGeneration(idle); // leftovers of an interrupted apply
-    for (const e of plan.v4) this.v4.set(e.key, e.value);
-    for (const e of plan.v6) this.v6.set(e.key, e.value);
-    for (const e of plan.ifaces) this.ifaces.set(ifaceSlot(e.key), e.value);
-    this.config.set(0, { generation: idle, flags: 0 });
-    this.purgeGeneration(live);
-  }
-
-  private purgeGeneration(gen: number): void {
-    for (const [k] of this.v4.entries()) if (k.generation === gen) this.v4.delete(k);
-    for (const [k] of this.v6.entries()) if (k.generation === gen) this.v6.delete(k);
-    for (const [slot, ref] of this.ifaces.entries()) if (slot % 2 === gen && ref.tenant_id !== 0) this.ifaces.set(slot, { tenant_id: 0, flags: 0 });
+    this.policyMaps.write(plan);
+    this.config.set(0, { generation: plan.generation, flags: 0 });
+    this.policyMaps.purge(live);
   }
 
   /**
@@ -235,13 +232,15 @@ export class MeteringDatapath {
     return [...this.attachments.values()];
   }
 
-  /** Cumulative counters summed over CPUs, one reading per (tenant, direction) that saw traffic. */
+  /** Cumulative counters summed over CPUs, one reading per (tenant, class, direction) that saw traffic. */
   readCounters(): CounterReading[] {
     const out: CounterReading[] = [];
     for (const [index, c] of this.counters.entriesSum()) {
       if (c.packets === 0n && c.bytes === 0n) continue;
+      const row = Math.floor(index / TG_DIR_MAX); // tenant * maxClasses + class
       out.push({
-        tenantId: Math.floor(index / TG_DIR_MAX),
+        tenantId: Math.floor(row / this.maxClasses),
+        classId: row % this.maxClasses,
         direction: index % TG_DIR_MAX === 0 ? 'ingress' : 'egress',
         packets: c.packets,
         bytes: c.bytes,

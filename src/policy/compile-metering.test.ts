@@ -164,3 +164,85 @@ test('property: compile never emits a key with address bits set beyond its prefi
   );
   assert.ok(compiled > 250, `only ${compiled} of 300 generated documents compiled`);
 });
+
+// ---- traffic classes -------------------------------------------------------
+
+const CLASSES = `version: 1
+classes:
+  - name: internet
+    billable: true
+  - name: mgmt
+    billable: false
+    match: { cidrs: [198.18.7.0/24, "2001:2:0:5::/64"], protocols: [tcp], ports: [22, 8000-8002] }
+  - name: internal
+    match: { cidrs: [198.18.0.0/16] }
+  - name: icmp
+    match: { protocols: [icmp] }
+tenants:
+  - name: acme
+    selectors: { cidrs: [198.18.1.0/24] }
+`;
+const classIds = new Map([['internet', 0], ['mgmt', 3], ['internal', 1], ['icmp', 2]]);
+const classCtx = (over: Partial<MeteringContext> = {}): MeteringContext =>
+  ctx({ tenantIds: new Map([['acme', 1]]), classIds, generation: 0, ...over });
+
+test('classes: bits in policy order, ids from the ledger, default class first', () => {
+  const plan = compileMetering(parsePolicy(CLASSES), classCtx());
+  assert.deepEqual(plan.classes, [
+    { name: 'internet', id: 0, billable: true },
+    { name: 'mgmt', id: 3, billable: false },
+    { name: 'internal', id: 1, billable: true },
+    { name: 'icmp', id: 2, billable: true },
+  ]);
+  const m = plan.classMaps;
+  assert.deepEqual(m.gen, { active: 0b111, any_cidr: 0b100, any_port: 0b110, flags: 0 });
+  assert.deepEqual(m.ids, [{ key: 0, value: 3 }, { key: 1, value: 1 }, { key: 2, value: 2 }]);
+  // The nested /24 carries internal's bit (its /16 covers it) and the class without CIDRs.
+  const v4 = new Map(m.v4.map((e) => [`${[...e.key.addr_be].join('.')}/${e.key.prefixlen - 8}`, e.value]));
+  assert.deepEqual([...v4], [['198.18.0.0/16', 0b110], ['198.18.7.0/24', 0b111]]);
+  assert.deepEqual(m.v6.map((e) => e.value), [0b101]);
+  // TCP: mgmt and internal (internal has no protocol condition); ICMP: internal and icmp; UDP: internal only.
+  const proto = new Map(m.protocols.map((e) => [e.key, e.value]));
+  assert.equal(proto.get(6), 0b011);
+  assert.equal(proto.get(1), 0b110);
+  assert.equal(proto.get(17), 0b010);
+  assert.equal(m.protocols.length, 256);
+  assert.deepEqual(m.ports.map((e) => e.key), [22, 8000, 8001, 8002]);
+  assert.ok(m.ports.every((e) => e.value === 0b001));
+});
+
+test('classes: slots are offset by the generation', () => {
+  const m = compileMetering(parsePolicy(CLASSES), classCtx({ generation: 1 })).classMaps;
+  assert.ok(m.protocols.every((e) => e.key >= 256 && e.key < 512));
+  assert.ok(m.ports.every((e) => e.key >= 65536));
+  assert.ok(m.ids.every((e) => e.key >= 32 && e.key < 64));
+  assert.ok(m.v4.every((e) => e.key.generation === 1));
+});
+
+test('classes: no classes means the default class only, with no maps', () => {
+  const plan = compileMetering(parsePolicy('version: 1\ntenants: [{ name: a, selectors: { cidrs: [198.18.1.0/24] } }]\n'), ctx({ tenantIds: new Map([['a', 1]]) }));
+  assert.deepEqual(plan.classes, [{ name: 'internet', id: 0, billable: true }]);
+  assert.deepEqual(plan.classMaps, { gen: { active: 0, any_cidr: 0, any_port: 0, flags: 0 }, v4: [], v6: [], protocols: [], ports: [], ids: [] });
+});
+
+test('classes: missing ids, ids beyond the counter array and too many classes are refused', () => {
+  assert.throws(() => compileMetering(parsePolicy(CLASSES), classCtx({ classIds: new Map([['mgmt', 1]]) })), (e: unknown) => {
+    assert.ok(e instanceof CompileError);
+    assert.deepEqual(e.problems, ['class "internal" has no class id', 'class "icmp" has no class id']);
+    return true;
+  });
+  assert.throws(() => compileMetering(parsePolicy(CLASSES), classCtx({ maxClasses: 3 })), /class "mgmt" has id 3; the datapath counts classes 1\.\.2/);
+  const many = `version: 1\nclasses:\n${Array.from({ length: 33 }, (_, i) => `  - { name: c${i}, match: { ports: [${i + 1}] } }`).join('\n')}\n`;
+  assert.throws(
+    () => compileMetering(parsePolicy(many), classCtx({ classIds: new Map(Array.from({ length: 33 }, (_, i) => [`c${i}`, i + 1])), maxClasses: 64 })),
+    /33 classes besides "internet"; at most 32/,
+  );
+});
+
+test('classes: the 32nd class uses the top bit without sign trouble', () => {
+  const doc = `version: 1\nclasses:\n${Array.from({ length: 32 }, (_, i) => `  - { name: c${i}, match: { cidrs: [198.18.${i}.0/24], ports: [${i + 1}] } }`).join('\n')}\n`;
+  const m = compileMetering(parsePolicy(doc), classCtx({ classIds: new Map(Array.from({ length: 32 }, (_, i) => [`c${i}`, i + 1])), maxClasses: 64 })).classMaps;
+  assert.equal(m.gen.active, 0xffff_ffff);
+  assert.equal(m.v4.find((e) => e.key.addr_be[2] === 31)!.value, 0x8000_0000);
+  assert.equal(m.ports.find((e) => e.key === 32)!.value, 0x8000_0000);
+});

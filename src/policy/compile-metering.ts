@@ -2,11 +2,11 @@
 // metering datapath's lookup maps for ONE generation. Pure: the caller
 // supplies tenant ids (from the ledger) and interface indexes (from the host).
 import {
-  TG_MAX_IFINDEX, TG_MAX_PREFIXES, TG_TENANT_UNATTRIBUTED,
-  type TgIfaceKey, type TgLpmV4Key, type TgLpmV6Key, type TgTenantRef,
+  TG_CLASS_DEFAULT, TG_MAX_CLASSES, TG_MAX_CLASS_RULES, TG_MAX_IFINDEX, TG_MAX_PREFIXES, TG_PORTS, TG_PROTOCOLS, TG_TENANT_UNATTRIBUTED,
+  type TgClassGen, type TgIfaceKey, type TgLpmV4Key, type TgLpmV6Key, type TgTenantRef,
 } from '../kernel/abi.gen.js';
-import { parseCidr } from './cidr.js';
-import type { AttachMode, Policy } from './schema.js';
+import { cidrContains, parseCidr, type Cidr } from './cidr.js';
+import { DEFAULT_CLASS, type AttachMode, type Policy } from './schema.js';
 
 export interface MapEntry<K, V> {
   key: K;
@@ -21,13 +21,34 @@ export interface MeteringPlan {
   /** Interfaces to meter, in policy order. */
   attach: { ifname: string; ifindex: number; mode: AttachMode }[];
   tenants: { name: string; id: number }[];
+  /** Every class with its ledger id; the default class (id 0) first. */
+  classes: { name: string; id: number; billable: boolean }[];
+  /** The traffic-class maps of this generation (see struct tg_class_gen in abi.h). */
+  classMaps: ClassMaps;
   /** Things that did not stop the compile (a tenant interface that does not exist yet). */
   warnings: string[];
+}
+
+/** Array maps are given as (slot, mask) with only the non-zero slots listed. */
+export interface ClassMaps {
+  gen: TgClassGen;
+  v4: MapEntry<TgLpmV4Key, number>[];
+  v6: MapEntry<TgLpmV6Key, number>[];
+  /** Slot generation * TG_PROTOCOLS + protocol. */
+  protocols: MapEntry<number, number>[];
+  /** Slot generation * TG_PORTS + port. */
+  ports: MapEntry<number, number>[];
+  /** Slot generation * TG_MAX_CLASS_RULES + bit -> class id. */
+  ids: MapEntry<number, number>[];
 }
 
 export interface MeteringContext {
   /** Tenant name -> id, as the ledger assigned them; 0 is the unattributed row. */
   tenantIds: ReadonlyMap<string, number>;
+  /** Class name -> id, as the ledger assigned them; the default class is 0. Absent: the policy must define no classes. */
+  classIds?: ReadonlyMap<string, number>;
+  /** Class capacity of the datapath's counter array; ids must be below it. */
+  maxClasses?: number;
   ifindexOf: (ifname: string) => number | undefined;
   /** The generation to write: the one that is NOT live. */
   generation: 0 | 1;
@@ -130,6 +151,9 @@ export function compileMetering(policy: Policy, ctx: MeteringContext): MeteringP
     else attach.push({ ifname: i.name, ifindex, mode: i.mode });
   }
 
+  const { classes, classMaps } = compileClasses(policy, ctx, problems);
+  if (classMaps.v4.length > MAX_PREFIXES_PER_GEN) problems.push(`${classMaps.v4.length} IPv4 class prefixes; at most ${MAX_PREFIXES_PER_GEN} fit one generation`);
+  if (classMaps.v6.length > MAX_PREFIXES_PER_GEN) problems.push(`${classMaps.v6.length} IPv6 class prefixes; at most ${MAX_PREFIXES_PER_GEN} fit one generation`);
   if (v4.length > MAX_PREFIXES_PER_GEN) problems.push(`${v4.length} IPv4 prefixes; at most ${MAX_PREFIXES_PER_GEN} fit one generation`);
   if (v6.length > MAX_PREFIXES_PER_GEN) problems.push(`${v6.length} IPv6 prefixes; at most ${MAX_PREFIXES_PER_GEN} fit one generation`);
   if (problems.length > 0) throw new CompileError(problems);
@@ -137,7 +161,69 @@ export function compileMetering(policy: Policy, ctx: MeteringContext): MeteringP
   v4.sort(byAddr);
   v6.sort(byAddr);
   ifaces.sort((a, b) => a.key.ifindex - b.key.ifindex);
-  return { generation, v4, v6, ifaces, attach, tenants, warnings };
+  return { generation, v4, v6, ifaces, attach, tenants, classes, classMaps, warnings };
+}
+
+/*
+ * Classes become bits of a mask in policy order (bit 0 = the first class
+ * with a match), so the datapath's "lowest bit" is "first match in document
+ * order". Each condition the policy leaves out sets the bit everywhere: in
+ * any_cidr, in every protocol slot, in any_port.
+ */
+function compileClasses(policy: Policy, ctx: MeteringContext, problems: string[]): Pick<MeteringPlan, 'classes' | 'classMaps'> {
+  const { generation } = ctx;
+  const declared = policy.classes ?? [];
+  const fallback = declared.find((c) => c.name === DEFAULT_CLASS);
+  const classes: MeteringPlan['classes'] = [{ name: DEFAULT_CLASS, id: TG_CLASS_DEFAULT, billable: fallback?.billable ?? true }];
+  const gen: TgClassGen = { active: 0, any_cidr: 0, any_port: 0, flags: 0 };
+  const maps: ClassMaps = { gen, v4: [], v6: [], protocols: [], ports: [], ids: [] };
+  const rules = declared.filter((c) => c.name !== DEFAULT_CLASS);
+  if (rules.length === 0) return { classes, classMaps: maps };
+  if (rules.length > TG_MAX_CLASS_RULES) {
+    problems.push(`${rules.length} classes besides "${DEFAULT_CLASS}"; at most ${TG_MAX_CLASS_RULES} fit one policy`);
+    return { classes, classMaps: maps };
+  }
+  const maxClasses = ctx.maxClasses ?? TG_MAX_CLASSES;
+  const protocols = new Uint32Array(TG_PROTOCOLS);
+  const ports = new Uint32Array(TG_PORTS);
+  const prefixes: Array<{ cidr: Cidr; bit: number }> = [];
+  rules.forEach((c, i) => {
+    const bit = 2 ** i; // not 1 << i: bit 31 would come out negative
+    const id = ctx.classIds?.get(c.name);
+    if (id === undefined) problems.push(`class "${c.name}" has no class id`);
+    else if (!Number.isInteger(id) || id <= TG_CLASS_DEFAULT || id >= maxClasses) {
+      problems.push(`class "${c.name}" has id ${id}; the datapath counts classes 1..${maxClasses - 1} besides the default (raise --max-classes)`);
+    } else {
+      classes.push({ name: c.name, id, billable: c.billable });
+      maps.ids.push({ key: generation * TG_MAX_CLASS_RULES + i, value: id });
+    }
+    const m = c.match!; // the schema requires a match on every class but the default
+    gen.active += bit;
+    if (m.cidrs.length === 0) gen.any_cidr += bit;
+    for (const text of m.cidrs) prefixes.push({ cidr: parseCidr(text), bit });
+    if (m.protocols.length === 0) for (let p = 0; p < TG_PROTOCOLS; p++) protocols[p] |= bit;
+    for (const p of m.protocols) protocols[p] |= bit;
+    if (m.ports.length === 0) gen.any_port += bit;
+    for (const r of m.ports) for (let p = r.from; p <= r.to; p++) ports[p] |= bit;
+  });
+
+  // A trie lookup returns only the longest matching prefix, so each prefix
+  // carries every class that has it or a shorter prefix covering it.
+  const seen = new Set<string>();
+  for (const { cidr } of prefixes) {
+    const id = `${cidr.family}/${cidr.addr.toString('hex')}/${cidr.prefix}`;
+    if (seen.has(id)) continue;
+    seen.add(id);
+    let mask = gen.any_cidr;
+    for (const q of prefixes) if (cidrContains(q.cidr, cidr)) mask |= q.bit;
+    const e = { key: lpmKey(generation, cidr.addr, cidr.prefix), value: mask >>> 0 };
+    (cidr.family === 4 ? maps.v4 : maps.v6).push(e as MapEntry<TgLpmV4Key & TgLpmV6Key, number>);
+  }
+  maps.v4.sort(byAddr);
+  maps.v6.sort(byAddr);
+  protocols.forEach((m, p) => m && maps.protocols.push({ key: generation * TG_PROTOCOLS + p, value: m }));
+  ports.forEach((m, p) => m && maps.ports.push({ key: generation * TG_PORTS + p, value: m }));
+  return { classes, classMaps: maps };
 }
 
 // ---- diff -----------------------------------------------------------------
