@@ -105,7 +105,7 @@ test('isLabNetns matches exactly the names a lab creates', () => {
   }
 });
 
-test('examplePolicyYaml: one tenant per lab tenant, metering on every tenant veth', () => {
+test('examplePolicyYaml: one tenant per lab tenant, metering on every tenant veth, three classes', () => {
   const t = computeTopology({ prefix: 'tg', tenants: 2, cgroupMount: MOUNT });
   const doc = parse(examplePolicyYaml(t));
   assert.deepEqual(doc, {
@@ -117,6 +117,11 @@ test('examplePolicyYaml: one tenant per lab tenant, metering on every tenant vet
         { name: 'tgt2h', mode: 'tc' },
       ],
     },
+    classes: [
+      { name: 'management', billable: false, match: { cidrs: ['198.19.0.2/32', '2001:2:0:100::2/128'], protocols: ['tcp', 'udp'], ports: [22, 53] } },
+      { name: 'internal', billable: false, match: { cidrs: ['198.18.0.0/16', '2001:2::/56'] } },
+      { name: 'internet', billable: true },
+    ],
     tenants: [
       {
         name: 'tenant-1',

@@ -425,8 +425,8 @@ export type IsolationScope = NonNullable<Policy['isolation']>[number];
 export type SecuritySection = NonNullable<Policy['security']>;
 
 /** Sections this version enforces; the others are validated and reserved. */
-export const ENFORCED_SECTIONS = ['version', 'metering', 'tenants'] as const;
-export const RESERVED_SECTIONS = ['classes', 'plans', 'quotas', 'isolation', 'security'] as const;
+export const ENFORCED_SECTIONS = ['version', 'metering', 'tenants', 'classes'] as const;
+export const RESERVED_SECTIONS = ['plans', 'quotas', 'isolation', 'security'] as const;
 
 /** The sections present in a policy that this version accepts but does not enforce yet. */
 export function notYetEnforced(policy: Policy): string[] {
