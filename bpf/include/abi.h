@@ -45,6 +45,8 @@ enum tg_limits {
 	 * class is a bit of a __u32 mask, its bit is its position in the
 	 * policy (lowest bit wins: first match in document order). */
 	TG_MAX_CLASS_RULES = 32,
+	/* Fragmented datagrams whose ports are remembered for their later fragments (LRU). */
+	TG_MAX_FRAG_FLOWS = 16384,
 	/* Ports are looked up in an array indexed generation * 65536 + port. */
 	TG_PORTS = 65536,
 	/* Protocols are looked up in an array indexed generation * 256 + protocol. */
@@ -83,7 +85,8 @@ enum tg_meter_reason {
 	TG_REASON_BY_ADDR = 10,      /* attributed by address */
 	TG_REASON_UNATTRIBUTED = 11,
 	TG_REASON_MALFORMED = 12,    /* IP header that cannot be right (version, ihl, tot_len < header): counted, never trusted for attribution */
-	TG_REASON_MAX = 13,
+	TG_REASON_FRAG_NO_PORTS = 13,/* a later fragment whose class needed the first fragment's ports, which were not seen (out of order, evicted) */
+	TG_REASON_MAX = 14,
 };
 
 /*
@@ -141,6 +144,28 @@ struct tg_tenant_ref {
 	__u32 flags; /* reserved, 0 */
 };
 _Static_assert(sizeof(struct tg_tenant_ref) == 8, "tg_tenant_ref size");
+
+/*
+ * Key of tg_frag_ports: one fragmented datagram (RFC 791 / RFC 8200: the
+ * addresses, protocol and identification), addresses in network order, IPv4
+ * in the first 4 bytes of each.
+ */
+struct tg_frag_key {
+	__u8 saddr_be[16];
+	__u8 daddr_be[16];
+	__u32 id;
+	__u8 ip_ver;
+	__u8 proto;
+	__u8 pad[2];
+};
+_Static_assert(sizeof(struct tg_frag_key) == 40, "tg_frag_key size");
+
+/* The L4 ports of a fragmented datagram, from its first fragment. */
+struct tg_frag_ports {
+	__be16 sport_be;
+	__be16 dport_be;
+};
+_Static_assert(sizeof(struct tg_frag_ports) == 4, "tg_frag_ports size");
 
 /*
  * Traffic classes of one generation (tg_class_gen, indexed by generation).

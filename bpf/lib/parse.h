@@ -83,6 +83,7 @@ struct pkt_meta {
 	__u8 l4_proto;    /* IPv4 protocol / last IPv6 next header */
 	__u8 ipv6_ext;    /* extension headers walked */
 	__u16 frag_off;   /* fragment offset in bytes (0 for first fragments and whole packets) */
+	__u32 frag_id;    /* with TG_PKT_FRAGMENT: IPv4 identification / IPv6 fragment header identification, host order */
 	__u8 icmp_type;   /* ICMP / ICMPv6, with TG_PKT_HAS_L4 */
 	__u8 icmp_code;
 	__be16 sport;     /* TCP / UDP, with TG_PKT_HAS_L4 */
@@ -182,6 +183,7 @@ static __always_inline void tg_parse_ipv4_hdr(void *ctx, enum pkt_ctx_kind kind,
 	frag = bpf_ntohs(ip->frag_off);
 	if (frag & 0x3fff) { /* MF or a non-zero offset */
 		p->flags |= TG_PKT_FRAGMENT;
+		p->frag_id = bpf_ntohs(ip->id);
 		p->frag_off = (frag & 0x1fff) * 8;
 		if (p->frag_off)
 			return; /* only the first fragment carries the L4 header */
@@ -240,6 +242,7 @@ static __always_inline void tg_parse_ipv6_hdr(void *ctx, enum pkt_ctx_kind kind,
 			__u16 fo = ((__u16)eh[2] << 8 | eh[3]) & 0xfff8;
 
 			p->flags |= TG_PKT_FRAGMENT;
+			p->frag_id = (__u32)eh[4] << 24 | (__u32)eh[5] << 16 | (__u32)eh[6] << 8 | eh[7];
 			p->frag_off = fo;
 			if (fo) {
 				/* The rest of the chain is in the first fragment. */
@@ -281,8 +284,12 @@ static __always_inline void tg_parse_ipv6(void *ctx, enum pkt_ctx_kind kind, str
 /*
  * The general path: VLAN tags, short and odd frames. Kept out of line (a
  * BPF-to-BPF call) so the per-packet fast path stays small in the i-cache.
+ * Returns the L2 length, or 0 when no L2 header is complete (nothing to
+ * count as L3). The caller uses it: a result nobody reads lets clang drop
+ * the return value and leave whatever r0 held, possibly a stack pointer the
+ * verifier refuses to hand back.
  */
-static __noinline void tg_parse_general(void *ctx, enum pkt_ctx_kind kind, struct pkt_meta *p, bool want_l4)
+static __noinline int tg_parse_general(void *ctx, enum pkt_ctx_kind kind, struct pkt_meta *p, bool want_l4)
 {
 	struct {
 		__u8 dst[6];
@@ -296,7 +303,7 @@ static __noinline void tg_parse_general(void *ctx, enum pkt_ctx_kind kind, struc
 	if (tg_load(ctx, kind, 0, &eth, sizeof(eth)) < 0) {
 		/* No complete L2 header, so no L3 bytes; the packet still counts. */
 		p->flags |= TG_PKT_SHORT | TG_PKT_TRUNCATED;
-		return;
+		return 0;
 	}
 	proto = bpf_ntohs(eth.proto);
 
@@ -321,8 +328,7 @@ static __noinline void tg_parse_general(void *ctx, enum pkt_ctx_kind kind, struc
 
 	if (p->flags & TG_PKT_TRUNCATED) {
 		/* A tag that is cut off: what is left is L2, nothing to count. */
-		p->l3_bytes = 0;
-		return;
+		return 0;
 	}
 	if (proto == TG_ETH_P_8021Q || proto == TG_ETH_P_8021AD)
 		p->flags |= TG_PKT_VLAN_LIMIT;
@@ -331,8 +337,7 @@ static __noinline void tg_parse_general(void *ctx, enum pkt_ctx_kind kind, struc
 	else if (proto == TG_ETH_P_IPV6)
 		tg_parse_ipv6(ctx, kind, p, want_l4);
 
-	if (!(p->flags & TG_PKT_HAS_ADDR))
-		p->l3_bytes = p->frame_len - off;
+	return off;
 }
 
 /*
@@ -395,6 +400,7 @@ static __always_inline void tg_parse_ex(void *ctx, enum pkt_ctx_kind kind, struc
 	__u8 buf[TG_HEAD_LEN + 2] __attribute__((aligned(8)));
 	const __u8 *head;
 	__u16 proto;
+	int off;
 
 	__builtin_memset(p, 0, sizeof(*p));
 	p->frame_len = tg_frame_len(ctx, kind);
@@ -426,7 +432,9 @@ static __always_inline void tg_parse_ex(void *ctx, enum pkt_ctx_kind kind, struc
 		}
 	}
 
-	tg_parse_general(ctx, kind, p, want_l4);
+	off = tg_parse_general(ctx, kind, p, want_l4);
+	if (off && !(p->flags & TG_PKT_HAS_ADDR))
+		p->l3_bytes = p->frame_len - off;
 }
 
 static __always_inline void tg_parse(void *ctx, enum pkt_ctx_kind kind, struct pkt_meta *p)

@@ -156,6 +156,14 @@ struct {
 	__type(value, __u32);
 } tg_class_ids SEC(".maps");
 
+/* First fragment's ports, so later fragments get the same class. Not billing truth: an eviction only costs a class. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, TG_MAX_FRAG_FLOWS);
+	__type(key, struct tg_frag_key);
+	__type(value, struct tg_frag_ports);
+} tg_frag_ports SEC(".maps");
+
 static __always_inline void bump_reason(__u32 r)
 {
 	__u64 *n = bpf_map_lookup_elem(&tg_meter_reasons, &r);
@@ -204,6 +212,37 @@ static __always_inline __u32 lowest_bit(__u32 m)
 }
 
 /*
+ * A fragmented datagram's ports live in its first fragment only: remember
+ * them there, and give them to the later fragments (which arrive after the
+ * first in all but reordering networks) so every fragment gets the
+ * datagram's class.
+ */
+static __always_inline void frag_ports(struct pkt_meta *p)
+{
+	struct tg_frag_key k = { .id = p->frag_id, .ip_ver = p->ip_ver, .proto = p->l4_proto };
+	struct tg_frag_ports *fp, v;
+
+	__builtin_memcpy(k.saddr_be, p->saddr, 16);
+	__builtin_memcpy(k.daddr_be, p->daddr, 16);
+	if (p->frag_off == 0) {
+		if (p->flags & TG_PKT_HAS_L4) {
+			v.sport_be = p->sport;
+			v.dport_be = p->dport;
+			bpf_map_update_elem(&tg_frag_ports, &k, &v, BPF_ANY);
+		}
+		return;
+	}
+	fp = bpf_map_lookup_elem(&tg_frag_ports, &k);
+	if (!fp) {
+		bump_reason(TG_REASON_FRAG_NO_PORTS);
+		return;
+	}
+	p->sport = fp->sport_be;
+	p->dport = fp->dport_be;
+	p->flags |= TG_PKT_HAS_L4;
+}
+
+/*
  * The packet's traffic class in generation gen; peer is the address on the
  * far side from the tenant (destination of its egress, source of its
  * ingress). Non-IP frames, and IP headers whose addresses are not trusted,
@@ -235,13 +274,15 @@ static __always_inline __u32 classify(void *ctx, enum pkt_ctx_kind kind, struct 
 		return TG_CLASS_DEFAULT;
 	m &= mask_at(&tg_class_proto, gen * TG_PROTOCOLS + p->l4_proto);
 
-	/* Ports are read only now, and only when a candidate class asks for them. */
+	/* Ports are read only now, and only when the first candidate class needs them. */
 	ports = cg->any_port;
-	if (m & ~ports) {
+	if ((m & -m & ~ports) &&
+	    (p->l4_proto == TG_IPPROTO_TCP || p->l4_proto == TG_IPPROTO_UDP || p->l4_proto == TG_IPPROTO_SCTP)) {
 		if (!(p->flags & TG_PKT_HAS_L4) && p->l4_off)
 			tg_parse_l4(ctx, kind, p, p->l4_off);
-		if ((p->flags & TG_PKT_HAS_L4) &&
-		    (p->l4_proto == TG_IPPROTO_TCP || p->l4_proto == TG_IPPROTO_UDP || p->l4_proto == TG_IPPROTO_SCTP))
+		if (p->flags & TG_PKT_FRAGMENT)
+			frag_ports(p);
+		if (p->flags & TG_PKT_HAS_L4)
 			ports |= mask_at(&tg_class_port, gen * TG_PORTS + bpf_ntohs(p->sport)) |
 				 mask_at(&tg_class_port, gen * TG_PORTS + bpf_ntohs(p->dport));
 	}
