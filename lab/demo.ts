@@ -71,13 +71,13 @@ try {
     }
   }
 
-  type Usage = { rows: Array<{ tenant: string; direction: string; packets: number; bytes: number }> };
-  const usage = async (): Promise<Usage['rows']> => {
+  type Usage = { rows: Array<{ tenant: string; class?: string; billable?: boolean; direction: string; packets: number; bytes: number }> };
+  const usage = async (by: 'tenant' | 'tenant-class'): Promise<Usage['rows']> => {
     await callAgent(socket, 'POST', '/v1/flush');
-    return (await callAgent<Usage>(socket, 'GET', '/v1/usage')).rows;
+    return (await callAgent<Usage>(socket, 'GET', `/v1/usage?by=${by}`)).rows;
   };
 
-  step('sample traffic with known sizes: UDP and ICMP over IPv4/IPv6, and a trafgen burst (AF_PACKET, non-linear skbs)');
+  step('sample traffic with known sizes: UDP and ICMP over IPv4/IPv6, DNS to the provider (management class), tenant to tenant (internal class), and a trafgen burst (AF_PACKET, non-linear skbs)');
   const internet = findNode(topo, 'internet');
   const sent = new Map<string, { packets: number; bytes: number }>();
   const add = (k: string, p: number, b: number) => {
@@ -95,8 +95,16 @@ try {
     add(`${t.name}/ingress`, p.replies.packets, p.replies.ipBytes);
     const tg = await trafgenBurst(t, internet, 500 * (i + 1), 300);
     add(`${t.name}/egress`, tg.packets, tg.ipBytes);
+    const dns = await udpBurst(t, internet, 53, [40], 5);
+    add(`${t.name}/egress`, dns.packets, dns.ipBytes);
+    const peer = tenantNodes(topo)[(i + 1) % tenantNodes(topo).length]!;
+    if (peer !== t) {
+      const lan = await udpBurst(t, peer, port++, [700], 10);
+      add(`${t.name}/egress`, lan.packets, lan.ipBytes);
+      add(`${peer.name}/ingress`, lan.packets, lan.ipBytes);
+    }
   }
-  const first = await usage();
+  const first = await usage('tenant');
   console.log(table(['TENANT', 'DIRECTION', 'LEDGER PACKETS', 'SENT PACKETS', 'LEDGER BYTES', 'SENT IP BYTES', 'EXACT'],
     first.map((r) => {
       const e = sent.get(`${r.tenant}/${r.direction}`) ?? { packets: 0, bytes: 0 };
@@ -108,9 +116,9 @@ try {
     const r = await httpBytes(internet, t, 2_000_000 * (i + 1));
     console.log(`${t.name}: served ${humanBytes(r.bytes)}`);
   }
-  const second = await usage();
-  console.log(table(['TENANT', 'DIRECTION', 'PACKETS', 'BYTES', ''],
-    second.map((r) => [r.tenant, r.direction, r.packets, r.bytes, humanBytes(r.bytes)])));
+  const second = await usage('tenant-class');
+  console.log(table(['TENANT', 'CLASS', 'BILLABLE', 'DIRECTION', 'PACKETS', 'BYTES', ''],
+    second.map((r) => [r.tenant, r.class ?? '', r.billable ? 'yes' : 'no', r.direction, r.packets, r.bytes, humanBytes(r.bytes)])));
   console.log(`\ntry:  npx tollgate --socket ${socket} usage --json\n      npx tollgate --socket ${socket} status`);
 
   if (duration === Infinity) {

@@ -12,7 +12,7 @@ import {
   examplePolicyYaml, findNode, pinDirPath, ifaceCounters, labDown, labUp, ping, tcpTransfer, tenantNodes, trafgenBurst, udpBurst,
   type EndpointNode, type Topology,
 } from '../lab/index.js';
-import { cleanupAgentDir, flushedUsage, runCli, startAgentProcess, usageDelta, type AgentProcess, type UsageTable } from './helpers/agent.js';
+import { cleanupAgentDir, flushedClassUsage, flushedUsage, runCli, startAgentProcess, usageDelta, type AgentProcess, type UsageTable } from './helpers/agent.js';
 
 const prefix = `tgi${Math.random().toString(36).slice(2, 5)}`;
 const ETH = 14;
@@ -83,6 +83,34 @@ describe('metering in the lab (agent + ledger + API)', { concurrency: false }, (
     assertExact(usageDelta(beforeUsage, await flushedUsage(agent)), truth, 'sockets');
   });
 
+  test('traffic classes in the kernel: management, internal and internet, each exact, billable flag on the rows', async () => {
+    const truth: Truth = new Map();
+    const before = await flushedClassUsage(agent);
+    const freeBefore = await flushedClassUsage(agent, { billable: false });
+    const [a, b] = tenants;
+    // The example policy: DNS and SSH with the internet node are management (free),
+    // tenant subnets are internal (free), the rest internet (billable).
+    const dns = await udpBurst(a, internet, 53, [30, 60], 9);
+    add(truth, `${a.name}/management/egress`, dns.packets, dns.ipBytes);
+    const dns6 = await udpBurst(a, internet, 53, [30], 4, { family: 6 });
+    add(truth, `${a.name}/management/egress`, dns6.packets, dns6.ipBytes);
+    const ssh = await udpBurst(internet, b, 22, [120], 5); // the peer is the source for ingress
+    add(truth, `${b.name}/management/ingress`, ssh.packets, ssh.ipBytes);
+    const nearMiss = await udpBurst(a, internet, 54, [30], 3); // one port off: internet
+    add(truth, `${a.name}/internet/egress`, nearMiss.packets, nearMiss.ipBytes);
+    const lan = await udpBurst(a, b, 41500, [300], 6, { family: 6 });
+    add(truth, `${a.name}/internal/egress`, lan.packets, lan.ipBytes);
+    add(truth, `${b.name}/internal/ingress`, lan.packets, lan.ipBytes);
+    const p = await ping(b, internet.ipv4, 5, 100); // ICMP has no ports: never management
+    add(truth, `${b.name}/internet/egress`, p.packets, p.ipBytes);
+    add(truth, `${b.name}/internet/ingress`, p.replies.packets, p.replies.ipBytes);
+    const tg = await trafgenBurst(a, internet, 500, 200, { port: 53 }); // non-linear skbs, L4 read for the class
+    add(truth, `${a.name}/management/egress`, tg.packets, tg.ipBytes);
+    assertExact(usageDelta(before, await flushedClassUsage(agent)), truth, 'classes');
+    const free = usageDelta(freeBefore, await flushedClassUsage(agent, { billable: false }));
+    assert.deepEqual([...free.keys()].sort(), [...truth.keys()].filter((k) => !k.includes('/internet/')).sort(), 'exactly management and internal rows are free');
+  });
+
   test('AF_PACKET TX ring (trafgen, non-linear skbs), IPv4 and IPv6: exact', async () => {
     const truth: Truth = new Map();
     const beforeUsage = await flushedUsage(agent);
@@ -143,12 +171,16 @@ describe('metering in the lab (agent + ledger + API)', { concurrency: false }, (
     const text = await r.text();
     for (const t of tenants) {
       for (const d of ['ingress', 'egress']) {
-        const m = new RegExp(`^tollgate_meter_bytes_total\\{tenant="${t.name}",direction="${d}"\\} (\\d+)$`, 'm').exec(text);
+        const m = new RegExp(`^tollgate_meter_bytes_total\\{tenant="${t.name}",class="internet",direction="${d}"\\} (\\d+)$`, 'm').exec(text);
         assert.ok(m && Number(m[1]) > 0, `bytes series for ${t.name}/${d}`);
       }
     }
     assert.match(text, /^tollgate_export_duration_seconds_count \d+$/m);
     assert.match(text, /^tollgate_meter_reason_packets_total\{reason="by_iface"\} \d+$/m);
+    assert.match(text, /^tollgate_class_billable\{class="management"\} 0$/m);
+    assert.match(text, /^tollgate_class_billable\{class="internet"\} 1$/m);
+    assert.match(text, /^tollgate_map_capacity\{map="tg_class_v4"\} \d+$/m);
+    assert.match(text, /^tollgate_map_entries\{map="tg_tenant_v4"\} [1-9]\d*$/m);
   });
 
   test('switching an interface to generic XDP: ingress in XDP, egress at tcx, still exact, no double count', async () => {

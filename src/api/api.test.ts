@@ -15,15 +15,21 @@ function setup() {
   const dir = mkdtempSync(join(tmpdir(), 'tg-api-'));
   const ledger = Ledger.open(join(dir, 'l.db'), { hostId: 'h1' });
   const ids = ledger.ensureTenants(['alpha', 'beta']);
+  const mgmt = ledger.ensureClasses(['mgmt']).get('mgmt')!;
   const epoch = { bootId: 'b1', counterId: '7' };
   ledger.recordInterval({ epoch, at: new Date('2026-11-25T10:00:00Z'), readings: [] });
   ledger.recordInterval({
     epoch,
     at: new Date('2026-11-25T10:00:10Z'),
     readings: [
-      { tenantId: ids.get('alpha')!, direction: 'egress', packets: 3n, bytes: 9_007_199_254_740_993n },
-      { tenantId: ids.get('beta')!, direction: 'ingress', packets: 1n, bytes: 60n },
+      { tenantId: ids.get('alpha')!, classId: 0, direction: 'egress', billable: true, packets: 3n, bytes: 9_007_199_254_740_993n },
+      { tenantId: ids.get('beta')!, classId: 0, direction: 'ingress', billable: true, packets: 1n, bytes: 60n },
     ],
+  });
+  ledger.recordInterval({
+    epoch,
+    at: new Date('2026-11-25T10:00:20Z'),
+    readings: [{ tenantId: ids.get('alpha')!, classId: mgmt, direction: 'egress', billable: false, packets: 2n, bytes: 120n }],
   });
   let exports = 0;
   const exporter = {
@@ -36,31 +42,86 @@ function setup() {
   return { app, exportsCount: () => exports, done: () => { ledger.close(); rmSync(dir, { recursive: true, force: true }); } };
 }
 
-test('GET /v1/usage returns exact integers per tenant and direction', async (t) => {
+type Row = { tenant?: string; class?: string; billable?: boolean; direction: string; packets: number; bytes: number; billableBytes?: number };
+
+async function usage(s: ReturnType<typeof setup>, query: string): Promise<{ by: string; rows: Row[] }> {
+  const r = await s.app.inject({ method: 'GET', url: `/v1/usage${query}` });
+  assert.equal(r.statusCode, 200, r.body);
+  return JSON.parse(r.body) as { by: string; rows: Row[] };
+}
+
+test('GET /v1/usage returns exact integers per tenant, class, billable flag and direction', async (t) => {
   const s = setup();
   t.after(s.done);
   const r = await s.app.inject({ method: 'GET', url: '/v1/usage' });
   assert.equal(r.statusCode, 200);
   assert.match(r.body, /"bytes":9007199254740993/, 'a bigint beyond 2^53 is written exactly');
-  const rows = (JSON.parse(r.body) as { rows: Array<{ tenant: string; direction: string; packets: number }> }).rows;
-  assert.deepEqual(rows.map((x) => `${x.tenant}/${x.direction}/${x.packets}`).sort(), ['alpha/egress/3', 'beta/ingress/1']);
-  const only = await s.app.inject({ method: 'GET', url: '/v1/usage?tenant=beta' });
-  assert.deepEqual(JSON.parse(only.body).rows.map((x: { tenant: string }) => x.tenant), ['beta']);
+  const body = JSON.parse(r.body) as { by: string; rows: Array<Row & { first: string; last: string }> };
+  assert.equal(body.by, 'tenant-class');
+  assert.deepEqual(
+    body.rows.map((x) => `${x.tenant}/${x.class}/${x.billable}/${x.direction}/${x.packets}`),
+    ['alpha/internet/true/egress/3', 'alpha/mgmt/false/egress/2', 'beta/internet/true/ingress/1'],
+  );
+  assert.deepEqual(Object.keys(body.rows[0]), ['tenant', 'class', 'billable', 'direction', 'packets', 'bytes', 'first', 'last']);
+  assert.equal(body.rows[1].first, '2026-11-25T10:00:10.000Z');
+  assert.deepEqual((await usage(s, '?tenant=beta')).rows.map((x) => x.tenant), ['beta']);
+});
+
+test('GET /v1/usage groups by tenant or class and filters by class and time', async (t) => {
+  const s = setup();
+  t.after(s.done);
+  const byTenant = await usage(s, '?by=tenant');
+  assert.equal(byTenant.by, 'tenant');
+  assert.deepEqual(
+    byTenant.rows.map((x) => [x.tenant, x.direction, x.bytes, x.billableBytes, 'class' in x]),
+    [
+      ['alpha', 'egress', 9_007_199_254_740_993 + 120, 9_007_199_254_740_993, false],
+      ['beta', 'ingress', 60, 60, false],
+    ],
+  );
+  assert.deepEqual(
+    (await usage(s, '?by=class')).rows.map((x) => [x.class, x.billable, x.direction, x.packets, 'tenant' in x]),
+    [
+      ['internet', true, 'ingress', 1, false],
+      ['internet', true, 'egress', 3, false],
+      ['mgmt', false, 'egress', 2, false],
+    ],
+  );
+  assert.deepEqual((await usage(s, '?class=mgmt')).rows.map((x) => [x.tenant, x.class, x.billable]), [['alpha', 'mgmt', false]]);
+  assert.deepEqual((await usage(s, '?class=mgmt&tenant=beta')).rows, []);
+  // [since, until) on the interval end: the first interval ended at :10, the second at :20.
+  const window = '?since=2026-11-25T10:00:10Z&until=2026-11-25T10:00:20Z';
+  assert.deepEqual((await usage(s, window)).rows.map((x) => x.class), ['internet', 'internet']);
+  assert.deepEqual((await usage(s, '?until=2026-11-25T10:00:10Z')).rows, []);
+});
+
+test('GET /v1/classes lists the issued classes', async (t) => {
+  const s = setup();
+  t.after(s.done);
+  const r = await s.app.inject({ method: 'GET', url: '/v1/classes' });
+  assert.deepEqual(JSON.parse(r.body), { classes: [{ id: 0, name: 'internet' }, { id: 1, name: 'mgmt' }] });
 });
 
 test('bad queries name the field and change nothing', async (t) => {
   const s = setup();
   t.after(s.done);
-  for (const [url, field] of [
-    ['/v1/usage?since=yesterday', 'since'],
-    ['/v1/usage?until=13/13/2026', 'until'],
-    ['/v1/usage?tenant=nobody', 'tenant'],
-    ['/v1/usage?tenat=alpha', 'tenat'],
+  for (const [url, status, field] of [
+    ['/v1/usage?since=yesterday', 400, 'since'],
+    ['/v1/usage?until=13/13/2026', 400, 'until'],
+    ['/v1/usage?since=1h&until=2h', 400, 'until'],
+    ['/v1/usage?since=1960-01-01T00:00:00Z', 400, 'since'],
+    ['/v1/usage?tenant=nobody', 404, 'tenant'],
+    ['/v1/usage?class=nothing', 404, 'class'],
+    ['/v1/usage?class=', 400, 'class'],
+    ['/v1/usage?by=direction', 400, 'by'],
+    ['/v1/usage?by=tenant&by=class', 400, 'by'],
+    ['/v1/usage?tenat=alpha', 400, 'tenat'],
   ] as const) {
     const r = await s.app.inject({ method: 'GET', url });
-    assert.ok(r.statusCode === 400 || r.statusCode === 404, `${url}: ${r.statusCode}`);
+    assert.equal(r.statusCode, status, `${url}: ${r.body}`);
     const body = JSON.parse(r.body) as { error: { code: string; message: string; field?: string } };
-    assert.match(body.error.message, new RegExp(field), url);
+    assert.equal(body.error.field, field, url);
+    assert.ok(body.error.message.startsWith(`${field}: `), `${url}: ${body.error.message}`);
   }
   const nf = await s.app.inject({ method: 'GET', url: '/v2/nothing' });
   assert.equal(nf.statusCode, 404);

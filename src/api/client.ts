@@ -3,6 +3,13 @@ import { request } from 'node:http';
 
 export class AgentUnreachable extends Error {}
 
+/** The agent answered with an error; `field` names the offending request field when there is one. */
+export class AgentError extends Error {
+  constructor(message: string, readonly status: number, readonly code?: string, readonly field?: string) {
+    super(message);
+  }
+}
+
 export interface ApiErrorBody {
   error: { code: string; message: string; field?: string };
 }
@@ -21,9 +28,10 @@ export async function callAgent<T>(socket: string, method: 'GET' | 'POST', path:
           reject(new Error(`agent answered ${res.statusCode} with non-JSON: ${text.slice(0, 200)}`));
           return;
         }
-        if ((res.statusCode ?? 500) >= 400) {
+        const status = res.statusCode ?? 500;
+        if (status >= 400) {
           const e = (body as ApiErrorBody).error;
-          reject(new Error(e ? e.message : `agent answered ${res.statusCode}`));
+          reject(new AgentError(e ? e.message : `agent answered ${status}`, status, e?.code, e?.field));
         } else resolve(body as T);
       });
     });

@@ -1,11 +1,15 @@
-// Metering endpoints: usage from the ledger, immediate export, tenants, status.
+// Metering endpoints: usage from the ledger, immediate export, tenants,
+// classes, status.
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
+import { LedgerError, USAGE_GROUPINGS } from '../store/index.js';
 import { ApiError } from './errors.js';
 import type { AgentContext } from './server.js';
 
 const usageQuery = z.object({
   tenant: z.string().min(1).optional(),
+  class: z.string().min(1).optional(),
+  by: z.enum(USAGE_GROUPINGS).optional(),
   since: z.string().optional(),
   until: z.string().optional(),
 }).strict();
@@ -24,6 +28,17 @@ export function parseTime(value: string, field: string, now = Date.now()): Date 
   return new Date(t);
 }
 
+/** Runs a ledger query; the ledger's verdict on bad input becomes an API error naming the query field. */
+function query<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof LedgerError && (err.code === 'UNKNOWN_TENANT' || err.code === 'UNKNOWN_CLASS')) throw new ApiError('NOT_FOUND', err.message, err.field);
+    if (err instanceof LedgerError && err.code === 'INVALID_INPUT') throw new ApiError('BAD_REQUEST', err.message, err.field);
+    throw err;
+  }
+}
+
 export function meteringRoutes(app: FastifyInstance, ctx: AgentContext): void {
   app.get('/v1/usage', async (req) => {
     const parsed = usageQuery.safeParse(req.query);
@@ -33,21 +48,13 @@ export function meteringRoutes(app: FastifyInstance, ctx: AgentContext): void {
       throw new ApiError('BAD_REQUEST', `${field}: ${issue.message}`, field);
     }
     const q = parsed.data;
+    const by = q.by ?? 'tenant-class';
     const since = q.since ? parseTime(q.since, 'since') : undefined;
     const until = q.until ? parseTime(q.until, 'until') : undefined;
-    if (q.tenant && !ctx.ledger.tenants().some((t) => t.name === q.tenant)) {
-      throw new ApiError('NOT_FOUND', `tenant: no tenant named "${q.tenant}"`, 'tenant');
-    }
-    const rows = ctx.ledger.usage({ tenant: q.tenant, since, until });
+    const rows = query(() => ctx.ledger.usage({ tenant: q.tenant, class: q.class, since, until, by }));
     return {
-      rows: rows.map((r) => ({
-        tenant: r.tenant,
-        direction: r.direction,
-        packets: r.packets,
-        bytes: r.bytes,
-        first: r.first?.toISOString() ?? null,
-        last: r.last?.toISOString() ?? null,
-      })),
+      by,
+      rows: rows.map((r) => ({ ...r, first: r.first?.toISOString() ?? null, last: r.last?.toISOString() ?? null })),
     };
   });
 
@@ -62,6 +69,10 @@ export function meteringRoutes(app: FastifyInstance, ctx: AgentContext): void {
 
   app.get('/v1/tenants', async () => ({
     tenants: ctx.ledger.tenants().map((t) => ({ id: t.id, name: t.name })),
+  }));
+
+  app.get('/v1/classes', async () => ({
+    classes: ctx.ledger.classes().map((c) => ({ id: c.id, name: c.name })),
   }));
 
   app.get('/v1/status', async () => ctx.status());

@@ -4,8 +4,9 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import pino from 'pino';
 import { defaults } from '../paths.js';
 import { stringifyExact } from '../json.js';
-import { callAgent } from '../api/client.js';
-import { table, humanBytes } from './table.js';
+import { AgentError, callAgent } from '../api/client.js';
+import type { UsageGrouping } from '../store/index.js';
+import { csv, table, humanBytes } from './table.js';
 
 const program = new Command();
 program
@@ -37,8 +38,9 @@ program
   .option("--netns <name>", "attach to interfaces of this network namespace (e.g. the lab host); the API stays in the agent's own")
   .option('--listen <host:port>', 'also serve the API and /metrics on this loopback TCP address')
   .option('--max-tenants <n>', 'size of the tenant counter array', positiveInt('--max-tenants', 1 << 20))
+  .option('--max-classes <n>', 'traffic-class capacity of the counter array (class ids are never reused)', positiveInt('--max-classes', 256))
   .addOption(new Option('--log-level <level>', 'log level').choices(['debug', 'info', 'warn', 'error']).default('info'))
-  .action(async (o: { config: string; db: string; pinRoot: string; interval?: string; netns?: string; listen?: string; maxTenants?: number; logLevel: string }) => {
+  .action(async (o: { config: string; db: string; pinRoot: string; interval?: string; netns?: string; listen?: string; maxTenants?: number; maxClasses?: number; logLevel: string }) => {
     const { startAgent } = await import('../daemon/agent.js');
     const logger = pino({ name: 'tollgate', level: o.logLevel });
     const agent = await startAgent({ ...o, socket: socket(), logger });
@@ -64,23 +66,63 @@ program
     else console.log(`exported ${r.rows} rows (${r.packets} packets, ${humanBytes(r.bytes)}) in ${r.durationMs.toFixed(1)} ms`);
   });
 
+/** A row of GET /v1/usage; which fields it has depends on the grouping. */
+type UsageApiRow = {
+  tenant?: string; class?: string; billable?: boolean; direction: string; packets: number; bytes: number;
+  billablePackets?: number; billableBytes?: number; first: string | null; last: string | null;
+};
+
+/** The fields of a usage row per grouping, in output order (the CSV header). */
+const USAGE_FIELDS: Record<UsageGrouping, Array<keyof UsageApiRow>> = {
+  'tenant-class': ['tenant', 'class', 'billable', 'direction', 'packets', 'bytes', 'first', 'last'],
+  tenant: ['tenant', 'direction', 'packets', 'bytes', 'billablePackets', 'billableBytes', 'first', 'last'],
+  class: ['class', 'billable', 'direction', 'packets', 'bytes', 'first', 'last'],
+};
+
+/** The usage table for people: no FIRST, billable as yes/no, human bytes after BYTES. */
+function usageTable(fields: Array<keyof UsageApiRow>, rows: UsageApiRow[]): string {
+  const shown = fields.filter((f) => f !== 'first');
+  const headers = shown.flatMap((f) => {
+    const h = f.replace(/[A-Z]/g, (c) => ` ${c}`).toUpperCase();
+    return f === 'bytes' ? [h, ''] : [h];
+  });
+  return table(headers, rows.map((r) => shown.flatMap((f) => {
+    if (f === 'bytes') return [r.bytes, humanBytes(r.bytes)];
+    const v = r[f] ?? null;
+    return [typeof v === 'boolean' ? (v ? 'yes' : 'no') : v];
+  })));
+}
+
+const usageFlags = ['tenant', 'class', 'by', 'since', 'until'] as const;
+
+/** The agent's query parameters are named like the flags: an error about one names the flag the user typed. */
+function flagError(err: unknown, flags: readonly string[]): unknown {
+  if (!(err instanceof AgentError) || err.field === undefined || !flags.includes(err.field)) return err;
+  const { field, message } = err;
+  return new Error(`--${field}: ${message.startsWith(`${field}: `) ? message.slice(field.length + 2) : message}`);
+}
+
 program
   .command('usage')
-  .description('metered usage per tenant and direction (seen from the tenant), from the ledger')
+  .description('metered usage per tenant, traffic class and direction (seen from the tenant), from the ledger')
   .option('--tenant <name>', 'only this tenant')
-  .option('--since <time>', 'ISO time or age (15m, 2h, 7d)')
-  .option('--until <time>', 'ISO time or age')
-  .option('--json', 'machine-readable output')
-  .action(async (o: { tenant?: string; since?: string; until?: string; json?: boolean }) => {
+  .option('--class <name>', 'only this traffic class')
+  .addOption(new Option('--by <grouping>', 'tenant-class: per tenant and class; tenant: summed over classes, with the billable part; class: summed over tenants')
+    .choices(Object.keys(USAGE_FIELDS)).default('tenant-class'))
+  .option('--since <time>', 'ISO time or age (15m, 2h, 7d); rows whose interval ended at or after it')
+  .option('--until <time>', 'ISO time or age; rows whose interval ended before it')
+  .addOption(new Option('--json', 'machine-readable output').conflicts('csv'))
+  .option('--csv', 'CSV with a header line (RFC 4180)')
+  .action(async (o: { tenant?: string; class?: string; by: UsageGrouping; since?: string; until?: string; json?: boolean; csv?: boolean }) => {
     const q = new URLSearchParams();
-    if (o.tenant) q.set('tenant', o.tenant);
-    if (o.since) q.set('since', o.since);
-    if (o.until) q.set('until', o.until);
-    const r = await callAgent<{ rows: Array<{ tenant: string; direction: string; packets: number; bytes: number; first: string | null; last: string | null }> }>(
-      socket(), 'GET', `/v1/usage${q.size ? `?${q}` : ''}`);
-    if (o.json) return print(r.rows);
-    console.log(table(['TENANT', 'DIRECTION', 'PACKETS', 'BYTES', '', 'LAST'],
-      r.rows.map((x) => [x.tenant, x.direction, x.packets, x.bytes, humanBytes(x.bytes), x.last])));
+    for (const f of usageFlags) if (o[f] !== undefined) q.set(f, o[f]);
+    const { rows } = await callAgent<{ rows: UsageApiRow[] }>(socket(), 'GET', `/v1/usage?${q}`).catch((err: unknown) => {
+      throw flagError(err, usageFlags);
+    });
+    const fields = USAGE_FIELDS[o.by];
+    if (o.json) print(rows);
+    else if (o.csv) process.stdout.write(csv(fields, rows.map((x) => fields.map((f) => x[f] ?? null))));
+    else console.log(usageTable(fields, rows));
   });
 
 program

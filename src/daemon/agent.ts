@@ -5,8 +5,8 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { ensureBpffs, ifindexOf, withNetns } from '../kernel/index.js';
-import { compileMetering, loadPolicyFile, notYetEnforced, parseDuration, type Policy } from '../policy/index.js';
-import { Ledger } from '../store/index.js';
+import { compileMetering, DEFAULT_CLASS, loadPolicyFile, notYetEnforced, parseDuration, type Policy } from '../policy/index.js';
+import { DEFAULT_CLASS_ID, Ledger } from '../store/index.js';
 import { MeteringDatapath } from '../metering/datapath.js';
 import { Exporter } from '../metering/exporter.js';
 import { meteringMetrics } from '../metrics/metering.js';
@@ -26,6 +26,8 @@ export interface AgentOptions {
   /** Optional loopback TCP address for /metrics and the API, e.g. 127.0.0.1:9465 */
   listen?: string;
   maxTenants?: number;
+  /** Class capacity of the counter array (class ids below it). */
+  maxClasses?: number;
   logger?: Logger;
 }
 
@@ -45,6 +47,17 @@ function ifindexIfPresent(name: string): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Ids the ledger would issue: existing ones kept, new names numbered after
+ * the highest issued id (never below first). Used to compile a policy before
+ * the ledger commits to any new id.
+ */
+function provisionalIds(issued: ReadonlyArray<{ id: number; name: string }>, wanted: readonly string[], first: number): Map<string, number> {
+  const known = new Map(issued.map((t) => [t.name, t.id]));
+  let next = Math.max(first, ...issued.map((t) => t.id + 1));
+  return new Map(wanted.map((n) => [n, known.get(n) ?? next++]));
 }
 
 export interface ReloadResult {
@@ -115,7 +128,11 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, unlock
   const names = new Map<number, string>();
   const tenantName = (id: number): string => names.get(id) ?? `tenant-id-${id}`;
 
-  const datapath = MeteringDatapath.open({ pinRoot: opts.pinRoot, maxTenants: opts.maxTenants });
+  const datapath = MeteringDatapath.open({ pinRoot: opts.pinRoot, maxTenants: opts.maxTenants, maxClasses: opts.maxClasses });
+  /** Billable flag and name of every class id any applied policy defined (the latest policy wins). */
+  const billable = new Map<number, boolean>();
+  const classNames = new Map<number, string>();
+  let liveClasses: ReadonlyArray<{ name: string; billable: boolean }> = [];
   let exporter: Exporter | undefined;
   const apps: FastifyInstance[] = [];
 
@@ -123,22 +140,33 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, unlock
    * Compiles and applies a policy: the idle generation is written, then made
    * live in one update; interfaces are attached (or adopted) and those no
    * longer configured detached. A policy that does not compile changes
-   * nothing, not even the ledger's tenant list: it is compiled once with
-   * provisional ids before any id is handed out.
+   * nothing, not even the ledger's tenant and class lists: it is compiled
+   * once with provisional ids before any id is handed out.
    */
   const apply = (doc: Policy): ReloadResult => {
-    const known = new Map(ledger.tenants().map((t) => [t.name, t.id]));
-    let next = Math.max(0, ...known.values()) + 1;
-    const provisional = new Map(doc.tenants.map((t) => [t.name, known.get(t.name) ?? next++]));
-    const compile = (tenantIds: ReadonlyMap<string, number>) =>
-      compileMetering(doc, { tenantIds, ifindexOf: ifindexIfPresent, maxTenants: datapath.maxTenants, generation: datapath.liveGeneration() === 0 ? 1 : 0 });
-    inNetns(() => compile(provisional));
+    const declared = (doc.classes ?? []).map((c) => c.name).filter((n) => n !== DEFAULT_CLASS);
+    const compile = (tenantIds: ReadonlyMap<string, number>, classIds: ReadonlyMap<string, number>) =>
+      compileMetering(doc, {
+        tenantIds, classIds, ifindexOf: ifindexIfPresent,
+        maxTenants: datapath.maxTenants, maxClasses: datapath.maxClasses,
+        generation: datapath.liveGeneration() === 0 ? 1 : 0,
+      });
+    inNetns(() => compile(
+      provisionalIds(ledger.tenants(), doc.tenants.map((t) => t.name), 1),
+      provisionalIds(ledger.classes(), declared, DEFAULT_CLASS_ID + 1),
+    ));
     const tenantIds = ledger.ensureTenants(doc.tenants.map((t) => t.name));
+    const classIds = ledger.ensureClasses(declared);
     for (const t of ledger.tenants()) names.set(t.id, t.name);
     const { plan, attachments, detached } = inNetns(() => {
-      const compiled = compile(tenantIds);
+      const compiled = compile(tenantIds, classIds);
       return { plan: compiled, ...datapath.install(compiled) };
     });
+    for (const c of plan.classes) {
+      billable.set(c.id, c.billable);
+      classNames.set(c.id, c.name);
+    }
+    liveClasses = plan.classes;
     for (const a of attachments) log.info({ ...a }, a.adopted ? 'adopted pinned metering links' : 'attached metering');
     for (const w of plan.warnings) log.warn(w);
     if (detached.length) log.info({ detached }, 'detached interfaces no longer in the policy');
@@ -147,8 +175,12 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, unlock
 
   try {
     const first = apply(policy);
-    const metrics = meteringMetrics(datapath, tenantName);
-    exporter = new Exporter(datapath, ledger, intervalMs, {
+    const metrics = meteringMetrics(datapath, {
+      tenant: tenantName,
+      class: (id) => classNames.get(id) ?? `class-id-${id}`,
+      classes: () => liveClasses,
+    });
+    exporter = new Exporter(datapath, ledger, intervalMs, (id) => billable.get(id) ?? true, {
       onExport(r) {
         metrics.exportDuration.observe(r.durationMs / 1000);
         metrics.ledgerRows.inc(r.rows);

@@ -18,6 +18,8 @@ const PINNED_MAPS = [
   'tg_class_gen', 'tg_class_v4', 'tg_class_v6', 'tg_class_proto', 'tg_class_port', 'tg_class_ids',
 ] as const;
 
+const FILL_MAPS = ['tg_tenant_v4', 'tg_tenant_v6', 'tg_class_v4', 'tg_class_v6', 'tg_frag_ports'] as const;
+
 export type Direction = 'ingress' | 'egress';
 export type AttachMode = 'tc' | 'xdp-generic' | 'xdp-native';
 
@@ -257,6 +259,20 @@ export class MeteringDatapath {
       if (name) out[name] = n;
     }
     return out;
+  }
+
+  /**
+   * Fill level of the maps that can run full: the tenant and class LPM tries
+   * (both generations share them, so one policy may use half) and the
+   * fragment LRU. Counts keys, so it costs a syscall per entry.
+   */
+  fill(): Array<{ map: string; entries: number; capacity: number }> {
+    return FILL_MAPS.map((name) => {
+      const m = this.obj.map(name);
+      let entries = 0;
+      for (const _ of m.keys()) entries++;
+      return { map: name, entries, capacity: m.maxEntries };
+    });
   }
 
   /** One of the loaded programs, for BPF_PROG_TEST_RUN (tests and benchmarks). */

@@ -31,6 +31,8 @@ export class Exporter {
     private readonly datapath: MeteringDatapath,
     private readonly ledger: Ledger,
     private readonly intervalMs: number,
+    /** Whether a class is billable, as the policy says now; rows record it. */
+    private readonly billable: (classId: number) => boolean,
     private readonly events: ExporterEvents = {},
   ) {}
 
@@ -52,7 +54,7 @@ export class Exporter {
   private async run(): Promise<ExportResult> {
     const t0 = performance.now();
     try {
-      const readings = this.datapath.readCounters();
+      const readings = this.datapath.readCounters().map((r) => ({ ...r, billable: this.billable(r.classId) }));
       const at = new Date();
       const r = this.ledger.recordInterval({
         epoch: { bootId: this.boot, counterId: this.datapath.counterId() },

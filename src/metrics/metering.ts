@@ -1,7 +1,9 @@
 // Prometheus exposition for metering. Counter values are read from the kernel
 // at scrape time (cumulative for the counter epoch), so /metrics is never
-// behind the datapath. Cardinality: 2 series per tenant (direction) for each
-// of packets and bytes, plus one per reason: bounded by the policy's tenants.
+// behind the datapath. Cardinality is bounded by the policy: for each of
+// packets and bytes, one series per (tenant, class, direction) that saw
+// traffic, at most (tenants + 1) x classes x 2; plus one per reason, one per
+// class (tollgate_class_billable) and one per map (fill level).
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { MeteringDatapath } from '../metering/datapath.js';
 
@@ -12,22 +14,64 @@ export interface MeteringMetrics {
   ledgerRows: Counter;
 }
 
-export function meteringMetrics(datapath: MeteringDatapath, tenantName: (id: number) => string): MeteringMetrics {
+export interface MeteringNames {
+  tenant(id: number): string;
+  class(id: number): string;
+  /** Every class of the live policy with its billable flag. */
+  classes(): ReadonlyArray<{ name: string; billable: boolean }>;
+}
+
+export function meteringMetrics(datapath: MeteringDatapath, names: MeteringNames): MeteringMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'tollgate_process_' });
-  const counterGauge = (field: 'packets' | 'bytes', help: string) =>
-    new Gauge({
-      name: `tollgate_meter_${field}_total`,
-      help: `${help} per tenant and direction (seen from the tenant), cumulative for the counter epoch`,
-      labelNames: ['tenant', 'direction'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const r of datapath.readCounters()) this.set({ tenant: tenantName(r.tenantId), direction: r.direction }, Number(r[field]));
-      },
-    });
-  counterGauge('packets', 'Packets counted in the kernel');
-  counterGauge('bytes', 'L3 bytes counted in the kernel');
+  const labelNames = ['tenant', 'class', 'direction'] as const;
+  const help = (what: string) => `${what} per tenant, traffic class and direction (seen from the tenant), cumulative for the counter epoch`;
+  // One kernel read per scrape fills both gauges: prom-client collects in
+  // registration order, so the packets gauge (registered first) reads for both.
+  const bytes = new Gauge({ name: 'tollgate_meter_bytes_total', help: help('L3 bytes counted in the kernel'), labelNames, registers: [] });
+  new Gauge({
+    name: 'tollgate_meter_packets_total',
+    help: help('Packets counted in the kernel'),
+    labelNames,
+    registers: [registry],
+    collect() {
+      this.reset();
+      bytes.reset();
+      for (const r of datapath.readCounters()) {
+        const labels = { tenant: names.tenant(r.tenantId), class: names.class(r.classId), direction: r.direction };
+        this.set(labels, Number(r.packets));
+        bytes.set(labels, Number(r.bytes));
+      }
+    },
+  });
+  registry.registerMetric(bytes);
+  new Gauge({
+    name: 'tollgate_class_billable',
+    help: 'Traffic classes of the live policy: 1 when billable, 0 when free',
+    labelNames: ['class'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const c of names.classes()) this.set({ class: c.name }, c.billable ? 1 : 0);
+    },
+  });
+  // Same pattern: the entries gauge reads the maps once and fills capacity too.
+  const capacity = new Gauge({ name: 'tollgate_map_capacity', help: 'How many entries each datapath map holds at most', labelNames: ['map'], registers: [] });
+  new Gauge({
+    name: 'tollgate_map_entries',
+    help: 'Entries in use per datapath hash/LPM map (see tollgate_map_capacity)',
+    labelNames: ['map'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      capacity.reset();
+      for (const m of datapath.fill()) {
+        this.set({ map: m.map }, m.entries);
+        capacity.set({ map: m.map }, m.capacity);
+      }
+    },
+  });
+  registry.registerMetric(capacity);
   new Gauge({
     name: 'tollgate_meter_reason_packets_total',
     help: 'Packets per parser/attribution reason (non_ip, truncated, fragment, vlan, by_iface, by_addr, unattributed, ...)',

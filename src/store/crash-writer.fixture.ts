@@ -15,6 +15,11 @@ export const COUNTER_ID = '42';
 /** Intervals per epoch; each epoch is a fake reboot whose counters restart at zero. */
 export const EPOCH_LEN = 40;
 export const TENANTS = Array.from({ length: 32 }, (_, j) => `crash-${j}`);
+/** Counter classes: the default class (billable) and a free one. */
+export const CLASSES = [
+  { name: 'internet', billable: true },
+  { name: 'crash-mgmt', billable: false },
+] as const;
 const BASE_MS = Date.UTC(2025, 5, 1);
 
 export const intervalAt = (i: number): Date => new Date(BASE_MS + (i + 1) * 1000);
@@ -26,12 +31,18 @@ export const epochOf = (i: number) => {
 
 /**
  * Cumulative counters after position k (0-based) of an epoch, for counter
- * slot s (0 = unattributed, s >= 1 = TENANTS[s - 1]). Every fourth slot moves
- * only every third interval (zero deltas write no row); slot 2's bytes grow by
- * 2^58 per interval, so checkpoints pass 2^63 and totals pass 2^64.
+ * slot s (0 = unattributed, s >= 1 = TENANTS[s - 1]) and class c (index in
+ * CLASSES). Class 0: every fourth slot moves only every third interval (zero
+ * deltas write no row); slot 2's bytes grow by 2^58 per interval, so
+ * checkpoints pass 2^63 and totals pass 2^64. Class 1: every third slot never
+ * moves (zero readings without a checkpoint are ignored).
  */
-export function reading(k: number, s: number, d: Direction): { packets: bigint; bytes: bigint } {
+export function reading(k: number, s: number, c: number, d: Direction): { packets: bigint; bytes: bigint } {
   const dir = d === 'ingress' ? 0n : 1n;
+  if (c === 1) {
+    const packets = BigInt(k + 1) * BigInt(s % 3);
+    return { packets, bytes: packets * 80n };
+  }
   const packets = s % 4 === 3 ? BigInt(Math.floor(k / 3)) * 5n : BigInt(k + 1) * (BigInt(s) + 1n + dir);
   const bytes = s === 2 ? BigInt(k + 1) * 2n ** 58n : packets * 1500n + dir;
   return { packets, bytes };
@@ -45,6 +56,7 @@ function main(): void {
   const deadline = Date.now() + Number(secondsArg ?? 10) * 1000;
   const ledger = Ledger.open(path, { hostId: HOST });
   const ids = ledger.ensureTenants(TENANTS);
+  const classIds = ledger.ensureClasses(CLASSES.map((c) => c.name));
   const slotId = (s: number) => (s === 0 ? 0 : ids.get(TENANTS[s - 1])!);
   const last = ledger.lastExport();
   let i = last === null ? 0 : intervalIndex(last) + 1;
@@ -53,7 +65,11 @@ function main(): void {
     const k = i % EPOCH_LEN;
     const readings: Reading[] = [];
     for (let s = 0; s < SLOTS; s++) {
-      for (const direction of ['ingress', 'egress'] as const) readings.push({ tenantId: slotId(s), direction, ...reading(k, s, direction) });
+      CLASSES.forEach(({ name, billable }, c) => {
+        for (const direction of ['ingress', 'egress'] as const) {
+          readings.push({ tenantId: slotId(s), classId: classIds.get(name)!, direction, billable, ...reading(k, s, c, direction) });
+        }
+      });
     }
     ledger.recordInterval({ epoch: epochOf(i), at: intervalAt(i), readings });
     // Printed only after the commit returned: every index the parent sees is durable.

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { COUNTER_ID, EPOCH_LEN, HOST, SLOTS, TENANTS, epochOf, intervalAt, intervalIndex, reading } from './crash-writer.fixture.js';
+import { CLASSES, COUNTER_ID, EPOCH_LEN, HOST, SLOTS, TENANTS, epochOf, intervalAt, intervalIndex, reading } from './crash-writer.fixture.js';
 import { Ledger, type Direction } from './ledger.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -63,7 +63,7 @@ function crashRun(db: string, killedEarly: boolean, live: Set<ChildProcess>): Pr
 
 /**
  * Right after a kill, before any writer has recovered the WAL, a read-only
- * connection sees a state where, per tenant/direction, the rows sum to the sum
+ * connection sees a state where, per tenant/class/direction, the rows sum to the sum
  * of all epochs' checkpoints (each epoch started from zero). Read in one
  * snapshot. Returns false when the writer died before creating the schema.
  */
@@ -77,14 +77,14 @@ function readerInvariant(db: string): boolean {
   }
   try {
     const snapshot = ledger.db.transaction(() => ({
-      rows: ledger.db.prepare('SELECT tenant_id, direction, packets, bytes FROM usage').safeIntegers(true).all(),
-      cps: ledger.db.prepare('SELECT tenant_id, direction, packets, bytes FROM checkpoints').safeIntegers(true).all(),
-    }))() as Record<'rows' | 'cps', Array<{ tenant_id: bigint; direction: string; packets: bigint; bytes: bigint }>>;
+      rows: ledger.db.prepare('SELECT tenant_id, class_id, direction, packets, bytes FROM usage').safeIntegers(true).all(),
+      cps: ledger.db.prepare('SELECT tenant_id, class_id, direction, packets, bytes FROM checkpoints').safeIntegers(true).all(),
+    }))() as Record<'rows' | 'cps', Array<{ tenant_id: bigint; class_id: bigint; direction: string; packets: bigint; bytes: bigint }>>;
     const sum = (list: typeof snapshot.rows, u64: boolean) => {
       const m = new Map<string, string>();
       const acc = new Map<string, [bigint, bigint]>();
       for (const r of list) {
-        const k = `${r.tenant_id}/${r.direction}`;
+        const k = `${r.tenant_id}/${r.class_id}/${r.direction}`;
         const [p, b] = acc.get(k) ?? [0n, 0n];
         acc.set(k, [p + (u64 ? BigInt.asUintN(64, r.packets) : r.packets), b + (u64 ? BigInt.asUintN(64, r.bytes) : r.bytes)]);
       }
@@ -139,8 +139,21 @@ test('SIGKILL at random moments loses and double counts nothing', { timeout: 180
   const lastEpoch = Math.floor(last / EPOCH_LEN);
   const lastK = last % EPOCH_LEN;
   const ids = ledger.ensureTenants(TENANTS);
+  const classIds = ledger.ensureClasses(CLASSES.map((c) => c.name));
   const nameOf = (s: number) => (s === 0 ? 'unattributed' : TENANTS[s - 1]);
   const idOf = (s: number) => (s === 0 ? 0 : ids.get(TENANTS[s - 1])!);
+  const classIdOf = (c: number) => classIds.get(CLASSES[c].name)!;
+  /** Sum over epochs of the last committed reading: what the books must say. */
+  const expected = (s: number, c: number, d: Direction) => {
+    let packets = 0n;
+    let bytes = 0n;
+    for (let e = 0; e <= lastEpoch; e++) {
+      const want = reading(e === lastEpoch ? lastK : EPOCH_LEN - 1, s, c, d);
+      packets += want.packets;
+      bytes += want.bytes;
+    }
+    return { packets, bytes };
+  };
 
   // 1. Every epoch's checkpoint equals the reading of its last committed interval.
   for (let e = 0; e <= lastEpoch; e++) {
@@ -149,47 +162,57 @@ test('SIGKILL at random moments loses and double counts nothing', { timeout: 180
     assert.ok(cp, `epoch ${e} exists`);
     assert.equal(cp.at.getTime(), intervalAt(e * EPOCH_LEN + k).getTime(), `epoch ${e} checkpoint time`);
     for (let s = 0; s < SLOTS; s++) {
-      for (const d of DIRS) {
-        const want = reading(k, s, d);
-        const got = cp.readings.find((x) => x.tenantId === idOf(s) && x.direction === d) ?? { packets: 0n, bytes: 0n };
-        assert.deepEqual([got.packets, got.bytes], [want.packets, want.bytes], `epoch ${e} checkpoint slot ${s} ${d}`);
+      for (let c = 0; c < CLASSES.length; c++) {
+        for (const d of DIRS) {
+          const want = reading(k, s, c, d);
+          const got = cp.readings.find((x) => x.tenantId === idOf(s) && x.classId === classIdOf(c) && x.direction === d) ?? { packets: 0n, bytes: 0n };
+          assert.deepEqual([got.packets, got.bytes], [want.packets, want.bytes], `epoch ${e} checkpoint slot ${s} class ${c} ${d}`);
+        }
       }
     }
   }
 
   // 2. Sum of rows == sum over epochs of the last committed reading, both via
-  //    usage() and via a raw sum of the rows in JS.
+  //    usage() and via a raw sum of the rows in JS; every row carries its
+  //    class's billable flag, and per-tenant billable totals count only it.
   const raw = ledger.db
-    .prepare('SELECT tenant_id, direction, packets, bytes FROM usage')
+    .prepare('SELECT tenant_id, class_id, direction, billable, packets, bytes FROM usage')
     .safeIntegers(true)
-    .all() as Array<{ tenant_id: bigint; direction: Direction; packets: bigint; bytes: bigint }>;
+    .all() as Array<{ tenant_id: bigint; class_id: bigint; direction: Direction; billable: bigint; packets: bigint; bytes: bigint }>;
   const rawSum = new Map<string, { packets: bigint; bytes: bigint }>();
   for (const r of raw) {
-    const key = `${r.tenant_id}/${r.direction}`;
+    const key = `${r.tenant_id}/${r.class_id}/${r.direction}`;
     const acc = rawSum.get(key) ?? { packets: 0n, bytes: 0n };
     rawSum.set(key, { packets: acc.packets + r.packets, bytes: acc.bytes + r.bytes });
+    const c = CLASSES.findIndex((_, i) => BigInt(classIdOf(i)) === r.class_id);
+    assert.equal(r.billable === 1n, CLASSES[c].billable, `billable flag of a class ${c} row`);
   }
   const usage = ledger.usage();
+  const byTenant = ledger.usage({ by: 'tenant' });
   for (let s = 0; s < SLOTS; s++) {
     for (const d of DIRS) {
-      let packets = 0n;
-      let bytes = 0n;
-      for (let e = 0; e <= lastEpoch; e++) {
-        const want = reading(e === lastEpoch ? lastK : EPOCH_LEN - 1, s, d);
-        packets += want.packets;
-        bytes += want.bytes;
+      for (let c = 0; c < CLASSES.length; c++) {
+        const want = expected(s, c, d);
+        const u = usage.find((x) => x.tenant === nameOf(s) && x.class === CLASSES[c].name && x.direction === d) ?? { packets: 0n, bytes: 0n, billable: CLASSES[c].billable };
+        assert.deepEqual([u.packets, u.bytes, u.billable], [want.packets, want.bytes, CLASSES[c].billable], `usage() slot ${s} class ${c} ${d}`);
+        const r = rawSum.get(`${idOf(s)}/${classIdOf(c)}/${d}`) ?? { packets: 0n, bytes: 0n };
+        assert.deepEqual([r.packets, r.bytes], [want.packets, want.bytes], `raw rows slot ${s} class ${c} ${d}`);
       }
-      const u = usage.find((x) => x.tenant === nameOf(s) && x.direction === d) ?? { packets: 0n, bytes: 0n };
-      assert.deepEqual([u.packets, u.bytes], [packets, bytes], `usage() slot ${s} ${d}`);
-      const r = rawSum.get(`${idOf(s)}/${d}`) ?? { packets: 0n, bytes: 0n };
-      assert.deepEqual([r.packets, r.bytes], [packets, bytes], `raw rows slot ${s} ${d}`);
+      const billed = expected(s, 0, d);
+      const free = expected(s, 1, d);
+      const t = byTenant.find((x) => x.tenant === nameOf(s) && x.direction === d)!;
+      assert.deepEqual(
+        [t.packets, t.bytes, t.billablePackets, t.billableBytes],
+        [billed.packets + free.packets, billed.bytes + free.bytes, billed.packets, billed.bytes],
+        `usage({ by: 'tenant' }) slot ${s} ${d}`,
+      );
     }
   }
-  assert.ok(usage.find((u) => u.tenant === nameOf(2))!.bytes > 2n ** 64n, 'the big slot summed past 2^64 exactly');
+  assert.ok(usage.find((u) => u.tenant === nameOf(2) && u.class === 'internet')!.bytes > 2n ** 64n, 'the big slot summed past 2^64 exactly');
 
   // 3. No duplicate idempotency keys; outbox sequence gap-free from 1.
   assert.deepEqual(
-    ledger.db.prepare('SELECT host, epoch_id, tenant_id, direction, interval_end FROM usage GROUP BY 1, 2, 3, 4, 5 HAVING count(*) > 1').all(),
+    ledger.db.prepare('SELECT host, epoch_id, tenant_id, class_id, direction, interval_end FROM usage GROUP BY 1, 2, 3, 4, 5, 6 HAVING count(*) > 1').all(),
     [],
   );
   const seq = ledger.db.prepare('SELECT count(*) AS n, min(seq) AS lo, max(seq) AS hi FROM usage WHERE host = ?').get(HOST) as { n: number; lo: number; hi: number };
@@ -199,8 +222,8 @@ test('SIGKILL at random moments loses and double counts nothing', { timeout: 180
   // 4. For a slot that moves every interval, rows tile each epoch exactly:
   //    one row per committed interval, each starting where the previous ended.
   const steady = ledger.db
-    .prepare('SELECT epoch_id, interval_start, interval_end FROM usage WHERE tenant_id = ? AND direction = ? ORDER BY epoch_id, interval_end')
-    .all(idOf(1), 'ingress') as Array<{ epoch_id: number; interval_start: number; interval_end: number }>;
+    .prepare('SELECT epoch_id, interval_start, interval_end FROM usage WHERE tenant_id = ? AND class_id = ? AND direction = ? ORDER BY epoch_id, interval_end')
+    .all(idOf(1), classIdOf(0), 'ingress') as Array<{ epoch_id: number; interval_start: number; interval_end: number }>;
   assert.equal(steady.length, last + 1);
   steady.forEach((row, i) => {
     const want = i % EPOCH_LEN === 0 ? epochOf(i).startedAt.getTime() : intervalAt(i - 1).getTime();

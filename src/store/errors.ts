@@ -5,6 +5,7 @@
 export type LedgerErrorCode =
   | 'INVALID_INPUT' // a caller passed something malformed; `field` names it
   | 'UNKNOWN_TENANT' // a tenant name or id the ledger has never issued
+  | 'UNKNOWN_CLASS' // a traffic class name or id the ledger has never issued
   | 'COUNTER_REGRESSION' // a cumulative reading went down inside one epoch
   | 'DELTA_TOO_LARGE' // one interval's delta does not fit SQLite's signed 64-bit INTEGER
   | 'INTERVAL_NOT_AFTER_CHECKPOINT' // interval end is not later than the epoch's last checkpoint

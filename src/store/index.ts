@@ -1,13 +1,21 @@
-export { Ledger, DIRECTIONS, UNATTRIBUTED_TENANT, UNATTRIBUTED_TENANT_ID } from './ledger.js';
+export { Ledger, DEFAULT_CLASS_ID, DIRECTIONS, UNATTRIBUTED_TENANT, UNATTRIBUTED_TENANT_ID, USAGE_GROUPINGS } from './ledger.js';
 export type {
+  CheckpointReading,
+  ClassInfo,
+  ClassUsage,
   Direction,
   EpochCheckpoint,
   EpochKey,
   IntervalInput,
   IntervalResult,
+  IssuedName,
   OpenOptions,
   Reading,
+  TenantClassUsage,
   TenantInfo,
+  TenantUsage,
+  UsageFilter,
+  UsageGrouping,
   UsagePoint,
   UsageQuery,
   UsageRow,

@@ -4,9 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import Database from 'better-sqlite3';
+import { DEFAULT_CLASS } from '../policy/schema.js';
 import { LedgerError } from './errors.js';
-import { Ledger, type Reading } from './ledger.js';
-import { APPLICATION_ID } from './migrations.js';
+import { DEFAULT_CLASS_ID, Ledger, type Reading } from './ledger.js';
+import { APPLICATION_ID, latestVersion } from './migrations.js';
 
 const HOST = 'host-a';
 const E1 = { bootId: 'boot-1', counterId: '17' };
@@ -25,8 +26,12 @@ function openTmp(t: TestContext, path = tmpDb(t)): Ledger {
   return l;
 }
 
-function rd(tenantId: number, direction: 'ingress' | 'egress', packets: bigint, bytes: bigint): Reading {
-  return { tenantId, direction, packets, bytes };
+/** A counter's class and that class's billable flag; the default class unless given. */
+type Cls = { classId: number; billable: boolean };
+const INTERNET: Cls = { classId: DEFAULT_CLASS_ID, billable: true };
+
+function rd(tenantId: number, direction: 'ingress' | 'egress', packets: bigint, bytes: bigint, cls: Cls = INTERNET): Reading {
+  return { tenantId, ...cls, direction, packets, bytes };
 }
 
 function rowCount(l: Ledger): number {
@@ -43,17 +48,22 @@ function throwsCode(fn: () => unknown, code: string, field?: string | RegExp): v
   });
 }
 
-test('open sets WAL, synchronous=FULL, foreign keys, schema version and seeds unattributed', (t) => {
+test('open sets WAL, synchronous=FULL, foreign keys, schema version and seeds unattributed and the default class', (t) => {
   const l = openTmp(t);
   assert.equal(l.db.pragma('journal_mode', { simple: true }), 'wal');
   assert.equal(l.db.pragma('synchronous', { simple: true }), 2);
   assert.equal(l.db.pragma('foreign_keys', { simple: true }), 1);
-  assert.equal(l.db.pragma('user_version', { simple: true }), 1);
+  assert.equal(l.db.pragma('user_version', { simple: true }), latestVersion());
   assert.equal(l.db.pragma('application_id', { simple: true }), APPLICATION_ID);
   assert.ok((l.db.pragma('busy_timeout', { simple: true }) as number) > 0);
   assert.deepEqual(
     l.tenants().map((x) => [x.id, x.name]),
     [[0, 'unattributed']],
+  );
+  // The policy's fallback class is the ledger's class 0.
+  assert.deepEqual(
+    l.classes().map((x) => [x.id, x.name]),
+    [[DEFAULT_CLASS_ID, DEFAULT_CLASS]],
   );
   assert.equal(l.lastExport(), null);
   assert.deepEqual(l.integrityCheck(), ['ok']);
@@ -68,6 +78,10 @@ test('tenant ids are >= 1, stable across reopen and never reissued', (t) => {
   assert.notEqual(a.get('acme'), a.get('globex'));
   // Idempotent in one call and across calls.
   assert.deepEqual([...l.ensureTenants(['globex', 'acme', 'acme'])], [['globex', a.get('globex')], ['acme', a.get('acme')]]);
+  // Names already issued use up no ids: the agent ensures every policy
+  // tenant on each reload, and the kernel's counter array is sized by id.
+  for (let i = 0; i < 5; i++) l.ensureTenants(['acme', 'globex', 'unattributed']);
+  assert.equal(l.ensureTenants(['hooli']).get('hooli'), Math.max(a.get('acme')!, a.get('globex')!) + 1);
   l.close();
 
   l = Ledger.open(path, { hostId: HOST });
@@ -89,6 +103,94 @@ test('ensureTenants rejects bad names naming the field', (t) => {
   throwsCode(() => l.ensureTenants([42 as unknown as string]), 'INVALID_INPUT', 'names[0]');
   throwsCode(() => l.ensureTenants('acme' as unknown as string[]), 'INVALID_INPUT', 'names');
   assert.equal(l.tenants().length, 1, 'a rejected batch issues no ids');
+});
+
+test('class ids are >= 1, stable across reopen, never reissued, and the default class keeps 0', (t) => {
+  const path = tmpDb(t);
+  let l = Ledger.open(path, { hostId: HOST });
+  const a = l.ensureClasses(['mgmt', DEFAULT_CLASS, 'backup']);
+  assert.equal(a.get(DEFAULT_CLASS), DEFAULT_CLASS_ID);
+  // Dense from 1: the kernel has room for few classes (TG_MAX_CLASSES), so no id is wasted.
+  assert.deepEqual([a.get('mgmt'), a.get('backup')], [1, 2]);
+  for (let i = 0; i < 5; i++) l.ensureClasses([DEFAULT_CLASS, 'backup', 'mgmt']);
+  assert.deepEqual([...l.ensureClasses(['backup', 'mgmt', 'mgmt'])], [['backup', a.get('backup')], ['mgmt', a.get('mgmt')]]);
+  // Class ids and tenant ids are separate sequences.
+  assert.equal(l.ensureTenants(['acme']).get('acme'), 1);
+  l.close();
+
+  l = Ledger.open(path, { hostId: HOST });
+  t.after(() => l.close());
+  const b = l.ensureClasses(['video', 'mgmt']);
+  assert.equal(b.get('mgmt'), a.get('mgmt'));
+  assert.equal(b.get('video'), 3);
+  l.db.prepare('DELETE FROM classes WHERE name = ?').run('video');
+  const voice = l.ensureClasses(['voice']).get('voice')!;
+  assert.ok(voice > b.get('video')!, 'AUTOINCREMENT never reuses an id');
+  assert.deepEqual(
+    l.classes().map((c) => [c.id, c.name]),
+    [[0, DEFAULT_CLASS], [a.get('mgmt'), 'mgmt'], [a.get('backup'), 'backup'], [voice, 'voice']],
+  );
+
+  throwsCode(() => l.ensureClasses(['ok', '']), 'INVALID_INPUT', 'names[1]');
+  throwsCode(() => l.ensureClasses(['tab\there']), 'INVALID_INPUT', 'names[0]');
+  throwsCode(() => l.ensureClasses('mgmt' as unknown as string[]), 'INVALID_INPUT', 'names');
+  assert.equal(l.classes().length, 4, 'a rejected batch issues no ids');
+});
+
+test('each (tenant, class, direction) is its own counter: separate checkpoints, deltas and rows carrying the billable flag', (t) => {
+  const l = openTmp(t);
+  const acme = l.ensureTenants(['acme']).get('acme')!;
+  const MGMT: Cls = { classId: l.ensureClasses(['mgmt']).get('mgmt')!, billable: false };
+
+  l.recordInterval({
+    epoch: { ...E1, startedAt: at(0) },
+    at: at(10),
+    readings: [rd(acme, 'egress', 10n, 1000n), rd(acme, 'egress', 4n, 240n, MGMT), rd(acme, 'ingress', 0n, 0n, MGMT)],
+  });
+  // The policy makes mgmt billable between intervals: same counter, no new
+  // epoch; the next row carries the flag at export time.
+  const r2 = l.recordInterval({
+    epoch: E1,
+    at: at(20),
+    readings: [rd(acme, 'egress', 10n, 1000n), rd(acme, 'egress', 6n, 360n, { ...MGMT, billable: true }), rd(acme, 'ingress', 1n, 60n, MGMT)],
+  });
+  assert.deepEqual([r2.rows, r2.packets, r2.bytes], [2, 3n, 180n]);
+
+  assert.deepEqual(
+    l.outbox(0).map((r) => [r.seq, r.tenant, r.classId, r.class, r.billable, r.direction, r.packets, r.bytes]),
+    [
+      [1, 'acme', 0, DEFAULT_CLASS, true, 'egress', 10n, 1000n],
+      [2, 'acme', MGMT.classId, 'mgmt', false, 'egress', 4n, 240n],
+      [3, 'acme', MGMT.classId, 'mgmt', true, 'egress', 2n, 120n],
+      [4, 'acme', MGMT.classId, 'mgmt', false, 'ingress', 1n, 60n],
+    ],
+  );
+  assert.deepEqual(
+    l.checkpoint(E1)!.readings.map((x) => [x.classId, x.direction, x.packets, x.bytes]),
+    [
+      [0, 'egress', 10n, 1000n],
+      [MGMT.classId, 'egress', 6n, 360n],
+      [MGMT.classId, 'ingress', 1n, 60n],
+    ],
+  );
+  // A regression in one class names that class and rejects the interval.
+  try {
+    l.recordInterval({ epoch: E1, at: at(30), readings: [rd(acme, 'egress', 11n, 1100n), rd(acme, 'egress', 5n, 360n, MGMT)] });
+    assert.fail('expected a regression error');
+  } catch (err) {
+    assert.ok(err instanceof LedgerError && err.code === 'COUNTER_REGRESSION' && err.field === 'readings[1].packets', String(err));
+    assert.match(err.message, new RegExp(`tenant ${acme} class ${MGMT.classId} egress packets went from 6 to 5`));
+  }
+  assert.equal(rowCount(l), 4);
+
+  // The idempotency key includes the class: the same interval of another
+  // class is a different row, the same class is refused by the schema.
+  const insert = l.db.prepare(
+    `INSERT INTO usage (host, seq, epoch_id, tenant_id, class_id, direction, billable, interval_start, interval_end, packets, bytes)
+     VALUES (?, ?, 1, ?, ?, 'egress', 1, ?, ?, 1, 1)`,
+  );
+  assert.throws(() => insert.run(HOST, 100, acme, MGMT.classId, at(10).getTime(), at(20).getTime()), /UNIQUE constraint failed/);
+  assert.throws(() => insert.run(HOST, 101, acme, 999, at(20).getTime(), at(30).getTime()), /FOREIGN KEY constraint failed/);
 });
 
 test('first interval of an epoch counts from zero; later intervals store deltas and chain interval_start', (t) => {
@@ -323,12 +425,12 @@ test('usage filters by tenant and [since, until) on interval_end, including unat
   assert.deepEqual(l.usage({ tenant: 'idle' }), []);
   assert.deepEqual(l.usage({ until: at(10) }), []);
   assert.equal(l.usage({ host: 'someone-else' }).length, 0);
-  assert.equal(l.usage({ host: HOST, groupBy: 'tenant-direction' }).length, 4);
+  assert.equal(l.usage({ host: HOST, by: 'tenant-class' }).length, 4);
 
   throwsCode(() => l.usage({ tenant: 'nobody' }), 'UNKNOWN_TENANT', 'tenant');
   throwsCode(() => l.usage({ since: at(30), until: at(10) }), 'INVALID_INPUT', 'until');
   throwsCode(() => l.usage({ since: new Date(NaN) }), 'INVALID_INPUT', 'since');
-  throwsCode(() => l.usage({ groupBy: 'tenant' as 'tenant-direction' }), 'INVALID_INPUT', 'groupBy');
+  throwsCode(() => l.usage({ by: 'direction' as 'tenant' }), 'INVALID_INPUT', 'by');
 
   const series = l.usageSeries({ tenant: 'acme', bucketMs: 20_000 });
   const inSeries = series.filter((p) => p.direction === 'ingress').map((p) => [p.bucketStart.getTime() - T0, p.packets]);
@@ -338,6 +440,105 @@ test('usage filters by tenant and [since, until) on interval_end, including unat
     [20_000, 2n],
   ]);
   throwsCode(() => l.usageSeries({ bucketMs: 0 }), 'INVALID_INPUT', 'bucketMs');
+});
+
+test('usage groups by tenant and class, by tenant (with billable sums) or by class, and filters by class', (t) => {
+  const l = openTmp(t);
+  const ids = l.ensureTenants(['acme', 'globex']);
+  const acme = ids.get('acme')!;
+  const globex = ids.get('globex')!;
+  const cls = l.ensureClasses(['mgmt', 'backup']);
+  const MGMT: Cls = { classId: cls.get('mgmt')!, billable: false };
+  const BACKUP: Cls = { classId: cls.get('backup')!, billable: true };
+  l.recordInterval({
+    epoch: E1,
+    at: at(10),
+    readings: [
+      rd(acme, 'egress', 10n, 1000n),
+      rd(acme, 'egress', 2n, 200n, MGMT),
+      rd(acme, 'ingress', 3n, 300n, MGMT),
+      rd(acme, 'egress', 5n, 5000n, BACKUP),
+      rd(globex, 'egress', 7n, 700n),
+      rd(globex, 'egress', 1n, 100n, MGMT),
+      rd(0, 'ingress', 1n, 60n),
+    ],
+  });
+  // mgmt becomes billable for the second interval: its rows now carry billable.
+  l.recordInterval({ epoch: E1, at: at(20), readings: [rd(acme, 'egress', 4n, 400n, { ...MGMT, billable: true })] });
+
+  // Default: per tenant, class, billable flag and direction (tenant id, class id, billable first, ingress first).
+  assert.deepEqual(
+    l.usage().map((u) => [u.tenant, u.class, u.billable, u.direction, u.packets, u.bytes]),
+    [
+      ['unattributed', DEFAULT_CLASS, true, 'ingress', 1n, 60n],
+      ['acme', DEFAULT_CLASS, true, 'egress', 10n, 1000n],
+      ['acme', 'mgmt', true, 'egress', 2n, 200n],
+      ['acme', 'mgmt', false, 'ingress', 3n, 300n],
+      ['acme', 'mgmt', false, 'egress', 2n, 200n],
+      ['acme', 'backup', true, 'egress', 5n, 5000n],
+      ['globex', DEFAULT_CLASS, true, 'egress', 7n, 700n],
+      ['globex', 'mgmt', false, 'egress', 1n, 100n],
+    ],
+  );
+  assert.deepEqual(Object.keys(l.usage()[0]), ['tenant', 'class', 'billable', 'direction', 'packets', 'bytes', 'first', 'last']);
+
+  // by tenant: summed over classes; billable* only over rows exported as billable.
+  const byTenant = l.usage({ by: 'tenant' });
+  assert.deepEqual(
+    byTenant.map((u) => [u.tenant, u.direction, u.packets, u.bytes, u.billablePackets, u.billableBytes]),
+    [
+      ['unattributed', 'ingress', 1n, 60n, 1n, 60n],
+      ['acme', 'ingress', 3n, 300n, 0n, 0n],
+      ['acme', 'egress', 19n, 6400n, 17n, 6200n],
+      ['globex', 'egress', 8n, 800n, 7n, 700n],
+    ],
+  );
+  assert.deepEqual(Object.keys(byTenant[0]), ['tenant', 'direction', 'packets', 'bytes', 'billablePackets', 'billableBytes', 'first', 'last']);
+  const acmeOut = byTenant.find((u) => u.tenant === 'acme' && u.direction === 'egress')!;
+  assert.deepEqual([acmeOut.first!.getTime(), acmeOut.last!.getTime()], [at(10).getTime(), at(20).getTime()]);
+
+  // by class: summed over tenants.
+  assert.deepEqual(
+    l.usage({ by: 'class' }).map((u) => [u.class, u.billable, u.direction, u.packets, u.bytes]),
+    [
+      [DEFAULT_CLASS, true, 'ingress', 1n, 60n],
+      [DEFAULT_CLASS, true, 'egress', 17n, 1700n],
+      ['mgmt', true, 'egress', 2n, 200n],
+      ['mgmt', false, 'ingress', 3n, 300n],
+      ['mgmt', false, 'egress', 3n, 300n],
+      ['backup', true, 'egress', 5n, 5000n],
+    ],
+  );
+
+  // The class filter combines with every grouping and the other filters.
+  assert.deepEqual(
+    l.usage({ class: 'mgmt', tenant: 'acme', by: 'tenant' }).map((u) => [u.direction, u.packets, u.billablePackets]),
+    [
+      ['ingress', 3n, 0n],
+      ['egress', 4n, 2n],
+    ],
+  );
+  assert.deepEqual(
+    l.usage({ class: 'mgmt', since: at(11) }).map((u) => [u.tenant, u.billable, u.packets]),
+    [['acme', true, 2n]],
+  );
+  assert.deepEqual(l.usage({ class: DEFAULT_CLASS, by: 'class' }).map((u) => u.packets), [1n, 17n]);
+  assert.deepEqual(l.usage({ class: 'backup', tenant: 'globex' }), []);
+
+  const series = l.usageSeries({ class: 'mgmt', tenant: 'acme', bucketMs: 10_000 });
+  assert.deepEqual(
+    series.map((p) => [p.bucketStart.getTime() - T0, p.class, p.billable, p.direction, p.packets]),
+    [
+      [10_000, 'mgmt', false, 'ingress', 3n],
+      [10_000, 'mgmt', false, 'egress', 2n],
+      [20_000, 'mgmt', true, 'egress', 2n],
+    ],
+  );
+
+  throwsCode(() => l.usage({ class: 'video' }), 'UNKNOWN_CLASS', 'class');
+  throwsCode(() => l.usage({ class: '' }), 'INVALID_INPUT', 'class');
+  throwsCode(() => l.usageSeries({ class: 'video', bucketMs: 10_000 }), 'UNKNOWN_CLASS', 'class');
+  throwsCode(() => l.usage({ by: 'tenant-direction' as 'tenant' }), 'INVALID_INPUT', 'by');
 });
 
 test('outbox sequence numbers are gap-free and monotonic per host across epochs', (t) => {
@@ -365,6 +566,21 @@ test('outbox sequence numbers are gap-free and monotonic per host across epochs'
   throwsCode(() => l.outbox(-1), 'INVALID_INPUT', 'afterSeq');
 });
 
+test('traffic for a class id the ledger never issued is rejected; unused zero class slots are ignored', (t) => {
+  const l = openTmp(t);
+  const acme = l.ensureTenants(['acme']).get('acme')!;
+  const ghost: Cls = { classId: 77, billable: false };
+  const r = l.recordInterval({ epoch: E1, at: at(10), readings: [rd(acme, 'ingress', 1n, 1n), rd(acme, 'ingress', 0n, 0n, ghost), rd(0, 'egress', 0n, 0n, ghost)] });
+  assert.equal(r.rows, 1);
+  throwsCode(
+    () => l.recordInterval({ epoch: E1, at: at(20), readings: [rd(acme, 'ingress', 2n, 2n), rd(0, 'egress', 1n, 64n, ghost)] }),
+    'UNKNOWN_CLASS',
+    'readings[1].classId',
+  );
+  assert.equal(rowCount(l), 1);
+  assert.equal(l.checkpoint(E1)!.readings.length, 1, 'the rejected interval moved no checkpoint');
+});
+
 test('traffic for a tenant id the ledger never issued is rejected; unused zero slots are ignored', (t) => {
   const l = openTmp(t);
   const acme = l.ensureTenants(['acme']).get('acme')!;
@@ -377,6 +593,7 @@ test('traffic for a tenant id the ledger never issued is rejected; unused zero s
 test('recordInterval validates every field and names it', (t) => {
   const l = openTmp(t);
   const acme = l.ensureTenants(['acme']).get('acme')!;
+  const mgmt = l.ensureClasses(['mgmt']).get('mgmt')!;
   const good = { epoch: E1, at: at(10), readings: [rd(acme, 'ingress', 1n, 1n)] };
   const cases: Array<[unknown, string]> = [
     [{ ...good, epoch: { ...E1, bootId: '' } }, 'epoch.bootId'],
@@ -390,13 +607,25 @@ test('recordInterval validates every field and names it', (t) => {
     [{ ...good, readings: [{ ...good.readings[0], tenantId: -1 }] }, 'readings[0].tenantId'],
     [{ ...good, readings: [{ ...good.readings[0], tenantId: 1.5 }] }, 'readings[0].tenantId'],
     [{ ...good, readings: [{ ...good.readings[0], direction: 'in' }] }, 'readings[0].direction'],
+    [{ ...good, readings: [{ ...good.readings[0], classId: -1 }] }, 'readings[0].classId'],
+    [{ ...good, readings: [{ ...good.readings[0], classId: '0' }] }, 'readings[0].classId'],
+    [{ ...good, readings: [{ ...good.readings[0], classId: undefined }] }, 'readings[0].classId'],
+    [{ ...good, readings: [{ ...good.readings[0], billable: 'yes' }] }, 'readings[0].billable'],
+    [{ ...good, readings: [{ ...good.readings[0], billable: undefined }] }, 'readings[0].billable'],
     [{ ...good, readings: [{ ...good.readings[0], packets: 1 }] }, 'readings[0].packets'],
     [{ ...good, readings: [{ ...good.readings[0], bytes: -1n }] }, 'readings[0].bytes'],
     [{ ...good, readings: [good.readings[0], rd(acme, 'egress', 0n, 0n), good.readings[0]] }, 'readings[2]'],
+    // Another class of the same tenant/direction is a different counter, but
+    // the same class twice is a duplicate even with a different billable flag.
+    [{ ...good, readings: [good.readings[0], rd(acme, 'ingress', 1n, 1n, { classId: mgmt, billable: false }), rd(acme, 'ingress', 2n, 2n, { classId: mgmt, billable: true })] }, 'readings[2]'],
   ];
   for (const [input, field] of cases) {
     throwsCode(() => l.recordInterval(input as never), 'INVALID_INPUT', field);
   }
+  assert.throws(
+    () => l.recordInterval(cases[cases.length - 1][0] as never),
+    new RegExp(`readings\\[2\\]: duplicate reading for tenant ${acme} class ${mgmt} ingress`),
+  );
   assert.equal(rowCount(l), 0);
   assert.equal(l.checkpoint(E1), null);
   l.recordInterval(good);
@@ -435,7 +664,7 @@ test('open refuses a ledger written by newer code and files that are not ledgers
   try {
     Ledger.open(path, { hostId: HOST });
   } catch (err) {
-    assert.match((err as Error).message, /schema version 99 .* only knows up to version 1/);
+    assert.match((err as Error).message, new RegExp(`schema version 99 .* only knows up to version ${latestVersion()}`));
   }
 
   const other = tmpDb(t);

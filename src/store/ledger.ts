@@ -1,6 +1,6 @@
-// The billing ledger: turns the kernel's cumulative, monotonic per-tenant
-// counters into interval usage rows, exactly once. Each recordInterval is one
-// IMMEDIATE transaction that writes the deltas AND moves the checkpoint, so a
+// The billing ledger: turns the kernel's cumulative, monotonic counters per
+// (tenant, traffic class, direction) into interval usage rows, exactly once.
+// Each recordInterval is one IMMEDIATE transaction that writes the deltas AND moves the checkpoint, so a
 // crash at any instant leaves either both or neither (docs/ledger.md).
 
 import Database from 'better-sqlite3';
@@ -15,6 +15,11 @@ export type Direction = 'ingress' | 'egress';
 export const DIRECTIONS: readonly Direction[] = ['ingress', 'egress'];
 export const UNATTRIBUTED_TENANT_ID = 0;
 export const UNATTRIBUTED_TENANT = 'unattributed';
+/**
+ * Id of the policy's fallback class (DEFAULT_CLASS, 'internet', in
+ * src/policy/schema.ts): traffic no other class matches. Seeded by migration 2.
+ */
+export const DEFAULT_CLASS_ID = 0;
 
 /** Identity of one run of monotonic counters. */
 export interface EpochKey {
@@ -31,11 +36,22 @@ export interface EpochKey {
 
 export interface Reading {
   tenantId: number;
+  /** Issued by ensureClasses; DEFAULT_CLASS_ID for the fallback class. */
+  classId: number;
   direction: Direction;
+  /**
+   * The class's billable flag in the policy when the counters were read.
+   * Copied to the usage rows of this interval; not part of the counter's
+   * identity, so a policy that flips it does not start a new counter.
+   */
+  billable: boolean;
   /** Cumulative since the counter map was created (sum over CPUs). */
   packets: bigint;
   bytes: bigint;
 }
+
+/** A cumulative counter as a checkpoint keeps it: billable belongs to usage rows. */
+export type CheckpointReading = Omit<Reading, 'billable'>;
 
 export interface IntervalInput {
   epoch: EpochKey;
@@ -46,47 +62,95 @@ export interface IntervalInput {
 
 export interface IntervalResult {
   epochId: number;
-  /** Usage rows written (one per tenant/direction with a non-zero delta). */
+  /** Usage rows written (one per tenant/class/direction with a non-zero delta). */
   rows: number;
   packets: bigint;
   bytes: bigint;
 }
 
-export interface TenantInfo {
+/** A name the ledger issued an id for: a tenant or a traffic class. */
+export interface IssuedName {
   id: number;
   name: string;
   createdAt: Date;
 }
+export type TenantInfo = IssuedName;
+export type ClassInfo = IssuedName;
 
-export interface UsageQuery {
+/** Which usage rows to sum. */
+export interface UsageFilter {
+  /** Tenant name. */
   tenant?: string;
+  /** Class name. */
+  class?: string;
   /** Inclusive lower bound on interval_end. */
   since?: Date;
   /** Exclusive upper bound on interval_end. */
   until?: Date;
   /** Only rows recorded by this host; all hosts when absent. */
   host?: string;
-  groupBy?: 'tenant-direction';
 }
 
-export interface UsageTotal {
-  tenant: string;
+/**
+ * What one usage total sums over: 'tenant-class' keeps every dimension,
+ * 'tenant' sums over classes, 'class' sums over tenants.
+ */
+export const USAGE_GROUPINGS = ['tenant-class', 'tenant', 'class'] as const;
+export type UsageGrouping = (typeof USAGE_GROUPINGS)[number];
+
+export interface UsageQuery extends UsageFilter {
+  /** Default 'tenant-class'. */
+  by?: UsageGrouping;
+}
+
+interface UsageSums {
   direction: Direction;
   packets: bigint;
   bytes: bigint;
+}
+
+interface UsageSpan {
   /** Earliest interval_start among the summed rows. */
   first: Date | null;
   /** Latest interval_end among the summed rows. */
   last: Date | null;
 }
 
-export interface UsageSeriesQuery extends Omit<UsageQuery, 'groupBy'> {
+/**
+ * by 'tenant-class': one total per tenant, class, billable flag and
+ * direction (a class whose flag changed has a total for each flag).
+ */
+export interface TenantClassUsage extends UsageSums, UsageSpan {
+  tenant: string;
+  class: string;
+  billable: boolean;
+}
+
+/** by 'tenant': summed over classes; billable* sum only the rows exported as billable. */
+export interface TenantUsage extends UsageSums, UsageSpan {
+  tenant: string;
+  billablePackets: bigint;
+  billableBytes: bigint;
+}
+
+/** by 'class': one total per class, billable flag and direction, summed over tenants. */
+export interface ClassUsage extends UsageSums, UsageSpan {
+  class: string;
+  billable: boolean;
+}
+
+export type UsageTotal = TenantClassUsage | TenantUsage | ClassUsage;
+
+export interface UsageSeriesQuery extends UsageFilter {
   /** Bucket width in ms; rows fall in the bucket holding their interval_end. */
   bucketMs: number;
 }
 
+/** Usage of one tenant, class, billable flag and direction in one bucket. */
 export interface UsagePoint {
   tenant: string;
+  class: string;
+  billable: boolean;
   direction: Direction;
   bucketStart: Date;
   packets: bigint;
@@ -101,7 +165,7 @@ export interface EpochCheckpoint {
   startedAt: Date;
   /** End of the last recorded interval. */
   at: Date;
-  readings: Reading[];
+  readings: CheckpointReading[];
 }
 
 /** A usage row as the outbox ships it. */
@@ -113,7 +177,10 @@ export interface UsageRow {
   counterId: string;
   tenantId: number;
   tenant: string;
+  classId: number;
+  class: string;
   direction: Direction;
+  billable: boolean;
   intervalStart: Date;
   intervalEnd: Date;
   packets: bigint;
@@ -130,40 +197,73 @@ const MAX_NAME = 200;
 const DEFAULT_BUSY_MS = 5000;
 
 type Stmts = ReturnType<typeof prepare>;
+type Names = ReturnType<typeof prepareNames>;
+
+/** Tenants and classes are issued the same way, each from its own table. */
+function prepareNames(db: Db, table: 'tenants' | 'classes', noun: 'tenant' | 'class', unknown: 'UNKNOWN_TENANT' | 'UNKNOWN_CLASS') {
+  return {
+    noun,
+    unknown,
+    exists: db.prepare(`SELECT 1 FROM ${table} WHERE id = ?`).pluck(),
+    idByName: db.prepare(`SELECT id FROM ${table} WHERE name = ?`).pluck(),
+    insert: db.prepare(`INSERT INTO ${table} (name, created_at) VALUES (?, ?)`),
+    all: db.prepare(`SELECT id, name, created_at FROM ${table} ORDER BY id`),
+  };
+}
 
 function prepare(db: Db) {
   const big = <T extends Statement>(s: T): T => s.safeIntegers(true) as T;
   return {
+    tenants: prepareNames(db, 'tenants', 'tenant', 'UNKNOWN_TENANT'),
+    classes: prepareNames(db, 'classes', 'class', 'UNKNOWN_CLASS'),
     epochByKey: big(db.prepare('SELECT id, started_at, checkpoint_at FROM epochs WHERE host = ? AND boot_id = ? AND counter_id = ?')),
     insertEpoch: db.prepare('INSERT INTO epochs (host, boot_id, counter_id, started_at, checkpoint_at) VALUES (?, ?, ?, ?, ?)'),
     moveEpoch: db.prepare('UPDATE epochs SET checkpoint_at = ? WHERE id = ?'),
-    checkpointsOf: big(db.prepare('SELECT tenant_id, direction, packets, bytes FROM checkpoints WHERE epoch_id = ?')),
+    checkpointsOf: big(db.prepare('SELECT tenant_id, class_id, direction, packets, bytes FROM checkpoints WHERE epoch_id = ?')),
     upsertCheckpoint: db.prepare(
-      `INSERT INTO checkpoints (epoch_id, tenant_id, direction, packets, bytes) VALUES (?, ?, ?, ?, ?)
-       ON CONFLICT (epoch_id, tenant_id, direction) DO UPDATE SET packets = excluded.packets, bytes = excluded.bytes`,
+      `INSERT INTO checkpoints (epoch_id, tenant_id, class_id, direction, packets, bytes) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (epoch_id, tenant_id, class_id, direction) DO UPDATE SET packets = excluded.packets, bytes = excluded.bytes`,
     ),
-    tenantExists: db.prepare('SELECT 1 FROM tenants WHERE id = ?').pluck(),
-    tenantByName: db.prepare('SELECT id FROM tenants WHERE name = ?').pluck(),
-    insertTenant: db.prepare('INSERT INTO tenants (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING'),
-    allTenants: db.prepare('SELECT id, name, created_at FROM tenants ORDER BY id'),
     lastSeq: big(db.prepare('SELECT last_seq FROM outbox_seq WHERE host = ?').pluck()),
     setSeq: db.prepare('INSERT INTO outbox_seq (host, last_seq) VALUES (?, ?) ON CONFLICT (host) DO UPDATE SET last_seq = excluded.last_seq'),
     insertUsage: db.prepare(
-      `INSERT INTO usage (host, seq, epoch_id, tenant_id, direction, interval_start, interval_end, packets, bytes)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO usage (host, seq, epoch_id, tenant_id, class_id, direction, billable, interval_start, interval_end, packets, bytes)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
     lastExport: db.prepare('SELECT max(checkpoint_at) FROM epochs WHERE host = ?').pluck(),
     lastExportAll: db.prepare('SELECT max(checkpoint_at) FROM epochs').pluck(),
     outbox: big(
       db.prepare(
-        `SELECT u.host, u.seq, u.epoch_id, e.boot_id, e.counter_id, u.tenant_id, t.name AS tenant, u.direction,
-                u.interval_start, u.interval_end, u.packets, u.bytes
-         FROM usage u JOIN epochs e ON e.id = u.epoch_id JOIN tenants t ON t.id = u.tenant_id
+        `SELECT u.host, u.seq, u.epoch_id, e.boot_id, e.counter_id, u.tenant_id, t.name AS tenant, u.class_id, c.name AS class,
+                u.direction, u.billable, u.interval_start, u.interval_end, u.packets, u.bytes
+         FROM usage u JOIN epochs e ON e.id = u.epoch_id JOIN tenants t ON t.id = u.tenant_id JOIN classes c ON c.id = u.class_id
          WHERE u.host = ? AND u.seq > ? ORDER BY u.seq LIMIT ?`,
       ),
     ),
   };
 }
+
+const DIRECTION_ORDER = "CASE u.direction WHEN 'ingress' THEN 0 ELSE 1 END";
+
+/** Per grouping: the key columns selected, grouped by and ordered by (ingress first). */
+const GROUPINGS: Record<UsageGrouping, { select: string; group: string; order: string }> = {
+  'tenant-class': {
+    select: 't.name AS tenant, c.name AS class, u.billable',
+    group: 'u.tenant_id, u.class_id, u.billable, u.direction',
+    order: `u.tenant_id, u.class_id, u.billable DESC, ${DIRECTION_ORDER}`,
+  },
+  tenant: {
+    // billable is 0 or 1, so multiplying keeps only the billable rows in the sum.
+    select: `t.name AS tenant, ${sumHalvesSql('(u.packets * u.billable)', 'bp')}, ${sumHalvesSql('(u.bytes * u.billable)', 'bb')}`,
+    group: 'u.tenant_id, u.direction',
+    order: `u.tenant_id, ${DIRECTION_ORDER}`,
+  },
+  class: {
+    select: 'c.name AS class, u.billable',
+    group: 'u.class_id, u.billable, u.direction',
+    order: `u.class_id, u.billable DESC, ${DIRECTION_ORDER}`,
+  },
+};
 
 function checkDate(v: unknown, field: string): number {
   if (!(v instanceof Date)) throw invalid(field, 'must be a Date');
@@ -187,12 +287,29 @@ function checkDirection(v: unknown, field: string): Direction {
   return v;
 }
 
-function checkTenantId(v: unknown, field: string): number {
+function checkId(v: unknown, field: string): number {
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw invalid(field, `must be a non-negative integer, got ${String(v)}`);
   return v;
 }
 
+function checkBoolean(v: unknown, field: string): boolean {
+  if (typeof v !== 'boolean') throw invalid(field, `must be a boolean, got ${typeof v}`);
+  return v;
+}
+
+function checkGrouping(v: unknown): UsageGrouping {
+  if (!USAGE_GROUPINGS.includes(v as UsageGrouping)) {
+    throw invalid('by', `must be one of ${USAGE_GROUPINGS.map((g) => `'${g}'`).join(', ')}, got ${JSON.stringify(v)}`);
+  }
+  return v as UsageGrouping;
+}
+
+const counterKey = (r: { tenantId: number | bigint; classId: number | bigint; direction: Direction }): string => `${r.tenantId}/${r.classId}/${r.direction}`;
+
 const num = (v: bigint | number): number => Number(v);
+
+type StoredCheckpoint = { tenant_id: bigint; class_id: bigint; direction: Direction; packets: bigint; bytes: bigint };
+type StoredSums = { direction: Direction; p_hi: bigint; p_lo: bigint; b_hi: bigint; b_lo: bigint; first: bigint | null; last: bigint | null };
 
 export class Ledger {
   readonly path: string;
@@ -274,28 +391,54 @@ export class Ledger {
 
   /**
    * Issues ids for new tenant names and returns the id of every name given.
-   * Ids are >= 1, stable, and never reissued to another name.
+   * Ids are >= 1, stable, and never reissued to another name;
+   * UNATTRIBUTED_TENANT maps to 0.
    */
   ensureTenants(names: string[]): Map<string, number> {
+    return this.#ensureNames(this.#s.tenants, names);
+  }
+
+  tenants(): TenantInfo[] {
+    return this.#issuedNames(this.#s.tenants);
+  }
+
+  /**
+   * Issues ids for new traffic class names, exactly like ensureTenants: ids
+   * >= 1, stable, never reissued; the default class 'internet' maps to
+   * DEFAULT_CLASS_ID (0).
+   */
+  ensureClasses(names: string[]): Map<string, number> {
+    return this.#ensureNames(this.#s.classes, names);
+  }
+
+  classes(): ClassInfo[] {
+    return this.#issuedNames(this.#s.classes);
+  }
+
+  #ensureNames(n: Names, names: string[]): Map<string, number> {
     this.#live(true);
-    if (!Array.isArray(names)) throw invalid('names', 'must be an array of tenant names');
-    names.forEach((n, i) => checkText(n, `names[${i}]`));
+    if (!Array.isArray(names)) throw invalid('names', `must be an array of ${n.noun} names`);
+    names.forEach((x, i) => checkText(x, `names[${i}]`));
     const now = Date.now();
     return this.#db
       .transaction(() => {
         const out = new Map<string, number>();
         for (const name of names) {
-          this.#s.insertTenant.run(name, now);
-          out.set(name, this.#s.tenantByName.get(name) as number);
+          // Look up before inserting: an INSERT that hits the UNIQUE name
+          // still uses up an AUTOINCREMENT id, and the kernel indexes
+          // fixed-size counter arrays by id, so every policy reload would
+          // waste slots.
+          const id = (n.idByName.get(name) as number | undefined) ?? Number(n.insert.run(name, now).lastInsertRowid);
+          out.set(name, id);
         }
         return out;
       })
       .immediate();
   }
 
-  tenants(): TenantInfo[] {
+  #issuedNames(n: Names): IssuedName[] {
     this.#live(false);
-    return (this.#s.allTenants.all() as Array<{ id: number; name: string; created_at: number }>).map((r) => ({
+    return (n.all.all() as Array<{ id: number; name: string; created_at: number }>).map((r) => ({
       id: r.id,
       name: r.name,
       createdAt: new Date(r.created_at),
@@ -323,13 +466,15 @@ export class Ledger {
       const f = `readings[${i}]`;
       if (x === null || typeof x !== 'object') throw invalid(f, 'must be an object');
       const reading: Reading = {
-        tenantId: checkTenantId(x.tenantId, `${f}.tenantId`),
+        tenantId: checkId(x.tenantId, `${f}.tenantId`),
+        classId: checkId(x.classId, `${f}.classId`),
         direction: checkDirection(x.direction, `${f}.direction`),
+        billable: checkBoolean(x.billable, `${f}.billable`),
         packets: checkU64(x.packets, `${f}.packets`),
         bytes: checkU64(x.bytes, `${f}.bytes`),
       };
-      const key = `${reading.tenantId}/${reading.direction}`;
-      if (seen.has(key)) throw invalid(f, `duplicate reading for tenant ${reading.tenantId} ${reading.direction}`);
+      const key = counterKey(reading);
+      if (seen.has(key)) throw invalid(f, `duplicate reading for tenant ${reading.tenantId} class ${reading.classId} ${reading.direction}`);
       seen.add(key);
       return reading;
     });
@@ -361,8 +506,8 @@ export class Ledger {
         }
 
         const prev = new Map<string, { packets: bigint; bytes: bigint }>();
-        for (const c of s.checkpointsOf.all(epochId) as Array<{ tenant_id: bigint; direction: Direction; packets: bigint; bytes: bigint }>) {
-          prev.set(`${c.tenant_id}/${c.direction}`, { packets: storedToU64(c.packets), bytes: storedToU64(c.bytes) });
+        for (const c of s.checkpointsOf.all(epochId) as StoredCheckpoint[]) {
+          prev.set(counterKey({ tenantId: c.tenant_id, classId: c.class_id, direction: c.direction }), { packets: storedToU64(c.packets), bytes: storedToU64(c.bytes) });
         }
 
         // Plan every row before writing any, so a regression anywhere is
@@ -371,13 +516,13 @@ export class Ledger {
         const plan: Array<{ r: Reading; dp: bigint; db: bigint }> = [];
         readings.forEach((rd, i) => {
           const f = `readings[${i}]`;
-          const cp = prev.get(`${rd.tenantId}/${rd.direction}`);
+          const cp = prev.get(counterKey(rd));
           const base = cp ?? { packets: 0n, bytes: 0n };
           for (const k of ['packets', 'bytes'] as const) {
             if (rd[k] < base[k]) {
               throw new LedgerError(
                 'COUNTER_REGRESSION',
-                `${f}.${k}: tenant ${rd.tenantId} ${rd.direction} ${k} went from ${base[k]} to ${rd[k]} within epoch ${epochId} (boot ${bootId}, counter ${counterId}); ` +
+                `${f}.${k}: tenant ${rd.tenantId} class ${rd.classId} ${rd.direction} ${k} went from ${base[k]} to ${rd[k]} within epoch ${epochId} (boot ${bootId}, counter ${counterId}); ` +
                   'a counter that restarted needs a new epoch (boot id or counter id); interval rejected, nothing written',
                 { field: `${f}.${k}` },
               );
@@ -387,10 +532,16 @@ export class Ledger {
           const dby = checkDelta(rd.bytes - base.bytes, `${f}.bytes`);
           const moved = dp !== 0n || dby !== 0n;
           // A zero reading never seen before writes nothing, so callers may
-          // pass whole counter arrays including unused tenant slots.
-          if (moved && cp === undefined && rd.tenantId !== UNATTRIBUTED_TENANT_ID && s.tenantExists.get(rd.tenantId) === undefined) {
+          // pass whole counter arrays including unused tenant and class slots.
+          // A stored checkpoint proves both ids exist (foreign keys).
+          if (moved && cp === undefined && rd.tenantId !== UNATTRIBUTED_TENANT_ID && s.tenants.exists.get(rd.tenantId) === undefined) {
             throw new LedgerError('UNKNOWN_TENANT', `${f}.tenantId: tenant id ${rd.tenantId} was never issued by this ledger but has traffic; interval rejected`, {
               field: `${f}.tenantId`,
+            });
+          }
+          if (moved && cp === undefined && rd.classId !== DEFAULT_CLASS_ID && s.classes.exists.get(rd.classId) === undefined) {
+            throw new LedgerError('UNKNOWN_CLASS', `${f}.classId: class id ${rd.classId} was never issued by this ledger but has traffic; interval rejected`, {
+              field: `${f}.classId`,
             });
           }
           if (moved) plan.push({ r: rd, dp, db: dby });
@@ -401,8 +552,8 @@ export class Ledger {
         let bytes = 0n;
         for (const p of plan) {
           seq += 1n;
-          s.insertUsage.run(host, seq, epochId, p.r.tenantId, p.r.direction, fromMs, atMs, p.dp, p.db);
-          s.upsertCheckpoint.run(epochId, p.r.tenantId, p.r.direction, u64ToStored(p.r.packets), u64ToStored(p.r.bytes));
+          s.insertUsage.run(host, seq, epochId, p.r.tenantId, p.r.classId, p.r.direction, p.r.billable ? 1 : 0, fromMs, atMs, p.dp, p.db);
+          s.upsertCheckpoint.run(epochId, p.r.tenantId, p.r.classId, p.r.direction, u64ToStored(p.r.packets), u64ToStored(p.r.bytes));
           packets += p.dp;
           bytes += p.db;
         }
@@ -419,13 +570,14 @@ export class Ledger {
     const counterId = checkText(epoch?.counterId, 'epoch.counterId');
     const found = this.#s.epochByKey.get(host, bootId, counterId) as { id: bigint; started_at: bigint; checkpoint_at: bigint } | undefined;
     if (found === undefined) return null;
-    const readings = (this.#s.checkpointsOf.all(found.id) as Array<{ tenant_id: bigint; direction: Direction; packets: bigint; bytes: bigint }>).map((c) => ({
+    const readings: CheckpointReading[] = (this.#s.checkpointsOf.all(found.id) as StoredCheckpoint[]).map((c) => ({
       tenantId: num(c.tenant_id),
+      classId: num(c.class_id),
       direction: c.direction,
       packets: storedToU64(c.packets),
       bytes: storedToU64(c.bytes),
     }));
-    readings.sort((a, b) => a.tenantId - b.tenantId || a.direction.localeCompare(b.direction));
+    readings.sort((a, b) => a.tenantId - b.tenantId || a.classId - b.classId || a.direction.localeCompare(b.direction));
     return {
       epochId: num(found.id),
       host,
@@ -437,15 +589,16 @@ export class Ledger {
     };
   }
 
-  #where(q: Omit<UsageQuery, 'groupBy'>): { sql: string; params: Record<string, unknown> } {
+  #where(q: UsageFilter): { sql: string; params: Record<string, unknown> } {
     const conds: string[] = [];
     const params: Record<string, unknown> = {};
     if (q.tenant !== undefined) {
-      const name = checkText(q.tenant, 'tenant');
-      const id = this.#s.tenantByName.get(name) as number | undefined;
-      if (id === undefined) throw new LedgerError('UNKNOWN_TENANT', `tenant: no tenant named ${JSON.stringify(name)}`, { field: 'tenant' });
       conds.push('u.tenant_id = @tenant');
-      params.tenant = id;
+      params.tenant = this.#idOf(this.#s.tenants, q.tenant);
+    }
+    if (q.class !== undefined) {
+      conds.push('u.class_id = @class');
+      params.class = this.#idOf(this.#s.classes, q.class);
     }
     if (q.since !== undefined) {
       conds.push('u.interval_end >= @since');
@@ -465,36 +618,51 @@ export class Ledger {
     return { sql: conds.length ? `WHERE ${conds.join(' AND ')}` : '', params };
   }
 
+  /** The id of an issued name; the query field is named like the noun (tenant, class). */
+  #idOf(n: Names, name: unknown): number {
+    const id = n.idByName.get(checkText(name, n.noun)) as number | undefined;
+    if (id === undefined) throw new LedgerError(n.unknown, `${n.noun}: no ${n.noun} named ${JSON.stringify(name)}`, { field: n.noun });
+    return id;
+  }
+
   /**
-   * Totals per tenant and direction over rows whose interval_end is in
-   * [since, until). Only tenant/directions with usage appear.
+   * Totals over rows whose interval_end is in [since, until), grouped by
+   * q.by (default 'tenant-class': per tenant, class, billable flag and
+   * direction). Only groups with usage appear.
    */
+  usage(q?: UsageQuery & { by?: 'tenant-class' }): TenantClassUsage[];
+  usage(q: UsageQuery & { by: 'tenant' }): TenantUsage[];
+  usage(q: UsageQuery & { by: 'class' }): ClassUsage[];
+  usage(q?: UsageQuery): UsageTotal[];
   usage(q: UsageQuery = {}): UsageTotal[] {
     this.#live(false);
     if (q === null || typeof q !== 'object') throw invalid('query', 'must be an object');
-    if (q.groupBy !== undefined && q.groupBy !== 'tenant-direction') throw invalid('groupBy', `must be 'tenant-direction', got ${JSON.stringify(q.groupBy)}`);
+    const by = q.by === undefined ? 'tenant-class' : checkGrouping(q.by);
+    const g = GROUPINGS[by];
     const w = this.#where(q);
     const rows = this.#db
       .prepare(
-        `SELECT t.name AS tenant, u.direction, ${sumHalvesSql('u.packets', 'p')}, ${sumHalvesSql('u.bytes', 'b')},
+        `SELECT ${g.select}, u.direction, ${sumHalvesSql('u.packets', 'p')}, ${sumHalvesSql('u.bytes', 'b')},
                 min(u.interval_start) AS first, max(u.interval_end) AS last
-         FROM usage u JOIN tenants t ON t.id = u.tenant_id ${w.sql}
-         GROUP BY u.tenant_id, u.direction
-         ORDER BY u.tenant_id, CASE u.direction WHEN 'ingress' THEN 0 ELSE 1 END`,
+         FROM usage u JOIN tenants t ON t.id = u.tenant_id JOIN classes c ON c.id = u.class_id ${w.sql}
+         GROUP BY ${g.group}
+         ORDER BY ${g.order}`,
       )
       .safeIntegers(true)
-      .all(w.params) as Array<{ tenant: string; direction: Direction; p_hi: bigint; p_lo: bigint; b_hi: bigint; b_lo: bigint; first: bigint | null; last: bigint | null }>;
-    return rows.map((r) => ({
-      tenant: r.tenant,
-      direction: r.direction,
-      packets: joinHalves(r.p_hi, r.p_lo),
-      bytes: joinHalves(r.b_hi, r.b_lo),
+      .all(w.params) as Array<StoredSums & { tenant: string; class: string; billable: bigint; bp_hi: bigint; bp_lo: bigint; bb_hi: bigint; bb_lo: bigint }>;
+    const sums = (r: StoredSums): UsageSums => ({ direction: r.direction, packets: joinHalves(r.p_hi, r.p_lo), bytes: joinHalves(r.b_hi, r.b_lo) });
+    const span = (r: StoredSums): UsageSpan => ({
       first: r.first === null ? null : new Date(num(r.first)),
       last: r.last === null ? null : new Date(num(r.last)),
-    }));
+    });
+    if (by === 'tenant') {
+      return rows.map((r) => ({ tenant: r.tenant, ...sums(r), billablePackets: joinHalves(r.bp_hi, r.bp_lo), billableBytes: joinHalves(r.bb_hi, r.bb_lo), ...span(r) }));
+    }
+    if (by === 'class') return rows.map((r) => ({ class: r.class, billable: r.billable === 1n, ...sums(r), ...span(r) }));
+    return rows.map((r) => ({ tenant: r.tenant, class: r.class, billable: r.billable === 1n, ...sums(r), ...span(r) }));
   }
 
-  /** Usage per tenant/direction in fixed buckets of interval_end. */
+  /** Usage per tenant, class, billable flag and direction in fixed buckets of interval_end. */
   usageSeries(q: UsageSeriesQuery): UsagePoint[] {
     this.#live(false);
     if (q === null || typeof q !== 'object') throw invalid('query', 'must be an object');
@@ -502,19 +670,32 @@ export class Ledger {
       throw invalid('bucketMs', `must be an integer number of milliseconds >= 1000, got ${String(q.bucketMs)}`);
     }
     const w = this.#where(q);
+    const g = GROUPINGS['tenant-class'];
     // better-sqlite3 binds JS numbers as REAL; a BigInt makes the division integral.
     const rows = this.#db
       .prepare(
-        `SELECT t.name AS tenant, u.direction, (u.interval_end / @bucket) * @bucket AS bucket,
+        `SELECT ${g.select}, u.direction, (u.interval_end / @bucket) * @bucket AS bucket,
                 ${sumHalvesSql('u.packets', 'p')}, ${sumHalvesSql('u.bytes', 'b')}
-         FROM usage u JOIN tenants t ON t.id = u.tenant_id ${w.sql}
-         GROUP BY bucket, u.tenant_id, u.direction
-         ORDER BY bucket, u.tenant_id, CASE u.direction WHEN 'ingress' THEN 0 ELSE 1 END`,
+         FROM usage u JOIN tenants t ON t.id = u.tenant_id JOIN classes c ON c.id = u.class_id ${w.sql}
+         GROUP BY bucket, ${g.group}
+         ORDER BY bucket, ${g.order}`,
       )
       .safeIntegers(true)
-      .all({ ...w.params, bucket: BigInt(q.bucketMs) }) as Array<{ tenant: string; direction: Direction; bucket: bigint; p_hi: bigint; p_lo: bigint; b_hi: bigint; b_lo: bigint }>;
+      .all({ ...w.params, bucket: BigInt(q.bucketMs) }) as Array<{
+      tenant: string;
+      class: string;
+      billable: bigint;
+      direction: Direction;
+      bucket: bigint;
+      p_hi: bigint;
+      p_lo: bigint;
+      b_hi: bigint;
+      b_lo: bigint;
+    }>;
     return rows.map((r) => ({
       tenant: r.tenant,
+      class: r.class,
+      billable: r.billable === 1n,
       direction: r.direction,
       bucketStart: new Date(num(r.bucket)),
       packets: joinHalves(r.p_hi, r.p_lo),
@@ -551,7 +732,10 @@ export class Ledger {
       counter_id: string;
       tenant_id: bigint;
       tenant: string;
+      class_id: bigint;
+      class: string;
       direction: Direction;
+      billable: bigint;
       interval_start: bigint;
       interval_end: bigint;
       packets: bigint;
@@ -565,7 +749,10 @@ export class Ledger {
       counterId: r.counter_id,
       tenantId: num(r.tenant_id),
       tenant: r.tenant,
+      classId: num(r.class_id),
+      class: r.class,
       direction: r.direction,
+      billable: r.billable === 1n,
       intervalStart: new Date(num(r.interval_start)),
       intervalEnd: new Date(num(r.interval_end)),
       packets: r.packets,

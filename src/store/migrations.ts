@@ -84,6 +84,67 @@ export const MIGRATIONS: readonly Migration[] = [
       db.pragma(`application_id = ${APPLICATION_ID}`);
     },
   },
+  {
+    version: 2,
+    name: 'traffic classes: classes table, class in checkpoints, class and billable flag in usage rows',
+    up(db) {
+      // SQLite cannot change a primary key or UNIQUE constraint in place, so
+      // checkpoints and usage are rebuilt: rename, create, copy, drop. Rows
+      // recorded before classes existed were all default-class traffic and
+      // all billed, hence class 0 and billable 1.
+      db.exec(`
+        -- Issued like tenant ids: AUTOINCREMENT never reuses an id.
+        CREATE TABLE classes (
+          id         INTEGER PRIMARY KEY AUTOINCREMENT CHECK (id >= 0),
+          name       TEXT NOT NULL UNIQUE,
+          created_at INTEGER NOT NULL                      -- ms since the Unix epoch
+        );
+        -- The policy's fallback class (DEFAULT_CLASS in src/policy/schema.ts).
+        INSERT INTO classes (id, name, created_at) VALUES (0, 'internet', 0);
+
+        ALTER TABLE checkpoints RENAME TO checkpoints_v1;
+        CREATE TABLE checkpoints (
+          epoch_id  INTEGER NOT NULL REFERENCES epochs(id),
+          tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+          class_id  INTEGER NOT NULL REFERENCES classes(id),
+          direction TEXT NOT NULL CHECK (direction IN ('ingress', 'egress')),
+          packets   INTEGER NOT NULL,
+          bytes     INTEGER NOT NULL,
+          PRIMARY KEY (epoch_id, tenant_id, class_id, direction)
+        ) WITHOUT ROWID;
+        INSERT INTO checkpoints (epoch_id, tenant_id, class_id, direction, packets, bytes)
+          SELECT epoch_id, tenant_id, 0, direction, packets, bytes FROM checkpoints_v1;
+        DROP TABLE checkpoints_v1;
+
+        -- billable: the class's flag in the policy when the row was exported.
+        -- It is not part of the idempotency key: one counter is one class.
+        ALTER TABLE usage RENAME TO usage_v1;
+        CREATE TABLE usage (
+          host           TEXT NOT NULL,
+          seq            INTEGER NOT NULL CHECK (seq >= 1),
+          epoch_id       INTEGER NOT NULL REFERENCES epochs(id),
+          tenant_id      INTEGER NOT NULL REFERENCES tenants(id),
+          class_id       INTEGER NOT NULL REFERENCES classes(id),
+          direction      TEXT NOT NULL CHECK (direction IN ('ingress', 'egress')),
+          billable       INTEGER NOT NULL CHECK (billable IN (0, 1)),
+          interval_start INTEGER NOT NULL,                 -- ms
+          interval_end   INTEGER NOT NULL,                 -- ms
+          packets        INTEGER NOT NULL CHECK (packets >= 0),
+          bytes          INTEGER NOT NULL CHECK (bytes >= 0),
+          CHECK (packets > 0 OR bytes > 0),
+          CHECK (interval_start <= interval_end),
+          PRIMARY KEY (host, seq),
+          UNIQUE (host, epoch_id, tenant_id, class_id, direction, interval_end)
+        ) WITHOUT ROWID;
+        INSERT INTO usage (host, seq, epoch_id, tenant_id, class_id, direction, billable, interval_start, interval_end, packets, bytes)
+          SELECT host, seq, epoch_id, tenant_id, 0, direction, 1, interval_start, interval_end, packets, bytes FROM usage_v1;
+        DROP TABLE usage_v1; -- and its indexes, recreated below
+        CREATE INDEX usage_by_end ON usage (interval_end);
+        CREATE INDEX usage_by_tenant_end ON usage (tenant_id, interval_end);
+        CREATE INDEX usage_by_class_end ON usage (class_id, interval_end);
+      `);
+    },
+  },
 ];
 
 export function latestVersion(migrations: readonly Migration[] = MIGRATIONS): number {

@@ -101,14 +101,35 @@ export function cleanupAgentDir(a: Pick<AgentProcess, 'dir' | 'pinRoot'>): void 
   removePins(a.pinRoot);
 }
 
-export type UsageRow = { tenant: string; direction: 'ingress' | 'egress'; packets: number; bytes: number };
+export type UsageRow = {
+  tenant: string; class: string; billable: boolean; direction: 'ingress' | 'egress'; packets: number; bytes: number;
+};
 export type UsageTable = Map<string, { packets: number; bytes: number }>;
 
-/** Flushes, then returns usage keyed "tenant/direction". */
+/** Flushes, then returns usage keyed "tenant/direction", summed over classes. */
 export async function flushedUsage(a: AgentProcess): Promise<UsageTable> {
   await a.call('POST', '/v1/flush');
-  const r = await a.call<{ rows: UsageRow[] }>('GET', '/v1/usage');
+  const r = await a.call<{ rows: Array<Omit<UsageRow, 'class' | 'billable'>> }>('GET', '/v1/usage?by=tenant');
   return new Map(r.rows.map((x) => [`${x.tenant}/${x.direction}`, { packets: x.packets, bytes: x.bytes }]));
+}
+
+/**
+ * Flushes, then returns usage keyed "tenant/class/direction". With
+ * `billable`, only the rows exported with that billable flag (e.g. false:
+ * everything that will not be billed).
+ */
+export async function flushedClassUsage(a: AgentProcess, opts: { billable?: boolean } = {}): Promise<UsageTable> {
+  await a.call('POST', '/v1/flush');
+  const r = await a.call<{ rows: UsageRow[] }>('GET', '/v1/usage?by=tenant-class');
+  const out: UsageTable = new Map();
+  for (const x of r.rows) {
+    if (opts.billable !== undefined && x.billable !== opts.billable) continue;
+    // A class whose billable flag changed has a row per flag: one counter, summed.
+    const key = `${x.tenant}/${x.class}/${x.direction}`;
+    const v = out.get(key) ?? { packets: 0, bytes: 0 };
+    out.set(key, { packets: v.packets + x.packets, bytes: v.bytes + x.bytes });
+  }
+  return out;
 }
 
 /** after - before for every key of either. */
