@@ -45,8 +45,9 @@
 #define TG_IPPROTO_DSTOPTS 60
 
 enum pkt_ctx_kind {
-	TG_CTX_SKB = 0,
+	TG_CTX_SKB = 0,  /* tc: the frame starts with its Ethernet header */
 	TG_CTX_XDP = 1,
+	TG_CTX_L3 = 2,   /* cgroup_skb: data starts at the IP header, skb->protocol says which */
 };
 
 /* pkt_meta.flags. An enum rather than #defines so the values reach BTF and tests read them from there. */
@@ -437,9 +438,53 @@ static __always_inline void tg_parse_ex(void *ctx, enum pkt_ctx_kind kind, struc
 		p->l3_bytes = p->frame_len - off;
 }
 
+/*
+ * The same for a cgroup_skb context, whose data starts at the IP header
+ * (no L2: l2_len and l3_off are 0). Non-IP (never seen there in practice)
+ * and cut or malformed IP headers count the whole skb as L3 bytes.
+ */
+static __always_inline void tg_parse_l3(struct __sk_buff *skb, struct pkt_meta *p, bool want_l4)
+{
+	__u8 buf[40 + 8] __attribute__((aligned(8)));
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+	const void *hdr;
+	__u32 need;
+
+	__builtin_memset(p, 0, sizeof(*p));
+	p->frame_len = skb->len;
+	p->l3_proto = bpf_ntohs(skb->protocol);
+	if (p->l3_proto == TG_ETH_P_IP) {
+		p->ip_ver = 4;
+		need = sizeof(struct iphdr);
+	} else if (p->l3_proto == TG_ETH_P_IPV6) {
+		p->ip_ver = 6;
+		need = sizeof(struct ipv6hdr);
+	} else {
+		p->l3_bytes = p->frame_len;
+		return;
+	}
+	if (data + need <= end)
+		hdr = data;
+	else if (bpf_skb_load_bytes(skb, 0, buf, need) == 0)
+		hdr = buf;
+	else
+		hdr = NULL;
+	if (!hdr)
+		p->flags |= TG_PKT_TRUNCATED;
+	else if (p->ip_ver == 4)
+		tg_parse_ipv4_hdr(skb, TG_CTX_L3, p, hdr, want_l4);
+	else
+		tg_parse_ipv6_hdr(skb, TG_CTX_L3, p, hdr, want_l4);
+	if (!(p->flags & TG_PKT_HAS_ADDR))
+		p->l3_bytes = p->frame_len;
+}
+
 static __always_inline void tg_parse(void *ctx, enum pkt_ctx_kind kind, struct pkt_meta *p)
 {
-	tg_parse_ex(ctx, kind, p, true);
+	if (kind == TG_CTX_L3)
+		tg_parse_l3(ctx, p, true);
+	else
+		tg_parse_ex(ctx, kind, p, true);
 }
 
 #endif /* TOLLGATE_PARSE_H */

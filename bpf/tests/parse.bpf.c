@@ -47,3 +47,13 @@ int parse_xdp(struct xdp_md *ctx)
 	publish(&p);
 	return XDP_PASS;
 }
+
+SEC("cgroup_skb/egress")
+int parse_cg(struct __sk_buff *skb)
+{
+	struct pkt_meta p;
+
+	tg_parse(skb, TG_CTX_L3, &p);
+	publish(&p);
+	return 1; /* allow */
+}
