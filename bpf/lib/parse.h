@@ -111,36 +111,46 @@ static __always_inline __u32 tg_frame_len(void *ctx, enum pkt_ctx_kind kind)
 	return ((struct __sk_buff *)ctx)->len;
 }
 
-static __always_inline void tg_parse_l4(void *ctx, enum pkt_ctx_kind kind, struct pkt_meta *p, __u32 off)
+/* How many bytes of its L4 header the parser reads for a protocol (0: none). */
+static __always_inline __u32 tg_l4_need(__u8 proto)
 {
-	/* Only what later stages need: ports and TCP flags, ICMP type/code. */
-	p->l4_off = off;
-	if (p->l4_proto == TG_IPPROTO_TCP) {
-		__u8 th[14];
-		if (tg_load(ctx, kind, off, th, sizeof(th)) < 0)
-			goto cut;
-		__builtin_memcpy(&p->sport, &th[0], 2);
-		__builtin_memcpy(&p->dport, &th[2], 2);
-		p->tcp_flags = th[13];
-	} else if (p->l4_proto == TG_IPPROTO_UDP || p->l4_proto == TG_IPPROTO_SCTP) {
-		__u8 uh[4]; /* both start with source and destination port */
-		if (tg_load(ctx, kind, off, uh, sizeof(uh)) < 0)
-			goto cut;
-		__builtin_memcpy(&p->sport, &uh[0], 2);
-		__builtin_memcpy(&p->dport, &uh[2], 2);
-	} else if (p->l4_proto == TG_IPPROTO_ICMP || p->l4_proto == TG_IPPROTO_ICMPV6) {
-		__u8 ih[2];
-		if (tg_load(ctx, kind, off, ih, sizeof(ih)) < 0)
-			goto cut;
-		p->icmp_type = ih[0];
-		p->icmp_code = ih[1];
+	if (proto == TG_IPPROTO_TCP)
+		return 14; /* up to the flags */
+	if (proto == TG_IPPROTO_UDP || proto == TG_IPPROTO_SCTP)
+		return 4; /* both start with source and destination port */
+	if (proto == TG_IPPROTO_ICMP || proto == TG_IPPROTO_ICMPV6)
+		return 2;
+	return 0;
+}
+
+/* Only what later stages need: ports and TCP flags, ICMP type/code. */
+static __always_inline void tg_l4_fields(struct pkt_meta *p, const __u8 *h)
+{
+	if (p->l4_proto == TG_IPPROTO_ICMP || p->l4_proto == TG_IPPROTO_ICMPV6) {
+		p->icmp_type = h[0];
+		p->icmp_code = h[1];
 	} else {
-		return;
+		__builtin_memcpy(&p->sport, &h[0], 2);
+		__builtin_memcpy(&p->dport, &h[2], 2);
+		if (p->l4_proto == TG_IPPROTO_TCP)
+			p->tcp_flags = h[13];
 	}
 	p->flags |= TG_PKT_HAS_L4;
-	return;
-cut:
-	p->flags |= TG_PKT_TRUNCATED;
+}
+
+static __always_inline void tg_parse_l4(void *ctx, enum pkt_ctx_kind kind, struct pkt_meta *p, __u32 off)
+{
+	__u8 h[14];
+	__u32 need = tg_l4_need(p->l4_proto);
+
+	p->l4_off = off;
+	if (!need)
+		return;
+	if (tg_load(ctx, kind, off, h, need) < 0) {
+		p->flags |= TG_PKT_TRUNCATED;
+		return;
+	}
+	tg_l4_fields(p, h);
 }
 
 /*
@@ -381,6 +391,22 @@ static __always_inline const __u8 *tg_head(void *ctx, enum pkt_ctx_kind kind, __
 }
 
 /*
+ * L4 fields for free when the header already read holds them: IPv4 without
+ * options puts L4 at 34, inside the 54 bytes (a constant offset, so the
+ * verifier can check it against the packet range), provided they lie inside
+ * the datagram and not in Ethernet padding.
+ */
+#define TG_L4_OFF_V4 (TG_ETH_HLEN + 20)
+static __always_inline void tg_l4_from_head(struct pkt_meta *p, const __u8 *head)
+{
+	__u32 need = tg_l4_need(p->l4_proto);
+
+	if (!need || p->l4_off != TG_L4_OFF_V4 || TG_L4_OFF_V4 + need > p->l3_off + p->l3_bytes)
+		return;
+	tg_l4_fields(p, head + TG_L4_OFF_V4);
+}
+
+/*
  * Parses ctx into *p. l3_bytes is:
  *  - IPv4: tot_len; IPv6: 40 + payload_len (bounded by the frame, see
  *    tg_l3_bytes);
@@ -423,6 +449,8 @@ static __always_inline void tg_parse_ex(void *ctx, enum pkt_ctx_kind kind, struc
 			if (proto == TG_ETH_P_IP) {
 				p->ip_ver = 4;
 				tg_parse_ipv4_hdr(ctx, kind, p, (const struct iphdr *)(head + TG_ETH_HLEN), want_l4);
+				if (!want_l4 && p->l4_off)
+					tg_l4_from_head(p, head);
 			} else {
 				p->ip_ver = 6;
 				tg_parse_ipv6_hdr(ctx, kind, p, (const struct ipv6hdr *)(head + TG_ETH_HLEN), want_l4);
