@@ -19,6 +19,7 @@ import {
 } from '../lab/index.js';
 import { MeteringDatapath } from '../src/metering/datapath.js';
 import { compileMetering, DEFAULT_CLASS, parsePolicy } from '../src/policy/index.js';
+import { pmacctComparison } from './pmacct.js';
 
 interface RunStats {
   runTimeNs: bigint;
@@ -64,7 +65,10 @@ const kpps = (pps: number): string => `${(pps / 1e3).toFixed(0)} kpps`;
 export async function main(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
-    options: { rounds: { type: 'string', default: '7' }, seconds: { type: 'string', default: '4' }, flood: { type: 'string', default: '300000' } },
+    options: {
+      rounds: { type: 'string', default: '7' }, seconds: { type: 'string', default: '4' }, flood: { type: 'string', default: '300000' },
+      'skip-pmacct': { type: 'boolean', default: false },
+    },
   });
   const rounds = Number(values.rounds);
   const seconds = Number(values.seconds);
@@ -222,4 +226,6 @@ export async function main(argv: string[]): Promise<void> {
     disableStats();
     await labDown(prefix);
   }
+  // pmacctd (libpcap) metering the same kinds of traffic next to the meter, in a lab of its own.
+  if (!values['skip-pmacct']) await pmacctComparison({ flood });
 }
