@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { cgroupGlobProblem, cgroupMatcher } from './cgroup-match.js';
+import { cgroupCoveringRoot, cgroupGlobProblem, cgroupMatcher } from './cgroup-match.js';
 
 test('"*" stays within a segment, "**" crosses segments', () => {
   const m = cgroupMatcher(['/tenants/acme/*']);
@@ -57,4 +57,16 @@ test('property: a literal glob matches exactly its own path', () => {
       return m(pa) && m(pb) === (pa === pb) && cgroupMatcher([`${pa}/**`])(`${pa}/${b.join('/')}`);
     }),
   );
+});
+
+test('cgroupCoveringRoot: the deepest common literal parent of the globs', () => {
+  assert.equal(cgroupCoveringRoot([]), undefined);
+  assert.equal(cgroupCoveringRoot(['/tollgate-lab/tg/tenant-1', '/tollgate-lab/tg/tenant-2']), '/tollgate-lab/tg');
+  assert.equal(cgroupCoveringRoot(['/tollgate-lab/tg/tenant-1']), '/tollgate-lab/tg/tenant-1');
+  assert.equal(cgroupCoveringRoot(['/kubepods.slice/**/cri-containerd-*.scope', '/kubepods.slice/kubepods-besteffort.slice/x']), '/kubepods.slice');
+  assert.equal(cgroupCoveringRoot(['/system.slice/docker-*.scope', '/kubepods/**']), '/');
+  assert.equal(cgroupCoveringRoot(['/**']), '/');
+  assert.equal(cgroupCoveringRoot(['/a/b/', '/a/b/c']), '/a/b');
+  assert.equal(cgroupCoveringRoot(['/a/b?/c']), '/a');
+  assert.throws(() => cgroupCoveringRoot(['relative']), /must be a path/);
 });

@@ -58,3 +58,28 @@ export function cgroupMatcher(globs: readonly string[]): (cgroupPath: string) =>
     return res.some((r) => r.test(p) || (p === '/' && r.test('')));
   };
 }
+
+/**
+ * The deepest cgroup that contains every cgroup the globs can select: where
+ * cgroup_skb programs attach so that cgroups created later under it are
+ * covered without the agent. A glob's literal part ends before its first
+ * segment with a wildcard; "/a/b" (no wildcard) can select only itself, so
+ * its own path counts. Undefined for no globs.
+ */
+export function cgroupCoveringRoot(globs: readonly string[]): string | undefined {
+  let common: string[] | undefined;
+  for (const g of globs) {
+    const problem = cgroupGlobProblem(g);
+    if (problem) throw new Error(`cgroup glob "${g}" ${problem}`);
+    const segs = normalizePath(g).split('/').slice(1).filter((s) => s !== '');
+    const wild = segs.findIndex((s) => /[*?]/.test(s));
+    const literal = wild < 0 ? segs : segs.slice(0, wild);
+    if (common === undefined) common = literal;
+    else {
+      let i = 0;
+      while (i < common.length && i < literal.length && common[i] === literal[i]) i++;
+      common = common.slice(0, i);
+    }
+  }
+  return common === undefined ? undefined : `/${common.join('/')}`;
+}
