@@ -1,6 +1,8 @@
 // npm run bench -- <name> [options]: side-by-side benchmarks that print ratios.
 const benches: Record<string, () => Promise<{ main(argv: string[]): Promise<void> }>> = {
   metering: () => import('./metering.js'),
+  pmacct: () => import('./pmacct.js'),
+  flows: () => import('./flows.js'),
 };
 
 const [name, ...rest] = process.argv.slice(2);

@@ -78,9 +78,25 @@ export function ip(args: readonly string[], opts?: RunOptions): Promise<RunResul
   return run('ip', args, opts);
 }
 
-/** Runs cmd inside netns and waits for it. */
-export function runInNetns(netns: string, cmd: string, args: readonly string[], opts?: RunOptions): Promise<RunResult> {
-  return run('ip', ['netns', 'exec', checkNetns(netns), cmd, ...args], opts);
+/**
+ * argv running cmd inside netns, and inside a cgroup v2 directory from its
+ * first instruction when given: a tiny /bin/sh trampoline writes its own pid
+ * to cgroup.procs and then execs `ip netns exec`, which execs cmd, all under
+ * one pid. (The write happens before `ip netns exec`, which remounts /sys.)
+ */
+function inNetnsArgv(netns: string, cmd: string, args: readonly string[], cgroup: string | undefined): [string, string[]] {
+  checkNetns(netns);
+  if (cgroup === undefined) return ['ip', ['netns', 'exec', netns, cmd, ...args]];
+  if (!cgroup.startsWith('/')) throw new Error(`cgroup: must be an absolute path, got ${JSON.stringify(cgroup)}`);
+  // $1 = cgroup dir, $2 = netns, $3.. = command; positional parameters, never interpolated.
+  const script = 'echo $$ > "$1/cgroup.procs" || exit 126; shift; exec ip netns exec "$@"';
+  return ['/bin/sh', ['-c', script, 'tollgate-lab-spawn', cgroup, netns, cmd, ...args]];
+}
+
+/** Runs cmd inside netns (and optionally a cgroup, see SpawnOptions.cgroup) and waits for it. */
+export function runInNetns(netns: string, cmd: string, args: readonly string[], opts: RunOptions & { cgroup?: string } = {}): Promise<RunResult> {
+  const [c, a] = inNetnsArgv(netns, cmd, args, opts.cgroup);
+  return run(c, a, opts);
 }
 
 /** Sets sysctls inside netns (`key=value` pairs, e.g. net.ipv4.ip_forward=1). */
@@ -90,12 +106,7 @@ export async function sysctlInNetns(netns: string, settings: Record<string, stri
 }
 
 export interface SpawnOptions {
-  /**
-   * Absolute cgroup v2 directory the process must live in from its first
-   * instruction: a tiny /bin/sh trampoline writes its own pid to cgroup.procs
-   * and then execs `ip netns exec`, which execs cmd, all under one pid.
-   * (The write happens before `ip netns exec`, which remounts /sys.)
-   */
+  /** Absolute cgroup v2 directory the process lives in from its first instruction. */
   cgroup?: string;
   /** Detach into its own process group so the process outlives the caller (lab services). */
   detached?: boolean;
@@ -105,15 +116,8 @@ export interface SpawnOptions {
 
 /** Starts cmd inside netns (and optionally a cgroup) without waiting for it. */
 export function spawnInNetns(netns: string, cmd: string, args: readonly string[], opts: SpawnOptions = {}): ChildProcess {
-  checkNetns(netns);
-  const common = { detached: opts.detached ?? false, stdio: opts.stdio ?? 'pipe', env: opts.env ?? process.env };
-  if (opts.cgroup === undefined) {
-    return spawn('ip', ['netns', 'exec', netns, cmd, ...args], common);
-  }
-  if (!opts.cgroup.startsWith('/')) throw new Error(`cgroup: must be an absolute path, got ${JSON.stringify(opts.cgroup)}`);
-  // $1 = cgroup dir, $2 = netns, $3.. = command; positional parameters, never interpolated.
-  const script = 'echo $$ > "$1/cgroup.procs" || exit 126; shift; exec ip netns exec "$@"';
-  return spawn('/bin/sh', ['-c', script, 'tollgate-lab-spawn', opts.cgroup, netns, cmd, ...args], common);
+  const [c, a] = inNetnsArgv(netns, cmd, args, opts.cgroup);
+  return spawn(c, a, { detached: opts.detached ?? false, stdio: opts.stdio ?? 'pipe', env: opts.env ?? process.env });
 }
 
 /** Waits for a child to exit, killing it (SIGKILL) after timeoutMs. */

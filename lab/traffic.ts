@@ -87,6 +87,8 @@ export interface UdpBurstOptions {
   timeoutMs?: number;
   /** Datagrams between yields of the sender (pacing); default 32. */
   burst?: number;
+  /** Run the sender inside this cgroup v2 directory (absolute path), e.g. to play a container on the host network. */
+  cgroup?: string;
 }
 
 export interface UdpBurstResult extends Truth {
@@ -173,7 +175,7 @@ export async function udpBurst(
       process.execPath,
       [helperPath('driver.mjs'), 'udp-send', '--to', address, '--port', String(port), '--sizes', sizes.join(','), '--count', String(count),
         '--burst', String(opts.burst ?? 32)],
-      { timeoutMs },
+      { timeoutMs, cgroup: opts.cgroup },
     );
     const sent = JSON.parse(r.stdout.trim()) as { packets: number; bytes: number };
     if (sent.packets !== expected) throw new TrafficError(`sender sent ${sent.packets} datagrams, expected ${expected}`);

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BpfObject, TypedMap, ifindexOf, u32, withNetns, type BpfLink } from '../src/kernel/index.js';
-import { TG_DIR_EGRESS, TG_DIR_INGRESS, TG_DIR_MAX, TgCounter, TgLpmV4Key, TgTenantRef } from '../src/kernel/abi.gen.js';
+import { TG_CLASS_DEFAULT, TG_DIR_EGRESS, TG_DIR_INGRESS, TG_DIR_MAX, TG_MAX_CLASSES, TgCounter, TgLpmV4Key, TgTenantRef } from '../src/kernel/abi.gen.js';
 import { ethernet, ipv4, udp } from '../lab/packets.js';
 
 const ROOT = join(fileURLToPath(import.meta.url), '..', '..');
@@ -101,7 +101,9 @@ describe('meter on a veth pair, driven by trafgen (non-linear skbs)', () => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  const counter = (tenant: number, d: number) => counters.getSum(tenant * TG_DIR_MAX + d)!;
+  // No classes here: everything is in the default class; the array has the default class capacity.
+  const slot = (tenant: number, d: number) => (tenant * TG_MAX_CLASSES + TG_CLASS_DEFAULT) * TG_DIR_MAX + d;
+  const counter = (tenant: number, d: number) => counters.getSum(slot(tenant, d))!;
   const totalPackets = () => counters.entries().reduce((n, [, v]) => n + v.packets, 0n);
 
   test('tcx ingress on the receiving veth counts every trafgen packet with its full L3 length', (t) => {
@@ -157,7 +159,7 @@ describe('meter on a veth pair, driven by trafgen (non-linear skbs)', () => {
     const all = counters.entries().filter(([, v]) => v.packets !== 0n);
     const idx = all.map(([k]) => k).sort((a, b) => a - b);
     // Besides A's and B's counters only the unattributed row (the receiver's ARP traffic) may move.
-    const allowed = [0, 1, TENANT_A * TG_DIR_MAX + TG_DIR_EGRESS, TENANT_B * TG_DIR_MAX + TG_DIR_INGRESS];
+    const allowed = [0, 1, slot(TENANT_A, TG_DIR_EGRESS), slot(TENANT_B, TG_DIR_INGRESS)];
     for (const i of idx) assert.ok(allowed.includes(i), `counter ${i} moved: ${JSON.stringify(all, (_k, v) => (typeof v === 'bigint' ? Number(v) : v))}`);
     assert.equal(counter(TENANT_A, TG_DIR_EGRESS).packets, BigInt(2 * COUNT));
     assert.equal(counter(TENANT_B, TG_DIR_INGRESS).packets, BigInt(COUNT));

@@ -250,7 +250,7 @@ describe('meter.bpf.c under BPF_PROG_TEST_RUN', () => {
   }
 
   function runAndDiff(prog: string, frame: Buffer, gen: 0 | 1) {
-    config.set(0, { generation: gen, flags: 0 });
+    config.set(0, { generation: gen, flags: 0, metered_netns: 0, pad: 0 });
     const before = snapshot();
     // Pin the device explicitly: skb->ifindex for tc, ingress_ifindex for XDP.
     const ctx = prog === 'tg_meter_xdp' ? Buffer.alloc(24) : Buffer.alloc(192);
@@ -311,7 +311,7 @@ describe('meter.bpf.c under BPF_PROG_TEST_RUN', () => {
 
   test('repeated runs count every packet (per-CPU sums)', (t) => {
     if (skipReason) return t.skip(skipReason);
-    config.set(0, { generation: 0, flags: 0 });
+    config.set(0, { generation: 0, flags: 0, metered_netns: 0, pad: 0 });
     const before = counters.getSum(counterIndex(ALPHA, INTERNET, TG_DIR_EGRESS))!;
     const frame = eth(v4());
     obj!.program('tg_meter_ingress').testRun({ data: frame, repeat: 1000 });

@@ -5,9 +5,9 @@
 // the interfaces' own counters.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import {
   examplePolicyYaml, findNode, pinDirPath, ifaceCounters, labDown, labUp, ping, tcpTransfer, tenantNodes, trafgenBurst, udpBurst,
   type EndpointNode, type Topology,
@@ -109,6 +109,34 @@ describe('metering in the lab (agent + ledger + API)', { concurrency: false }, (
     assertExact(usageDelta(before, await flushedClassUsage(agent)), truth, 'classes');
     const free = usageDelta(freeBefore, await flushedClassUsage(agent, { billable: false }));
     assert.deepEqual([...free.keys()].sort(), [...truth.keys()].filter((k) => !k.includes('/internet/')).sort(), 'exactly management and internal rows are free');
+  });
+
+  test('containers: cgroup hooks count sockets no metered interface sees; interface hooks keep the rest; loopback never counts', async () => {
+    const [a, b] = tenants;
+    const truth: Truth = new Map();
+    const before = await flushedClassUsage(agent);
+    // A process in tenant-1's cgroup on the lab host's own network (a host-network
+    // container): its packets leave through the uplink, which is not metered.
+    const onHost = { ...a, netns: topo.hostNetns };
+    const up = await udpBurst(onHost, internet, 43600, [80, 400], 6, { cgroup: a.cgroup! });
+    add(truth, `${a.name}/internet/egress`, up.packets, up.ipBytes);
+    const dns = await udpBurst(onHost, internet, 53, [40], 4, { cgroup: a.cgroup!, family: 6 });
+    add(truth, `${a.name}/management/egress`, dns.packets, dns.ipBytes);
+    // Loopback inside the host, from the same cgroup: not traffic anyone pays for.
+    await udpBurst(onHost, '127.0.0.1', 43601, [100], 5, { cgroup: a.cgroup!, receiver: onHost });
+    // In tenant-2's own namespace and cgroup, through its metered veth: the interface hook counts it, once.
+    const viaVeth = await udpBurst(b, internet, 43602, [200], 7, { cgroup: b.cgroup! });
+    add(truth, `${b.name}/internet/egress`, viaVeth.packets, viaVeth.ipBytes);
+    // A cgroup under the hooks' root that no tenant selects: counted, as unattributed.
+    const stray = join(dirname(a.cgroup!), 'stray');
+    mkdirSync(stray, { recursive: true });
+    try {
+      const s = await udpBurst(onHost, internet, 43603, [60], 3, { cgroup: stray });
+      add(truth, `unattributed/internet/egress`, s.packets, s.ipBytes);
+    } finally {
+      rmdirSync(stray);
+    }
+    assertExact(usageDelta(before, await flushedClassUsage(agent)), truth, 'cgroups');
   });
 
   test('AF_PACKET TX ring (trafgen, non-linear skbs), IPv4 and IPv6: exact', async () => {

@@ -45,12 +45,20 @@ enum tg_limits {
 	 * class is a bit of a __u32 mask, its bit is its position in the
 	 * policy (lowest bit wins: first match in document order). */
 	TG_MAX_CLASS_RULES = 32,
+	/* Cgroups tg_tenant_cgroup can map to tenants (both generations share it). */
+	TG_MAX_CGROUPS = 65536,
+	/* How far above a socket's cgroup the cgroup hooks look for a mapped
+	 * ancestor (a container's own sub-cgroups, pods under a tenant slice). */
+	TG_MAX_CGROUP_DEPTH = 16,
 	/* Fragmented datagrams whose ports are remembered for their later fragments (LRU). */
 	TG_MAX_FRAG_FLOWS = 16384,
 	/* Ports are looked up in an array indexed generation * 65536 + port. */
 	TG_PORTS = 65536,
 	/* Protocols are looked up in an array indexed generation * 256 + protocol. */
 	TG_PROTOCOLS = 256,
+	/* Default capacity of tg_flows (LRU, preallocated); the agent may
+	 * change it before load (bpf_map__set_max_entries). */
+	TG_MAX_FLOWS = 65536,
 };
 
 /* Direction as seen from the tenant, never from the host. */
@@ -86,7 +94,8 @@ enum tg_meter_reason {
 	TG_REASON_UNATTRIBUTED = 11,
 	TG_REASON_MALFORMED = 12,    /* IP header that cannot be right (version, ihl, tot_len < header): counted, never trusted for attribution */
 	TG_REASON_FRAG_NO_PORTS = 13,/* a later fragment whose class needed the first fragment's ports, which were not seen (out of order, evicted) */
-	TG_REASON_MAX = 14,
+	TG_REASON_BY_CGROUP = 14,    /* attributed by the sending/receiving socket's cgroup (cgroup_skb hooks) */
+	TG_REASON_MAX = 15,
 };
 
 /*
@@ -107,9 +116,21 @@ _Static_assert(sizeof(struct tg_counter) == 16, "tg_counter size");
  */
 struct tg_meter_config {
 	__u32 generation; /* 0 or 1 */
-	__u32 flags;      /* reserved, 0 */
+	__u32 flags;      /* enum tg_meter_flag bits */
+	/* Network namespace (inode) of the interfaces in tg_metered_iface: the
+	 * cgroup hooks leave packets that cross one of them to that hook. */
+	__u32 metered_netns;
+	__u32 pad;
 };
-_Static_assert(sizeof(struct tg_meter_config) == 8, "tg_meter_config size");
+_Static_assert(sizeof(struct tg_meter_config) == 16, "tg_meter_config size");
+
+/* Key of tg_tenant_cgroup: a cgroup v2 id (its directory's inode) in one generation. */
+struct tg_cgroup_key {
+	__u64 cgroup_id;
+	__u32 generation;
+	__u32 pad;
+};
+_Static_assert(sizeof(struct tg_cgroup_key) == 16, "tg_cgroup_key size");
 
 /* LPM-trie keys. prefixlen counts the generation byte: 8 + address prefix. */
 struct tg_lpm_v4_key {
@@ -185,5 +206,66 @@ struct tg_class_gen {
 	__u32 flags;    /* reserved, 0 */
 };
 _Static_assert(sizeof(struct tg_class_gen) == 16, "tg_class_gen size");
+
+/*
+ * Bits of tg_meter_config.flags: switched at run time with the same array
+ * update as the generation, so no program is reloaded.
+ */
+enum tg_meter_flag {
+	TG_METER_FLOWS = 1 << 0, /* record per-flow analytics in tg_flows */
+};
+
+/*
+ * Key of tg_flows: one flow as one tenant sees it in one direction (the
+ * direction and tenant of the billing counter the packet went to, so
+ * tenant-to-tenant traffic is one flow of each). Addresses in network order,
+ * IPv4 in the first 4 bytes (the rest 0). Ports are TCP/UDP/SCTP ports, 0 for
+ * every other protocol (ICMP included) and for a later fragment whose first
+ * fragment was not seen.
+ */
+struct tg_flow_key {
+	__u8 saddr_be[16];
+	__u8 daddr_be[16];
+	__be16 sport_be;
+	__be16 dport_be;
+	__u32 tenant_id;
+	__u8 ip_ver;    /* 4 or 6 */
+	__u8 proto;     /* IPv4 protocol / last IPv6 next header */
+	__u8 direction; /* enum tg_direction */
+	__u8 pad;
+};
+_Static_assert(sizeof(struct tg_flow_key) == 44, "tg_flow_key size");
+
+/*
+ * Value of tg_flows. Analytics, never billing truth: the entry may be evicted
+ * at any time (LRU). Times are bpf_ktime_get_ns(): CLOCK_MONOTONIC in
+ * nanoseconds, which stops during suspend and restarts at boot.
+ */
+struct tg_flow {
+	__u64 packets;
+	__u64 bytes;         /* L3 bytes, as the billing counters count them */
+	__u64 first_seen_ns; /* the packet that created the entry */
+	__u64 last_seen_ns;  /* the latest packet */
+	__u32 class_id;      /* traffic class of the latest packet */
+	__u32 pad;
+};
+_Static_assert(sizeof(struct tg_flow) == 40, "tg_flow size");
+
+/*
+ * Index into tg_flow_stats (per-CPU array of __u64). While flows are on,
+ * every metered packet bumps exactly one of UPDATED, INSERTED,
+ * INSERT_FAILED, LOOKUP_FAILED and NO_ADDR, and possibly FRAG_NO_PORTS.
+ * The kernel does not report LRU evictions; the agent derives them as
+ * INSERTED minus the entries it finds in the map.
+ */
+enum tg_flow_stat {
+	TG_FLOW_UPDATED = 0,       /* added to an existing flow */
+	TG_FLOW_INSERTED = 1,      /* created a flow */
+	TG_FLOW_INSERT_FAILED = 2, /* its new flow could not be inserted: in no flow */
+	TG_FLOW_LOOKUP_FAILED = 3, /* another CPU created its flow first, which was gone again: in no flow */
+	TG_FLOW_NO_ADDR = 4,       /* no trusted IP header (non-IP, cut, malformed): no 5-tuple, in no flow */
+	TG_FLOW_FRAG_NO_PORTS = 5, /* a later fragment whose first fragment was not seen: in a flow with ports 0 */
+	TG_FLOW_STAT_MAX = 6,
+};
 
 #endif /* TOLLGATE_ABI_H */

@@ -31,14 +31,20 @@
  * order, else TG_CLASS_DEFAULT. The peer is the destination of the tenant's
  * egress and the source of its ingress. A class id >= tg_cfg_max_classes
  * counts as the default class with reason BAD_INDEX.
+ *
+ * Then, only while TG_METER_FLOWS is set in tg_meter_config.flags, the
+ * packet is added to its flow in tg_flows (record_flow(), docs/flows.md):
+ * analytics after the billing counter, never feeding it.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
 #include "abi.h"
 #include "btf_anchor.h"
 #include "parse.h"
 
 #define TC_ACT_UNSPEC (-1)
+#define EEXIST 17 /* errno.h; vmlinux.h carries no macros */
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -53,6 +59,8 @@ TG_BTF_ANCHOR(enum tg_direction, tg_direction);
 TG_BTF_ANCHOR(enum tg_hook, tg_hook);
 /* The kernel wants an INT key for arrays, so tg_meter_reasons cannot carry it. */
 TG_BTF_ANCHOR(enum tg_meter_reason, tg_meter_reason);
+TG_BTF_ANCHOR(enum tg_meter_flag, tg_meter_flag);
+TG_BTF_ANCHOR(enum tg_flow_stat, tg_flow_stat);
 /* tg_iface_key is used by no map (the array is indexed by a plain slot), so it is anchored. */
 const volatile struct tg_iface_key tg_btf_anchor_tg_iface_key = {};
 
@@ -164,6 +172,31 @@ struct {
 	__type(value, struct tg_frag_ports);
 } tg_frag_ports SEC(".maps");
 
+/*
+ * Flows for analytics (docs/flows.md), written only while TG_METER_FLOWS is
+ * set. One map shared by all CPUs rather than an LRU_PERCPU_HASH: a flow is
+ * one record to export (per-CPU values would multiply the memory and the
+ * export by the number of CPUs, 2.5 GB for 1M flows on 64 CPUs), and its
+ * first/last times would need merging. Two CPUs can hit one flow at once
+ * (RPS, several sending threads), so packets and bytes are atomic adds: a
+ * locked add on a cache line the lookup already brought in. LRU maps are
+ * always preallocated, so the capacity costs memory even while flows are off.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, TG_MAX_FLOWS);
+	__type(key, struct tg_flow_key);
+	__type(value, struct tg_flow);
+} tg_flows SEC(".maps");
+
+/* Indexed by enum tg_flow_stat; lives and dies with tg_flows. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TG_FLOW_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} tg_flow_stats SEC(".maps");
+
 static __always_inline void bump_reason(__u32 r)
 {
 	__u64 *n = bpf_map_lookup_elem(&tg_meter_reasons, &r);
@@ -191,6 +224,14 @@ static __always_inline __u32 tenant_by_addr(const struct pkt_meta *p, const __u8
 	return ref ? ref->tenant_id : TG_TENANT_UNATTRIBUTED;
 }
 
+static __always_inline void bump_flow_stat(__u32 s)
+{
+	__u64 *n = bpf_map_lookup_elem(&tg_flow_stats, &s);
+
+	if (n)
+		*n += 1;
+}
+
 static __always_inline __u32 mask_at(void *map, __u32 idx)
 {
 	__u32 *m = bpf_map_lookup_elem(map, &idx);
@@ -215,7 +256,7 @@ static __always_inline __u32 lowest_bit(__u32 m)
  * A fragmented datagram's ports live in its first fragment only: remember
  * them there, and give them to the later fragments (which arrive after the
  * first in all but reordering networks) so every fragment gets the
- * datagram's class.
+ * datagram's class and flow. A miss leaves TG_PKT_HAS_L4 clear.
  */
 static __always_inline void frag_ports(struct pkt_meta *p)
 {
@@ -233,13 +274,39 @@ static __always_inline void frag_ports(struct pkt_meta *p)
 		return;
 	}
 	fp = bpf_map_lookup_elem(&tg_frag_ports, &k);
-	if (!fp) {
-		bump_reason(TG_REASON_FRAG_NO_PORTS);
+	if (!fp)
 		return;
-	}
 	p->sport = fp->sport_be;
 	p->dport = fp->dport_be;
 	p->flags |= TG_PKT_HAS_L4;
+}
+
+static __always_inline bool has_ports(const struct pkt_meta *p)
+{
+	return p->l4_proto == TG_IPPROTO_TCP || p->l4_proto == TG_IPPROTO_UDP || p->l4_proto == TG_IPPROTO_SCTP;
+}
+
+/* A later fragment whose first fragment's ports are unknown (after read_ports). */
+static __always_inline bool frag_without_ports(const struct pkt_meta *p)
+{
+	return (p->flags & TG_PKT_FRAGMENT) && p->frag_off && !(p->flags & TG_PKT_HAS_L4);
+}
+
+/*
+ * Reads the ports once per packet, for whoever needs them first (a class
+ * with a port condition, then the flow key): from the L4 header, or for a
+ * later fragment from its first fragment. TG_PKT_HAS_L4 then says whether
+ * they are known.
+ */
+static __always_inline void read_ports(void *ctx, enum pkt_ctx_kind kind, struct pkt_meta *p, bool *done)
+{
+	if (*done)
+		return;
+	*done = true;
+	if (!(p->flags & TG_PKT_HAS_L4) && p->l4_off)
+		tg_parse_l4(ctx, kind, p, p->l4_off);
+	if (p->flags & TG_PKT_FRAGMENT)
+		frag_ports(p);
 }
 
 /*
@@ -249,7 +316,7 @@ static __always_inline void frag_ports(struct pkt_meta *p)
  * are the default class.
  */
 static __always_inline __u32 classify(void *ctx, enum pkt_ctx_kind kind, struct pkt_meta *p,
-				      const __u8 *peer, __u32 gen)
+				      const __u8 *peer, __u32 gen, bool *ports_read)
 {
 	struct tg_class_gen *cg;
 	__u32 m, *cm, ports;
@@ -276,20 +343,144 @@ static __always_inline __u32 classify(void *ctx, enum pkt_ctx_kind kind, struct 
 
 	/* Ports are read only now, and only when the first candidate class needs them. */
 	ports = cg->any_port;
-	if ((m & -m & ~ports) &&
-	    (p->l4_proto == TG_IPPROTO_TCP || p->l4_proto == TG_IPPROTO_UDP || p->l4_proto == TG_IPPROTO_SCTP)) {
-		if (!(p->flags & TG_PKT_HAS_L4) && p->l4_off)
-			tg_parse_l4(ctx, kind, p, p->l4_off);
-		if (p->flags & TG_PKT_FRAGMENT)
-			frag_ports(p);
+	if ((m & -m & ~ports) && has_ports(p)) {
+		read_ports(ctx, kind, p, ports_read);
 		if (p->flags & TG_PKT_HAS_L4)
 			ports |= mask_at(&tg_class_port, gen * TG_PORTS + bpf_ntohs(p->sport)) |
 				 mask_at(&tg_class_port, gen * TG_PORTS + bpf_ntohs(p->dport));
+		else if (frag_without_ports(p))
+			bump_reason(TG_REASON_FRAG_NO_PORTS);
 	}
 	m &= ports;
 	if (!m)
 		return TG_CLASS_DEFAULT;
 	return mask_at(&tg_class_ids, gen * TG_MAX_CLASS_RULES + lowest_bit(m));
+}
+
+/*
+ * Adds the packet to its flow, creating the flow when it is new; returns the
+ * tg_flow_stat the packet counts under. Out of line: the per-packet path
+ * without flows stays small in the i-cache.
+ */
+static __noinline int record_flow(const struct pkt_meta *p, __u32 tenant, __u32 dir, __u32 cls)
+{
+	struct tg_flow_key k = {
+		/* Zero unless read_ports found them: ICMP and the rest have none. */
+		.sport_be = p->sport,
+		.dport_be = p->dport,
+		.tenant_id = tenant,
+		.ip_ver = p->ip_ver,
+		.proto = p->l4_proto,
+		.direction = dir,
+	};
+	__u64 now = bpf_ktime_get_ns();
+	struct tg_flow *f, nf = {};
+	long err;
+
+	__builtin_memcpy(k.saddr_be, p->saddr, 16);
+	__builtin_memcpy(k.daddr_be, p->daddr, 16);
+	f = bpf_map_lookup_elem(&tg_flows, &k);
+	if (!f) {
+		nf.packets = 1;
+		nf.bytes = p->l3_bytes;
+		nf.first_seen_ns = now;
+		nf.last_seen_ns = now;
+		nf.class_id = cls;
+		err = bpf_map_update_elem(&tg_flows, &k, &nf, BPF_NOEXIST);
+		if (!err)
+			return TG_FLOW_INSERTED;
+		if (err != -EEXIST)
+			return TG_FLOW_INSERT_FAILED;
+		/* Another CPU inserted it between our lookup and update: add to theirs. */
+		f = bpf_map_lookup_elem(&tg_flows, &k);
+		if (!f)
+			return TG_FLOW_LOOKUP_FAILED;
+	}
+	__sync_fetch_and_add(&f->packets, 1);
+	__sync_fetch_and_add(&f->bytes, p->l3_bytes);
+	/* Plain stores: racing CPUs differ by nanoseconds, or by a class across a policy switch. */
+	f->last_seen_ns = now;
+	f->class_id = cls;
+	return TG_FLOW_UPDATED;
+}
+
+/* Reasons that describe the packet itself, whoever it is counted for. */
+static __always_inline void note_packet(const struct pkt_meta *p)
+{
+	if (p->ip_ver == 4 && !(p->flags & TG_PKT_MALFORMED))
+		bump_reason(TG_REASON_IPV4);
+	else if (p->ip_ver == 6 && !(p->flags & TG_PKT_MALFORMED))
+		bump_reason(TG_REASON_IPV6);
+	else if (!p->ip_ver)
+		bump_reason(TG_REASON_NON_IP);
+	if (p->flags & TG_PKT_TRUNCATED)
+		bump_reason(TG_REASON_TRUNCATED);
+	if (p->flags & TG_PKT_MALFORMED)
+		bump_reason(TG_REASON_MALFORMED);
+	if (p->flags & TG_PKT_FRAGMENT)
+		bump_reason(TG_REASON_FRAGMENT);
+	if (p->flags & TG_PKT_VLAN)
+		bump_reason(TG_REASON_VLAN);
+	if (p->flags & TG_PKT_IPV6_EXT)
+		bump_reason(TG_REASON_IPV6_EXT);
+	if (p->flags & TG_PKT_EXT_LIMIT)
+		bump_reason(TG_REASON_IPV6_EXT_LIMIT);
+}
+
+/*
+ * Counts an attributed packet: its class, the billing counter, the reason
+ * it was attributed, and its flow. unattributed_dir is the direction tenant
+ * 0 gets when the tenant id is unusable.
+ */
+static __always_inline void account(void *ctx, enum pkt_ctx_kind kind, struct pkt_meta *p, __u32 tenant, __u32 dir,
+				    enum tg_meter_reason why, __u32 unattributed_dir, __u32 gen, __u32 flags)
+{
+	struct tg_counter *c;
+	bool ports_read = false;
+	__u32 idx, cls;
+
+	if (tenant >= tg_cfg_max_tenants) {
+		bump_reason(TG_REASON_BAD_INDEX);
+		tenant = TG_TENANT_UNATTRIBUTED;
+		dir = unattributed_dir;
+		why = TG_REASON_UNATTRIBUTED;
+	}
+	cls = classify(ctx, kind, p, dir == TG_DIR_EGRESS ? p->daddr : p->saddr, gen, &ports_read);
+	if (cls >= tg_cfg_max_classes) {
+		bump_reason(TG_REASON_BAD_INDEX);
+		cls = TG_CLASS_DEFAULT;
+	}
+	idx = (tenant * tg_cfg_max_classes + cls) * TG_DIR_MAX + dir;
+	c = bpf_map_lookup_elem(&tg_meter_counters, &idx);
+	if (!c) {
+		/* The array is smaller than the configuration says: same treatment as above. */
+		bump_reason(TG_REASON_BAD_INDEX);
+		tenant = TG_TENANT_UNATTRIBUTED;
+		cls = TG_CLASS_DEFAULT;
+		dir = unattributed_dir;
+		idx = TG_TENANT_UNATTRIBUTED * TG_DIR_MAX + unattributed_dir; /* class 0 of tenant 0 */
+		why = TG_REASON_UNATTRIBUTED;
+		c = bpf_map_lookup_elem(&tg_meter_counters, &idx);
+		if (!c)
+			return;
+	}
+	bump_reason(why);
+	/* Per-CPU slot, and tc/XDP/cgroup programs do not migrate mid-program: plain adds suffice. */
+	c->packets += 1;
+	c->bytes += p->l3_bytes;
+
+	if (!(flags & TG_METER_FLOWS))
+		return;
+	if (!(p->flags & TG_PKT_HAS_ADDR)) {
+		bump_flow_stat(TG_FLOW_NO_ADDR);
+		return;
+	}
+	if (has_ports(p)) {
+		read_ports(ctx, kind, p, &ports_read);
+		if (frag_without_ports(p))
+			bump_flow_stat(TG_FLOW_FRAG_NO_PORTS);
+	}
+	bump_flow_stat(record_flow(p, tenant, dir, cls));
 }
 
 static __always_inline void meter(void *ctx, enum pkt_ctx_kind kind, enum tg_hook hook, __u32 ifindex)
@@ -299,32 +490,13 @@ static __always_inline void meter(void *ctx, enum pkt_ctx_kind kind, enum tg_hoo
 	const __u32 to_tenant = hook == TG_HOOK_INGRESS ? TG_DIR_INGRESS : TG_DIR_EGRESS;
 	struct tg_meter_config *cfg;
 	struct tg_tenant_ref *ref;
-	struct tg_counter *c;
 	struct pkt_meta p;
-	__u32 zero = 0, tenant = TG_TENANT_UNATTRIBUTED, dir = from_tenant, idx, cls;
+	__u32 zero = 0, tenant = TG_TENANT_UNATTRIBUTED, dir = from_tenant;
 	enum tg_meter_reason why = TG_REASON_UNATTRIBUTED;
 	__u32 gen;
 
-	tg_parse_ex(ctx, kind, &p, false); /* the meter needs no L4 */
-
-	if (p.ip_ver == 4 && !(p.flags & TG_PKT_MALFORMED))
-		bump_reason(TG_REASON_IPV4);
-	else if (p.ip_ver == 6 && !(p.flags & TG_PKT_MALFORMED))
-		bump_reason(TG_REASON_IPV6);
-	else if (!p.ip_ver)
-		bump_reason(TG_REASON_NON_IP);
-	if (p.flags & TG_PKT_TRUNCATED)
-		bump_reason(TG_REASON_TRUNCATED);
-	if (p.flags & TG_PKT_MALFORMED)
-		bump_reason(TG_REASON_MALFORMED);
-	if (p.flags & TG_PKT_FRAGMENT)
-		bump_reason(TG_REASON_FRAGMENT);
-	if (p.flags & TG_PKT_VLAN)
-		bump_reason(TG_REASON_VLAN);
-	if (p.flags & TG_PKT_IPV6_EXT)
-		bump_reason(TG_REASON_IPV6_EXT);
-	if (p.flags & TG_PKT_EXT_LIMIT)
-		bump_reason(TG_REASON_IPV6_EXT_LIMIT);
+	tg_parse_ex(ctx, kind, &p, false); /* L4 only when a class or a flow needs it */
+	note_packet(&p);
 
 	cfg = bpf_map_lookup_elem(&tg_meter_config, &zero);
 	gen = cfg ? cfg->generation : 0;
@@ -355,33 +527,7 @@ static __always_inline void meter(void *ctx, enum pkt_ctx_kind kind, enum tg_hoo
 		else
 			dir = from_tenant;
 	}
-
-	if (tenant >= tg_cfg_max_tenants) {
-		bump_reason(TG_REASON_BAD_INDEX);
-		tenant = TG_TENANT_UNATTRIBUTED;
-		dir = from_tenant;
-		why = TG_REASON_UNATTRIBUTED;
-	}
-	cls = classify(ctx, kind, &p, dir == TG_DIR_EGRESS ? p.daddr : p.saddr, gen);
-	if (cls >= tg_cfg_max_classes) {
-		bump_reason(TG_REASON_BAD_INDEX);
-		cls = TG_CLASS_DEFAULT;
-	}
-	idx = (tenant * tg_cfg_max_classes + cls) * TG_DIR_MAX + dir;
-	c = bpf_map_lookup_elem(&tg_meter_counters, &idx);
-	if (!c) {
-		/* The array is smaller than the configuration says: same treatment as above. */
-		bump_reason(TG_REASON_BAD_INDEX);
-		idx = TG_TENANT_UNATTRIBUTED * TG_DIR_MAX + from_tenant; /* class 0 of tenant 0 */
-		why = TG_REASON_UNATTRIBUTED;
-		c = bpf_map_lookup_elem(&tg_meter_counters, &idx);
-		if (!c)
-			return;
-	}
-	bump_reason(why);
-	/* Per-CPU slot, and tc/XDP do not migrate mid-program: plain adds suffice. */
-	c->packets += 1;
-	c->bytes += p.l3_bytes;
+	account(ctx, kind, &p, tenant, dir, why, from_tenant, gen, cfg ? cfg->flags : 0);
 }
 
 SEC("tc")
@@ -403,4 +549,113 @@ int tg_meter_xdp(struct xdp_md *ctx)
 {
 	meter(ctx, TG_CTX_XDP, TG_HOOK_INGRESS, ctx->ingress_ifindex);
 	return XDP_PASS;
+}
+
+/* ---- containers: cgroup_skb hooks (docs/metering.md, "Containers") ---- */
+
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
+
+/* Interfaces whose tc/XDP hooks this datapath attached, by ifindex in cfg->metered_netns (1 = metered). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, TG_MAX_IFINDEX);
+	__type(key, __u32);
+	__type(value, __u32);
+} tg_metered_iface SEC(".maps");
+
+/* Cgroup -> tenant, per generation; filled by the agent, only read here. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TG_MAX_CGROUPS);
+	__type(key, struct tg_cgroup_key);
+	__type(value, struct tg_tenant_ref);
+} tg_tenant_cgroup SEC(".maps");
+
+#define TG_IFF_LOOPBACK 0x8
+
+static __always_inline struct net_device *veth_peer(struct net_device *dev)
+{
+	struct net_device *peer = NULL;
+
+	/* struct veth_priv starts with the peer pointer; netdev_priv() is dev->priv. */
+	bpf_probe_read_kernel(&peer, sizeof(peer), (void *)dev + bpf_core_field_offset(struct net_device, priv));
+	return peer;
+}
+
+/*
+ * Whether a packet on this device is (or was) metered by an interface hook,
+ * which takes precedence: the device is loopback (never billed), or it is
+ * one end of a veth pair whose other end is a metered interface in the
+ * datapath's namespace. For any other device the peer pointer read from its
+ * private area is meaningless, and the check that the peer points back at
+ * this device rejects it.
+ */
+static __always_inline bool seen_by_interface_hook(struct __sk_buff *skb, const struct tg_meter_config *cfg)
+{
+	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
+	struct net_device *dev = BPF_CORE_READ(kskb, dev), *peer;
+	__u32 ifindex, *metered;
+
+	if (!dev)
+		return false;
+	if (BPF_CORE_READ(dev, flags) & TG_IFF_LOOPBACK)
+		return true;
+	peer = veth_peer(dev);
+	if (!peer || veth_peer(peer) != dev || BPF_CORE_READ(peer, nd_net.net, ns.inum) != cfg->metered_netns)
+		return false;
+	ifindex = BPF_CORE_READ(peer, ifindex);
+	metered = bpf_map_lookup_elem(&tg_metered_iface, &ifindex);
+	return metered && *metered;
+}
+
+/* Tenant of the socket's cgroup, or of its deepest mapped ancestor; 0 when none. */
+static __always_inline __u32 tenant_by_cgroup(struct __sk_buff *skb, __u32 gen)
+{
+	struct tg_cgroup_key k = { .cgroup_id = bpf_skb_cgroup_id(skb), .generation = gen };
+	struct tg_tenant_ref *ref;
+	int level;
+
+	ref = bpf_map_lookup_elem(&tg_tenant_cgroup, &k);
+	if (ref)
+		return ref->tenant_id;
+	for (level = TG_MAX_CGROUP_DEPTH - 1; level > 0; level--) {
+		k.cgroup_id = bpf_skb_ancestor_cgroup_id(skb, level);
+		if (!k.cgroup_id)
+			continue; /* the socket's cgroup is not that deep */
+		ref = bpf_map_lookup_elem(&tg_tenant_cgroup, &k);
+		if (ref)
+			return ref->tenant_id;
+	}
+	return TG_TENANT_UNATTRIBUTED;
+}
+
+/* Attached at a parent cgroup: sees the traffic of every socket below it. */
+static __always_inline void meter_cgroup(struct __sk_buff *skb, __u32 dir)
+{
+	struct tg_meter_config *cfg;
+	struct pkt_meta p;
+	__u32 zero = 0, tenant;
+
+	cfg = bpf_map_lookup_elem(&tg_meter_config, &zero);
+	if (!cfg || seen_by_interface_hook(skb, cfg))
+		return;
+	tg_parse_l3(skb, &p, false);
+	note_packet(&p);
+	tenant = tenant_by_cgroup(skb, cfg->generation);
+	account(skb, TG_CTX_L3, &p, tenant, dir, tenant ? TG_REASON_BY_CGROUP : TG_REASON_UNATTRIBUTED, dir,
+		cfg->generation, cfg->flags);
+}
+
+SEC("cgroup_skb/ingress")
+int tg_meter_cg_ingress(struct __sk_buff *skb)
+{
+	meter_cgroup(skb, TG_DIR_INGRESS);
+	return 1; /* metering never drops */
+}
+
+SEC("cgroup_skb/egress")
+int tg_meter_cg_egress(struct __sk_buff *skb)
+{
+	meter_cgroup(skb, TG_DIR_EGRESS);
+	return 1;
 }

@@ -10,8 +10,9 @@ import type { Exporter } from '../metering/exporter.js';
 import { stringifyExact } from '../json.js';
 import { ApiError } from './errors.js';
 import { meteringRoutes } from './metering.js';
+import { flowRoutes, type FlowsContext } from './flows.js';
 
-export interface AgentContext {
+export interface AgentContext extends FlowsContext {
   ledger: Ledger;
   exporter: Exporter;
   /** Re-reads and applies the policy file; rejects (changing nothing) when it is bad. */
@@ -48,6 +49,7 @@ export function buildApi(ctx: AgentContext): FastifyInstance {
     }
   });
   meteringRoutes(app, ctx);
+  flowRoutes(app, ctx);
   return app;
 }
 

@@ -125,6 +125,50 @@ program
     else console.log(usageTable(fields, rows));
   });
 
+/** A flow of GET /v1/flows/top, and the map's health over the window. */
+type TopApiFlow = {
+  tenant: string; class: string; direction: string; ipVersion: number; protocol: string;
+  src: string; sport: number; dst: string; dport: number; packets: number; bytes: number; first: string; last: string;
+};
+type FlowCountersJson = { evicted: number; insertFailed: number; lookupFailed: number; noAddr: number; fragNoPorts: number };
+type TopApiBody = {
+  flows: TopApiFlow[]; intervals: number; distinct: number; unknown: number;
+  health: { live: number; capacity: number; window: FlowCountersJson } | null;
+};
+
+const topFlags = ['tenant', 'by', 'since', 'until', 'limit'] as const;
+const endpoint = (f: TopApiFlow, addr: string, port: number): string => {
+  const a = f.ipVersion === 6 ? `[${addr}]` : addr;
+  return ['tcp', 'udp', 'sctp'].includes(f.protocol) ? `${a}:${port}` : a;
+};
+
+program
+  .command('top')
+  .description('top talkers: the flows that moved the most bytes or packets over a window (analytics, never billing)')
+  .option('--tenant <name>', 'only this tenant')
+  .addOption(new Option('--by <order>', 'rank by').choices(['bytes', 'packets']).default('bytes'))
+  .option('--since <time>', 'ISO time or age (15m, 2h, 7d); intervals that ended at or after it', '5m')
+  .option('--until <time>', 'ISO time or age; intervals that ended before it')
+  .option('--limit <n>', 'how many flows', positiveInt('--limit', 1000), 20)
+  .option('--json', 'machine-readable output')
+  .action(async (o: { tenant?: string; by: string; since: string; until?: string; limit: number; json?: boolean }) => {
+    const q = new URLSearchParams();
+    for (const f of topFlags) if (o[f] !== undefined) q.set(f, String(o[f]));
+    const body = await callAgent<TopApiBody>(socket(), 'GET', `/v1/flows/top?${q}`).catch((err: unknown) => {
+      throw flagError(err, topFlags);
+    });
+    if (o.json) return print(body);
+    console.log(table(['TENANT', 'CLASS', 'DIR', 'PROTO', 'SOURCE', 'DESTINATION', 'PACKETS', 'BYTES', '', 'LAST'],
+      body.flows.map((f) => [f.tenant, f.class, f.direction, f.protocol, endpoint(f, f.src, f.sport), endpoint(f, f.dst, f.dport),
+        f.packets, f.bytes, humanBytes(f.bytes), f.last])));
+    const h = body.health;
+    console.log(`\n${body.distinct} flows over ${body.intervals} intervals` +
+      (body.unknown ? `; ${body.unknown} flows not counted (baselines after a start or restart)` : '') +
+      (h ? `\nflow table: ${h.live} live of ${h.capacity}; in the window ${h.window.evicted} evicted, ` +
+        `${h.window.insertFailed} insert failures, ${h.window.lookupFailed} lookup failures, ` +
+        `${h.window.noAddr} packets without an IP 5-tuple, ${h.window.fragNoPorts} fragments without ports` : ''));
+  });
+
 program
   .command('reload')
   .description('make the agent re-read and apply its policy file (same as SIGHUP); a bad policy changes nothing')

@@ -9,6 +9,7 @@ import { compileMetering, DEFAULT_CLASS, loadPolicyFile, notYetEnforced, parseDu
 import { DEFAULT_CLASS_ID, Ledger } from '../store/index.js';
 import { MeteringDatapath } from '../metering/datapath.js';
 import { Exporter } from '../metering/exporter.js';
+import { cgroupTenants, sameCgroupTenants } from '../metering/cgroup-tenants.js';
 import { meteringMetrics } from '../metrics/metering.js';
 import type { FastifyInstance } from 'fastify';
 import { buildApi, listenUnix, type AgentContext } from '../api/server.js';
@@ -59,6 +60,8 @@ function provisionalIds(issued: ReadonlyArray<{ id: number; name: string }>, wan
   let next = Math.max(first, ...issued.map((t) => t.id + 1));
   return new Map(wanted.map((n) => [n, known.get(n) ?? next++]));
 }
+
+const CGROUP_RESCAN_MS = 1000;
 
 export interface ReloadResult {
   generation: number;
@@ -143,11 +146,12 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, unlock
    * nothing, not even the ledger's tenant and class lists: it is compiled
    * once with provisional ids before any id is handed out.
    */
-  const apply = (doc: Policy): ReloadResult => {
+  let live: { doc: Policy; cgroups: Map<bigint, string> } | undefined;
+  const apply = (doc: Policy, cgroups = cgroupTenants(doc)): ReloadResult => {
     const declared = (doc.classes ?? []).map((c) => c.name).filter((n) => n !== DEFAULT_CLASS);
     const compile = (tenantIds: ReadonlyMap<string, number>, classIds: ReadonlyMap<string, number>) =>
       compileMetering(doc, {
-        tenantIds, classIds, ifindexOf: ifindexIfPresent,
+        tenantIds, classIds, cgroupTenants: cgroups, ifindexOf: ifindexIfPresent,
         maxTenants: datapath.maxTenants, maxClasses: datapath.maxClasses,
         generation: datapath.liveGeneration() === 0 ? 1 : 0,
       });
@@ -158,10 +162,11 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, unlock
     const tenantIds = ledger.ensureTenants(doc.tenants.map((t) => t.name));
     const classIds = ledger.ensureClasses(declared);
     for (const t of ledger.tenants()) names.set(t.id, t.name);
-    const { plan, attachments, detached } = inNetns(() => {
+    const { plan, attachments, detached, cgroupRoot } = inNetns(() => {
       const compiled = compile(tenantIds, classIds);
       return { plan: compiled, ...datapath.install(compiled) };
     });
+    live = { doc, cgroups };
     for (const c of plan.classes) {
       billable.set(c.id, c.billable);
       classNames.set(c.id, c.name);
@@ -170,6 +175,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, unlock
     for (const a of attachments) log.info({ ...a }, a.adopted ? 'adopted pinned metering links' : 'attached metering');
     for (const w of plan.warnings) log.warn(w);
     if (detached.length) log.info({ detached }, 'detached interfaces no longer in the policy');
+    if (cgroupRoot !== undefined) log.info({ cgroupRoot, cgroups: plan.cgroups.length }, 'cgroup hooks attached');
     return { generation: plan.generation, tenants: plan.tenants.length, interfaces: plan.attach.map((a) => a.ifname), detached, warnings: plan.warnings };
   };
 
@@ -228,6 +234,18 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, unlock
       await tcpApi.listen(listen);
     }
     exp.start();
+    // Cgroups matching a tenant's glob that appear outside an already mapped
+    // cgroup need a map entry: rescan every second, re-apply on a change.
+    const rescan = setInterval(() => {
+      if (!live || !live.doc.tenants.some((t) => t.selectors.cgroups.length > 0)) return;
+      try {
+        const now = cgroupTenants(live.doc);
+        if (!sameCgroupTenants(now, live.cgroups)) log.info({ ...apply(live.doc, now) }, 'cgroups changed, policy re-applied');
+      } catch (err) {
+        log.error({ err }, 'cgroup rescan failed; the next one retries');
+      }
+    }, CGROUP_RESCAN_MS);
+    rescan.unref();
     await exp.exportNow(); // opens the interval: first checkpoint right away
     log.info({ socket: opts.socket, intervalMs, tenants: first.tenants }, 'agent running');
 
@@ -236,6 +254,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, unlock
     let stopping: Promise<void> | undefined;
     const stop = (): Promise<void> => {
       stopping ??= (async () => {
+        clearInterval(rescan);
         await exp.stop();
         try {
           await exp.exportNow(); // the final partial interval

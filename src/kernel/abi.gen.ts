@@ -14,6 +14,25 @@ export const TG_DIR_INGRESS = TgDirection.TG_DIR_INGRESS;
 export const TG_DIR_EGRESS = TgDirection.TG_DIR_EGRESS;
 export const TG_DIR_MAX = TgDirection.TG_DIR_MAX;
 
+/** enum tg_flow_stat */
+export const TgFlowStat = {
+  TG_FLOW_UPDATED: 0,
+  TG_FLOW_INSERTED: 1,
+  TG_FLOW_INSERT_FAILED: 2,
+  TG_FLOW_LOOKUP_FAILED: 3,
+  TG_FLOW_NO_ADDR: 4,
+  TG_FLOW_FRAG_NO_PORTS: 5,
+  TG_FLOW_STAT_MAX: 6,
+} as const;
+export type TgFlowStat = (typeof TgFlowStat)[keyof typeof TgFlowStat];
+export const TG_FLOW_UPDATED = TgFlowStat.TG_FLOW_UPDATED;
+export const TG_FLOW_INSERTED = TgFlowStat.TG_FLOW_INSERTED;
+export const TG_FLOW_INSERT_FAILED = TgFlowStat.TG_FLOW_INSERT_FAILED;
+export const TG_FLOW_LOOKUP_FAILED = TgFlowStat.TG_FLOW_LOOKUP_FAILED;
+export const TG_FLOW_NO_ADDR = TgFlowStat.TG_FLOW_NO_ADDR;
+export const TG_FLOW_FRAG_NO_PORTS = TgFlowStat.TG_FLOW_FRAG_NO_PORTS;
+export const TG_FLOW_STAT_MAX = TgFlowStat.TG_FLOW_STAT_MAX;
+
 /** enum tg_hook */
 export const TgHook = {
   TG_HOOK_INGRESS: 0,
@@ -34,9 +53,12 @@ export const TgLimits = {
   TG_MAX_CLASSES: 16,
   TG_CLASS_DEFAULT: 0,
   TG_MAX_CLASS_RULES: 32,
+  TG_MAX_CGROUPS: 65536,
+  TG_MAX_CGROUP_DEPTH: 16,
   TG_MAX_FRAG_FLOWS: 16384,
   TG_PORTS: 65536,
   TG_PROTOCOLS: 256,
+  TG_MAX_FLOWS: 65536,
 } as const;
 export type TgLimits = (typeof TgLimits)[keyof typeof TgLimits];
 export const TG_MAX_TENANTS = TgLimits.TG_MAX_TENANTS;
@@ -48,9 +70,19 @@ export const TG_MAX_IPV6_EXT = TgLimits.TG_MAX_IPV6_EXT;
 export const TG_MAX_CLASSES = TgLimits.TG_MAX_CLASSES;
 export const TG_CLASS_DEFAULT = TgLimits.TG_CLASS_DEFAULT;
 export const TG_MAX_CLASS_RULES = TgLimits.TG_MAX_CLASS_RULES;
+export const TG_MAX_CGROUPS = TgLimits.TG_MAX_CGROUPS;
+export const TG_MAX_CGROUP_DEPTH = TgLimits.TG_MAX_CGROUP_DEPTH;
 export const TG_MAX_FRAG_FLOWS = TgLimits.TG_MAX_FRAG_FLOWS;
 export const TG_PORTS = TgLimits.TG_PORTS;
 export const TG_PROTOCOLS = TgLimits.TG_PROTOCOLS;
+export const TG_MAX_FLOWS = TgLimits.TG_MAX_FLOWS;
+
+/** enum tg_meter_flag */
+export const TgMeterFlag = {
+  TG_METER_FLOWS: 1,
+} as const;
+export type TgMeterFlag = (typeof TgMeterFlag)[keyof typeof TgMeterFlag];
+export const TG_METER_FLOWS = TgMeterFlag.TG_METER_FLOWS;
 
 /** enum tg_meter_reason */
 export const TgMeterReason = {
@@ -68,7 +100,8 @@ export const TgMeterReason = {
   TG_REASON_UNATTRIBUTED: 11,
   TG_REASON_MALFORMED: 12,
   TG_REASON_FRAG_NO_PORTS: 13,
-  TG_REASON_MAX: 14,
+  TG_REASON_BY_CGROUP: 14,
+  TG_REASON_MAX: 15,
 } as const;
 export type TgMeterReason = (typeof TgMeterReason)[keyof typeof TgMeterReason];
 export const TG_REASON_IPV4 = TgMeterReason.TG_REASON_IPV4;
@@ -85,7 +118,23 @@ export const TG_REASON_BY_ADDR = TgMeterReason.TG_REASON_BY_ADDR;
 export const TG_REASON_UNATTRIBUTED = TgMeterReason.TG_REASON_UNATTRIBUTED;
 export const TG_REASON_MALFORMED = TgMeterReason.TG_REASON_MALFORMED;
 export const TG_REASON_FRAG_NO_PORTS = TgMeterReason.TG_REASON_FRAG_NO_PORTS;
+export const TG_REASON_BY_CGROUP = TgMeterReason.TG_REASON_BY_CGROUP;
 export const TG_REASON_MAX = TgMeterReason.TG_REASON_MAX;
+
+/** struct tg_cgroup_key: 16 bytes */
+export interface TgCgroupKey {
+  /** __u64 at offset 0 */
+  cgroup_id: bigint;
+  /** __u32 at offset 8 */
+  generation: number;
+  /** __u32 at offset 12 */
+  pad: number;
+}
+export const TgCgroupKey = struct<TgCgroupKey>(16, [
+  ['cgroup_id', 0, u64],
+  ['generation', 8, u32],
+  ['pad', 12, u32],
+]);
 
 /** struct tg_class_gen: 16 bytes */
 export interface TgClassGen {
@@ -115,6 +164,63 @@ export interface TgCounter {
 export const TgCounter = struct<TgCounter>(16, [
   ['packets', 0, u64],
   ['bytes', 8, u64],
+]);
+
+/** struct tg_flow: 40 bytes */
+export interface TgFlow {
+  /** __u64 at offset 0 */
+  packets: bigint;
+  /** __u64 at offset 8 */
+  bytes: bigint;
+  /** __u64 at offset 16 */
+  first_seen_ns: bigint;
+  /** __u64 at offset 24 */
+  last_seen_ns: bigint;
+  /** __u32 at offset 32 */
+  class_id: number;
+  /** __u32 at offset 36 */
+  pad: number;
+}
+export const TgFlow = struct<TgFlow>(40, [
+  ['packets', 0, u64],
+  ['bytes', 8, u64],
+  ['first_seen_ns', 16, u64],
+  ['last_seen_ns', 24, u64],
+  ['class_id', 32, u32],
+  ['pad', 36, u32],
+]);
+
+/** struct tg_flow_key: 44 bytes */
+export interface TgFlowKey {
+  /** __u8[16] at offset 0 */
+  saddr_be: Buffer;
+  /** __u8[16] at offset 16 */
+  daddr_be: Buffer;
+  /** __be16 at offset 32 */
+  sport_be: number;
+  /** __be16 at offset 34 */
+  dport_be: number;
+  /** __u32 at offset 36 */
+  tenant_id: number;
+  /** __u8 at offset 40 */
+  ip_ver: number;
+  /** __u8 at offset 41 */
+  proto: number;
+  /** __u8 at offset 42 */
+  direction: number;
+  /** __u8 at offset 43 */
+  pad: number;
+}
+export const TgFlowKey = struct<TgFlowKey>(44, [
+  ['saddr_be', 0, bytes(16)],
+  ['daddr_be', 16, bytes(16)],
+  ['sport_be', 32, u16],
+  ['dport_be', 34, u16],
+  ['tenant_id', 36, u32],
+  ['ip_ver', 40, u8],
+  ['proto', 41, u8],
+  ['direction', 42, u8],
+  ['pad', 43, u8],
 ]);
 
 /** struct tg_frag_key: 40 bytes */
@@ -201,16 +307,22 @@ export const TgLpmV6Key = struct<TgLpmV6Key>(24, [
   ['pad', 21, bytes(3)],
 ]);
 
-/** struct tg_meter_config: 8 bytes */
+/** struct tg_meter_config: 16 bytes */
 export interface TgMeterConfig {
   /** __u32 at offset 0 */
   generation: number;
   /** __u32 at offset 4 */
   flags: number;
+  /** __u32 at offset 8 */
+  metered_netns: number;
+  /** __u32 at offset 12 */
+  pad: number;
 }
-export const TgMeterConfig = struct<TgMeterConfig>(8, [
+export const TgMeterConfig = struct<TgMeterConfig>(16, [
   ['generation', 0, u32],
   ['flags', 4, u32],
+  ['metered_netns', 8, u32],
+  ['pad', 12, u32],
 ]);
 
 /** struct tg_tenant_ref: 8 bytes */

@@ -2,20 +2,23 @@
 // links under the pin root, adopts them when an agent restarts (counters go
 // on counting, programs are swapped atomically with bpf_link_update), applies
 // compiled tenant maps with a generation switch, and reads the counters back.
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { BpfLink, BpfObject, TypedMap, type BpfProgram } from '../kernel/index.js';
-import { TgCounter, TgMeterConfig, TG_DIR_MAX, TG_MAX_CLASSES, TG_MAX_TENANTS, TgMeterReason } from '../kernel/abi.gen.js';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { BpfLink, BpfMap, BpfObject, TypedMap, findCgroup2, linkInfo, readMounts, type BpfProgram } from '../kernel/index.js';
+import { TgCounter, TgMeterConfig, TG_DIR_MAX, TG_MAX_CLASSES, TG_MAX_FLOWS, TG_MAX_TENANTS, TG_METER_FLOWS, TgMeterReason } from '../kernel/abi.gen.js';
 import { u32, u64 } from '../kernel/codec.js';
 import type { MeteringPlan } from '../policy/index.js';
 import { PolicyMaps } from './policy-maps.js';
 import { bpfObjectPath } from '../paths.js';
+import { FLOW_COUNTER_INDEX, type FlowCounters } from '../flows/counters.js';
+import { monotonicNs, snapshotFromEntries, type FlowSnapshot } from '../flows/snapshot.js';
 
 /** Maps that carry state across agent restarts and are therefore pinned. */
 const PINNED_MAPS = [
   'tg_meter_counters', 'tg_meter_reasons', 'tg_meter_config',
   'tg_tenant_v4', 'tg_tenant_v6', 'tg_tenant_iface',
   'tg_class_gen', 'tg_class_v4', 'tg_class_v6', 'tg_class_proto', 'tg_class_port', 'tg_class_ids',
+  'tg_flows', 'tg_flow_stats', 'tg_tenant_cgroup', 'tg_metered_iface',
 ] as const;
 
 const FILL_MAPS = ['tg_tenant_v4', 'tg_tenant_v6', 'tg_class_v4', 'tg_class_v6', 'tg_frag_ports'] as const;
@@ -45,6 +48,8 @@ export interface DatapathOptions {
   maxTenants?: number;
   /** Class capacity of the counter array (class ids 0..maxClasses-1). */
   maxClasses?: number;
+  /** Capacity of the flow LRU (preallocated, even while flows are off; docs/flows.md). */
+  maxFlows?: number;
 }
 
 const reasonNames: Record<number, string> = Object.fromEntries(
@@ -53,15 +58,31 @@ const reasonNames: Record<number, string> = Object.fromEntries(
     .map(([k, v]) => [v, k.replace(/^TG_REASON_/, '').toLowerCase()]),
 );
 
+/**
+ * Flows are analytics: a pinned flow map of another capacity is dropped
+ * (with its counters) and a fresh one created, rather than refusing to load.
+ */
+function dropResizedFlowPins(mapDir: string, maxFlows: number): void {
+  const pin = join(mapDir, 'tg_flows');
+  if (!existsSync(pin)) return;
+  const pinned = BpfMap.openPinned(pin);
+  const size = pinned.maxEntries;
+  pinned.close();
+  if (size !== maxFlows) for (const name of ['tg_flows', 'tg_flow_stats']) rmSync(join(mapDir, name), { force: true });
+}
+
 export class MeteringDatapath {
   readonly pinRoot: string;
   readonly maxTenants: number;
   readonly maxClasses: number;
+  readonly maxFlows: number;
   private obj: BpfObject;
   private readonly counters: TypedMap<number, ReturnType<typeof TgCounter.decode>>;
   private readonly reasons: TypedMap<number, bigint>;
+  private readonly flowStats: TypedMap<number, bigint>;
   private readonly config: TypedMap<number, ReturnType<typeof TgMeterConfig.decode>>;
   private readonly policyMaps: PolicyMaps;
+  private readonly metered: TypedMap<number, number>;
   /** True when the counter map was adopted from a pin (a restarted agent). */
   readonly adopted: boolean;
   private readonly attachments = new Map<string, Attachment>();
@@ -71,11 +92,14 @@ export class MeteringDatapath {
     this.pinRoot = opts.pinRoot;
     this.maxTenants = opts.maxTenants;
     this.maxClasses = opts.maxClasses;
+    this.maxFlows = opts.maxFlows;
     this.adopted = adopted;
     this.counters = new TypedMap(obj.map('tg_meter_counters'), u32, TgCounter);
     this.reasons = new TypedMap(obj.map('tg_meter_reasons'), u32, u64);
+    this.flowStats = new TypedMap(obj.map('tg_flow_stats'), u32, u64);
     this.config = new TypedMap(obj.map('tg_meter_config'), u32, TgMeterConfig);
     this.policyMaps = new PolicyMaps(obj);
+    this.metered = new TypedMap(obj.map('tg_metered_iface'), u32, u32);
   }
 
   /**
@@ -84,7 +108,9 @@ export class MeteringDatapath {
    * and pinned.
    */
   static open(opts: DatapathOptions): MeteringDatapath {
-    const full = { pinRoot: opts.pinRoot, maxTenants: opts.maxTenants ?? TG_MAX_TENANTS, maxClasses: opts.maxClasses ?? TG_MAX_CLASSES };
+    const full = {
+      pinRoot: opts.pinRoot, maxTenants: opts.maxTenants ?? TG_MAX_TENANTS, maxClasses: opts.maxClasses ?? TG_MAX_CLASSES, maxFlows: opts.maxFlows ?? TG_MAX_FLOWS,
+    };
     if (!Number.isInteger(full.maxTenants) || full.maxTenants < 2 || full.maxTenants > 1 << 20) {
       throw new RangeError(`maxTenants must be an integer in [2, 1048576], got ${full.maxTenants}`);
     }
@@ -94,6 +120,9 @@ export class MeteringDatapath {
     if (full.maxTenants * full.maxClasses > 1 << 22) {
       throw new RangeError(`maxTenants x maxClasses must be at most 4194304, got ${full.maxTenants} x ${full.maxClasses}`);
     }
+    if (!Number.isInteger(full.maxFlows) || full.maxFlows < 1024 || full.maxFlows > 1 << 24) {
+      throw new RangeError(`maxFlows must be an integer in [1024, 16777216], got ${full.maxFlows}`);
+    }
     const mapDir = join(full.pinRoot, 'maps');
     mkdirSync(mapDir, { recursive: true });
     const obj = BpfObject.open(bpfObjectPath('meter'));
@@ -101,6 +130,8 @@ export class MeteringDatapath {
       obj.setMaxEntries('tg_meter_counters', full.maxTenants * full.maxClasses * TG_DIR_MAX);
       obj.setConst('tg_cfg_max_tenants', full.maxTenants);
       obj.setConst('tg_cfg_max_classes', full.maxClasses);
+      obj.setMaxEntries('tg_flows', full.maxFlows);
+      dropResizedFlowPins(mapDir, full.maxFlows);
       let adopted = false;
       for (const name of PINNED_MAPS) {
         const pin = join(mapDir, name);
@@ -143,7 +174,7 @@ export class MeteringDatapath {
       throw new Error(`plan was compiled for generation ${plan.generation}, which is live; compile for ${1 - live}`);
     }
     this.policyMaps.write(plan);
-    this.config.set(0, { generation: plan.generation, flags: 0 });
+    this.config.set(0, { ...this.liveConfig(), generation: plan.generation });
     this.policyMaps.purge(live);
   }
 
@@ -206,12 +237,64 @@ export class MeteringDatapath {
    * links of interfaces the plan no longer names removed. Interface lookups
    * in the plan were made in the caller's network namespace; call this there.
    */
-  install(plan: MeteringPlan): { attachments: Attachment[]; detached: string[] } {
+  install(plan: MeteringPlan): { attachments: Attachment[]; detached: string[]; cgroupRoot: string | undefined } {
     this.applyPlan(plan);
     const attachments = plan.attach.map((a) => this.attach(a.ifname, a.ifindex, a.mode));
     for (const name of this.attachments.keys()) if (!plan.attach.some((a) => a.ifname === name)) this.attachments.delete(name);
+    this.markMetered(attachments);
     const detached = this.detachOthers(new Set(plan.attach.map((a) => a.ifname)));
-    return { attachments, detached };
+    this.attachCgroupHooks(plan.cgroupRoot);
+    return { attachments, detached, cgroupRoot: plan.cgroupRoot };
+  }
+
+  /**
+   * Tells the cgroup hooks which interfaces are metered here (they leave
+   * packets crossing those to the interface hooks): the interfaces' network
+   * namespace, which is the caller's, and their ifindexes. Marked after
+   * attaching, so a packet of a newly metered interface may count at both
+   * hooks for an instant, never at neither.
+   */
+  private markMetered(attachments: readonly Attachment[]): void {
+    const c = this.liveConfig();
+    this.config.set(0, { ...c, metered_netns: Number(statSync('/proc/thread-self/ns/net').ino) });
+    const want = new Set(attachments.map((a) => a.ifindex));
+    const stale = this.metered.entries().filter(([i, v]) => v !== 0 && !want.has(i));
+    this.metered.setMany([...stale.map(([i]) => [i, 0] as const), ...[...want].map((i) => [i, 1] as const)]);
+  }
+
+  /**
+   * Attaches the cgroup_skb hooks at root (relative to the cgroup2 mount), or
+   * removes them when root is undefined. Pinned under <pinRoot>/cgroup-links;
+   * a restarted agent swaps the programs in place, a new root replaces them.
+   */
+  private attachCgroupHooks(root: string | undefined): void {
+    const dir = join(this.pinRoot, 'cgroup-links');
+    mkdirSync(dir, { recursive: true });
+    const mount = root === undefined ? undefined : findCgroup2(readMounts());
+    if (root !== undefined && mount === undefined) throw new Error('cgroup selectors need a cgroup2 mount: mount -t cgroup2 none /sys/fs/cgroup/unified');
+    // A root that does not exist yet: its nearest existing ancestor covers it (and more, harmlessly: unmapped cgroups count as unattributed).
+    let path = root === undefined ? undefined : join(mount!, root);
+    while (path !== undefined && !existsSync(path) && path !== mount) path = dirname(path);
+    const cgroupId = path === undefined ? undefined : statSync(path, { bigint: true }).ino;
+    for (const [hook, prog] of [['ingress', 'tg_meter_cg_ingress'], ['egress', 'tg_meter_cg_egress']] as const) {
+      const pin = join(dir, hook);
+      if (existsSync(pin)) {
+        const link = BpfLink.openPinned(pin);
+        try {
+          if (cgroupId !== undefined && linkInfo(link.fd).cgroupId === cgroupId) {
+            link.update(this.obj.program(prog));
+            continue;
+          }
+          link.unpin(); // detached, or attached at another root: replaced below
+        } finally {
+          link.close();
+        }
+      }
+      if (path === undefined) continue;
+      const link = this.obj.program(prog).attachCgroup(path);
+      link.pin(pin);
+      link.close();
+    }
   }
 
   /** Removes pinned links of interfaces that are no longer configured. */
@@ -273,6 +356,43 @@ export class MeteringDatapath {
       for (const _ of m.keys()) entries++;
       return { map: name, entries, capacity: m.maxEntries };
     });
+  }
+
+  /** The live tg_meter_config: one value, rewritten whole, so every writer keeps the fields it does not own. */
+  private liveConfig(): ReturnType<typeof TgMeterConfig.decode> {
+    return this.config.get(0) ?? TgMeterConfig.decode(Buffer.alloc(TgMeterConfig.size));
+  }
+
+  /** Whether the programs add packets to flows (tg_meter_config.flags). */
+  flowsEnabled(): boolean {
+    return (this.liveConfig().flags & TG_METER_FLOWS) !== 0;
+  }
+
+  /** Switches flow recording with one array update: no program is reloaded, billing is untouched. */
+  setFlows(on: boolean): void {
+    const c = this.liveConfig();
+    this.config.set(0, { ...c, flags: on ? c.flags | TG_METER_FLOWS : c.flags & ~TG_METER_FLOWS });
+  }
+
+  /**
+   * Every live flow, read with batch lookups and never deleted: the agent
+   * diffs against its previous read (src/flows/delta.ts). Read the counters
+   * (readFlowCounters) first: see evictedFlows.
+   */
+  readFlows(): FlowSnapshot {
+    const map = this.obj.map('tg_flows');
+    const startNs = monotonicNs();
+    const entries = map.lookupBatch();
+    const endNs = monotonicNs();
+    return snapshotFromEntries(entries, { mapId: map.id, startNs, endNs, at: new Date() });
+  }
+
+  /** tg_flow_stats summed over CPUs, since the flow map was created. */
+  readFlowCounters(): FlowCounters {
+    const sums = new Map(this.flowStats.entriesSum());
+    const out = {} as FlowCounters;
+    for (const [name, i] of Object.entries(FLOW_COUNTER_INDEX)) out[name as keyof FlowCounters] = sums.get(i) ?? 0n;
+    return out;
   }
 
   /** One of the loaded programs, for BPF_PROG_TEST_RUN (tests and benchmarks). */

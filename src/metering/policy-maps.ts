@@ -3,7 +3,7 @@
 // BPF_PROG_TEST_RUN tables, so tests exercise the production writer.
 import { type BpfObject, TypedMap, u32 } from '../kernel/index.js';
 import {
-  TgClassGen, TgLpmV4Key, TgLpmV6Key, TgTenantRef, TG_MAX_CLASS_RULES, TG_PORTS, TG_PROTOCOLS,
+  TgCgroupKey, TgClassGen, TgLpmV4Key, TgLpmV6Key, TgTenantRef, TG_MAX_CLASS_RULES, TG_PORTS, TG_PROTOCOLS,
 } from '../kernel/abi.gen.js';
 import { ifaceSlot, type MeteringPlan } from '../policy/index.js';
 
@@ -13,6 +13,7 @@ export class PolicyMaps {
   readonly v4: TypedMap<Decoded<typeof TgLpmV4Key>, Decoded<typeof TgTenantRef>>;
   readonly v6: TypedMap<Decoded<typeof TgLpmV6Key>, Decoded<typeof TgTenantRef>>;
   readonly ifaces: TypedMap<number, Decoded<typeof TgTenantRef>>;
+  readonly cgroups: TypedMap<Decoded<typeof TgCgroupKey>, Decoded<typeof TgTenantRef>>;
   readonly classGen: TypedMap<number, Decoded<typeof TgClassGen>>;
   readonly classV4: TypedMap<Decoded<typeof TgLpmV4Key>, number>;
   readonly classV6: TypedMap<Decoded<typeof TgLpmV6Key>, number>;
@@ -23,6 +24,7 @@ export class PolicyMaps {
     this.v4 = new TypedMap(obj.map('tg_tenant_v4'), TgLpmV4Key, TgTenantRef);
     this.v6 = new TypedMap(obj.map('tg_tenant_v6'), TgLpmV6Key, TgTenantRef);
     this.ifaces = new TypedMap(obj.map('tg_tenant_iface'), u32, TgTenantRef);
+    this.cgroups = new TypedMap(obj.map('tg_tenant_cgroup'), TgCgroupKey, TgTenantRef);
     this.classGen = new TypedMap(obj.map('tg_class_gen'), u32, TgClassGen);
     this.classV4 = new TypedMap(obj.map('tg_class_v4'), TgLpmV4Key, u32);
     this.classV6 = new TypedMap(obj.map('tg_class_v6'), TgLpmV6Key, u32);
@@ -39,6 +41,7 @@ export class PolicyMaps {
     for (const e of plan.v4) this.v4.set(e.key, e.value);
     for (const e of plan.v6) this.v6.set(e.key, e.value);
     for (const e of plan.ifaces) this.ifaces.set(ifaceSlot(e.key), e.value);
+    this.cgroups.setMany(plan.cgroups.map((e) => [e.key, e.value]));
     for (const e of plan.classMaps.v4) this.classV4.set(e.key, e.value);
     for (const e of plan.classMaps.v6) this.classV6.set(e.key, e.value);
     for (const a of this.#arrays) a.map.setMany(a.entries(plan).map((e) => [e.key, e.value]));
@@ -50,6 +53,7 @@ export class PolicyMaps {
     for (const [k] of this.v4.entries()) if (k.generation === gen) this.v4.delete(k);
     for (const [k] of this.v6.entries()) if (k.generation === gen) this.v6.delete(k);
     for (const [slot, ref] of this.ifaces.entries()) if (slot % 2 === gen && ref.tenant_id !== 0) this.ifaces.set(slot, { tenant_id: 0, flags: 0 });
+    for (const [k] of this.cgroups.entries()) if (k.generation === gen) this.cgroups.delete(k);
     this.classGen.set(gen, { active: 0, any_cidr: 0, any_port: 0, flags: 0 });
     for (const [k] of this.classV4.entries()) if (k.generation === gen) this.classV4.delete(k);
     for (const [k] of this.classV6.entries()) if (k.generation === gen) this.classV6.delete(k);

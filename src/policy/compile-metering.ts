@@ -2,9 +2,10 @@
 // metering datapath's lookup maps for ONE generation. Pure: the caller
 // supplies tenant ids (from the ledger) and interface indexes (from the host).
 import {
-  TG_CLASS_DEFAULT, TG_MAX_CLASSES, TG_MAX_CLASS_RULES, TG_MAX_IFINDEX, TG_MAX_PREFIXES, TG_PORTS, TG_PROTOCOLS, TG_TENANT_UNATTRIBUTED,
-  type TgClassGen, type TgIfaceKey, type TgLpmV4Key, type TgLpmV6Key, type TgTenantRef,
+  TG_CLASS_DEFAULT, TG_MAX_CGROUPS, TG_MAX_CLASSES, TG_MAX_CLASS_RULES, TG_MAX_IFINDEX, TG_MAX_PREFIXES, TG_PORTS, TG_PROTOCOLS, TG_TENANT_UNATTRIBUTED,
+  type TgCgroupKey, type TgClassGen, type TgIfaceKey, type TgLpmV4Key, type TgLpmV6Key, type TgTenantRef,
 } from '../kernel/abi.gen.js';
+import { cgroupCoveringRoot } from './cgroup-match.js';
 import { cidrContains, parseCidr, type Cidr } from './cidr.js';
 import { DEFAULT_CLASS, type AttachMode, type Policy } from './schema.js';
 
@@ -18,6 +19,13 @@ export interface MeteringPlan {
   v4: MapEntry<TgLpmV4Key, TgTenantRef>[];
   v6: MapEntry<TgLpmV6Key, TgTenantRef>[];
   ifaces: MapEntry<TgIfaceKey, TgTenantRef>[];
+  /** Cgroup id -> tenant, for the cgroups the caller found matching tenants' globs. */
+  cgroups: MapEntry<TgCgroupKey, TgTenantRef>[];
+  /**
+   * Where the cgroup hooks attach (relative to the cgroup2 mount): the deepest
+   * cgroup covering every tenant glob; undefined when no tenant selects by cgroup.
+   */
+  cgroupRoot: string | undefined;
   /** Interfaces to meter, in policy order. */
   attach: { ifname: string; ifindex: number; mode: AttachMode }[];
   tenants: { name: string; id: number }[];
@@ -49,6 +57,8 @@ export interface MeteringContext {
   classIds?: ReadonlyMap<string, number>;
   /** Class capacity of the datapath's counter array; ids must be below it. */
   maxClasses?: number;
+  /** Cgroup id -> tenant name: existing cgroups matching the tenants' cgroup globs (first tenant wins). */
+  cgroupTenants?: ReadonlyMap<bigint, string>;
   ifindexOf: (ifname: string) => number | undefined;
   /** The generation to write: the one that is NOT live. */
   generation: 0 | 1;
@@ -144,6 +154,15 @@ export function compileMetering(policy: Policy, ctx: MeteringContext): MeteringP
     }
   }
 
+  const cgroups: MeteringPlan['cgroups'] = [];
+  for (const [cgroupId, name] of ctx.cgroupTenants ?? []) {
+    const id = ctx.tenantIds.get(name);
+    if (id === undefined || idOwner.get(id) !== name) problems.push(`cgroup ${cgroupId} is mapped to tenant "${name}", which has no usable id`);
+    else cgroups.push({ key: { cgroup_id: cgroupId, generation, pad: 0 }, value: { tenant_id: id, flags: 0 } });
+  }
+  if (cgroups.length > TG_MAX_CGROUPS / 2) problems.push(`${cgroups.length} cgroups map to tenants; at most ${TG_MAX_CGROUPS / 2} fit one generation`);
+  const cgroupRoot = cgroupCoveringRoot(policy.tenants.flatMap((t) => t.selectors.cgroups));
+
   const attach: MeteringPlan['attach'] = [];
   for (const i of policy.metering.interfaces) {
     const ifindex = ctx.ifindexOf(i.name);
@@ -161,7 +180,8 @@ export function compileMetering(policy: Policy, ctx: MeteringContext): MeteringP
   v4.sort(byAddr);
   v6.sort(byAddr);
   ifaces.sort((a, b) => a.key.ifindex - b.key.ifindex);
-  return { generation, v4, v6, ifaces, attach, tenants, classes, classMaps, warnings };
+  cgroups.sort((a, b) => (a.key.cgroup_id < b.key.cgroup_id ? -1 : a.key.cgroup_id > b.key.cgroup_id ? 1 : 0));
+  return { generation, v4, v6, ifaces, cgroups, cgroupRoot, attach, tenants, classes, classMaps, warnings };
 }
 
 /*

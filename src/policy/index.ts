@@ -10,7 +10,7 @@ export {
   compileMetering, diffEntries, ifaceSlot, entryId, lpmKey, CompileError,
   type MeteringPlan, type MeteringContext, type MapEntry, type EntryDiff,
 } from './compile-metering.js';
-export { cgroupMatcher, compileCgroupGlob, cgroupGlobProblem } from './cgroup-match.js';
+export { cgroupMatcher, compileCgroupGlob, cgroupGlobProblem, cgroupCoveringRoot } from './cgroup-match.js';
 export { policyJsonSchema } from './json-schema.js';
 export { parseCidr, normalizeCidr, formatCidr, parseAddress, formatAddress, cidrContains, cidrOverlaps, CidrError, type Cidr, type Family } from './cidr.js';
 export {

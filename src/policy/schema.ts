@@ -432,6 +432,5 @@ export const RESERVED_SECTIONS = ['plans', 'quotas', 'isolation', 'security'] as
 export function notYetEnforced(policy: Policy): string[] {
   const out: string[] = RESERVED_SECTIONS.filter((s) => policy[s] !== undefined);
   if (policy.tenants.some((t) => t.plan !== undefined)) out.push('tenants[].plan');
-  if (policy.tenants.some((t) => t.selectors.cgroups.length > 0)) out.push('tenants[].selectors.cgroups');
   return out;
 }
