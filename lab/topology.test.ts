@@ -116,6 +116,7 @@ test('examplePolicyYaml: one tenant per lab tenant, metering on every tenant vet
         { name: 'tgt1h', mode: 'tc' },
         { name: 'tgt2h', mode: 'tc' },
       ],
+      flows: { enabled: true, maxFlows: 65536, interval: '5s', retention: '1h' },
     },
     classes: [
       { name: 'management', billable: false, match: { cidrs: ['198.19.0.2/32', '2001:2:0:100::2/128'], protocols: ['tcp', 'udp'], ports: [22, 53] } },

@@ -249,7 +249,7 @@ function yamlString(s: string): string {
 /**
  * The example policy the demo applies: one tenant per lab tenant, selected by
  * its host-side veth, its v4/v6 subnets and its cgroup; metering on every
- * tenant's host-side veth (tc, ingress + egress); three traffic classes: SSH
+ * tenant's host-side veth (tc, ingress + egress) with flow analytics; three traffic classes: SSH
  * and DNS with the internet node (standing in for the provider's bastion and
  * resolver) are free management traffic, tenant-to-tenant traffic is free
  * internal traffic, everything else is billable internet traffic.
@@ -264,6 +264,7 @@ export function examplePolicyYaml(topology: Topology): string {
     '  interval: 10s',
     '  interfaces:',
     ...tenants.map((t) => `    - { name: ${t.hostIface}, mode: tc }`),
+    '  flows: { enabled: true, maxFlows: 65536, interval: 5s, retention: 1h }',
     'classes:',
     '  - name: management',
     '    billable: false',

@@ -139,6 +139,27 @@ describe('metering in the lab (agent + ledger + API)', { concurrency: false }, (
     assertExact(usageDelta(before, await flushedClassUsage(agent)), truth, 'cgroups');
   });
 
+  test('flows: the agent records per-flow analytics and top shows a known flow exactly (never in the ledger)', async () => {
+    const [a] = tenants;
+    const port = 43700;
+    const sent = await udpBurst(a, internet, port, [111], 13);
+    type Top = { flows: Array<{ tenant: string; class: string; direction: string; protocol: string; src: string; dst: string; dport: number; packets: number; bytes: number }> };
+    let seen: Top['flows'][number] | undefined;
+    // The example policy exports flows every 5 s; the first export after the burst carries it.
+    for (let i = 0; i < 30 && seen?.packets !== sent.packets; i++) {
+      const top = await agent.call<Top>('GET', `/v1/flows/top?tenant=${a.name}&by=packets&since=5m&limit=1000`);
+      seen = top.flows.find((f) => f.dport === port && f.direction === 'egress');
+      if (seen?.packets !== sent.packets) await new Promise((r) => setTimeout(r, 500));
+    }
+    assert.deepEqual(
+      seen && { tenant: seen.tenant, class: seen.class, protocol: seen.protocol, src: seen.src, dst: seen.dst, packets: seen.packets, bytes: seen.bytes },
+      { tenant: a.name, class: 'internet', protocol: 'udp', src: a.ipv4, dst: internet.ipv4, packets: sent.packets, bytes: sent.ipBytes },
+    );
+    const cli = await runCli(['--socket', agent.socket, 'top', '--tenant', a.name, '--json']);
+    assert.equal(cli.code, 0, cli.stderr);
+    assert.ok((JSON.parse(cli.stdout) as Top).flows.some((f) => f.dport === port), 'tollgate top --json lists the flow');
+  });
+
   test('AF_PACKET TX ring (trafgen, non-linear skbs), IPv4 and IPv6: exact', async () => {
     const truth: Truth = new Map();
     const beforeUsage = await flushedUsage(agent);

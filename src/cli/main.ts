@@ -39,8 +39,9 @@ program
   .option('--listen <host:port>', 'also serve the API and /metrics on this loopback TCP address')
   .option('--max-tenants <n>', 'size of the tenant counter array', positiveInt('--max-tenants', 1 << 20))
   .option('--max-classes <n>', 'traffic-class capacity of the counter array (class ids are never reused)', positiveInt('--max-classes', 256))
+  .option('--flows-db <file>', 'flow analytics store, when metering.flows is enabled (default: flows.db next to the ledger)')
   .addOption(new Option('--log-level <level>', 'log level').choices(['debug', 'info', 'warn', 'error']).default('info'))
-  .action(async (o: { config: string; db: string; pinRoot: string; interval?: string; netns?: string; listen?: string; maxTenants?: number; maxClasses?: number; logLevel: string }) => {
+  .action(async (o: { config: string; db: string; pinRoot: string; interval?: string; netns?: string; listen?: string; maxTenants?: number; maxClasses?: number; flowsDb?: string; logLevel: string }) => {
     const { startAgent } = await import('../daemon/agent.js');
     const logger = pino({ name: 'tollgate', level: o.logLevel });
     const agent = await startAgent({ ...o, socket: socket(), logger });

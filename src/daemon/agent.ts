@@ -2,13 +2,14 @@
 // counters -> ledger, metrics, API.
 import { connect } from 'node:net';
 import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { ensureBpffs, ifindexOf, withNetns } from '../kernel/index.js';
 import { compileMetering, DEFAULT_CLASS, loadPolicyFile, notYetEnforced, parseDuration, type Policy } from '../policy/index.js';
 import { DEFAULT_CLASS_ID, Ledger } from '../store/index.js';
 import { MeteringDatapath } from '../metering/datapath.js';
 import { Exporter } from '../metering/exporter.js';
+import { FlowRecorder } from '../flows/index.js';
 import { cgroupTenants, sameCgroupTenants } from '../metering/cgroup-tenants.js';
 import { meteringMetrics } from '../metrics/metering.js';
 import type { FastifyInstance } from 'fastify';
@@ -29,6 +30,8 @@ export interface AgentOptions {
   maxTenants?: number;
   /** Class capacity of the counter array (class ids below it). */
   maxClasses?: number;
+  /** Flow store (analytics, docs/flows.md); default flows.db next to the ledger. */
+  flowsDb?: string;
   logger?: Logger;
 }
 
@@ -131,12 +134,15 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, unlock
   const names = new Map<number, string>();
   const tenantName = (id: number): string => names.get(id) ?? `tenant-id-${id}`;
 
-  const datapath = MeteringDatapath.open({ pinRoot: opts.pinRoot, maxTenants: opts.maxTenants, maxClasses: opts.maxClasses });
+  const datapath = MeteringDatapath.open({
+    pinRoot: opts.pinRoot, maxTenants: opts.maxTenants, maxClasses: opts.maxClasses, maxFlows: policy.metering.flows.maxFlows,
+  });
   /** Billable flag and name of every class id any applied policy defined (the latest policy wins). */
   const billable = new Map<number, boolean>();
   const classNames = new Map<number, string>();
   let liveClasses: ReadonlyArray<{ name: string; billable: boolean }> = [];
   let exporter: Exporter | undefined;
+  let recorder: FlowRecorder | undefined;
   const apps: FastifyInstance[] = [];
 
   /**
@@ -181,10 +187,26 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, unlock
 
   try {
     const first = apply(policy);
+    const flows = new FlowRecorder(datapath, opts.flowsDb ?? join(dirname(opts.db), 'flows.db'), {
+      onExport(r) {
+        metrics.flowExportDuration.observe(r.durationMs / 1000);
+        log.debug({ flows: r.flows, live: r.live, ms: r.durationMs }, 'flows exported');
+      },
+      onError(err) {
+        log.error({ err }, 'flow export failed; the next interval catches up (billing is not affected)');
+      },
+    });
+    recorder = flows;
+    const applyFlows = async (doc: Policy): Promise<void> => {
+      const f = doc.metering.flows;
+      if (f.maxFlows !== datapath.maxFlows) log.warn({ maxFlows: f.maxFlows, current: datapath.maxFlows }, 'metering.flows.maxFlows takes effect when the agent restarts');
+      await flows.apply({ enabled: f.enabled, intervalMs: f.interval, retentionMs: f.retention, maxStoreBytes: f.maxStoreBytes });
+    };
     const metrics = meteringMetrics(datapath, {
       tenant: tenantName,
       class: (id) => classNames.get(id) ?? `class-id-${id}`,
       classes: () => liveClasses,
+      flows: () => flows.last,
     });
     exporter = new Exporter(datapath, ledger, intervalMs, (id) => billable.get(id) ?? true, {
       onExport(r) {
@@ -202,10 +224,14 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, unlock
     const reload = async (): Promise<ReloadResult> => {
       const doc = loadPolicyFile(opts.config); // a bad document throws here and nothing changes
       const r = apply(doc);
+      await applyFlows(doc);
       log.info({ ...r }, 'policy reloaded');
       return r;
     };
     const ctx: AgentContext = {
+      get flows() {
+        return flows.store;
+      },
       ledger,
       exporter: exp,
       reload,
@@ -222,6 +248,11 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, unlock
         lastExport: exp.last ? { at: exp.last.at.toISOString(), rows: exp.last.rows, durationMs: exp.last.durationMs } : null,
         exportFailures: exp.failures,
         reasons: datapath.readReasons(),
+        flows: {
+          enabled: datapath.flowsEnabled(),
+          lastExport: flows.last ? { at: flows.last.at, flows: flows.last.flows, live: flows.last.live, evicted: flows.last.evicted, durationMs: flows.last.durationMs } : null,
+          exportFailures: flows.failures,
+        },
       }),
     };
     // One server per listener: the unix socket for the CLI, loopback TCP for Prometheus.
@@ -247,6 +278,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, unlock
     }, CGROUP_RESCAN_MS);
     rescan.unref();
     await exp.exportNow(); // opens the interval: first checkpoint right away
+    await applyFlows(policy);
     log.info({ socket: opts.socket, intervalMs, tenants: first.tenants }, 'agent running');
 
     let resolveDone!: () => void;
@@ -255,6 +287,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, unlock
     const stop = (): Promise<void> => {
       stopping ??= (async () => {
         clearInterval(rescan);
+        await flows.stop(); // the kernel keeps recording flows for the next agent, like the counters
         await exp.stop();
         try {
           await exp.exportNow(); // the final partial interval
@@ -273,6 +306,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, unlock
   } catch (err) {
     for (const a of apps) await a.close().catch(() => undefined);
     await exporter?.stop();
+    await recorder?.stop();
     datapath.close();
     ledger.close();
     throw err;

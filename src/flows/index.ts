@@ -3,6 +3,7 @@
 export { evictedFlows, FLOW_COUNTER_INDEX, type FlowCounters } from './counters.js';
 export { FlowTracker, type FlowInterval, type ResumePoint } from './delta.js';
 export { FlowExporter, type FlowExportResult, type FlowExporterEvents, type FlowSource } from './exporter.js';
+export { FlowRecorder, type FlowSettings, type FlowSwitch } from './recorder.js';
 export { decodeFlowKey, monotonicNs, snapshotFromEntries, type FlowDirection, type FlowKey, type FlowSnapshot } from './snapshot.js';
 export {
   FlowStore, FLOW_STORE_APPLICATION_ID, DEFAULT_MAX_BYTES, DEFAULT_RETENTION_MS,

@@ -11,7 +11,7 @@ import type { MeteringPlan } from '../policy/index.js';
 import { PolicyMaps } from './policy-maps.js';
 import { bpfObjectPath } from '../paths.js';
 import { FLOW_COUNTER_INDEX, type FlowCounters } from '../flows/counters.js';
-import { monotonicNs, snapshotFromEntries, type FlowSnapshot } from '../flows/snapshot.js';
+import { monotonicNs, type FlowSnapshot } from '../flows/snapshot.js';
 
 /** Maps that carry state across agent restarts and are therefore pinned. */
 const PINNED_MAPS = [
@@ -382,9 +382,9 @@ export class MeteringDatapath {
   readFlows(): FlowSnapshot {
     const map = this.obj.map('tg_flows');
     const startNs = monotonicNs();
-    const entries = map.lookupBatch();
+    const packed = map.lookupBatchPacked();
     const endNs = monotonicNs();
-    return snapshotFromEntries(entries, { mapId: map.id, startNs, endNs, at: new Date() });
+    return { ...packed, mapId: map.id, startNs, endNs, at: new Date() };
   }
 
   /** tg_flow_stats summed over CPUs, since the flow map was created. */

@@ -6,10 +6,12 @@
 // class (tollgate_class_billable) and one per map (fill level).
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { MeteringDatapath } from '../metering/datapath.js';
+import type { FlowExportResult } from '../flows/index.js';
 
 export interface MeteringMetrics {
   registry: Registry;
   exportDuration: Histogram;
+  flowExportDuration: Histogram;
   exportFailures: Counter;
   ledgerRows: Counter;
 }
@@ -19,6 +21,8 @@ export interface MeteringNames {
   class(id: number): string;
   /** Every class of the live policy with its billable flag. */
   classes(): ReadonlyArray<{ name: string; billable: boolean }>;
+  /** The last flow export, while flows are recorded. */
+  flows(): FlowExportResult | undefined;
 }
 
 export function meteringMetrics(datapath: MeteringDatapath, names: MeteringNames): MeteringMetrics {
@@ -88,7 +92,37 @@ export function meteringMetrics(datapath: MeteringDatapath, names: MeteringNames
     buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
     registers: [registry],
   });
+  // Flows (analytics): as of the last flow export, absent while flows are off.
+  const flowGauge = (name: string, help: string, value: (r: FlowExportResult) => number | bigint) =>
+    new Gauge({
+      name, help, registers: [registry],
+      collect() {
+        this.reset();
+        const r = names.flows();
+        if (r) this.set(Number(value(r)));
+      },
+    });
+  flowGauge('tollgate_flows_live', 'Flows in the kernel flow table at the last flow export', (r) => r.live);
+  flowGauge('tollgate_flows_capacity', 'Capacity of the kernel flow table', (r) => r.capacity);
+  flowGauge('tollgate_flows_evicted_total', 'Flows the kernel LRU evicted (inserted minus live), since the flow table was created', (r) => r.evicted);
+  new Gauge({
+    name: 'tollgate_flow_packets_total',
+    help: 'Packets by flow-table outcome (updated, inserted, insert_failed, lookup_failed, no_addr, frag_no_ports), as of the last flow export',
+    labelNames: ['outcome'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const r = names.flows();
+      if (r) for (const [k, v] of Object.entries(r.counters)) this.set({ outcome: k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`) }, Number(v));
+    },
+  });
+  const flowExportDuration = new Histogram({
+    name: 'tollgate_flow_export_duration_seconds',
+    help: 'Time to read the flow table, diff it and store the interval',
+    buckets: [0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10],
+    registers: [registry],
+  });
   const exportFailures = new Counter({ name: 'tollgate_export_failures_total', help: 'Exports that failed (nothing was committed; the next one catches up)', registers: [registry] });
   const ledgerRows = new Counter({ name: 'tollgate_ledger_rows_total', help: 'Usage rows committed to the ledger', registers: [registry] });
-  return { registry, exportDuration, exportFailures, ledgerRows };
+  return { registry, exportDuration, flowExportDuration, exportFailures, ledgerRows };
 }

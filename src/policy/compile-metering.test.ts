@@ -90,7 +90,7 @@ test('two tenant interfaces that resolve to one ifindex are an error', () => {
 
 test('a generation may use at most half of a map', () => {
   const cidrs = Array.from({ length: 32_769 }, (_, i) => `198.${18 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}/32`);
-  const policy: Policy = { version: 1, metering: { interval: 10_000, interfaces: [] }, tenants: [{ name: 'big', selectors: { cidrs, cgroups: [], interfaces: [] }, labels: {} }] };
+  const policy: Policy = { ...parsePolicy('version: 1\n'), tenants: [{ name: 'big', selectors: { cidrs, cgroups: [], interfaces: [] }, labels: {} }] };
   assert.throws(() => compileMetering(policy, ctx({ tenantIds: new Map([['big', 1]]) })), /32769 IPv4 prefixes; at most 32768 fit one generation/);
   policy.tenants[0].selectors.cidrs = cidrs.slice(1);
   assert.equal(compileMetering(policy, ctx({ tenantIds: new Map([['big', 1]]) })).v4.length, 32_768);

@@ -67,7 +67,11 @@ test('the documented example parses and normalises', () => {
 
 test('a minimal document gets defaults and leaves reserved sections undefined', () => {
   const p = parsePolicy('version: 1\n');
-  assert.deepEqual(p, { version: 1, metering: { interval: 10_000, interfaces: [] }, tenants: [] });
+  assert.deepEqual(p, {
+    version: 1,
+    metering: { interval: 10_000, interfaces: [], flows: { enabled: false, maxFlows: 65_536, interval: 60_000, retention: 3_600_000, maxStoreBytes: 256 * 1024 * 1024 } },
+    tenants: [],
+  });
   assert.deepEqual(notYetEnforced(p), []);
   const q = parsePolicy('version: 1\ntenants:\n  - name: a\n    selectors: { interfaces: [veth-a] }\n');
   assert.deepEqual(q.tenants[0], { name: 'a', selectors: { cidrs: [], cgroups: [], interfaces: ['veth-a'] }, labels: {} });
@@ -342,3 +346,15 @@ classes: [{ name: x, billable: yes, match: { protocols: [256] } }]
     ],
   );
 });
+
+test('metering.flows: bad values name the field', () => {
+  expectIssues('version: 1\nmetering:\n  flows: { enabled: yes, maxFlows: 10 }\n', [
+    ['metering.flows.enabled', 3, 21, /expected a boolean/],
+    ['metering.flows.maxFlows', 3, 36, />=1024|at least|too small/i],
+  ]);
+  expectIssues('version: 1\nmetering:\n  flows: { interval: 500ms, bogus: 1 }\n', [
+    ['metering.flows.interval', 3, 22, /at least 1s/],
+    ['metering.flows.bogus', 3, 29, /unknown key "bogus"; allowed keys: enabled, maxFlows/],
+  ]);
+});
+

@@ -139,6 +139,16 @@ const direction = z.enum(['ingress', 'egress', 'both']);
 
 export const ATTACH_MODES = ['tc', 'xdp-generic', 'xdp-native'] as const;
 
+/** Per-flow analytics (docs/flows.md); never billing. */
+const flowsSchema = z.strictObject({
+  enabled: z.boolean().default(false),
+  /** Capacity of the kernel's flow LRU, preallocated; takes effect when the agent starts. */
+  maxFlows: z.number().int().min(1024).max(16_777_216).default(65_536),
+  interval: duration.refine((ms) => ms >= 1000, { message: 'must be at least 1s' }).default(60_000),
+  retention: duration.refine((ms) => ms >= 1000, { message: 'must be at least 1s' }).default(3_600_000),
+  maxStoreBytes: size.refine((b) => b >= 1 << 20, { message: 'must be at least 1MiB' }).default(256 * 1024 * 1024),
+});
+
 const meteringSchema = z.strictObject({
   interval: duration
     .refine((ms) => ms >= 1000, { message: 'must be at least 1s' })
@@ -146,6 +156,7 @@ const meteringSchema = z.strictObject({
   interfaces: z
     .array(z.strictObject({ name: ifname, mode: z.enum(ATTACH_MODES).default('tc') }))
     .default([]),
+  flows: flowsSchema.prefault({}),
 });
 
 // ---- tenants --------------------------------------------------------------
