@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { TOP_ORDERS, type FlowTop, type TopQuery } from '../flows/index.js';
 import { PROTOCOLS } from '../policy/index.js';
-import { ApiError } from './errors.js';
+import { ApiError, parseQuery } from './errors.js';
 import { parseTime } from './metering.js';
 import type { AgentContext } from './server.js';
 
@@ -29,13 +29,7 @@ const protocolNames = new Map<number, string>(Object.entries(PROTOCOLS).map(([na
 
 export function flowRoutes(app: FastifyInstance, ctx: AgentContext): void {
   app.get('/v1/flows/top', async (req) => {
-    const parsed = topQuery.safeParse(req.query);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      const field = issue.path.join('.') || (issue.code === 'unrecognized_keys' ? issue.keys.join(',') : 'query');
-      throw new ApiError('BAD_REQUEST', `${field}: ${issue.message}`, field);
-    }
-    const q = parsed.data;
+    const q = parseQuery(topQuery, req.query);
     if (!ctx.flows) throw new ApiError('NOT_FOUND', 'this agent records no flows (metering.flows.enabled is off)');
     const tenants = new Map(ctx.ledger.tenants().map((t) => [t.id, t.name]));
     const classes = new Map(ctx.ledger.classes().map((c) => [c.id, c.name]));

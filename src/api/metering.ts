@@ -3,7 +3,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { LedgerError, USAGE_GROUPINGS } from '../store/index.js';
-import { ApiError } from './errors.js';
+import { ApiError, parseQuery } from './errors.js';
 import type { AgentContext } from './server.js';
 
 const usageQuery = z.object({
@@ -41,13 +41,7 @@ function query<T>(fn: () => T): T {
 
 export function meteringRoutes(app: FastifyInstance, ctx: AgentContext): void {
   app.get('/v1/usage', async (req) => {
-    const parsed = usageQuery.safeParse(req.query);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      const field = issue.path.join('.') || (issue.code === 'unrecognized_keys' ? issue.keys.join(',') : 'query');
-      throw new ApiError('BAD_REQUEST', `${field}: ${issue.message}`, field);
-    }
-    const q = parsed.data;
+    const q = parseQuery(usageQuery, req.query);
     const by = q.by ?? 'tenant-class';
     const since = q.since ? parseTime(q.since, 'since') : undefined;
     const until = q.until ? parseTime(q.until, 'until') : undefined;
