@@ -483,6 +483,41 @@ static __always_inline void account(void *ctx, enum pkt_ctx_kind kind, struct pk
 	bump_flow_stat(record_flow(p, tenant, dir, cls));
 }
 
+/*
+ * account() behind global (non-static) functions: the verifier checks a
+ * global function once, on its own, instead of once for every path through
+ * the parser that reaches it; with classes and flows inlined, that path
+ * product made each tc program take over a second to load. The price: the
+ * function may assume nothing about *p, so every use of its fields must be
+ * safe for any value (they are: map keys, helper offsets, array indexes
+ * checked by the map). One per context type, since XDP and skb programs read
+ * packets with different helpers; cgroup_skb shares the skb one (its L4
+ * offsets are relative to the IP header, which is where its data starts).
+ */
+/* What a hook decided, handed to the accounting (BPF calls take at most five arguments). */
+struct attribution {
+	__u32 tenant;
+	__u32 dir;
+	__u32 why;              /* enum tg_meter_reason */
+	__u32 unattributed_dir; /* tenant 0's direction when the tenant id is unusable */
+	__u32 gen;
+	__u32 flags;            /* tg_meter_config.flags */
+};
+
+__noinline int tg_account_skb(struct __sk_buff *skb, struct pkt_meta *p, const struct attribution *a)
+{
+	if (p && a)
+		account(skb, TG_CTX_SKB, p, a->tenant, a->dir, a->why, a->unattributed_dir, a->gen, a->flags);
+	return 0;
+}
+
+__noinline int tg_account_xdp(struct xdp_md *ctx, struct pkt_meta *p, const struct attribution *a)
+{
+	if (p && a)
+		account(ctx, TG_CTX_XDP, p, a->tenant, a->dir, a->why, a->unattributed_dir, a->gen, a->flags);
+	return 0;
+}
+
 static __always_inline void meter(void *ctx, enum pkt_ctx_kind kind, enum tg_hook hook, __u32 ifindex)
 {
 	/* Direction of traffic at this hook when it is the owning tenant's. */
@@ -527,7 +562,14 @@ static __always_inline void meter(void *ctx, enum pkt_ctx_kind kind, enum tg_hoo
 		else
 			dir = from_tenant;
 	}
-	account(ctx, kind, &p, tenant, dir, why, from_tenant, gen, cfg ? cfg->flags : 0);
+	struct attribution a = {
+		.tenant = tenant, .dir = dir, .why = why, .unattributed_dir = from_tenant, .gen = gen, .flags = cfg ? cfg->flags : 0,
+	};
+
+	if (kind == TG_CTX_XDP)
+		tg_account_xdp(ctx, &p, &a);
+	else
+		tg_account_skb(ctx, &p, &a);
 }
 
 SEC("tc")
@@ -642,8 +684,12 @@ static __always_inline void meter_cgroup(struct __sk_buff *skb, __u32 dir)
 	tg_parse_l3(skb, &p, false);
 	note_packet(&p);
 	tenant = tenant_by_cgroup(skb, cfg->generation);
-	account(skb, TG_CTX_L3, &p, tenant, dir, tenant ? TG_REASON_BY_CGROUP : TG_REASON_UNATTRIBUTED, dir,
-		cfg->generation, cfg->flags);
+	struct attribution a = {
+		.tenant = tenant, .dir = dir, .why = tenant ? TG_REASON_BY_CGROUP : TG_REASON_UNATTRIBUTED,
+		.unattributed_dir = dir, .gen = cfg->generation, .flags = cfg->flags,
+	};
+
+	tg_account_skb(skb, &p, &a);
 }
 
 SEC("cgroup_skb/ingress")
