@@ -24,9 +24,14 @@ function holder(file: string): number | undefined {
 }
 
 /** Takes the lock for pinRoot or throws naming the agent that holds it; returns the release function. */
+/** The pid file guarding pinRoot. */
+export function lockFile(pinRoot: string, dir = LOCK_DIR): string {
+  return join(dir, `${pinRoot.replace(/[^A-Za-z0-9._-]/g, '_')}.pid`);
+}
+
 export function lockPinRoot(pinRoot: string, dir = LOCK_DIR): () => void {
   mkdirSync(dir, { recursive: true });
-  const file = join(dir, `${pinRoot.replace(/[^A-Za-z0-9._-]/g, '_')}.pid`);
+  const file = lockFile(pinRoot, dir);
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       writeFileSync(file, `${process.pid}\n`, { flag: 'wx' });

@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { packageRoot } from '../../src/paths.js';
 import { callAgent } from '../../src/api/client.js';
 import { removePins } from '../../src/kernel/index.js';
+import { lockFile } from '../../src/daemon/lock.js';
 
 export const cliEntry = join(packageRoot, 'src', 'cli', 'main.ts');
 
@@ -33,6 +34,8 @@ export interface StartAgentOptions {
   /** Reuse the ledger and socket of an earlier agent (a restart). */
   dir?: string;
   extraArgs?: string[];
+  /** Extra environment for the agent (e.g. TOLLGATE_TEST_FAULT). */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** Runs the CLI once and returns stdout (throws with stderr on failure). */
@@ -55,7 +58,7 @@ export async function startAgentProcess(o: StartAgentOptions): Promise<AgentProc
   const args = ['--import', 'tsx', cliEntry, '--socket', socket, 'agent', '--config', o.config, '--db', db,
     '--pin-root', o.pinRoot, '--interval', o.interval ?? '1s', '--log-level', 'warn', ...(o.netns ? ['--netns', o.netns] : []),
     ...(o.extraArgs ?? [])];
-  const child = spawn(process.execPath, args, { cwd: packageRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, args, { cwd: packageRoot, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env } });
   let out = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (out += d));
@@ -63,7 +66,7 @@ export async function startAgentProcess(o: StartAgentOptions): Promise<AgentProc
   const call = <T>(method: 'GET' | 'POST', path: string) => callAgent<T>(socket, method, path);
   const deadline = Date.now() + 30_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`agent exited with ${child.exitCode} before serving:\n${out}`);
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`agent exited with ${child.exitCode ?? child.signalCode} before serving:\n${out}`);
     try {
       await call('GET', '/v1/health');
       break;
@@ -98,6 +101,7 @@ export async function startAgentProcess(o: StartAgentOptions): Promise<AgentProc
 
 export function cleanupAgentDir(a: Pick<AgentProcess, 'dir' | 'pinRoot'>): void {
   rmSync(a.dir, { recursive: true, force: true });
+  rmSync(lockFile(a.pinRoot), { force: true }); // left behind by a killed agent
   removePins(a.pinRoot);
 }
 
