@@ -382,7 +382,7 @@ export class MeteringDatapath {
   readFlows(): FlowSnapshot {
     const map = this.obj.map('tg_flows');
     const startNs = monotonicNs();
-    const packed = map.lookupBatchPacked();
+    const packed = map.lookupBatchPacked({ chunk: 65_536 });
     const endNs = monotonicNs();
     return { ...packed, mapId: map.id, startNs, endNs, at: new Date() };
   }
