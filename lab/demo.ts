@@ -119,7 +119,7 @@ try {
   const second = await usage('tenant-class');
   console.log(table(['TENANT', 'CLASS', 'BILLABLE', 'DIRECTION', 'PACKETS', 'BYTES', ''],
     second.map((r) => [r.tenant, r.class ?? '', r.billable ? 'yes' : 'no', r.direction, r.packets, r.bytes, humanBytes(r.bytes)])));
-  console.log(`\ntry:  npx tollgate --socket ${socket} usage --json\n      npx tollgate --socket ${socket} status`);
+  console.log(`\ntry:  npx tollgate --socket ${socket} usage --json\n      npx tollgate --socket ${socket} top      (flows, exported every 5 s)\n      npx tollgate --socket ${socket} status`);
 
   if (duration === Infinity) {
     step('running: Ctrl-C tears everything down');
