@@ -83,6 +83,10 @@ async function usageApi(): Promise<{ socket: string; close(): Promise<void> }> {
       { tenantId: alpha, classId: mgmt, direction: 'egress', billable: false, packets: 2n, bytes: 120n },
       { tenantId: beta, classId: 0, direction: 'ingress', billable: true, packets: 1n, bytes: 60n },
     ],
+    containers: [
+      { slot: 1, containerId: '3f2a9c', runtime: 'containerd', tenantId: alpha, direction: 'egress', packets: 5n, bytes: 4_000_000_000_243n },
+      { slot: 2, containerId: 'web-1', runtime: 'docker', tenantId: beta, direction: 'ingress', packets: 1n, bytes: 60n },
+    ],
   });
   const exporter = { exportNow: async () => assert.fail('not used') } as unknown as Exporter;
   const app = buildApi({ ledger, exporter, registry: new Registry(), status: () => ({}), reload: async () => ({}) });
@@ -112,6 +116,33 @@ test('usage prints a table per tenant and class by default', async (t) => {
   assert.equal(byTenant.code, 0, byTenant.stderr);
   assert.match(byTenant.stdout, /^TENANT\s+DIRECTION\s+PACKETS\s+BYTES\s+BILLABLE PACKETS\s+BILLABLE BYTES\s+LAST\n/);
   assert.match(byTenant.stdout, /\nalpha\s+egress\s+5\s+4000000000243\s+4\.0 TB\s+3\s+4000000000123\s+2026/);
+});
+
+test('usage --by container prints a table per tenant, container, runtime and direction, and --json/--csv', async (t) => {
+  const api = await usageApi();
+  t.after(() => api.close());
+  const r = await runCli(['--socket', api.socket, 'usage', '--by', 'container']);
+  assert.equal(r.code, 0, r.stderr);
+  const [header, , ...rows] = r.stdout.trimEnd().split('\n');
+  assert.match(header, /^TENANT\s+CONTAINER\s+RUNTIME\s+DIRECTION\s+PACKETS\s+BYTES\s+LAST$/);
+  assert.equal(rows.length, 2);
+  assert.match(rows[0], /^alpha\s+3f2a9c\s+containerd\s+egress\s+5\s+4000000000243\s+4\.0 TB\s+2026-11-25T10:00:10\.000Z$/);
+  assert.match(rows[1], /^beta, "east"\s+web-1\s+docker\s+ingress\s+1\s+60\s+60 B\s+2026/);
+
+  const json = await runCli(['--socket', api.socket, 'usage', '--by', 'container', '--tenant', 'alpha', '--json']);
+  assert.equal(json.code, 0, json.stderr);
+  assert.deepEqual(JSON.parse(json.stdout), [
+    { tenant: 'alpha', container: '3f2a9c', runtime: 'containerd', direction: 'egress', packets: 5, bytes: 4000000000243, first: '2026-11-25T10:00:00.000Z', last: '2026-11-25T10:00:10.000Z' },
+  ]);
+  const csvOut = await runCli(['--socket', api.socket, 'usage', '--by', 'container', '--csv']);
+  assert.equal(csvOut.code, 0, csvOut.stderr);
+  const span = '2026-11-25T10:00:00.000Z,2026-11-25T10:00:10.000Z';
+  assert.equal(
+    csvOut.stdout,
+    'tenant,container,runtime,direction,packets,bytes,first,last\r\n' +
+      `alpha,3f2a9c,containerd,egress,5,4000000000243,${span}\r\n` +
+      `"beta, ""east""",web-1,docker,ingress,1,60,${span}\r\n`,
+  );
 });
 
 test('usage --json prints the rows with exact integers', async (t) => {
@@ -158,6 +189,7 @@ test('usage errors name the flag and print nothing', async (t) => {
   for (const [args, message] of [
     [['--by', 'direction'], /--by/],
     [['--class', 'video'], /^tollgate: --class: no class named "video"$/m],
+    [['--by', 'container', '--class', 'mgmt'], /^tollgate: --class: container usage has no traffic class/m],
     [['--tenant', 'gamma'], /^tollgate: --tenant: no tenant named "gamma"$/m],
     [['--since', 'yesterday'], /^tollgate: --since: "yesterday" is neither/m],
     [['--since', '1h', '--until', '2h'], /^tollgate: --until: must not be before since/m],

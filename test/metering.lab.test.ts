@@ -139,6 +139,35 @@ describe('metering in the lab (agent + ledger + API)', { concurrency: false }, (
     assertExact(usageDelta(before, await flushedClassUsage(agent)), truth, 'cgroups');
   });
 
+  test('containers: a runtime-named cgroup below a tenant gets its own row in the per-container breakdown', async () => {
+    const [a] = tenants;
+    const id = 'c0ffee'.padEnd(64, '0');
+    const scope = join(a.cgroup!, `docker-${id}.scope`);
+    mkdirSync(scope);
+    try {
+      // The agent rescans cgroups every second and gives the new container a counter slot.
+      await new Promise((r) => setTimeout(r, 3000));
+      type Row = { tenant: string; container: string; runtime: string; direction: string; packets: number; bytes: number };
+      const rows = async () => (await agent.call<{ rows: Row[] }>('GET', '/v1/usage?by=container')).rows.filter((r) => r.container === id);
+      const before = await (async () => { await agent.call('POST', '/v1/flush'); return rows(); })();
+      const beforeUsage = await flushedClassUsage(agent);
+      const onHost = { ...a, netns: topo.hostNetns };
+      const sent = await udpBurst(onHost, internet, 43650, [90, 300], 4, { cgroup: scope });
+      await agent.call('POST', '/v1/flush');
+      const after = await rows();
+      const sum = (rs: Row[]) => rs.reduce((t, r) => ({ packets: t.packets + r.packets, bytes: t.bytes + r.bytes }), { packets: 0, bytes: 0 });
+      const d = { packets: sum(after).packets - sum(before).packets, bytes: sum(after).bytes - sum(before).bytes };
+      assert.deepEqual(d, { packets: sent.packets, bytes: sent.ipBytes }, 'the container row moved by exactly what it sent');
+      assert.ok(after.every((r) => r.tenant === a.name && r.runtime === 'docker' && r.direction === 'egress'), JSON.stringify(after));
+      // And the tenant is billed for it once, like any cgroup-attributed traffic.
+      const truth: Truth = new Map();
+      add(truth, `${a.name}/internet/egress`, sent.packets, sent.ipBytes);
+      assertExact(usageDelta(beforeUsage, await flushedClassUsage(agent)), truth, 'container traffic billed to its tenant');
+    } finally {
+      rmdirSync(scope);
+    }
+  });
+
   test('flows: the agent records per-flow analytics and top shows a known flow exactly (never in the ledger)', async () => {
     const [a] = tenants;
     const port = 43700;

@@ -47,6 +47,8 @@ enum tg_limits {
 	TG_MAX_CLASS_RULES = 32,
 	/* Cgroups tg_tenant_cgroup can map to tenants (both generations share it). */
 	TG_MAX_CGROUPS = 65536,
+	/* Per-container counter slots (tg_container_counters); slot 0 = no container. */
+	TG_MAX_CONTAINERS = 4096,
 	/* How far above a socket's cgroup the cgroup hooks look for a mapped
 	 * ancestor (a container's own sub-cgroups, pods under a tenant slice). */
 	TG_MAX_CGROUP_DEPTH = 16,
@@ -131,6 +133,13 @@ struct tg_cgroup_key {
 	__u32 pad;
 };
 _Static_assert(sizeof(struct tg_cgroup_key) == 16, "tg_cgroup_key size");
+
+/* Value of tg_tenant_cgroup: the tenant, and the container's counter slot (0 = not a container). */
+struct tg_cgroup_ref {
+	__u32 tenant_id;
+	__u32 container_slot;
+};
+_Static_assert(sizeof(struct tg_cgroup_ref) == 8, "tg_cgroup_ref size");
 
 /* LPM-trie keys. prefixlen counts the generation byte: 8 + address prefix. */
 struct tg_lpm_v4_key {

@@ -610,8 +610,21 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, TG_MAX_CGROUPS);
 	__type(key, struct tg_cgroup_key);
-	__type(value, struct tg_tenant_ref);
+	__type(value, struct tg_cgroup_ref);
 } tg_tenant_cgroup SEC(".maps");
+
+/*
+ * Per-container breakdown of cgroup-attributed traffic, indexed
+ * container_slot * TG_DIR_MAX + direction; like tg_meter_counters,
+ * preallocated, per-CPU and monotonic. Not billing truth: the billing
+ * counters above count the same packets per tenant and class.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TG_MAX_CONTAINERS * TG_DIR_MAX);
+	__type(key, __u32);
+	__type(value, struct tg_counter);
+} tg_container_counters SEC(".maps");
 
 #define TG_IFF_LOOPBACK 0x8
 
@@ -650,46 +663,60 @@ static __always_inline bool seen_by_interface_hook(struct __sk_buff *skb, const 
 	return metered && *metered;
 }
 
-/* Tenant of the socket's cgroup, or of its deepest mapped ancestor; 0 when none. */
-static __always_inline __u32 tenant_by_cgroup(struct __sk_buff *skb, __u32 gen)
+/* The entry of the socket's cgroup, or of its deepest mapped ancestor; NULL when none. */
+static __always_inline struct tg_cgroup_ref *cgroup_ref(struct __sk_buff *skb, __u32 gen)
 {
 	struct tg_cgroup_key k = { .cgroup_id = bpf_skb_cgroup_id(skb), .generation = gen };
-	struct tg_tenant_ref *ref;
+	struct tg_cgroup_ref *ref;
 	int level;
 
 	ref = bpf_map_lookup_elem(&tg_tenant_cgroup, &k);
 	if (ref)
-		return ref->tenant_id;
+		return ref;
 	for (level = TG_MAX_CGROUP_DEPTH - 1; level > 0; level--) {
 		k.cgroup_id = bpf_skb_ancestor_cgroup_id(skb, level);
 		if (!k.cgroup_id)
 			continue; /* the socket's cgroup is not that deep */
 		ref = bpf_map_lookup_elem(&tg_tenant_cgroup, &k);
 		if (ref)
-			return ref->tenant_id;
+			return ref;
 	}
-	return TG_TENANT_UNATTRIBUTED;
+	return NULL;
 }
 
 /* Attached at a parent cgroup: sees the traffic of every socket below it. */
 static __always_inline void meter_cgroup(struct __sk_buff *skb, __u32 dir)
 {
 	struct tg_meter_config *cfg;
+	struct tg_cgroup_ref *ref;
+	struct tg_counter *c;
 	struct pkt_meta p;
-	__u32 zero = 0, tenant;
+	__u32 zero = 0, tenant, idx;
 
 	cfg = bpf_map_lookup_elem(&tg_meter_config, &zero);
 	if (!cfg || seen_by_interface_hook(skb, cfg))
 		return;
 	tg_parse_l3(skb, &p, false);
 	note_packet(&p);
-	tenant = tenant_by_cgroup(skb, cfg->generation);
+	ref = cgroup_ref(skb, cfg->generation);
+	tenant = ref ? ref->tenant_id : TG_TENANT_UNATTRIBUTED;
 	struct attribution a = {
 		.tenant = tenant, .dir = dir, .why = tenant ? TG_REASON_BY_CGROUP : TG_REASON_UNATTRIBUTED,
 		.unattributed_dir = dir, .gen = cfg->generation, .flags = cfg->flags,
 	};
 
 	tg_account_skb(skb, &p, &a);
+	if (!ref || !ref->container_slot)
+		return;
+	/* The same packet again, in its container's row of the breakdown. */
+	idx = ref->container_slot * TG_DIR_MAX + dir;
+	c = bpf_map_lookup_elem(&tg_container_counters, &idx);
+	if (!c) {
+		bump_reason(TG_REASON_BAD_INDEX);
+		return;
+	}
+	c->packets += 1;
+	c->bytes += p.l3_bytes;
 }
 
 SEC("cgroup_skb/ingress")

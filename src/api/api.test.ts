@@ -25,6 +25,10 @@ function setup() {
       { tenantId: ids.get('alpha')!, classId: 0, direction: 'egress', billable: true, packets: 3n, bytes: 9_007_199_254_740_993n },
       { tenantId: ids.get('beta')!, classId: 0, direction: 'ingress', billable: true, packets: 1n, bytes: 60n },
     ],
+    containers: [
+      { slot: 1, containerId: 'c-alpha', runtime: 'containerd', tenantId: ids.get('alpha')!, direction: 'egress', packets: 3n, bytes: 9_007_199_254_740_993n },
+      { slot: 2, containerId: 'c-beta', runtime: 'docker', tenantId: ids.get('beta')!, direction: 'ingress', packets: 1n, bytes: 60n },
+    ],
   });
   ledger.recordInterval({
     epoch,
@@ -42,7 +46,9 @@ function setup() {
   return { app, exportsCount: () => exports, done: () => { ledger.close(); rmSync(dir, { recursive: true, force: true }); } };
 }
 
-type Row = { tenant?: string; class?: string; billable?: boolean; direction: string; packets: number; bytes: number; billableBytes?: number };
+type Row = {
+  tenant?: string; class?: string; billable?: boolean; container?: string; runtime?: string; direction: string; packets: number; bytes: number; billableBytes?: number;
+};
 
 async function usage(s: ReturnType<typeof setup>, query: string): Promise<{ by: string; rows: Row[] }> {
   const r = await s.app.inject({ method: 'GET', url: `/v1/usage${query}` });
@@ -95,6 +101,26 @@ test('GET /v1/usage groups by tenant or class and filters by class and time', as
   assert.deepEqual((await usage(s, '?until=2026-11-25T10:00:10Z')).rows, []);
 });
 
+test('GET /v1/usage?by=container returns usage per tenant, container, runtime and direction', async (t) => {
+  const s = setup();
+  t.after(s.done);
+  const r = await s.app.inject({ method: 'GET', url: '/v1/usage?by=container' });
+  assert.equal(r.statusCode, 200, r.body);
+  assert.match(r.body, /"bytes":9007199254740993/);
+  const body = JSON.parse(r.body) as { by: string; rows: Array<Row & { first: string; last: string }> };
+  assert.equal(body.by, 'container');
+  assert.deepEqual(Object.keys(body.rows[0]), ['tenant', 'container', 'runtime', 'direction', 'packets', 'bytes', 'first', 'last']);
+  assert.deepEqual(
+    body.rows.map((x) => [x.tenant, x.container, x.runtime, x.direction, x.packets, x.first, x.last]),
+    [
+      ['alpha', 'c-alpha', 'containerd', 'egress', 3, '2026-11-25T10:00:00.000Z', '2026-11-25T10:00:10.000Z'],
+      ['beta', 'c-beta', 'docker', 'ingress', 1, '2026-11-25T10:00:00.000Z', '2026-11-25T10:00:10.000Z'],
+    ],
+  );
+  assert.deepEqual((await usage(s, '?by=container&tenant=beta')).rows.map((x) => x.container), ['c-beta']);
+  assert.deepEqual((await usage(s, '?by=container&since=2026-11-25T10:00:11Z')).rows, []);
+});
+
 test('GET /v1/classes lists the issued classes', async (t) => {
   const s = setup();
   t.after(s.done);
@@ -115,6 +141,8 @@ test('bad queries name the field and change nothing', async (t) => {
     ['/v1/usage?class=', 400, 'class'],
     ['/v1/usage?by=direction', 400, 'by'],
     ['/v1/usage?by=tenant&by=class', 400, 'by'],
+    ['/v1/usage?by=container&class=mgmt', 400, 'class'],
+    ['/v1/usage?by=container&tenant=nobody', 404, 'tenant'],
     ['/v1/usage?tenat=alpha', 400, 'tenat'],
   ] as const) {
     const r = await s.app.inject({ method: 'GET', url });

@@ -69,7 +69,7 @@ program
 
 /** A row of GET /v1/usage; which fields it has depends on the grouping. */
 type UsageApiRow = {
-  tenant?: string; class?: string; billable?: boolean; direction: string; packets: number; bytes: number;
+  tenant?: string; class?: string; billable?: boolean; container?: string; runtime?: string; direction: string; packets: number; bytes: number;
   billablePackets?: number; billableBytes?: number; first: string | null; last: string | null;
 };
 
@@ -78,6 +78,7 @@ const USAGE_FIELDS: Record<UsageGrouping, Array<keyof UsageApiRow>> = {
   'tenant-class': ['tenant', 'class', 'billable', 'direction', 'packets', 'bytes', 'first', 'last'],
   tenant: ['tenant', 'direction', 'packets', 'bytes', 'billablePackets', 'billableBytes', 'first', 'last'],
   class: ['class', 'billable', 'direction', 'packets', 'bytes', 'first', 'last'],
+  container: ['tenant', 'container', 'runtime', 'direction', 'packets', 'bytes', 'first', 'last'],
 };
 
 /** The usage table for people: no FIRST, billable as yes/no, human bytes after BYTES. */
@@ -105,10 +106,10 @@ function flagError(err: unknown, flags: readonly string[]): unknown {
 
 program
   .command('usage')
-  .description('metered usage per tenant, traffic class and direction (seen from the tenant), from the ledger')
+  .description('metered usage per tenant, traffic class and direction (seen from the tenant), or per container, from the ledger')
   .option('--tenant <name>', 'only this tenant')
-  .option('--class <name>', 'only this traffic class')
-  .addOption(new Option('--by <grouping>', 'tenant-class: per tenant and class; tenant: summed over classes, with the billable part; class: summed over tenants')
+  .option('--class <name>', 'only this traffic class (not with --by container)')
+  .addOption(new Option('--by <grouping>', 'tenant-class: per tenant and class; tenant: summed over classes, with the billable part; class: summed over tenants; container: per container, runtime and tenant')
     .choices(Object.keys(USAGE_FIELDS)).default('tenant-class'))
   .option('--since <time>', 'ISO time or age (15m, 2h, 7d); rows whose interval ended at or after it')
   .option('--until <time>', 'ISO time or age; rows whose interval ended before it')

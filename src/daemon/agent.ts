@@ -10,7 +10,8 @@ import { DEFAULT_CLASS_ID, Ledger } from '../store/index.js';
 import { MeteringDatapath } from '../metering/datapath.js';
 import { Exporter } from '../metering/exporter.js';
 import { FlowRecorder } from '../flows/index.js';
-import { cgroupTenants, sameCgroupTenants } from '../metering/cgroup-tenants.js';
+import { cgroupTenants, sameCgroupTenants, type CgroupTenants } from '../metering/cgroup-tenants.js';
+import { ContainerSlots } from '../metering/container-slots.js';
 import { meteringMetrics } from '../metrics/metering.js';
 import type { FastifyInstance } from 'fastify';
 import { buildApi, listenUnix, type AgentContext } from '../api/server.js';
@@ -152,12 +153,15 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, unlock
    * nothing, not even the ledger's tenant and class lists: it is compiled
    * once with provisional ids before any id is handed out.
    */
-  let live: { doc: Policy; cgroups: Map<bigint, string> } | undefined;
+  const slots = ContainerSlots.open(join(dirname(opts.db), 'container-slots.json'), datapath.counterId());
+  let live: { doc: Policy; cgroups: CgroupTenants } | undefined;
   const apply = (doc: Policy, cgroups = cgroupTenants(doc)): ReloadResult => {
+    const assigned = slots.assign(cgroups.containers);
+    if (assigned.unassigned.length) log.warn({ containers: assigned.unassigned }, 'no container counter slot left: billed to the tenant, missing from the per-container breakdown');
     const declared = (doc.classes ?? []).map((c) => c.name).filter((n) => n !== DEFAULT_CLASS);
     const compile = (tenantIds: ReadonlyMap<string, number>, classIds: ReadonlyMap<string, number>) =>
       compileMetering(doc, {
-        tenantIds, classIds, cgroupTenants: cgroups, ifindexOf: ifindexIfPresent,
+        tenantIds, classIds, cgroupTenants: cgroups.tenants, containerSlots: assigned.slots, ifindexOf: ifindexIfPresent,
         maxTenants: datapath.maxTenants, maxClasses: datapath.maxClasses,
         generation: datapath.liveGeneration() === 0 ? 1 : 0,
       });
@@ -208,7 +212,16 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, unlock
       classes: () => liveClasses,
       flows: () => flows.last,
     });
+    const tenantIdOf = new Map<string, number>();
     exporter = new Exporter(datapath, ledger, intervalMs, (id) => billable.get(id) ?? true, {
+      containers: () => {
+        for (const t of ledger.tenants()) tenantIdOf.set(t.name, t.id);
+        return datapath.readContainerCounters().flatMap((r) => {
+          const o = slots.owner(r.slot);
+          const tenantId = o && tenantIdOf.get(o.tenant);
+          return o && tenantId !== undefined ? [{ ...r, containerId: o.containerId, runtime: o.runtime, tenantId }] : [];
+        });
+      },
       onExport(r) {
         metrics.exportDuration.observe(r.durationMs / 1000);
         metrics.ledgerRows.inc(r.rows);

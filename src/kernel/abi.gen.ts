@@ -54,6 +54,7 @@ export const TgLimits = {
   TG_CLASS_DEFAULT: 0,
   TG_MAX_CLASS_RULES: 32,
   TG_MAX_CGROUPS: 65536,
+  TG_MAX_CONTAINERS: 4096,
   TG_MAX_CGROUP_DEPTH: 16,
   TG_MAX_FRAG_FLOWS: 16384,
   TG_PORTS: 65536,
@@ -71,6 +72,7 @@ export const TG_MAX_CLASSES = TgLimits.TG_MAX_CLASSES;
 export const TG_CLASS_DEFAULT = TgLimits.TG_CLASS_DEFAULT;
 export const TG_MAX_CLASS_RULES = TgLimits.TG_MAX_CLASS_RULES;
 export const TG_MAX_CGROUPS = TgLimits.TG_MAX_CGROUPS;
+export const TG_MAX_CONTAINERS = TgLimits.TG_MAX_CONTAINERS;
 export const TG_MAX_CGROUP_DEPTH = TgLimits.TG_MAX_CGROUP_DEPTH;
 export const TG_MAX_FRAG_FLOWS = TgLimits.TG_MAX_FRAG_FLOWS;
 export const TG_PORTS = TgLimits.TG_PORTS;
@@ -134,6 +136,18 @@ export const TgCgroupKey = struct<TgCgroupKey>(16, [
   ['cgroup_id', 0, u64],
   ['generation', 8, u32],
   ['pad', 12, u32],
+]);
+
+/** struct tg_cgroup_ref: 8 bytes */
+export interface TgCgroupRef {
+  /** __u32 at offset 0 */
+  tenant_id: number;
+  /** __u32 at offset 4 */
+  container_slot: number;
+}
+export const TgCgroupRef = struct<TgCgroupRef>(8, [
+  ['tenant_id', 0, u32],
+  ['container_slot', 4, u32],
 ]);
 
 /** struct tg_class_gen: 16 bytes */

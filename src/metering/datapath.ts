@@ -18,7 +18,7 @@ const PINNED_MAPS = [
   'tg_meter_counters', 'tg_meter_reasons', 'tg_meter_config',
   'tg_tenant_v4', 'tg_tenant_v6', 'tg_tenant_iface',
   'tg_class_gen', 'tg_class_v4', 'tg_class_v6', 'tg_class_proto', 'tg_class_port', 'tg_class_ids',
-  'tg_flows', 'tg_flow_stats', 'tg_tenant_cgroup', 'tg_metered_iface',
+  'tg_flows', 'tg_flow_stats', 'tg_tenant_cgroup', 'tg_metered_iface', 'tg_container_counters',
 ] as const;
 
 const FILL_MAPS = ['tg_tenant_v4', 'tg_tenant_v6', 'tg_class_v4', 'tg_class_v6', 'tg_frag_ports'] as const;
@@ -78,6 +78,7 @@ export class MeteringDatapath {
   readonly maxFlows: number;
   private obj: BpfObject;
   private readonly counters: TypedMap<number, ReturnType<typeof TgCounter.decode>>;
+  private readonly containerCounters: TypedMap<number, ReturnType<typeof TgCounter.decode>>;
   private readonly reasons: TypedMap<number, bigint>;
   private readonly flowStats: TypedMap<number, bigint>;
   private readonly config: TypedMap<number, ReturnType<typeof TgMeterConfig.decode>>;
@@ -95,6 +96,7 @@ export class MeteringDatapath {
     this.maxFlows = opts.maxFlows;
     this.adopted = adopted;
     this.counters = new TypedMap(obj.map('tg_meter_counters'), u32, TgCounter);
+    this.containerCounters = new TypedMap(obj.map('tg_container_counters'), u32, TgCounter);
     this.reasons = new TypedMap(obj.map('tg_meter_reasons'), u32, u64);
     this.flowStats = new TypedMap(obj.map('tg_flow_stats'), u32, u64);
     this.config = new TypedMap(obj.map('tg_meter_config'), u32, TgMeterConfig);
@@ -330,6 +332,16 @@ export class MeteringDatapath {
         packets: c.packets,
         bytes: c.bytes,
       });
+    }
+    return out;
+  }
+
+  /** Cumulative per-container counters (cgroup-attributed traffic) summed over CPUs, for slots that saw traffic. */
+  readContainerCounters(): Array<{ slot: number; direction: Direction; packets: bigint; bytes: bigint }> {
+    const out: Array<{ slot: number; direction: Direction; packets: bigint; bytes: bigint }> = [];
+    for (const [index, c] of this.containerCounters.entriesSum()) {
+      if (c.packets === 0n && c.bytes === 0n) continue;
+      out.push({ slot: Math.floor(index / TG_DIR_MAX), direction: index % TG_DIR_MAX === 0 ? 'ingress' : 'egress', packets: c.packets, bytes: c.bytes });
     }
     return out;
   }

@@ -4,7 +4,7 @@
 // anywhere in here loses nothing: the next export picks up from the last
 // committed checkpoint. TOLLGATE_TEST_FAULT lets crash tests kill the
 // process at the two instants that matter (docs/ledger.md, "Crash testing").
-import type { Ledger } from '../store/index.js';
+import type { ContainerReading, Ledger } from '../store/index.js';
 import { bootId } from '../store/index.js';
 import type { MeteringDatapath } from './datapath.js';
 
@@ -16,9 +16,11 @@ export interface ExportResult {
   durationMs: number;
 }
 
-export interface ExporterEvents {
+export interface ExporterOptions {
   onExport?(r: ExportResult): void;
   onError?(err: unknown): void;
+  /** The per-container breakdown to record with each interval (read right after the billing counters). */
+  containers?(): ContainerReading[];
 }
 
 export const FAULT_ENV = 'TOLLGATE_TEST_FAULT';
@@ -61,7 +63,7 @@ export class Exporter {
     private readonly intervalMs: number,
     /** Whether a class is billable, as the policy says now; rows record it. */
     private readonly billable: (classId: number) => boolean,
-    private readonly events: ExporterEvents = {},
+    private readonly events: ExporterOptions = {},
   ) {}
 
   start(): void {
@@ -84,12 +86,14 @@ export class Exporter {
     this.exportsStarted++;
     try {
       const readings = this.datapath.readCounters().map((r) => ({ ...r, billable: this.billable(r.classId) }));
+      const containers = this.events.containers?.() ?? [];
       const at = new Date();
       if (this.fault) this.crashAt('after-read');
       const r = this.ledger.recordInterval({
         epoch: { bootId: this.boot, counterId: this.datapath.counterId() },
         at,
         readings,
+        containers,
       });
       if (this.fault) this.crashAt('after-commit');
       const res: ExportResult = { at, rows: r.rows, packets: r.packets, bytes: r.bytes, durationMs: performance.now() - t0 };

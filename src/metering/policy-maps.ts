@@ -3,7 +3,7 @@
 // BPF_PROG_TEST_RUN tables, so tests exercise the production writer.
 import { type BpfObject, TypedMap, u32 } from '../kernel/index.js';
 import {
-  TgCgroupKey, TgClassGen, TgLpmV4Key, TgLpmV6Key, TgTenantRef, TG_MAX_CLASS_RULES, TG_PORTS, TG_PROTOCOLS,
+  TgCgroupKey, TgCgroupRef, TgClassGen, TgLpmV4Key, TgLpmV6Key, TgTenantRef, TG_MAX_CLASS_RULES, TG_PORTS, TG_PROTOCOLS,
 } from '../kernel/abi.gen.js';
 import { ifaceSlot, type MeteringPlan } from '../policy/index.js';
 
@@ -13,7 +13,7 @@ export class PolicyMaps {
   readonly v4: TypedMap<Decoded<typeof TgLpmV4Key>, Decoded<typeof TgTenantRef>>;
   readonly v6: TypedMap<Decoded<typeof TgLpmV6Key>, Decoded<typeof TgTenantRef>>;
   readonly ifaces: TypedMap<number, Decoded<typeof TgTenantRef>>;
-  readonly cgroups: TypedMap<Decoded<typeof TgCgroupKey>, Decoded<typeof TgTenantRef>>;
+  readonly cgroups: TypedMap<Decoded<typeof TgCgroupKey>, Decoded<typeof TgCgroupRef>>;
   readonly classGen: TypedMap<number, Decoded<typeof TgClassGen>>;
   readonly classV4: TypedMap<Decoded<typeof TgLpmV4Key>, number>;
   readonly classV6: TypedMap<Decoded<typeof TgLpmV6Key>, number>;
@@ -24,7 +24,7 @@ export class PolicyMaps {
     this.v4 = new TypedMap(obj.map('tg_tenant_v4'), TgLpmV4Key, TgTenantRef);
     this.v6 = new TypedMap(obj.map('tg_tenant_v6'), TgLpmV6Key, TgTenantRef);
     this.ifaces = new TypedMap(obj.map('tg_tenant_iface'), u32, TgTenantRef);
-    this.cgroups = new TypedMap(obj.map('tg_tenant_cgroup'), TgCgroupKey, TgTenantRef);
+    this.cgroups = new TypedMap(obj.map('tg_tenant_cgroup'), TgCgroupKey, TgCgroupRef);
     this.classGen = new TypedMap(obj.map('tg_class_gen'), u32, TgClassGen);
     this.classV4 = new TypedMap(obj.map('tg_class_v4'), TgLpmV4Key, u32);
     this.classV6 = new TypedMap(obj.map('tg_class_v6'), TgLpmV6Key, u32);

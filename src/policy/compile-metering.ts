@@ -3,7 +3,7 @@
 // supplies tenant ids (from the ledger) and interface indexes (from the host).
 import {
   TG_CLASS_DEFAULT, TG_MAX_CGROUPS, TG_MAX_CLASSES, TG_MAX_CLASS_RULES, TG_MAX_IFINDEX, TG_MAX_PREFIXES, TG_PORTS, TG_PROTOCOLS, TG_TENANT_UNATTRIBUTED,
-  type TgCgroupKey, type TgClassGen, type TgIfaceKey, type TgLpmV4Key, type TgLpmV6Key, type TgTenantRef,
+  type TgCgroupKey, type TgCgroupRef, type TgClassGen, type TgIfaceKey, type TgLpmV4Key, type TgLpmV6Key, type TgTenantRef,
 } from '../kernel/abi.gen.js';
 import { cgroupCoveringRoot } from './cgroup-match.js';
 import { cidrContains, parseCidr, type Cidr } from './cidr.js';
@@ -20,7 +20,7 @@ export interface MeteringPlan {
   v6: MapEntry<TgLpmV6Key, TgTenantRef>[];
   ifaces: MapEntry<TgIfaceKey, TgTenantRef>[];
   /** Cgroup id -> tenant, for the cgroups the caller found matching tenants' globs. */
-  cgroups: MapEntry<TgCgroupKey, TgTenantRef>[];
+  cgroups: MapEntry<TgCgroupKey, TgCgroupRef>[];
   /**
    * Where the cgroup hooks attach (relative to the cgroup2 mount): the deepest
    * cgroup covering every tenant glob; undefined when no tenant selects by cgroup.
@@ -59,6 +59,8 @@ export interface MeteringContext {
   maxClasses?: number;
   /** Cgroup id -> tenant name: existing cgroups matching the tenants' cgroup globs (first tenant wins). */
   cgroupTenants?: ReadonlyMap<bigint, string>;
+  /** Cgroup id -> container counter slot (1..TG_MAX_CONTAINERS-1) for the containers among those cgroups. */
+  containerSlots?: ReadonlyMap<bigint, number>;
   ifindexOf: (ifname: string) => number | undefined;
   /** The generation to write: the one that is NOT live. */
   generation: 0 | 1;
@@ -158,7 +160,7 @@ export function compileMetering(policy: Policy, ctx: MeteringContext): MeteringP
   for (const [cgroupId, name] of ctx.cgroupTenants ?? []) {
     const id = ctx.tenantIds.get(name);
     if (id === undefined || idOwner.get(id) !== name) problems.push(`cgroup ${cgroupId} is mapped to tenant "${name}", which has no usable id`);
-    else cgroups.push({ key: { cgroup_id: cgroupId, generation, pad: 0 }, value: { tenant_id: id, flags: 0 } });
+    else cgroups.push({ key: { cgroup_id: cgroupId, generation, pad: 0 }, value: { tenant_id: id, container_slot: ctx.containerSlots?.get(cgroupId) ?? 0 } });
   }
   if (cgroups.length > TG_MAX_CGROUPS / 2) problems.push(`${cgroups.length} cgroups map to tenants; at most ${TG_MAX_CGROUPS / 2} fit one generation`);
   const cgroupRoot = cgroupCoveringRoot(policy.tenants.flatMap((t) => t.selectors.cgroups));

@@ -3,6 +3,8 @@ export type {
   CheckpointReading,
   ClassInfo,
   ClassUsage,
+  ContainerReading,
+  ContainerUsage,
   Direction,
   EpochCheckpoint,
   EpochKey,

@@ -6,7 +6,7 @@ import { test, type TestContext } from 'node:test';
 import Database from 'better-sqlite3';
 import { DEFAULT_CLASS } from '../policy/schema.js';
 import { LedgerError } from './errors.js';
-import { DEFAULT_CLASS_ID, Ledger, type Reading } from './ledger.js';
+import { DEFAULT_CLASS_ID, Ledger, type ContainerReading, type Reading } from './ledger.js';
 import { APPLICATION_ID, latestVersion } from './migrations.js';
 
 const HOST = 'host-a';
@@ -204,7 +204,7 @@ test('first interval of an epoch counts from zero; later intervals store deltas 
     at: at(10),
     readings: [rd(acme, 'ingress', 10n, 1000n), rd(acme, 'egress', 0n, 0n), rd(0, 'ingress', 1n, 60n)],
   });
-  assert.deepEqual(r1, { epochId: r1.epochId, rows: 2, packets: 11n, bytes: 1060n });
+  assert.deepEqual(r1, { epochId: r1.epochId, rows: 2, packets: 11n, bytes: 1060n, containerRows: 0 });
 
   const r2 = l.recordInterval({
     epoch: E1,
@@ -212,7 +212,7 @@ test('first interval of an epoch counts from zero; later intervals store deltas 
     readings: [rd(acme, 'ingress', 15n, 1500n), rd(acme, 'egress', 2n, 100n), rd(0, 'ingress', 1n, 60n), rd(globex, 'egress', 0n, 0n)],
   });
   assert.equal(r2.epochId, r1.epochId);
-  assert.deepEqual({ ...r2, epochId: 0 }, { epochId: 0, rows: 2, packets: 7n, bytes: 600n });
+  assert.deepEqual({ ...r2, epochId: 0 }, { epochId: 0, rows: 2, packets: 7n, bytes: 600n, containerRows: 0 });
 
   const rows = l.outbox(0);
   assert.deepEqual(
@@ -630,6 +630,181 @@ test('recordInterval validates every field and names it', (t) => {
   assert.equal(l.checkpoint(E1), null);
   l.recordInterval(good);
   assert.equal(rowCount(l), 1);
+});
+
+function ct(slot: number, containerId: string, tenantId: number, direction: 'ingress' | 'egress', packets: bigint, bytes: bigint, runtime = 'containerd'): ContainerReading {
+  return { slot, containerId, runtime, tenantId, direction, packets, bytes };
+}
+
+type ContainerRow = [number, string, string, number, string, number, number, bigint, bigint];
+
+/** container_usage as stored: slot, container, runtime, tenant, direction, start and end in s from T0, packets, bytes. */
+function containerRows(l: Ledger): ContainerRow[] {
+  const rows = l.db
+    .prepare('SELECT slot, container_id, runtime, tenant_id, direction, interval_start, interval_end, packets, bytes FROM container_usage ORDER BY interval_end, slot, direction')
+    .safeIntegers(true)
+    .all() as Array<Record<string, bigint | string>>;
+  return rows.map((r) => [
+    Number(r.slot), r.container_id as string, r.runtime as string, Number(r.tenant_id), r.direction as string,
+    (Number(r.interval_start) - T0) / 1000, (Number(r.interval_end) - T0) / 1000, r.packets as bigint, r.bytes as bigint,
+  ]);
+}
+
+test('container readings become per-slot deltas in container_usage, outside the outbox', (t) => {
+  const l = openTmp(t);
+  const ids = l.ensureTenants(['acme', 'globex']);
+  const acme = ids.get('acme')!;
+  const globex = ids.get('globex')!;
+  const r1 = l.recordInterval({
+    epoch: { ...E1, startedAt: at(0) },
+    at: at(10),
+    readings: [rd(acme, 'egress', 10n, 1000n)],
+    // slot 3 is unused: a zero reading without a checkpoint writes nothing.
+    containers: [ct(1, 'c-aaa', acme, 'egress', 7n, 700n), ct(2, 'c-bbb', globex, 'ingress', 1n, 60n, 'docker'), ct(3, 'c-idle', acme, 'egress', 0n, 0n)],
+  });
+  assert.deepEqual([r1.rows, r1.containerRows, r1.packets, r1.bytes], [1, 2, 10n, 1000n], 'container traffic is a breakdown, not extra billing');
+  const r2 = l.recordInterval({
+    epoch: E1,
+    at: at(20),
+    readings: [rd(acme, 'egress', 12n, 1200n)],
+    containers: [ct(1, 'c-aaa', acme, 'egress', 9n, 900n), ct(2, 'c-bbb', globex, 'ingress', 1n, 60n, 'docker'), ct(1, 'c-aaa', acme, 'ingress', 1n, 40n)],
+  });
+  assert.equal(r2.containerRows, 2, 'slot 2 did not move');
+  assert.deepEqual(containerRows(l), [
+    [1, 'c-aaa', 'containerd', acme, 'egress', 0, 10, 7n, 700n],
+    [2, 'c-bbb', 'docker', globex, 'ingress', 0, 10, 1n, 60n],
+    [1, 'c-aaa', 'containerd', acme, 'egress', 10, 20, 2n, 200n],
+    [1, 'c-aaa', 'containerd', acme, 'ingress', 10, 20, 1n, 40n],
+  ]);
+  assert.equal(l.outbox(0).length, 2, 'only the billing rows are shipped');
+  assert.deepEqual(
+    l.db.prepare('SELECT slot, direction, packets, bytes FROM container_checkpoints ORDER BY slot, direction').all(),
+    [
+      { slot: 1, direction: 'egress', packets: 9, bytes: 900 },
+      { slot: 1, direction: 'ingress', packets: 1, bytes: 40 },
+      { slot: 2, direction: 'ingress', packets: 1, bytes: 60 },
+    ],
+  );
+
+  // A new epoch counts the slots from zero again.
+  const r3 = l.recordInterval({ epoch: { bootId: 'boot-2', counterId: '3' }, at: at(30), readings: [], containers: [ct(1, 'c-aaa', acme, 'egress', 5n, 500n)] });
+  assert.equal(r3.containerRows, 1);
+  assert.deepEqual(containerRows(l).at(-1), [1, 'c-aaa', 'containerd', acme, 'egress', 30, 30, 5n, 500n]);
+});
+
+test('a slot handed to a new container continues from the slot checkpoint; rows carry the new container and tenant', (t) => {
+  const l = openTmp(t);
+  const ids = l.ensureTenants(['acme', 'globex']);
+  const acme = ids.get('acme')!;
+  const globex = ids.get('globex')!;
+  l.recordInterval({ epoch: { ...E1, startedAt: at(0) }, at: at(10), readings: [], containers: [ct(5, 'c-old', acme, 'egress', 10n, 1000n)] });
+  // The old container's last traffic was recorded; the agent reuses slot 5.
+  l.recordInterval({ epoch: E1, at: at(20), readings: [], containers: [ct(5, 'c-new', globex, 'egress', 13n, 1300n, 'docker')] });
+  assert.deepEqual(containerRows(l), [
+    [5, 'c-old', 'containerd', acme, 'egress', 0, 10, 10n, 1000n],
+    [5, 'c-new', 'docker', globex, 'egress', 10, 20, 3n, 300n],
+  ]);
+  assert.deepEqual(
+    l.usage({ by: 'container' }).map((u) => [u.tenant, u.container, u.runtime, u.direction, u.packets, u.bytes]),
+    [
+      ['acme', 'c-old', 'containerd', 'egress', 10n, 1000n],
+      ['globex', 'c-new', 'docker', 'egress', 3n, 300n],
+    ],
+  );
+});
+
+test('a container or billing reading that fails rejects the whole interval: no billing row, no container row', (t) => {
+  const l = openTmp(t);
+  const acme = l.ensureTenants(['acme']).get('acme')!;
+  l.recordInterval({ epoch: E1, at: at(10), readings: [rd(acme, 'egress', 10n, 1000n)], containers: [ct(1, 'c-aaa', acme, 'egress', 10n, 1000n)] });
+  const before = { rows: rowCount(l), containers: containerRows(l), seq: l.lastSequence(), cp: l.checkpoint(E1) };
+  const grown = { readings: [rd(acme, 'egress', 20n, 2000n)], containers: [ct(1, 'c-aaa', acme, 'egress', 20n, 2000n)] };
+
+  // A container counter that went down.
+  throwsCode(
+    () => l.recordInterval({ epoch: E1, at: at(20), ...grown, containers: [ct(1, 'c-aaa', acme, 'egress', 9n, 2000n)] }),
+    'COUNTER_REGRESSION',
+    'containers[0].packets',
+  );
+  assert.throws(
+    () => l.recordInterval({ epoch: E1, at: at(20), ...grown, containers: [ct(1, 'c-aaa', acme, 'egress', 20n, 999n)] }),
+    /containers\[0\]\.bytes: container slot 1 \(c-aaa\) egress bytes went from 1000 to 999 within epoch/,
+  );
+  // A billing counter that went down, while the container grew.
+  throwsCode(() => l.recordInterval({ epoch: E1, at: at(20), ...grown, readings: [rd(acme, 'egress', 20n, 999n)] }), 'COUNTER_REGRESSION', 'readings[0].bytes');
+  // Container traffic for a tenant the ledger never issued.
+  throwsCode(() => l.recordInterval({ epoch: E1, at: at(20), ...grown, containers: [ct(2, 'c-bbb', 42, 'ingress', 1n, 1n)] }), 'UNKNOWN_TENANT', 'containers[0].tenantId');
+  // The container rows are forced to fail inside the transaction, after the billing rows were inserted.
+  l.db.exec(`CREATE TEMP TRIGGER fail_containers BEFORE INSERT ON container_usage BEGIN SELECT RAISE(ABORT, 'disk on fire'); END`);
+  assert.throws(() => l.recordInterval({ epoch: E1, at: at(20), ...grown }), /disk on fire/);
+  l.db.exec('DROP TRIGGER fail_containers');
+
+  assert.equal(rowCount(l), before.rows);
+  assert.deepEqual(containerRows(l), before.containers);
+  assert.equal(l.lastSequence(), before.seq);
+  assert.deepEqual(l.checkpoint(E1), before.cp);
+  const ok = l.recordInterval({ epoch: E1, at: at(30), ...grown });
+  assert.deepEqual([ok.rows, ok.containerRows], [1, 1], 'recording resumes with the full delta');
+  assert.deepEqual(containerRows(l).at(-1), [1, 'c-aaa', 'containerd', acme, 'egress', 10, 30, 10n, 1000n]);
+});
+
+test('usage by container sums per tenant, container, runtime and direction with the tenant, time and host filters', (t) => {
+  const l = openTmp(t);
+  const ids = l.ensureTenants(['acme', 'globex']);
+  const acme = ids.get('acme')!;
+  const globex = ids.get('globex')!;
+  const slots = (s: bigint) => [ct(1, 'c-aaa', acme, 'egress', s, 100n * s), ct(1, 'c-aaa', acme, 'ingress', s, 10n * s), ct(2, 'c-bbb', globex, 'egress', 2n * s, (2n ** 62n - 1n) * s)];
+  l.recordInterval({ epoch: { ...E1, startedAt: at(0) }, at: at(10), readings: [], containers: slots(1n) });
+  l.recordInterval({ epoch: E1, at: at(20), readings: [], containers: slots(3n) });
+  const all = l.usage({ by: 'container' });
+  assert.deepEqual(Object.keys(all[0]), ['tenant', 'container', 'runtime', 'direction', 'packets', 'bytes', 'first', 'last']);
+  assert.deepEqual(
+    all.map((u) => [u.tenant, u.container, u.runtime, u.direction, u.packets, u.bytes, u.first?.getTime(), u.last?.getTime()]),
+    [
+      ['acme', 'c-aaa', 'containerd', 'ingress', 3n, 30n, at(0).getTime(), at(20).getTime()],
+      ['acme', 'c-aaa', 'containerd', 'egress', 3n, 300n, at(0).getTime(), at(20).getTime()],
+      ['globex', 'c-bbb', 'containerd', 'egress', 6n, 3n * (2n ** 62n - 1n), at(0).getTime(), at(20).getTime()],
+    ],
+    'totals past 2^63 stay exact',
+  );
+  assert.deepEqual(l.usage({ by: 'container', tenant: 'globex' }).map((u) => u.container), ['c-bbb']);
+  assert.deepEqual(l.usage({ by: 'container', since: at(11) }).map((u) => [u.direction, u.packets]), [['ingress', 2n], ['egress', 2n], ['egress', 4n]]);
+  assert.deepEqual(l.usage({ by: 'container', until: at(10) }), []);
+  assert.deepEqual(l.usage({ by: 'container', host: 'someone-else' }), []);
+  throwsCode(() => l.usage({ by: 'container', class: DEFAULT_CLASS }), 'INVALID_INPUT', 'class');
+  throwsCode(() => l.usage({ by: 'container', tenant: 'nobody' }), 'UNKNOWN_TENANT', 'tenant');
+});
+
+test('recordInterval validates container readings and names the field', (t) => {
+  const l = openTmp(t);
+  const acme = l.ensureTenants(['acme']).get('acme')!;
+  const c = ct(1, 'c-aaa', acme, 'egress', 1n, 1n);
+  const good = { epoch: E1, at: at(10), readings: [], containers: [c] };
+  const cases: Array<[unknown, string]> = [
+    [{ ...good, containers: {} }, 'containers'],
+    [{ ...good, containers: [null] }, 'containers[0]'],
+    [{ ...good, containers: [{ ...c, slot: 0 }] }, 'containers[0].slot'],
+    [{ ...good, containers: [{ ...c, slot: 65536 }] }, 'containers[0].slot'],
+    [{ ...good, containers: [{ ...c, slot: 1.5 }] }, 'containers[0].slot'],
+    [{ ...good, containers: [{ ...c, slot: '1' }] }, 'containers[0].slot'],
+    [{ ...good, containers: [{ ...c, containerId: '' }] }, 'containers[0].containerId'],
+    [{ ...good, containers: [{ ...c, containerId: undefined }] }, 'containers[0].containerId'],
+    [{ ...good, containers: [{ ...c, runtime: '' }] }, 'containers[0].runtime'],
+    [{ ...good, containers: [{ ...c, runtime: 7 }] }, 'containers[0].runtime'],
+    [{ ...good, containers: [{ ...c, tenantId: -1 }] }, 'containers[0].tenantId'],
+    [{ ...good, containers: [{ ...c, direction: 'out' }] }, 'containers[0].direction'],
+    [{ ...good, containers: [{ ...c, packets: 1 }] }, 'containers[0].packets'],
+    [{ ...good, containers: [{ ...c, bytes: 2n ** 64n }] }, 'containers[0].bytes'],
+    // The counter is the slot's: the same slot and direction twice is a duplicate even under another container id.
+    [{ ...good, containers: [c, { ...c, direction: 'ingress' }, { ...c, containerId: 'c-zzz' }] }, 'containers[2]'],
+  ];
+  for (const [input, field] of cases) {
+    throwsCode(() => l.recordInterval(input as never), 'INVALID_INPUT', field);
+  }
+  assert.throws(() => l.recordInterval(cases[cases.length - 1][0] as never), /containers\[2\]: duplicate reading for container slot 1 egress/);
+  assert.deepEqual(containerRows(l), []);
+  assert.equal(l.checkpoint(E1), null);
+  assert.equal(l.recordInterval(good).containerRows, 1);
 });
 
 test('openReadOnly reads committed intervals while the writer is open and refuses writes', (t) => {

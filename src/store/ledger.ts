@@ -1,5 +1,6 @@
 // The billing ledger: turns the kernel's cumulative, monotonic counters per
-// (tenant, traffic class, direction) into interval usage rows, exactly once.
+// (tenant, traffic class, direction) into interval usage rows, exactly once,
+// and the per-container counters per (slot, direction) into a breakdown of them.
 // Each recordInterval is one IMMEDIATE transaction that writes the deltas AND moves the checkpoint, so a
 // crash at any instant leaves either both or neither (docs/ledger.md).
 
@@ -53,11 +54,30 @@ export interface Reading {
 /** A cumulative counter as a checkpoint keeps it: billable belongs to usage rows. */
 export type CheckpointReading = Omit<Reading, 'billable'>;
 
+/**
+ * The kernel's counter of one container slot and direction: traffic the cgroup
+ * hooks attributed to the container's cgroup. The container, runtime and
+ * tenant are what the slot holds now; they label this interval's row only.
+ */
+export interface ContainerReading {
+  /** Assigned by the agent, 1..65535; the counter belongs to the slot. */
+  slot: number;
+  containerId: string;
+  runtime: string;
+  tenantId: number;
+  direction: Direction;
+  /** Cumulative for (slot, direction) since the counter map was created (sum over CPUs). */
+  packets: bigint;
+  bytes: bigint;
+}
+
 export interface IntervalInput {
   epoch: EpochKey;
   /** End of the interval: when the counters were read. */
   at: Date;
   readings: Reading[];
+  /** Per-container breakdown, recorded in the same transaction; not billed. */
+  containers?: ContainerReading[];
 }
 
 export interface IntervalResult {
@@ -66,6 +86,8 @@ export interface IntervalResult {
   rows: number;
   packets: bigint;
   bytes: bigint;
+  /** Container usage rows written (one per slot/direction with a non-zero delta). */
+  containerRows: number;
 }
 
 /** A name the ledger issued an id for: a tenant or a traffic class. */
@@ -93,9 +115,10 @@ export interface UsageFilter {
 
 /**
  * What one usage total sums over: 'tenant-class' keeps every dimension,
- * 'tenant' sums over classes, 'class' sums over tenants.
+ * 'tenant' sums over classes, 'class' sums over tenants; 'container' sums the
+ * per-container breakdown instead of the billing rows.
  */
-export const USAGE_GROUPINGS = ['tenant-class', 'tenant', 'class'] as const;
+export const USAGE_GROUPINGS = ['tenant-class', 'tenant', 'class', 'container'] as const;
 export type UsageGrouping = (typeof USAGE_GROUPINGS)[number];
 
 export interface UsageQuery extends UsageFilter {
@@ -139,7 +162,14 @@ export interface ClassUsage extends UsageSums, UsageSpan {
   billable: boolean;
 }
 
-export type UsageTotal = TenantClassUsage | TenantUsage | ClassUsage;
+/** by 'container': one total per tenant, container, runtime and direction (no classes). */
+export interface ContainerUsage extends UsageSums, UsageSpan {
+  tenant: string;
+  container: string;
+  runtime: string;
+}
+
+export type UsageTotal = TenantClassUsage | TenantUsage | ClassUsage | ContainerUsage;
 
 export interface UsageSeriesQuery extends UsageFilter {
   /** Bucket width in ms; rows fall in the bucket holding their interval_end. */
@@ -224,6 +254,15 @@ function prepare(db: Db) {
       `INSERT INTO checkpoints (epoch_id, tenant_id, class_id, direction, packets, bytes) VALUES (?, ?, ?, ?, ?, ?)
        ON CONFLICT (epoch_id, tenant_id, class_id, direction) DO UPDATE SET packets = excluded.packets, bytes = excluded.bytes`,
     ),
+    containerCheckpointsOf: big(db.prepare('SELECT slot, direction, packets, bytes FROM container_checkpoints WHERE epoch_id = ?')),
+    upsertContainerCheckpoint: db.prepare(
+      `INSERT INTO container_checkpoints (epoch_id, slot, direction, packets, bytes) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (epoch_id, slot, direction) DO UPDATE SET packets = excluded.packets, bytes = excluded.bytes`,
+    ),
+    insertContainerUsage: db.prepare(
+      `INSERT INTO container_usage (host, epoch_id, slot, container_id, runtime, tenant_id, direction, interval_start, interval_end, packets, bytes)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ),
     lastSeq: big(db.prepare('SELECT last_seq FROM outbox_seq WHERE host = ?').pluck()),
     setSeq: db.prepare('INSERT INTO outbox_seq (host, last_seq) VALUES (?, ?) ON CONFLICT (host) DO UPDATE SET last_seq = excluded.last_seq'),
     insertUsage: db.prepare(
@@ -245,25 +284,39 @@ function prepare(db: Db) {
 
 const DIRECTION_ORDER = "CASE u.direction WHEN 'ingress' THEN 0 ELSE 1 END";
 
-/** Per grouping: the key columns selected, grouped by and ordered by (ingress first). */
-const GROUPINGS: Record<UsageGrouping, { select: string; group: string; order: string }> = {
+const BILLING_ROWS = 'usage u JOIN tenants t ON t.id = u.tenant_id JOIN classes c ON c.id = u.class_id';
+
+/** Per grouping: the rows summed, and the key columns selected, grouped by and ordered by (ingress first). */
+const GROUPINGS: Record<UsageGrouping, { from: string; select: string; group: string; order: string }> = {
   'tenant-class': {
+    from: BILLING_ROWS,
     select: 't.name AS tenant, c.name AS class, u.billable',
     group: 'u.tenant_id, u.class_id, u.billable, u.direction',
     order: `u.tenant_id, u.class_id, u.billable DESC, ${DIRECTION_ORDER}`,
   },
   tenant: {
+    from: BILLING_ROWS,
     // billable is 0 or 1, so multiplying keeps only the billable rows in the sum.
     select: `t.name AS tenant, ${sumHalvesSql('(u.packets * u.billable)', 'bp')}, ${sumHalvesSql('(u.bytes * u.billable)', 'bb')}`,
     group: 'u.tenant_id, u.direction',
     order: `u.tenant_id, ${DIRECTION_ORDER}`,
   },
   class: {
+    from: BILLING_ROWS,
     select: 'c.name AS class, u.billable',
     group: 'u.class_id, u.billable, u.direction',
     order: `u.class_id, u.billable DESC, ${DIRECTION_ORDER}`,
   },
+  container: {
+    from: 'container_usage u JOIN tenants t ON t.id = u.tenant_id',
+    select: 't.name AS tenant, u.container_id AS container, u.runtime',
+    group: 'u.tenant_id, u.container_id, u.runtime, u.direction',
+    order: `u.tenant_id, u.container_id, u.runtime, ${DIRECTION_ORDER}`,
+  },
 };
+
+/** Container slots are small integers the agent assigns (the kernel uses 1..4095). */
+const MAX_SLOT = 65535;
 
 function checkDate(v: unknown, field: string): number {
   if (!(v instanceof Date)) throw invalid(field, 'must be a Date');
@@ -292,6 +345,11 @@ function checkId(v: unknown, field: string): number {
   return v;
 }
 
+function checkSlot(v: unknown, field: string): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1 || v > MAX_SLOT) throw invalid(field, `must be an integer from 1 to ${MAX_SLOT}, got ${String(v)}`);
+  return v;
+}
+
 function checkBoolean(v: unknown, field: string): boolean {
   if (typeof v !== 'boolean') throw invalid(field, `must be a boolean, got ${typeof v}`);
   return v;
@@ -305,10 +363,13 @@ function checkGrouping(v: unknown): UsageGrouping {
 }
 
 const counterKey = (r: { tenantId: number | bigint; classId: number | bigint; direction: Direction }): string => `${r.tenantId}/${r.classId}/${r.direction}`;
+const slotKey = (r: { slot: number | bigint; direction: Direction }): string => `${r.slot}/${r.direction}`;
 
 const num = (v: bigint | number): number => Number(v);
 
 type StoredCheckpoint = { tenant_id: bigint; class_id: bigint; direction: Direction; packets: bigint; bytes: bigint };
+type StoredContainerCheckpoint = { slot: bigint; direction: Direction; packets: bigint; bytes: bigint };
+type Counts = { packets: bigint; bytes: bigint };
 type StoredSums = { direction: Direction; p_hi: bigint; p_lo: bigint; b_hi: bigint; b_lo: bigint; first: bigint | null; last: bigint | null };
 
 export class Ledger {
@@ -448,8 +509,10 @@ export class Ledger {
   /**
    * Records one export interval of cumulative counters: per reading, the delta
    * since the epoch's checkpoint becomes a usage row and the reading becomes
-   * the new checkpoint, all in one transaction. A reading below its checkpoint
-   * rejects the whole interval and writes nothing.
+   * the new checkpoint, all in one transaction; container readings likewise
+   * become container usage rows and container checkpoints in that same
+   * transaction. A reading below its checkpoint rejects the whole interval and
+   * writes nothing.
    */
   recordInterval(r: IntervalInput): IntervalResult {
     this.#live(true);
@@ -476,6 +539,25 @@ export class Ledger {
       const key = counterKey(reading);
       if (seen.has(key)) throw invalid(f, `duplicate reading for tenant ${reading.tenantId} class ${reading.classId} ${reading.direction}`);
       seen.add(key);
+      return reading;
+    });
+    if (r.containers !== undefined && !Array.isArray(r.containers)) throw invalid('containers', 'must be an array');
+    const seenSlots = new Set<string>();
+    const containers = (r.containers ?? []).map((x, i) => {
+      const f = `containers[${i}]`;
+      if (x === null || typeof x !== 'object') throw invalid(f, 'must be an object');
+      const reading: ContainerReading = {
+        slot: checkSlot(x.slot, `${f}.slot`),
+        containerId: checkText(x.containerId, `${f}.containerId`),
+        runtime: checkText(x.runtime, `${f}.runtime`),
+        tenantId: checkId(x.tenantId, `${f}.tenantId`),
+        direction: checkDirection(x.direction, `${f}.direction`),
+        packets: checkU64(x.packets, `${f}.packets`),
+        bytes: checkU64(x.bytes, `${f}.bytes`),
+      };
+      const key = slotKey(reading);
+      if (seenSlots.has(key)) throw invalid(f, `duplicate reading for container slot ${reading.slot} ${reading.direction}`);
+      seenSlots.add(key);
       return reading;
     });
 
@@ -505,46 +587,69 @@ export class Ledger {
           s.moveEpoch.run(atMs, epochId);
         }
 
-        const prev = new Map<string, { packets: bigint; bytes: bigint }>();
+        const stored = (c: Counts): Counts => ({ packets: storedToU64(c.packets), bytes: storedToU64(c.bytes) });
+        const prev = new Map<string, Counts>();
         for (const c of s.checkpointsOf.all(epochId) as StoredCheckpoint[]) {
-          prev.set(counterKey({ tenantId: c.tenant_id, classId: c.class_id, direction: c.direction }), { packets: storedToU64(c.packets), bytes: storedToU64(c.bytes) });
+          prev.set(counterKey({ tenantId: c.tenant_id, classId: c.class_id, direction: c.direction }), stored(c));
         }
+        const prevSlots = new Map<string, Counts>();
+        for (const c of s.containerCheckpointsOf.all(epochId) as StoredContainerCheckpoint[]) prevSlots.set(slotKey(c), stored(c));
 
-        // Plan every row before writing any, so a regression anywhere is
-        // reported against the input and not half-applied (the transaction
-        // would roll back anyway; this keeps the error precise).
-        const plan: Array<{ r: Reading; dp: bigint; db: bigint }> = [];
-        readings.forEach((rd, i) => {
-          const f = `readings[${i}]`;
-          const cp = prev.get(counterKey(rd));
+        /** reading - checkpoint (0 without one); `what` names the counter in the regression message. */
+        const deltaOf = (rd: Counts, cp: Counts | undefined, f: string, what: string): Counts => {
           const base = cp ?? { packets: 0n, bytes: 0n };
           for (const k of ['packets', 'bytes'] as const) {
             if (rd[k] < base[k]) {
               throw new LedgerError(
                 'COUNTER_REGRESSION',
-                `${f}.${k}: tenant ${rd.tenantId} class ${rd.classId} ${rd.direction} ${k} went from ${base[k]} to ${rd[k]} within epoch ${epochId} (boot ${bootId}, counter ${counterId}); ` +
+                `${f}.${k}: ${what} ${k} went from ${base[k]} to ${rd[k]} within epoch ${epochId} (boot ${bootId}, counter ${counterId}); ` +
                   'a counter that restarted needs a new epoch (boot id or counter id); interval rejected, nothing written',
                 { field: `${f}.${k}` },
               );
             }
           }
-          const dp = checkDelta(rd.packets - base.packets, `${f}.packets`);
-          const dby = checkDelta(rd.bytes - base.bytes, `${f}.bytes`);
-          const moved = dp !== 0n || dby !== 0n;
+          return { packets: checkDelta(rd.packets - base.packets, `${f}.packets`), bytes: checkDelta(rd.bytes - base.bytes, `${f}.bytes`) };
+        };
+        const checkTenantIssued = (tenantId: number, f: string): void => {
+          if (tenantId === UNATTRIBUTED_TENANT_ID || s.tenants.exists.get(tenantId) !== undefined) return;
+          throw new LedgerError('UNKNOWN_TENANT', `${f}.tenantId: tenant id ${tenantId} was never issued by this ledger but has traffic; interval rejected`, {
+            field: `${f}.tenantId`,
+          });
+        };
+        const moved = (d: Counts): boolean => d.packets !== 0n || d.bytes !== 0n;
+
+        // Plan every row before writing any, so a regression anywhere is
+        // reported against the input and not half-applied (the transaction
+        // would roll back anyway; this keeps the error precise).
+        const plan: Array<{ r: Reading; d: Counts }> = [];
+        readings.forEach((rd, i) => {
+          const f = `readings[${i}]`;
+          const cp = prev.get(counterKey(rd));
+          const d = deltaOf(rd, cp, f, `tenant ${rd.tenantId} class ${rd.classId} ${rd.direction}`);
           // A zero reading never seen before writes nothing, so callers may
           // pass whole counter arrays including unused tenant and class slots.
           // A stored checkpoint proves both ids exist (foreign keys).
-          if (moved && cp === undefined && rd.tenantId !== UNATTRIBUTED_TENANT_ID && s.tenants.exists.get(rd.tenantId) === undefined) {
-            throw new LedgerError('UNKNOWN_TENANT', `${f}.tenantId: tenant id ${rd.tenantId} was never issued by this ledger but has traffic; interval rejected`, {
-              field: `${f}.tenantId`,
-            });
-          }
-          if (moved && cp === undefined && rd.classId !== DEFAULT_CLASS_ID && s.classes.exists.get(rd.classId) === undefined) {
+          if (!moved(d)) return;
+          if (cp === undefined) checkTenantIssued(rd.tenantId, f);
+          if (cp === undefined && rd.classId !== DEFAULT_CLASS_ID && s.classes.exists.get(rd.classId) === undefined) {
             throw new LedgerError('UNKNOWN_CLASS', `${f}.classId: class id ${rd.classId} was never issued by this ledger but has traffic; interval rejected`, {
               field: `${f}.classId`,
             });
           }
-          if (moved) plan.push({ r: rd, dp, db: dby });
+          plan.push({ r: rd, d });
+        });
+        const containerPlan: Array<{ c: ContainerReading; d: Counts }> = [];
+        containers.forEach((c, i) => {
+          const f = `containers[${i}]`;
+          // The checkpoint belongs to the slot, whoever held it: a slot handed
+          // to a new container continues from it, and the new container's
+          // first row carries only its own traffic because the agent reassigns
+          // a slot only after the old container's last traffic was recorded.
+          const d = deltaOf(c, prevSlots.get(slotKey(c)), f, `container slot ${c.slot} (${c.containerId}) ${c.direction}`);
+          if (!moved(d)) return;
+          // The slot's checkpoint proves nothing about this tenant: slots change hands.
+          checkTenantIssued(c.tenantId, f);
+          containerPlan.push({ c, d });
         });
 
         let seq = BigInt((s.lastSeq.get(host) as bigint | undefined) ?? 0n);
@@ -552,13 +657,17 @@ export class Ledger {
         let bytes = 0n;
         for (const p of plan) {
           seq += 1n;
-          s.insertUsage.run(host, seq, epochId, p.r.tenantId, p.r.classId, p.r.direction, p.r.billable ? 1 : 0, fromMs, atMs, p.dp, p.db);
+          s.insertUsage.run(host, seq, epochId, p.r.tenantId, p.r.classId, p.r.direction, p.r.billable ? 1 : 0, fromMs, atMs, p.d.packets, p.d.bytes);
           s.upsertCheckpoint.run(epochId, p.r.tenantId, p.r.classId, p.r.direction, u64ToStored(p.r.packets), u64ToStored(p.r.bytes));
-          packets += p.dp;
-          bytes += p.db;
+          packets += p.d.packets;
+          bytes += p.d.bytes;
         }
         if (plan.length > 0) s.setSeq.run(host, seq);
-        return { epochId, rows: plan.length, packets, bytes };
+        for (const { c, d } of containerPlan) {
+          s.insertContainerUsage.run(host, epochId, c.slot, c.containerId, c.runtime, c.tenantId, c.direction, fromMs, atMs, d.packets, d.bytes);
+          s.upsertContainerCheckpoint.run(epochId, c.slot, c.direction, u64ToStored(c.packets), u64ToStored(c.bytes));
+        }
+        return { epochId, rows: plan.length, packets, bytes, containerRows: containerPlan.length };
       })
       .immediate();
   }
@@ -628,28 +737,33 @@ export class Ledger {
   /**
    * Totals over rows whose interval_end is in [since, until), grouped by
    * q.by (default 'tenant-class': per tenant, class, billable flag and
-   * direction). Only groups with usage appear.
+   * direction; 'container' sums the container rows, which have no class).
+   * Only groups with usage appear.
    */
   usage(q?: UsageQuery & { by?: 'tenant-class' }): TenantClassUsage[];
   usage(q: UsageQuery & { by: 'tenant' }): TenantUsage[];
   usage(q: UsageQuery & { by: 'class' }): ClassUsage[];
+  usage(q: UsageQuery & { by: 'container' }): ContainerUsage[];
   usage(q?: UsageQuery): UsageTotal[];
   usage(q: UsageQuery = {}): UsageTotal[] {
     this.#live(false);
     if (q === null || typeof q !== 'object') throw invalid('query', 'must be an object');
     const by = q.by === undefined ? 'tenant-class' : checkGrouping(q.by);
+    if (by === 'container' && q.class !== undefined) throw invalid('class', "container usage has no traffic class; leave out class with by 'container'");
     const g = GROUPINGS[by];
     const w = this.#where(q);
     const rows = this.#db
       .prepare(
         `SELECT ${g.select}, u.direction, ${sumHalvesSql('u.packets', 'p')}, ${sumHalvesSql('u.bytes', 'b')},
                 min(u.interval_start) AS first, max(u.interval_end) AS last
-         FROM usage u JOIN tenants t ON t.id = u.tenant_id JOIN classes c ON c.id = u.class_id ${w.sql}
+         FROM ${g.from} ${w.sql}
          GROUP BY ${g.group}
          ORDER BY ${g.order}`,
       )
       .safeIntegers(true)
-      .all(w.params) as Array<StoredSums & { tenant: string; class: string; billable: bigint; bp_hi: bigint; bp_lo: bigint; bb_hi: bigint; bb_lo: bigint }>;
+      .all(w.params) as Array<
+      StoredSums & { tenant: string; class: string; billable: bigint; bp_hi: bigint; bp_lo: bigint; bb_hi: bigint; bb_lo: bigint; container: string; runtime: string }
+    >;
     const sums = (r: StoredSums): UsageSums => ({ direction: r.direction, packets: joinHalves(r.p_hi, r.p_lo), bytes: joinHalves(r.b_hi, r.b_lo) });
     const span = (r: StoredSums): UsageSpan => ({
       first: r.first === null ? null : new Date(num(r.first)),
@@ -659,6 +773,7 @@ export class Ledger {
       return rows.map((r) => ({ tenant: r.tenant, ...sums(r), billablePackets: joinHalves(r.bp_hi, r.bp_lo), billableBytes: joinHalves(r.bb_hi, r.bb_lo), ...span(r) }));
     }
     if (by === 'class') return rows.map((r) => ({ class: r.class, billable: r.billable === 1n, ...sums(r), ...span(r) }));
+    if (by === 'container') return rows.map((r) => ({ tenant: r.tenant, container: r.container, runtime: r.runtime, ...sums(r), ...span(r) }));
     return rows.map((r) => ({ tenant: r.tenant, class: r.class, billable: r.billable === 1n, ...sums(r), ...span(r) }));
   }
 
@@ -676,7 +791,7 @@ export class Ledger {
       .prepare(
         `SELECT ${g.select}, u.direction, (u.interval_end / @bucket) * @bucket AS bucket,
                 ${sumHalvesSql('u.packets', 'p')}, ${sumHalvesSql('u.bytes', 'b')}
-         FROM usage u JOIN tenants t ON t.id = u.tenant_id JOIN classes c ON c.id = u.class_id ${w.sql}
+         FROM ${g.from} ${w.sql}
          GROUP BY bucket, ${g.group}
          ORDER BY bucket, ${g.order}`,
       )

@@ -30,10 +30,11 @@ test('the migration list is contiguous from version 1', () => {
 
 test('migrate applies pending migrations once and is idempotent', (t) => {
   const { db, path } = rawDb(t);
-  assert.deepEqual(migrate(db, path), [1, 2]);
-  assert.equal(version(db), 2);
+  assert.deepEqual(migrate(db, path), [1, 2, 3]);
+  assert.equal(version(db), 3);
   assert.ok(hasTable(db, 'usage'));
   assert.ok(hasTable(db, 'classes'));
+  assert.ok(hasTable(db, 'container_usage'));
   assert.deepEqual(migrate(db, path), []);
 });
 
@@ -234,7 +235,49 @@ test('a version-1 ledger migrates: its checkpoints and rows become the default c
   // Nothing left over from the rebuild, and the indexes are back.
   assert.deepEqual(
     schemaOf(l.db).map(([name]) => name),
-    ['checkpoints', 'classes', 'epochs', 'outbox_seq', 'sqlite_sequence', 'tenants', 'usage', 'usage_by_class_end', 'usage_by_end', 'usage_by_tenant_end'],
+    [
+      'checkpoints', 'classes', 'container_checkpoints', 'container_usage', 'container_usage_by_end', 'epochs', 'outbox_seq', 'sqlite_sequence', 'tenants',
+      'usage', 'usage_by_class_end', 'usage_by_end', 'usage_by_tenant_end',
+    ],
+  );
+  assert.deepEqual(l.integrityCheck(), ['ok']);
+  assert.deepEqual(l.db.pragma('foreign_key_check'), []);
+});
+
+test('a version-2 ledger migrates to per-container usage: billing rows and checkpoints untouched, container slots count from zero in the adopted epoch', (t) => {
+  const { db, path } = rawDb(t);
+  const T0 = Date.UTC(2025, 0, 1);
+  const at = (s: number) => T0 + s * 1000;
+  migrate(db, path, MIGRATIONS.slice(0, 2));
+  db.exec(`
+    INSERT INTO tenants (id, name, created_at) VALUES (1, 'acme', ${T0});
+    INSERT INTO epochs (id, host, boot_id, counter_id, started_at, checkpoint_at) VALUES (1, 'host-a', 'boot-1', '17', ${at(0)}, ${at(10)});
+    INSERT INTO checkpoints VALUES (1, 1, 0, 'egress', 10, 1000);
+    INSERT INTO usage VALUES ('host-a', 1, 1, 1, 0, 'egress', 1, ${at(0)}, ${at(10)}, 10, 1000);
+    INSERT INTO outbox_seq VALUES ('host-a', 1);
+  `);
+  assert.throws(
+    () => Ledger.openReadOnly(path, { hostId: 'host-a' }),
+    (err: unknown) => err instanceof LedgerError && err.code === 'SCHEMA_TOO_OLD',
+  );
+
+  const l = Ledger.open(path, { hostId: 'host-a' });
+  t.after(() => l.close());
+  assert.equal(version(l.db), 3);
+  assert.deepEqual(l.outbox(0).map((r) => [r.seq, r.tenant, r.packets, r.bytes]), [[1, 'acme', 10n, 1000n]]);
+  assert.deepEqual(l.usage({ by: 'container' }), []);
+  const epoch = { bootId: 'boot-1', counterId: '17' };
+  const r = l.recordInterval({
+    epoch,
+    at: new Date(at(20)),
+    readings: [{ tenantId: 1, classId: 0, direction: 'egress', billable: true, packets: 15n, bytes: 1500n }],
+    containers: [{ slot: 1, containerId: 'c-aaa', runtime: 'containerd', tenantId: 1, direction: 'egress', packets: 5n, bytes: 500n }],
+  });
+  assert.deepEqual([r.epochId, r.rows, r.packets, r.containerRows], [1, 1, 5n, 1]);
+  assert.deepEqual(l.outbox(1).map((x) => x.seq), [2]);
+  assert.deepEqual(
+    l.usage({ by: 'container' }).map((u) => [u.tenant, u.container, u.packets, u.bytes, u.first?.getTime(), u.last?.getTime()]),
+    [['acme', 'c-aaa', 5n, 500n, at(10), at(20)]],
   );
   assert.deepEqual(l.integrityCheck(), ['ok']);
   assert.deepEqual(l.db.pragma('foreign_key_check'), []);

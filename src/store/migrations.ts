@@ -145,6 +145,46 @@ export const MIGRATIONS: readonly Migration[] = [
       `);
     },
   },
+  {
+    version: 3,
+    name: 'per-container usage: container_checkpoints and container_usage',
+    up(db) {
+      db.exec(`
+        -- Last cumulative reading per epoch/container slot/direction, stored
+        -- like checkpoints. Keyed by slot, not container: a slot handed to a
+        -- new container keeps counting from where the old one stopped.
+        CREATE TABLE container_checkpoints (
+          epoch_id  INTEGER NOT NULL REFERENCES epochs(id),
+          slot      INTEGER NOT NULL CHECK (slot BETWEEN 1 AND 65535),
+          direction TEXT NOT NULL CHECK (direction IN ('ingress', 'egress')),
+          packets   INTEGER NOT NULL,
+          bytes     INTEGER NOT NULL,
+          PRIMARY KEY (epoch_id, slot, direction)
+        ) WITHOUT ROWID;
+
+        -- A breakdown of the billing rows by container, written in the same
+        -- transaction; not in the outbox (billing stays per tenant and class).
+        -- The UNIQUE constraint is the idempotency key.
+        CREATE TABLE container_usage (
+          host           TEXT NOT NULL,
+          epoch_id       INTEGER NOT NULL REFERENCES epochs(id),
+          slot           INTEGER NOT NULL CHECK (slot BETWEEN 1 AND 65535),
+          container_id   TEXT NOT NULL CHECK (container_id <> ''),
+          runtime        TEXT NOT NULL CHECK (runtime <> ''),
+          tenant_id      INTEGER NOT NULL REFERENCES tenants(id),
+          direction      TEXT NOT NULL CHECK (direction IN ('ingress', 'egress')),
+          interval_start INTEGER NOT NULL,                 -- ms
+          interval_end   INTEGER NOT NULL,                 -- ms
+          packets        INTEGER NOT NULL CHECK (packets >= 0),
+          bytes          INTEGER NOT NULL CHECK (bytes >= 0),
+          CHECK (packets > 0 OR bytes > 0),
+          CHECK (interval_start <= interval_end),
+          UNIQUE (host, epoch_id, slot, direction, interval_end)
+        );
+        CREATE INDEX container_usage_by_end ON container_usage (interval_end);
+      `);
+    },
+  },
 ];
 
 export function latestVersion(migrations: readonly Migration[] = MIGRATIONS): number {
