@@ -4,6 +4,7 @@
 // export: flows never feed billing, and a failed flow export changes nothing
 // in the ledger.
 import { bootId } from '../store/index.js';
+import { PeriodicTask } from '../periodic.js';
 import { evictedFlows, type FlowCounters } from './counters.js';
 import { FlowTracker } from './delta.js';
 import type { FlowSnapshot } from './snapshot.js';
@@ -33,9 +34,7 @@ export interface FlowExporterEvents {
   onError?(err: unknown): void;
 }
 
-export class FlowExporter {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<FlowExportResult> | undefined;
+export class FlowExporter extends PeriodicTask<FlowExportResult> {
   private readonly boot: string;
   private readonly tracker: FlowTracker;
   last: FlowExportResult | undefined;
@@ -44,31 +43,22 @@ export class FlowExporter {
   constructor(
     private readonly source: FlowSource,
     private readonly store: FlowStore,
-    private readonly intervalMs: number,
+    intervalMs: number,
     private readonly events: FlowExporterEvents = {},
     boot = bootId(),
   ) {
+    super(intervalMs);
     this.boot = boot;
     // A restarted agent continues where the store says the last export left off.
     this.tracker = new FlowTracker(boot, store.resumePoint());
   }
 
-  start(): void {
-    this.timer = setInterval(() => {
-      this.exportNow().catch(() => undefined);
-    }, this.intervalMs);
-    this.timer.unref();
-  }
-
   /** Exports now; concurrent callers share one export. */
   exportNow(): Promise<FlowExportResult> {
-    this.running ??= this.run().finally(() => {
-      this.running = undefined;
-    });
-    return this.running;
+    return this.runNow();
   }
 
-  private async run(): Promise<FlowExportResult> {
+  protected async run(): Promise<FlowExportResult> {
     try {
       const t0 = performance.now();
       const counters = this.source.readFlowCounters(); // before the map: see evictedFlows
@@ -92,9 +82,4 @@ export class FlowExporter {
     }
   }
 
-  async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
-    if (this.running) await this.running.catch(() => undefined);
-  }
 }

@@ -6,6 +6,7 @@
 // process at the two instants that matter (docs/ledger.md, "Crash testing").
 import type { ContainerReading, Ledger } from '../store/index.js';
 import { bootId } from '../store/index.js';
+import { PeriodicTask } from '../periodic.js';
 import type { MeteringDatapath } from './datapath.js';
 
 export interface ExportResult {
@@ -48,9 +49,7 @@ export function parseFault(value: string | undefined): Fault | undefined {
   return { point: point as FaultPoint, probability: p };
 }
 
-export class Exporter {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<ExportResult> | undefined;
+export class Exporter extends PeriodicTask<ExportResult> {
   private readonly boot = bootId();
   private readonly fault = parseFault(process.env[FAULT_ENV]);
   private exportsStarted = 0;
@@ -60,28 +59,20 @@ export class Exporter {
   constructor(
     private readonly datapath: MeteringDatapath,
     private readonly ledger: Ledger,
-    private readonly intervalMs: number,
+    intervalMs: number,
     /** Whether a class is billable, as the policy says now; rows record it. */
     private readonly billable: (classId: number) => boolean,
     private readonly events: ExporterOptions = {},
-  ) {}
-
-  start(): void {
-    this.timer = setInterval(() => {
-      this.exportNow().catch(() => undefined);
-    }, this.intervalMs);
-    this.timer.unref();
+  ) {
+    super(intervalMs);
   }
 
   /** Exports now; concurrent callers share one export. */
   exportNow(): Promise<ExportResult> {
-    this.running ??= this.run().finally(() => {
-      this.running = undefined;
-    });
-    return this.running;
+    return this.runNow();
   }
 
-  private async run(): Promise<ExportResult> {
+  protected async run(): Promise<ExportResult> {
     const t0 = performance.now();
     this.exportsStarted++;
     try {
@@ -119,9 +110,4 @@ export class Exporter {
     process.kill(process.pid, 'SIGKILL');
   }
 
-  async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
-    if (this.running) await this.running.catch(() => undefined);
-  }
 }
