@@ -133,6 +133,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, unlock
   mkdirSync(dirname(opts.db), { recursive: true });
   const ledger = Ledger.open(opts.db);
   const names = new Map<number, string>();
+  const idOfTenant = new Map<string, number>(); // names, the other way round
   const tenantName = (id: number): string => names.get(id) ?? `tenant-id-${id}`;
 
   const datapath = MeteringDatapath.open({
@@ -171,7 +172,10 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, unlock
     ));
     const tenantIds = ledger.ensureTenants(doc.tenants.map((t) => t.name));
     const classIds = ledger.ensureClasses(declared);
-    for (const t of ledger.tenants()) names.set(t.id, t.name);
+    for (const t of ledger.tenants()) {
+      names.set(t.id, t.name);
+      idOfTenant.set(t.name, t.id);
+    }
     const { plan, attachments, detached, cgroupRoot } = inNetns(() => {
       const compiled = compile(tenantIds, classIds);
       return { plan: compiled, ...datapath.install(compiled) };
@@ -212,13 +216,11 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, unlock
       classes: () => liveClasses,
       flows: () => flows.last,
     });
-    const tenantIdOf = new Map<string, number>();
     exporter = new Exporter(datapath, ledger, intervalMs, (id) => billable.get(id) ?? true, {
       containers: () => {
-        for (const t of ledger.tenants()) tenantIdOf.set(t.name, t.id);
         return datapath.readContainerCounters().flatMap((r) => {
           const o = slots.owner(r.slot);
-          const tenantId = o && tenantIdOf.get(o.tenant);
+          const tenantId = o && idOfTenant.get(o.tenant);
           return o && tenantId !== undefined ? [{ ...r, containerId: o.containerId, runtime: o.runtime, tenantId }] : [];
         });
       },

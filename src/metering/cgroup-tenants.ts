@@ -5,7 +5,7 @@
 // that tenant, so each gets its own entry and counter slot.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { discoverContainers, listCgroups, tenantsByCgroup } from '../containers/index.js';
+import { listCgroups, parseContainerCgroup, tenantsByCgroup } from '../containers/index.js';
 import { findCgroup2, readMounts } from '../kernel/index.js';
 import { cgroupCoveringRoot, type Policy } from '../policy/index.js';
 
@@ -28,17 +28,20 @@ export function cgroupTenants(policy: Policy): CgroupTenants {
   const mount = findCgroup2(readMounts());
   // A root that does not exist yet holds no cgroups; the hooks attach at its nearest existing ancestor.
   if (root === undefined || mount === undefined || !existsSync(join(mount, root))) return { tenants: new Map(), containers: [] };
-  const owners = [...tenantsByCgroup(listCgroups({ mount, under: root }), tenants)];
+  const cgroups = listCgroups({ mount, under: root }); // one walk serves the globs and the containers
+  const owners = [...tenantsByCgroup(cgroups, tenants)];
   const byPath = new Map(owners.map(([cg, tenant]) => [cg.cgroupPath, tenant]));
   const out = new Map(owners.map(([cg, tenant]) => [cg.cgroupId, tenant]));
   const containers: TenantContainer[] = [];
-  for (const c of discoverContainers({ mount, under: root })) {
+  for (const cg of cgroups) {
+    const c = parseContainerCgroup(cg.cgroupPath);
+    if (!c) continue;
     // The container's own cgroup, else its deepest selected ancestor (the kernel's rule too).
     let tenant: string | undefined;
-    for (let p = c.cgroupPath; tenant === undefined && p.length > 1; p = p.slice(0, p.lastIndexOf('/')) || '/') tenant = byPath.get(p);
+    for (let p = cg.cgroupPath; tenant === undefined && p.length > 1; p = p.slice(0, p.lastIndexOf('/')) || '/') tenant = byPath.get(p);
     if (tenant === undefined) continue;
-    containers.push({ id: c.id, runtime: c.runtime, tenant, cgroupId: c.cgroupId });
-    out.set(c.cgroupId, tenant);
+    containers.push({ id: c.id, runtime: c.runtime, tenant, cgroupId: cg.cgroupId });
+    out.set(cg.cgroupId, tenant);
   }
   return { tenants: out, containers };
 }
