@@ -7,14 +7,15 @@ import { bootId } from '../store/index.js';
 import { PeriodicTask } from '../periodic.js';
 import { evictedFlows, type FlowCounters } from './counters.js';
 import { FlowTracker } from './delta.js';
-import type { FlowSnapshot } from './snapshot.js';
+import type { FlowBuffers, FlowSnapshot } from './snapshot.js';
 import type { FlowStore, RecordedInterval } from './store.js';
 
 /** What the exporter needs from the datapath (MeteringDatapath provides it). */
 export interface FlowSource {
   readonly maxFlows: number;
   readFlowCounters(): FlowCounters;
-  readFlows(): FlowSnapshot;
+  /** into: buffers of an earlier snapshot nobody uses any more, to read into. */
+  readFlows(into?: FlowBuffers): FlowSnapshot;
 }
 
 export interface FlowExportResult extends RecordedInterval {
@@ -39,6 +40,9 @@ export class FlowExporter extends PeriodicTask<FlowExportResult> {
   private readonly tracker: FlowTracker;
   last: FlowExportResult | undefined;
   failures = 0;
+  /** Buffers of the read the tracker holds as its previous one, and of the one before, free to read into. */
+  #held: FlowBuffers | undefined;
+  #spare: FlowBuffers | undefined;
 
   constructor(
     private readonly source: FlowSource,
@@ -62,9 +66,12 @@ export class FlowExporter extends PeriodicTask<FlowExportResult> {
     try {
       const t0 = performance.now();
       const counters = this.source.readFlowCounters(); // before the map: see evictedFlows
-      const snap = this.source.readFlows();
+      const snap = this.source.readFlows(this.#spare);
       const t1 = performance.now();
       const iv = this.tracker.next(snap);
+      // The tracker now keeps snap instead of the read before it, whose buffers are free for the next read.
+      this.#spare = this.#held;
+      this.#held = snap.storage;
       const t2 = performance.now();
       const rec = this.store.record(iv, { bootId: this.boot, capacity: this.source.maxFlows, counters });
       const t3 = performance.now();

@@ -20,8 +20,12 @@ export const RECORD_WORDS = RECORD_SIZE / 4;
 export const R = { classId: KEY_WORDS, packets: 6, bytes: 7, first: 8, last: 9 } as const;
 export const DEFAULT_CHUNK_RECORDS = 8192;
 
-/** The interval's moved flows as record chunks. */
-export function encodeRecords(iv: FlowInterval, chunkRecords = DEFAULT_CHUNK_RECORDS): Buffer[] {
+/**
+ * The interval's moved flows as record chunks. With `into` big enough
+ * (count * RECORD_SIZE bytes, 8-aligned) the chunks are views of it: a
+ * buffer reused across intervals is not faulted in again page by page.
+ */
+export function encodeRecords(iv: FlowInterval, chunkRecords = DEFAULT_CHUNK_RECORDS, into?: Buffer): Buffer[] {
   if (!Number.isInteger(chunkRecords) || chunkRecords < 1) throw new RangeError(`chunkRecords must be a positive integer, got ${chunkRecords}`);
   const snap = iv.snapshot;
   const kw = words(snap.keys);
@@ -31,7 +35,10 @@ export function encodeRecords(iv: FlowInterval, chunkRecords = DEFAULT_CHUNK_REC
   const chunks: Buffer[] = [];
   for (let from = 0; from < iv.count; from += chunkRecords) {
     const n = Math.min(chunkRecords, iv.count - from);
-    const buf = Buffer.alloc(n * RECORD_SIZE);
+    // Every byte of a record is written below, so a reused buffer needs no clearing.
+    const buf = into && into.length >= iv.count * RECORD_SIZE && into.byteOffset % 8 === 0
+      ? into.subarray(from * RECORD_SIZE, (from + n) * RECORD_SIZE)
+      : Buffer.alloc(n * RECORD_SIZE);
     const w = words(buf);
     const f = new Float64Array(buf.buffer, buf.byteOffset, n * (RECORD_SIZE / 8));
     for (let r = 0; r < n; r++) {

@@ -44,9 +44,20 @@ export interface FlowSnapshot {
   readonly endNs: bigint;
   /** Wall clock at endNs. */
   readonly at: Date;
+  /**
+   * The buffers keys and values are views of, when the read may have them
+   * back: lent to a later read once this snapshot is no longer needed, they
+   * spare that read its page faults (FlowExporter does this).
+   */
+  readonly storage?: FlowBuffers;
 }
 
-export type SnapshotMeta = Omit<FlowSnapshot, 'count' | 'keys' | 'values'>;
+export interface FlowBuffers {
+  keys: Buffer;
+  values: Buffer;
+}
+
+export type SnapshotMeta = Omit<FlowSnapshot, 'count' | 'keys' | 'values' | 'storage'>;
 
 /** The clock of bpf_ktime_get_ns: libuv's hrtime is CLOCK_MONOTONIC too. */
 export function monotonicNs(): bigint {

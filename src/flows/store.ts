@@ -148,6 +148,7 @@ export class FlowStore {
   readonly #insertChunk: Statement;
   readonly #prune: Statement;
   readonly #latest: Statement;
+  #scratch = Buffer.alloc(0);
 
   private constructor(db: Db, path: string, retentionMs: number, maxBytes: number) {
     this.#db = db;
@@ -212,7 +213,9 @@ export class FlowStore {
 
   /** Stores one interval and applies retention, in one transaction. */
   record(iv: FlowInterval, map: MapState): RecordedInterval {
-    const chunks = encodeRecords(iv);
+    // SQLite copies each blob, so one buffer serves every interval; it grows to the largest one.
+    if (this.#scratch.length < iv.count * RECORD_SIZE) this.#scratch = Buffer.alloc(iv.count * RECORD_SIZE);
+    const chunks = encodeRecords(iv, undefined, this.#scratch);
     const storedBytes = chunks.reduce((n, c) => n + c.length, 0);
     const snap = iv.snapshot;
     const at = snap.at;

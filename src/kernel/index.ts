@@ -6,7 +6,7 @@ export { libbpf, libbpfVersion, numPossibleCpus, setLibbpfLogger, captureLibbpfL
 export { BpfObject, type OpenOptions, type AttachTypeName } from './object.js';
 export { BpfProgram, AttachType, type XdpMode, type TcxDirection, type TestRunOptions, type TestRunResult } from './program.js';
 export { BpfLink } from './link.js';
-export { BpfMap, MapType, type UpdateFlag, type MapShape } from './map.js';
+export { BpfMap, MapType, type UpdateFlag, type MapShape, type PackedEntries, type PackedStorage } from './map.js';
 export { TypedMap, sumValues } from './typed-map.js';
 export { RingBufReader, type RingBufOptions } from './ringbuf.js';
 export { progInfo, progInfoById, mapInfo, linkInfo, kernelIds, LinkType, type ProgInfo, type MapInfo, type LinkInfo } from './info.js';

@@ -11,7 +11,7 @@ import type { MeteringPlan } from '../policy/index.js';
 import { PolicyMaps } from './policy-maps.js';
 import { bpfObjectPath } from '../paths.js';
 import { FLOW_COUNTER_INDEX, type FlowCounters } from '../flows/counters.js';
-import { monotonicNs, type FlowSnapshot } from '../flows/snapshot.js';
+import { monotonicNs, type FlowBuffers, type FlowSnapshot } from '../flows/snapshot.js';
 
 /** Maps that carry state across agent restarts and are therefore pinned. */
 const PINNED_MAPS = [
@@ -389,12 +389,13 @@ export class MeteringDatapath {
   /**
    * Every live flow, read with batch lookups and never deleted: the agent
    * diffs against its previous read (src/flows/delta.ts). Read the counters
-   * (readFlowCounters) first: see evictedFlows.
+   * (readFlowCounters) first: see evictedFlows. `into`: buffers of an
+   * earlier snapshot that is no longer used (FlowSnapshot.storage).
    */
-  readFlows(): FlowSnapshot {
+  readFlows(into?: FlowBuffers): FlowSnapshot {
     const map = this.obj.map('tg_flows');
     const startNs = monotonicNs();
-    const packed = map.lookupBatchPacked({ chunk: 65_536 });
+    const packed = map.lookupBatchPacked({ chunk: 65_536, into });
     const endNs = monotonicNs();
     return { ...packed, mapId: map.id, startNs, endNs, at: new Date() };
   }

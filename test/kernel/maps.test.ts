@@ -159,6 +159,38 @@ test('batch lookup of 10,000 entries, small chunks', (t) => {
   assert.throws(() => obj.map('kt_hash').lookupBatch({ chunk: 0 }), /chunk must be a positive integer/);
 });
 
+test('a packed batch read fills lent buffers when they are big enough, and fresh ones when not', (t) => {
+  if (!kernelReady(t, 'kernel_maps')) return;
+  const obj = loaded(t);
+  const m = obj.map('kt_hash');
+  const h = new TypedMap(m, u32, u64);
+  for (let i = 0; i < 3000; i++) h.set(i, BigInt(i) + 7n);
+  const sum = (p: { count: number; keys: Buffer; values: Buffer }): bigint => {
+    let s = 0n;
+    for (let i = 0; i < p.count; i++) {
+      assert.equal(p.values.readBigUInt64LE(i * 8), BigInt(p.keys.readUInt32LE(i * 4)) + 7n);
+      s += p.values.readBigUInt64LE(i * 8);
+    }
+    return s;
+  };
+  const want = (2999n * 3000n) / 2n + 3000n * 7n;
+  const first = m.lookupBatchPacked({ chunk: 512 });
+  assert.equal(first.count, 3000);
+  assert.equal(sum(first), want);
+  // Dirty the storage: every byte the second read reports must be its own.
+  first.storage.keys.fill(0xee);
+  first.storage.values.fill(0xee);
+  const again = m.lookupBatchPacked({ chunk: 512, into: first.storage });
+  assert.equal(again.keys.buffer, first.storage.keys.buffer, 'read into the lent keys');
+  assert.equal(again.values.buffer, first.storage.values.buffer, 'read into the lent values');
+  assert.equal(again.count, 3000);
+  assert.equal(sum(again), want);
+  const small = { keys: Buffer.alloc(16), values: Buffer.alloc(32) };
+  const fresh = m.lookupBatchPacked({ chunk: 512, into: small });
+  assert.notEqual(fresh.keys.buffer, small.keys.buffer, 'too small to lend: not used');
+  assert.equal(sum(fresh), want);
+});
+
 test('bad key and value sizes are refused with the map name and sizes', (t) => {
   if (!kernelReady(t, 'kernel_maps')) return;
   const obj = loaded(t);
