@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BpfObject, TypedMap, u32, u64 } from '../src/kernel/index.js';
 import {
-  TG_DIR_EGRESS, TG_DIR_INGRESS, TG_DIR_MAX, TG_TENANT_UNATTRIBUTED,
+  TG_CLASS_INLINE_V4, TG_CLASS_V4_INLINE, TG_DIR_EGRESS, TG_DIR_INGRESS, TG_DIR_MAX, TG_TENANT_UNATTRIBUTED,
   TgCounter, TgMeterConfig, TgMeterReason,
 } from '../src/kernel/abi.gen.js';
 import { PolicyMaps } from '../src/metering/policy-maps.js';
@@ -27,7 +27,7 @@ const OBJECT = join(ROOT, 'build', 'bpf', 'meter.bpf.o');
 
 // The counter array is resized below the default, as the agent may do.
 const MAX_TENANTS = 16;
-const MAX_CLASSES = 4;
+const MAX_CLASSES = 5;
 const LO_IFINDEX = 1; // BPF_PROG_TEST_RUN's default device for tc and XDP is the netns' loopback
 const IDS = new Map([
   ['alpha', 1],
@@ -40,6 +40,7 @@ const CLASS_IDS = new Map([
   ['mgmt', 1],
   ['internal', 2],
   ['mdns', 3],
+  ['filler', 4],
 ]);
 const [INTERNET, MGMT, INTERNAL, MDNS] = [0, 1, 2, 3];
 
@@ -71,6 +72,15 @@ const POLICY_GEN1 = `${POLICY_GEN0}
     selectors:
       interfaces: [lo]
 `;
+
+// Every row runs with both ways of finding an IPv4 peer's classes: inline in
+// tg_class_gen (the policy's three IPv4 CIDRs) and the tg_class_v4 trie, for
+// which a last class of addresses no row uses pushes the count past the
+// inline capacity.
+const FILLER = `  - name: filler
+    match: { cidrs: [${Array.from({ length: TG_CLASS_INLINE_V4 }, (_, i) => `198.19.9.${i}/32`).join(', ')}] }
+`;
+const LAYOUTS = { inline: (p: string) => p, trie: (p: string) => p.replace('tenants:\n', `${FILLER}tenants:\n`) };
 
 const A4 = '198.18.1.10';
 const B4 = '198.18.2.20';
@@ -208,7 +218,7 @@ function reasonIndex(r: ReasonName): number {
   return TgMeterReason[`TG_REASON_${r}` as keyof typeof TgMeterReason];
 }
 
-describe('meter.bpf.c under BPF_PROG_TEST_RUN', () => {
+for (const [layout, withLayout] of Object.entries(LAYOUTS)) describe(`meter.bpf.c under BPF_PROG_TEST_RUN, IPv4 classes ${layout}`, () => {
   let obj: BpfObject | undefined;
   let skipReason: string | undefined;
   let counters: TypedMap<number, TgCounter>;
@@ -230,10 +240,11 @@ describe('meter.bpf.c under BPF_PROG_TEST_RUN', () => {
 
     const ctx = { tenantIds: IDS, classIds: CLASS_IDS, maxTenants: MAX_TENANTS, maxClasses: MAX_CLASSES };
     const plans: MeteringPlan[] = [
-      compileMetering(parsePolicy(POLICY_GEN0, 'gen0'), { ...ctx, ifindexOf: () => undefined, generation: 0 }),
-      compileMetering(parsePolicy(POLICY_GEN1, 'gen1'), { ...ctx, ifindexOf: (n) => (n === 'lo' ? LO_IFINDEX : undefined), generation: 1 }),
+      compileMetering(parsePolicy(withLayout(POLICY_GEN0), 'gen0'), { ...ctx, ifindexOf: () => undefined, generation: 0 }),
+      compileMetering(parsePolicy(withLayout(POLICY_GEN1), 'gen1'), { ...ctx, ifindexOf: (n) => (n === 'lo' ? LO_IFINDEX : undefined), generation: 1 }),
     ];
     assert.equal(plans[1]!.ifaces.length, 1, 'generation 1 gives lo to gamma');
+    for (const p of plans) assert.equal(p.classMaps.gen.flags & TG_CLASS_V4_INLINE, layout === 'inline' ? TG_CLASS_V4_INLINE : 0, `IPv4 classes ${layout}`);
     const maps = new PolicyMaps(obj);
     for (const p of plans) maps.write(p);
     // The compiler refuses ids >= maxTenants, so a stale or foreign entry is written by hand.

@@ -61,6 +61,9 @@ enum tg_limits {
 	/* Default capacity of tg_flows (LRU, preallocated); the agent may
 	 * change it before load (bpf_map__set_max_entries). */
 	TG_MAX_FLOWS = 65536,
+	/* IPv4 class CIDRs a generation keeps in tg_class_gen itself, scanned
+	 * in the program instead of walking the tg_class_v4 trie. */
+	TG_CLASS_INLINE_V4 = 16,
 };
 
 /* Direction as seen from the tenant, never from the host. */
@@ -197,11 +200,28 @@ struct tg_frag_ports {
 };
 _Static_assert(sizeof(struct tg_frag_ports) == 4, "tg_frag_ports size");
 
+/* One IPv4 class CIDR kept inline in tg_class_gen. */
+struct tg_class_v4_cidr {
+	__be32 addr_be;  /* network address, network order */
+	__be32 mask_be;  /* netmask, network order */
+	__u32 classes;   /* bits of the classes listing exactly this CIDR */
+};
+_Static_assert(sizeof(struct tg_class_v4_cidr) == 12, "tg_class_v4_cidr size");
+
+enum tg_class_gen_flag {
+	/* The generation's IPv4 CIDRs are v4[0..n_v4) below, and tg_class_v4
+	 * holds none of them: a few compares on a cache line already loaded
+	 * cost less than a trie walk (docs/metering.md, "Cost per packet"). */
+	TG_CLASS_V4_INLINE = 1 << 0,
+};
+
 /*
  * Traffic classes of one generation (tg_class_gen, indexed by generation).
  * A packet's class is the first class (lowest bit) of
  *   (peer address's mask in tg_class_v4/v6, or any_cidr when no prefix
- *    matches; a prefix's mask already includes any_cidr)
+ *    matches; a prefix's mask already includes any_cidr; with
+ *    TG_CLASS_V4_INLINE, an IPv4 peer's mask is any_cidr | the classes of
+ *    every inline CIDR containing it, which is the same set)
  *   & tg_class_proto[gen * 256 + protocol]
  *   & (any_port | tg_class_port[gen * 65536 + sport] | ...[dport])
  *   & active
@@ -212,9 +232,11 @@ struct tg_class_gen {
 	__u32 active;   /* bits of the classes this generation defines; 0 = no classes */
 	__u32 any_cidr; /* classes without a CIDR condition */
 	__u32 any_port; /* classes without a port condition */
-	__u32 flags;    /* reserved, 0 */
+	__u32 flags;    /* enum tg_class_gen_flag */
+	__u32 n_v4;     /* inline IPv4 CIDRs in use (TG_CLASS_V4_INLINE) */
+	struct tg_class_v4_cidr v4[TG_CLASS_INLINE_V4];
 };
-_Static_assert(sizeof(struct tg_class_gen) == 16, "tg_class_gen size");
+_Static_assert(sizeof(struct tg_class_gen) == 20 + 12 * TG_CLASS_INLINE_V4, "tg_class_gen size");
 
 /*
  * Bits of tg_meter_config.flags: switched at run time with the same array

@@ -60,6 +60,7 @@ TG_BTF_ANCHOR(enum tg_hook, tg_hook);
 /* The kernel wants an INT key for arrays, so tg_meter_reasons cannot carry it. */
 TG_BTF_ANCHOR(enum tg_meter_reason, tg_meter_reason);
 TG_BTF_ANCHOR(enum tg_meter_flag, tg_meter_flag);
+TG_BTF_ANCHOR(enum tg_class_gen_flag, tg_class_gen_flag);
 TG_BTF_ANCHOR(enum tg_flow_stat, tg_flow_stat);
 /* tg_iface_key is used by no map (the array is indexed by a plain slot), so it is anchored. */
 const volatile struct tg_iface_key tg_btf_anchor_tg_iface_key = {};
@@ -325,18 +326,33 @@ static __always_inline __u32 classify(void *ctx, enum pkt_ctx_kind kind, struct 
 	if (!cg || !cg->active || !(p->flags & TG_PKT_HAS_ADDR))
 		return TG_CLASS_DEFAULT;
 
-	if (p->ip_ver == 4) {
-		struct tg_lpm_v4_key k = { .prefixlen = 8 + 32, .generation = gen };
+	if (p->ip_ver == 4 && (cg->flags & TG_CLASS_V4_INLINE)) {
+		__be32 a;
+		__u32 i;
 
-		__builtin_memcpy(k.addr_be, peer, 4);
-		cm = bpf_map_lookup_elem(&tg_class_v4, &k);
+		__builtin_memcpy(&a, peer, 4);
+		m = cg->any_cidr;
+		for (i = 0; i < TG_CLASS_INLINE_V4; i++) {
+			if (i >= cg->n_v4)
+				break;
+			if ((a & cg->v4[i].mask_be) == cg->v4[i].addr_be)
+				m |= cg->v4[i].classes;
+		}
 	} else {
-		struct tg_lpm_v6_key k = { .prefixlen = 8 + 128, .generation = gen };
+		if (p->ip_ver == 4) {
+			struct tg_lpm_v4_key k = { .prefixlen = 8 + 32, .generation = gen };
 
-		__builtin_memcpy(k.addr_be, peer, 16);
-		cm = bpf_map_lookup_elem(&tg_class_v6, &k);
+			__builtin_memcpy(k.addr_be, peer, 4);
+			cm = bpf_map_lookup_elem(&tg_class_v4, &k);
+		} else {
+			struct tg_lpm_v6_key k = { .prefixlen = 8 + 128, .generation = gen };
+
+			__builtin_memcpy(k.addr_be, peer, 16);
+			cm = bpf_map_lookup_elem(&tg_class_v6, &k);
+		}
+		m = cm ? *cm : cg->any_cidr;
 	}
-	m = (cm ? *cm : cg->any_cidr) & cg->active;
+	m &= cg->active;
 	if (!m)
 		return TG_CLASS_DEFAULT;
 	m &= mask_at(&tg_class_proto, gen * TG_PROTOCOLS + p->l4_proto);

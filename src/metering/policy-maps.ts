@@ -5,7 +5,7 @@ import { type BpfObject, TypedMap, u32 } from '../kernel/index.js';
 import {
   TgCgroupKey, TgCgroupRef, TgClassGen, TgLpmV4Key, TgLpmV6Key, TgTenantRef, TG_MAX_CLASS_RULES, TG_PORTS, TG_PROTOCOLS,
 } from '../kernel/abi.gen.js';
-import { ifaceSlot, type MeteringPlan } from '../policy/index.js';
+import { emptyClassGen, ifaceSlot, type MeteringPlan } from '../policy/index.js';
 
 type Decoded<C extends { decode(...a: never[]): unknown }> = ReturnType<C['decode']>;
 
@@ -54,7 +54,7 @@ export class PolicyMaps {
     for (const [k] of this.v6.entries()) if (k.generation === gen) this.v6.delete(k);
     for (const [slot, ref] of this.ifaces.entries()) if (slot % 2 === gen && ref.tenant_id !== 0) this.ifaces.set(slot, { tenant_id: 0, flags: 0 });
     for (const [k] of this.cgroups.entries()) if (k.generation === gen) this.cgroups.delete(k);
-    this.classGen.set(gen, { active: 0, any_cidr: 0, any_port: 0, flags: 0 });
+    this.classGen.set(gen, emptyClassGen());
     for (const [k] of this.classV4.entries()) if (k.generation === gen) this.classV4.delete(k);
     for (const [k] of this.classV6.entries()) if (k.generation === gen) this.classV6.delete(k);
     for (const { map, span } of this.#arrays) {

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { TgIfaceKey, TgLpmV4Key, TgLpmV6Key, TgTenantRef } from '../kernel/abi.gen.js';
-import { CompileError, compileMetering, diffEntries, type MeteringContext } from './compile-metering.js';
+import { TG_CLASS_INLINE_V4, TG_CLASS_V4_INLINE, TgIfaceKey, TgLpmV4Key, TgLpmV6Key, TgTenantRef } from '../kernel/abi.gen.js';
+import { CompileError, compileMetering, diffEntries, emptyClassGen, type MeteringContext } from './compile-metering.js';
 import { parsePolicy } from './load.js';
 import type { Policy } from './schema.js';
 
@@ -195,11 +195,13 @@ test('classes: bits in policy order, ids from the ledger, default class first', 
     { name: 'icmp', id: 2, billable: true },
   ]);
   const m = plan.classMaps;
-  assert.deepEqual(m.gen, { active: 0b111, any_cidr: 0b100, any_port: 0b110, flags: 0 });
+  assert.deepEqual([m.gen.active, m.gen.any_cidr, m.gen.any_port], [0b111, 0b100, 0b110]);
   assert.deepEqual(m.ids, [{ key: 0, value: 3 }, { key: 1, value: 1 }, { key: 2, value: 2 }]);
-  // The nested /24 carries internal's bit (its /16 covers it) and the class without CIDRs.
-  const v4 = new Map(m.v4.map((e) => [`${[...e.key.addr_be].join('.')}/${e.key.prefixlen - 8}`, e.value]));
-  assert.deepEqual([...v4], [['198.18.0.0/16', 0b110], ['198.18.7.0/24', 0b111]]);
+  // Two IPv4 CIDRs: inline, each with only the classes listing it (the program ORs every CIDR containing the peer).
+  assert.equal(m.gen.flags, TG_CLASS_V4_INLINE);
+  assert.deepEqual(inlineV4(m.gen), [['198.18.0.0', '255.255.0.0', 0b010], ['198.18.7.0', '255.255.255.0', 0b001]]);
+  assert.ok(m.gen.v4.slice(2).every((e) => e.addr_be === 0 && e.mask_be === 0 && e.classes === 0), 'unused inline slots are zero');
+  assert.deepEqual(m.v4, [], 'no IPv4 prefix in the trie');
   assert.deepEqual(m.v6.map((e) => e.value), [0b101]);
   // TCP: mgmt and internal (internal has no protocol condition); ICMP: internal and icmp; UDP: internal only.
   const proto = new Map(m.protocols.map((e) => [e.key, e.value]));
@@ -209,6 +211,29 @@ test('classes: bits in policy order, ids from the ledger, default class first', 
   assert.equal(m.protocols.length, 256);
   assert.deepEqual(m.ports.map((e) => e.key), [22, 8000, 8001, 8002]);
   assert.ok(m.ports.every((e) => e.value === 0b001));
+});
+
+const dotted = (be: number): string => { const b = Buffer.alloc(4); b.writeUInt32LE(be); return [...b].join('.'); };
+const inlineV4 = (g: { n_v4: number; v4: Array<{ addr_be: number; mask_be: number; classes: number }> }) =>
+  g.v4.slice(0, g.n_v4).map((e) => [dotted(e.addr_be), dotted(e.mask_be), e.classes]);
+
+test('classes: more IPv4 CIDRs than fit inline go to the trie, each prefix with the classes covering it', () => {
+  const filler = Array.from({ length: TG_CLASS_INLINE_V4 - 1 }, (_, i) => `198.19.9.${i}/32`);
+  const doc = CLASSES.replace('  - name: icmp\n', `  - name: filler\n    match: { cidrs: [${filler.join(', ')}] }\n  - name: icmp\n`);
+  const m = compileMetering(parsePolicy(doc), classCtx({ classIds: new Map([...classIds, ['filler', 4]]), maxClasses: 5 })).classMaps;
+  assert.deepEqual([m.gen.flags, m.gen.n_v4], [0, 0]);
+  assert.equal(m.v4.length, TG_CLASS_INLINE_V4 + 1);
+  // The nested /24 carries internal's bit (its /16 covers it) and the class without CIDRs (icmp, now bit 3).
+  const v4 = new Map(m.v4.map((e) => [`${[...e.key.addr_be].join('.')}/${e.key.prefixlen - 8}`, e.value]));
+  assert.equal(v4.get('198.18.0.0/16'), 0b1010);
+  assert.equal(v4.get('198.18.7.0/24'), 0b1011);
+  assert.equal(v4.get('198.19.9.3/32'), 0b1100);
+});
+
+test('classes: a /0 and a /32 inline', () => {
+  const doc = `version: 1\nclasses:\n  - { name: one, match: { cidrs: [198.18.3.4/32] } }\n  - { name: all, match: { cidrs: [0.0.0.0/0] } }\n`;
+  const m = compileMetering(parsePolicy(doc), classCtx({ classIds: new Map([['one', 1], ['all', 2]]) })).classMaps;
+  assert.deepEqual(inlineV4(m.gen), [['0.0.0.0', '0.0.0.0', 0b10], ['198.18.3.4', '255.255.255.255', 0b01]]);
 });
 
 test('classes: slots are offset by the generation', () => {
@@ -222,7 +247,7 @@ test('classes: slots are offset by the generation', () => {
 test('classes: no classes means the default class only, with no maps', () => {
   const plan = compileMetering(parsePolicy('version: 1\ntenants: [{ name: a, selectors: { cidrs: [198.18.1.0/24] } }]\n'), ctx({ tenantIds: new Map([['a', 1]]) }));
   assert.deepEqual(plan.classes, [{ name: 'internet', id: 0, billable: true }]);
-  assert.deepEqual(plan.classMaps, { gen: { active: 0, any_cidr: 0, any_port: 0, flags: 0 }, v4: [], v6: [], protocols: [], ports: [], ids: [] });
+  assert.deepEqual(plan.classMaps, { gen: emptyClassGen(), v4: [], v6: [], protocols: [], ports: [], ids: [] });
 });
 
 test('classes: missing ids, ids beyond the counter array and too many classes are refused', () => {
@@ -243,6 +268,6 @@ test('classes: the 32nd class uses the top bit without sign trouble', () => {
   const doc = `version: 1\nclasses:\n${Array.from({ length: 32 }, (_, i) => `  - { name: c${i}, match: { cidrs: [198.18.${i}.0/24], ports: [${i + 1}] } }`).join('\n')}\n`;
   const m = compileMetering(parsePolicy(doc), classCtx({ classIds: new Map(Array.from({ length: 32 }, (_, i) => [`c${i}`, i + 1])), maxClasses: 64 })).classMaps;
   assert.equal(m.gen.active, 0xffff_ffff);
-  assert.equal(m.v4.find((e) => e.key.addr_be[2] === 31)!.value, 0x8000_0000);
+  assert.equal(m.v4.find((e) => e.key.addr_be[2] === 31)!.value, 0x8000_0000, '32 CIDRs: in the trie');
   assert.equal(m.ports.find((e) => e.key === 32)!.value, 0x8000_0000);
 });

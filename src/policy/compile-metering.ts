@@ -2,7 +2,7 @@
 // metering datapath's lookup maps for ONE generation. Pure: the caller
 // supplies tenant ids (from the ledger) and interface indexes (from the host).
 import {
-  TG_CLASS_DEFAULT, TG_MAX_CGROUPS, TG_MAX_CLASSES, TG_MAX_CLASS_RULES, TG_MAX_IFINDEX, TG_MAX_PREFIXES, TG_PORTS, TG_PROTOCOLS, TG_TENANT_UNATTRIBUTED,
+  TG_CLASS_DEFAULT, TG_CLASS_INLINE_V4, TG_CLASS_V4_INLINE, TG_MAX_CGROUPS, TG_MAX_CLASSES, TG_MAX_CLASS_RULES, TG_MAX_IFINDEX, TG_MAX_PREFIXES, TG_PORTS, TG_PROTOCOLS, TG_TENANT_UNATTRIBUTED,
   type TgCgroupKey, type TgCgroupRef, type TgClassGen, type TgIfaceKey, type TgLpmV4Key, type TgLpmV6Key, type TgTenantRef,
 } from '../kernel/abi.gen.js';
 import { cgroupCoveringRoot } from './cgroup-match.js';
@@ -186,6 +186,14 @@ export function compileMetering(policy: Policy, ctx: MeteringContext): MeteringP
   return { generation, v4, v6, ifaces, cgroups, cgroupRoot, attach, tenants, classes, classMaps, warnings };
 }
 
+/** A generation without classes (also what a retired generation is reset to). */
+export function emptyClassGen(): TgClassGen {
+  return {
+    active: 0, any_cidr: 0, any_port: 0, flags: 0, n_v4: 0,
+    v4: Array.from({ length: TG_CLASS_INLINE_V4 }, () => ({ addr_be: 0, mask_be: 0, classes: 0 })),
+  };
+}
+
 /*
  * Classes become bits of a mask in policy order (bit 0 = the first class
  * with a match), so the datapath's "lowest bit" is "first match in document
@@ -197,7 +205,7 @@ function compileClasses(policy: Policy, ctx: MeteringContext, problems: string[]
   const declared = policy.classes ?? [];
   const fallback = declared.find((c) => c.name === DEFAULT_CLASS);
   const classes: MeteringPlan['classes'] = [{ name: DEFAULT_CLASS, id: TG_CLASS_DEFAULT, billable: fallback?.billable ?? true }];
-  const gen: TgClassGen = { active: 0, any_cidr: 0, any_port: 0, flags: 0 };
+  const gen = emptyClassGen();
   const maps: ClassMaps = { gen, v4: [], v6: [], protocols: [], ports: [], ids: [] };
   const rules = declared.filter((c) => c.name !== DEFAULT_CLASS);
   if (rules.length === 0) return { classes, classMaps: maps };
@@ -229,10 +237,33 @@ function compileClasses(policy: Policy, ctx: MeteringContext, problems: string[]
     for (const r of m.ports) for (let p = r.from; p <= r.to; p++) ports[p] |= bit;
   });
 
+  // A few IPv4 CIDRs go inline, each with the classes listing exactly it: the
+  // program ORs the classes of every CIDR containing the peer.
+  const inline = new Map<string, { cidr: Cidr; bits: number }>();
+  for (const { cidr, bit } of prefixes) {
+    if (cidr.family !== 4) continue;
+    const id = `${cidr.addr.toString('hex')}/${cidr.prefix}`;
+    const e = inline.get(id) ?? { cidr, bits: 0 };
+    e.bits = (e.bits | bit) >>> 0;
+    inline.set(id, e);
+  }
+  const v4Inline = inline.size <= TG_CLASS_INLINE_V4;
+  if (v4Inline) {
+    gen.flags |= TG_CLASS_V4_INLINE;
+    gen.n_v4 = inline.size;
+    [...inline.values()].sort((a, b) => Buffer.compare(a.cidr.addr, b.cidr.addr) || a.cidr.prefix - b.cidr.prefix).forEach(({ cidr, bits }, i) => {
+      const mask = Buffer.alloc(4);
+      mask.writeUInt32BE(cidr.prefix === 0 ? 0 : (0xffff_ffff << (32 - cidr.prefix)) >>> 0);
+      // __be32 fields go through a little-endian codec: these give the bytes in network order.
+      gen.v4[i] = { addr_be: cidr.addr.readUInt32LE(0), mask_be: mask.readUInt32LE(0), classes: bits };
+    });
+  }
+
   // A trie lookup returns only the longest matching prefix, so each prefix
   // carries every class that has it or a shorter prefix covering it.
   const seen = new Set<string>();
   for (const { cidr } of prefixes) {
+    if (cidr.family === 4 && v4Inline) continue;
     const id = `${cidr.family}/${cidr.addr.toString('hex')}/${cidr.prefix}`;
     if (seen.has(id)) continue;
     seen.add(id);

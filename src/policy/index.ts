@@ -7,7 +7,7 @@ export {
   type TrafficClass, type Plan, type Quota, type IsolationScope, type SecuritySection, type PortRange,
 } from './schema.js';
 export {
-  compileMetering, diffEntries, ifaceSlot, entryId, lpmKey, CompileError,
+  compileMetering, diffEntries, emptyClassGen, ifaceSlot, entryId, lpmKey, CompileError,
   type MeteringPlan, type MeteringContext, type MapEntry, type EntryDiff,
 } from './compile-metering.js';
 export { cgroupMatcher, compileCgroupGlob, cgroupGlobProblem, cgroupCoveringRoot } from './cgroup-match.js';
