@@ -206,22 +206,26 @@ static __always_inline void bump_reason(__u32 r)
 		*n += 1;
 }
 
-/* Tenant owning addr (network order, 4 or 16 bytes) in generation gen; 0 when none. */
-static __always_inline __u32 tenant_by_addr(const struct pkt_meta *p, const __u8 *addr, __u8 gen)
+/* Value of the longest prefix of generation gen holding addr (network order, 4 or 16 bytes) in trie v4 or v6; NULL when none. */
+static __always_inline void *lpm_lookup(void *v4, void *v6, const struct pkt_meta *p, const __u8 *addr, __u32 gen)
 {
-	struct tg_tenant_ref *ref;
-
 	if (p->ip_ver == 4) {
 		struct tg_lpm_v4_key k = { .prefixlen = 8 + 32, .generation = gen };
 
 		__builtin_memcpy(k.addr_be, addr, 4);
-		ref = bpf_map_lookup_elem(&tg_tenant_v4, &k);
-	} else {
-		struct tg_lpm_v6_key k = { .prefixlen = 8 + 128, .generation = gen };
-
-		__builtin_memcpy(k.addr_be, addr, 16);
-		ref = bpf_map_lookup_elem(&tg_tenant_v6, &k);
+		return bpf_map_lookup_elem(v4, &k);
 	}
+	struct tg_lpm_v6_key k = { .prefixlen = 8 + 128, .generation = gen };
+
+	__builtin_memcpy(k.addr_be, addr, 16);
+	return bpf_map_lookup_elem(v6, &k);
+}
+
+/* Tenant owning addr in generation gen; 0 when none. */
+static __always_inline __u32 tenant_by_addr(const struct pkt_meta *p, const __u8 *addr, __u8 gen)
+{
+	struct tg_tenant_ref *ref = lpm_lookup(&tg_tenant_v4, &tg_tenant_v6, p, addr, gen);
+
 	return ref ? ref->tenant_id : TG_TENANT_UNATTRIBUTED;
 }
 
@@ -339,17 +343,7 @@ static __always_inline __u32 classify(void *ctx, enum pkt_ctx_kind kind, struct 
 				m |= cg->v4[i].classes;
 		}
 	} else {
-		if (p->ip_ver == 4) {
-			struct tg_lpm_v4_key k = { .prefixlen = 8 + 32, .generation = gen };
-
-			__builtin_memcpy(k.addr_be, peer, 4);
-			cm = bpf_map_lookup_elem(&tg_class_v4, &k);
-		} else {
-			struct tg_lpm_v6_key k = { .prefixlen = 8 + 128, .generation = gen };
-
-			__builtin_memcpy(k.addr_be, peer, 16);
-			cm = bpf_map_lookup_elem(&tg_class_v6, &k);
-		}
+		cm = lpm_lookup(&tg_class_v4, &tg_class_v6, p, peer, gen);
 		m = cm ? *cm : cg->any_cidr;
 	}
 	m &= cg->active;
