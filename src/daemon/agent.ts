@@ -139,6 +139,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, unlock
   const datapath = MeteringDatapath.open({
     pinRoot: opts.pinRoot, maxTenants: opts.maxTenants, maxClasses: opts.maxClasses, maxFlows: policy.metering.flows.maxFlows,
   });
+  if (datapath.replacedPins.length) log.warn({ maps: datapath.replacedPins }, 'pinned maps of another shape (an upgrade or a new capacity) were replaced; billing counters were adopted as they are');
   /** Billable flag and name of every class id any applied policy defined (the latest policy wins). */
   const billable = new Map<number, boolean>();
   const classNames = new Map<number, string>();

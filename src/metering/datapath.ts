@@ -59,16 +59,37 @@ const reasonNames: Record<number, string> = Object.fromEntries(
 );
 
 /**
- * Flows are analytics: a pinned flow map of another capacity is dropped
- * (with its counters) and a fresh one created, rather than refusing to load.
+ * Billing truth: a pinned counter map whose shape differs from this build's
+ * (another --max-tenants, another struct) is refused on load, never
+ * replaced, so no counter is ever lost silently.
  */
-function dropResizedFlowPins(mapDir: string, maxFlows: number): void {
-  const pin = join(mapDir, 'tg_flows');
-  if (!existsSync(pin)) return;
-  const pinned = BpfMap.openPinned(pin);
-  const size = pinned.maxEntries;
-  pinned.close();
-  if (size !== maxFlows) for (const name of ['tg_flows', 'tg_flow_stats']) rmSync(join(mapDir, name), { force: true });
+const COUNTER_MAPS: ReadonlySet<string> = new Set(['tg_meter_counters', 'tg_container_counters']);
+
+/** Maps that live and die together: tg_flow_stats counts what happened to tg_flows. */
+const DROPPED_WITH: Readonly<Record<string, string>> = { tg_flows: 'tg_flow_stats', tg_flow_stats: 'tg_flows' };
+
+/**
+ * Every other pinned map is policy (rewritten by the next install), flow
+ * analytics or diagnostics: when an upgrade or a new capacity changed its
+ * shape, the pin is removed so load creates and pins a fresh one, rather
+ * than refusing to start. Programs still attached keep the old map until
+ * install replaces them. Returns the names removed.
+ */
+function dropIncompatiblePins(obj: BpfObject, mapDir: string): string[] {
+  const dropped = new Set<string>();
+  for (const name of PINNED_MAPS) {
+    const pin = join(mapDir, name);
+    if (COUNTER_MAPS.has(name) || !existsSync(pin)) continue;
+    const pinned = BpfMap.openPinned(pin);
+    const want = obj.map(name);
+    const same = pinned.type === want.type && pinned.keySize === want.keySize && pinned.valueSize === want.valueSize && pinned.maxEntries === want.maxEntries;
+    pinned.close();
+    if (same) continue;
+    dropped.add(name);
+    if (DROPPED_WITH[name]) dropped.add(DROPPED_WITH[name]);
+  }
+  for (const name of dropped) rmSync(join(mapDir, name), { force: true });
+  return [...dropped];
 }
 
 export class MeteringDatapath {
@@ -86,10 +107,13 @@ export class MeteringDatapath {
   private readonly metered: TypedMap<number, number>;
   /** True when the counter map was adopted from a pin (a restarted agent). */
   readonly adopted: boolean;
+  /** Pinned maps whose shape this build or these options changed: removed and created afresh (never the counters). */
+  readonly replacedPins: readonly string[];
   private readonly attachments = new Map<string, Attachment>();
 
-  private constructor(obj: BpfObject, opts: Required<DatapathOptions>, adopted: boolean) {
+  private constructor(obj: BpfObject, opts: Required<DatapathOptions>, adopted: boolean, replacedPins: string[]) {
     this.obj = obj;
+    this.replacedPins = replacedPins;
     this.pinRoot = opts.pinRoot;
     this.maxTenants = opts.maxTenants;
     this.maxClasses = opts.maxClasses;
@@ -133,7 +157,7 @@ export class MeteringDatapath {
       obj.setConst('tg_cfg_max_tenants', full.maxTenants);
       obj.setConst('tg_cfg_max_classes', full.maxClasses);
       obj.setMaxEntries('tg_flows', full.maxFlows);
-      dropResizedFlowPins(mapDir, full.maxFlows);
+      const replaced = dropIncompatiblePins(obj, mapDir);
       let adopted = false;
       for (const name of PINNED_MAPS) {
         const pin = join(mapDir, name);
@@ -147,7 +171,7 @@ export class MeteringDatapath {
         const pin = join(mapDir, name);
         if (!existsSync(pin)) obj.map(name).pin(pin);
       }
-      return new MeteringDatapath(obj, full, adopted);
+      return new MeteringDatapath(obj, full, adopted, replaced);
     } catch (err) {
       obj.close();
       throw err;
