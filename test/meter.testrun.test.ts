@@ -11,12 +11,13 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BpfObject, TypedMap, u32, u64 } from '../src/kernel/index.js';
+import { BpfObject, TypedMap, u32 } from '../src/kernel/index.js';
 import {
   TG_CLASS_INLINE_V4, TG_CLASS_V4_INLINE, TG_DIR_EGRESS, TG_DIR_INGRESS, TG_DIR_MAX, TG_TENANT_UNATTRIBUTED,
-  TgCounter, TgMeterConfig, TgMeterReason,
+  TgCounter, TgMeterConfig, TgMeterReason, TgMeterReasons,
 } from '../src/kernel/abi.gen.js';
 import { PolicyMaps } from '../src/metering/policy-maps.js';
+import { reasonTotals } from '../src/metering/datapath.js';
 import { compileMetering, parsePolicy, type MeteringPlan } from '../src/policy/index.js';
 import {
   arp, ethernet, icmp, icmpv6, ipv4, ipv6, rawL4, tcp, udp, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, IPPROTO, type Ipv6Ext,
@@ -222,7 +223,7 @@ for (const [layout, withLayout] of Object.entries(LAYOUTS)) describe(`meter.bpf.
   let obj: BpfObject | undefined;
   let skipReason: string | undefined;
   let counters: TypedMap<number, TgCounter>;
-  let reasons: TypedMap<number, bigint>;
+  let reasons: TypedMap<number, TgMeterReasons>;
   let config: TypedMap<number, TgMeterConfig>;
 
   before(() => {
@@ -235,7 +236,7 @@ for (const [layout, withLayout] of Object.entries(LAYOUTS)) describe(`meter.bpf.
     obj.setConst('tg_cfg_max_classes', MAX_CLASSES);
     obj.load();
     counters = new TypedMap(obj.map('tg_meter_counters'), u32, TgCounter);
-    reasons = new TypedMap(obj.map('tg_meter_reasons'), u32, u64);
+    reasons = new TypedMap(obj.map('tg_meter_reasons'), u32, TgMeterReasons);
     config = new TypedMap(obj.map('tg_meter_config'), u32, TgMeterConfig);
 
     const ctx = { tenantIds: IDS, classIds: CLASS_IDS, maxTenants: MAX_TENANTS, maxClasses: MAX_CLASSES };
@@ -256,7 +257,7 @@ for (const [layout, withLayout] of Object.entries(LAYOUTS)) describe(`meter.bpf.
   function snapshot(): { c: Map<number, TgCounter>; r: bigint[] } {
     const c = new Map<number, TgCounter>();
     for (let i = 0; i < MAX_TENANTS * MAX_CLASSES * TG_DIR_MAX; i++) c.set(i, counters.getSum(i)!);
-    const r = Array.from({ length: TgMeterReason.TG_REASON_MAX }, (_, i) => reasons.getSum(i)!);
+    const r = reasonTotals(reasons);
     return { c, r };
   }
 

@@ -82,7 +82,7 @@ enum tg_hook {
 /*
  * Why a packet was counted the way it was. Every packet is counted (bytes and
  * packets in tg_meter_counters) AND, when something about it is notable, here.
- * Index into tg_meter_reasons (per-CPU array of __u64).
+ * Index into struct tg_meter_reasons (the per-CPU value of tg_meter_reasons).
  */
 enum tg_meter_reason {
 	TG_REASON_IPV4 = 0,
@@ -102,6 +102,24 @@ enum tg_meter_reason {
 	TG_REASON_BY_CGROUP = 14,    /* attributed by the sending/receiving socket's cgroup (cgroup_skb hooks) */
 	TG_REASON_MAX = 15,
 };
+
+/*
+ * Value of tg_meter_reasons, its one per-CPU slot: packets per reason. One
+ * value rather than an array slot per reason, so a packet's reasons cost one
+ * lookup and one cache line.
+ */
+enum tg_meter_reason_slots {
+	/* A power of two: the program indexes n[reason & (slots - 1)], which the
+	 * verifier can bound whatever clang makes of the range check before it.
+	 * Slots from TG_REASON_MAX on stay 0. */
+	TG_REASON_SLOTS = 16,
+};
+_Static_assert(TG_REASON_MAX <= TG_REASON_SLOTS && (TG_REASON_SLOTS & (TG_REASON_SLOTS - 1)) == 0, "reason slots");
+
+struct tg_meter_reasons {
+	__u64 n[TG_REASON_SLOTS];
+};
+_Static_assert(sizeof(struct tg_meter_reasons) == 8 * TG_REASON_SLOTS, "tg_meter_reasons size");
 
 /*
  * Value of tg_meter_counters, one per (tenant, class, direction), per-CPU,

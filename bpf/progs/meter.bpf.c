@@ -57,8 +57,9 @@ const volatile __u32 tg_cfg_max_classes = TG_MAX_CLASSES;
 TG_BTF_ANCHOR(enum tg_limits, tg_limits);
 TG_BTF_ANCHOR(enum tg_direction, tg_direction);
 TG_BTF_ANCHOR(enum tg_hook, tg_hook);
-/* The kernel wants an INT key for arrays, so tg_meter_reasons cannot carry it. */
+/* Only an array length in struct tg_meter_reasons, so its constants need an anchor. */
 TG_BTF_ANCHOR(enum tg_meter_reason, tg_meter_reason);
+TG_BTF_ANCHOR(enum tg_meter_reason_slots, tg_meter_reason_slots);
 TG_BTF_ANCHOR(enum tg_meter_flag, tg_meter_flag);
 TG_BTF_ANCHOR(enum tg_class_gen_flag, tg_class_gen_flag);
 TG_BTF_ANCHOR(enum tg_flow_stat, tg_flow_stat);
@@ -77,12 +78,12 @@ struct {
 	__type(value, struct tg_counter);
 } tg_meter_counters SEC(".maps");
 
-/* Indexed by enum tg_meter_reason. */
+/* One per-CPU struct tg_meter_reasons, at key 0. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, TG_REASON_MAX);
+	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u64);
+	__type(value, struct tg_meter_reasons);
 } tg_meter_reasons SEC(".maps");
 
 struct {
@@ -198,12 +199,21 @@ struct {
 	__type(value, __u64);
 } tg_flow_stats SEC(".maps");
 
-static __always_inline void bump_reason(__u32 r)
+static __always_inline struct tg_meter_reasons *reasons(void)
 {
-	__u64 *n = bpf_map_lookup_elem(&tg_meter_reasons, &r);
+	__u32 zero = 0;
 
-	if (n)
-		*n += 1;
+	return bpf_map_lookup_elem(&tg_meter_reasons, &zero);
+}
+
+/* r from reasons(), looked up once per packet. */
+static __always_inline void bump(struct tg_meter_reasons *r, __u32 reason)
+{
+	if (!r || reason >= TG_REASON_MAX)
+		return;
+	/* Hides the check from clang, which would otherwise drop the mask the verifier needs. */
+	barrier_var(reason);
+	r->n[reason & (TG_REASON_SLOTS - 1)] += 1;
 }
 
 /* Value of the longest prefix of generation gen holding addr (network order, 4 or 16 bytes) in trie v4 or v6; NULL when none. */
@@ -320,8 +330,8 @@ static __always_inline void read_ports(void *ctx, enum pkt_ctx_kind kind, struct
  * ingress). Non-IP frames, and IP headers whose addresses are not trusted,
  * are the default class.
  */
-static __always_inline __u32 classify(void *ctx, enum pkt_ctx_kind kind, struct pkt_meta *p,
-				      const __u8 *peer, __u32 gen, bool *ports_read)
+static __always_inline __u32 classify(void *ctx, enum pkt_ctx_kind kind, struct pkt_meta *p, const __u8 *peer,
+				      __u32 gen, bool *ports_read, struct tg_meter_reasons *r)
 {
 	struct tg_class_gen *cg;
 	__u32 m, *cm, ports;
@@ -359,7 +369,7 @@ static __always_inline __u32 classify(void *ctx, enum pkt_ctx_kind kind, struct 
 			ports |= mask_at(&tg_class_port, gen * TG_PORTS + bpf_ntohs(p->sport)) |
 				 mask_at(&tg_class_port, gen * TG_PORTS + bpf_ntohs(p->dport));
 		else if (frag_without_ports(p))
-			bump_reason(TG_REASON_FRAG_NO_PORTS);
+			bump(r, TG_REASON_FRAG_NO_PORTS);
 	}
 	m &= ports;
 	if (!m)
@@ -415,56 +425,63 @@ static __noinline int record_flow(const struct pkt_meta *p, __u32 tenant, __u32 
 }
 
 /* Reasons that describe the packet itself, whoever it is counted for. */
-static __always_inline void note_packet(const struct pkt_meta *p)
+static __always_inline void note_packet(struct tg_meter_reasons *r, const struct pkt_meta *p)
 {
+	const __u16 notable = TG_PKT_TRUNCATED | TG_PKT_MALFORMED | TG_PKT_FRAGMENT | TG_PKT_VLAN |
+			      TG_PKT_IPV6_EXT | TG_PKT_EXT_LIMIT;
+
 	if (p->ip_ver == 4 && !(p->flags & TG_PKT_MALFORMED))
-		bump_reason(TG_REASON_IPV4);
+		bump(r, TG_REASON_IPV4);
 	else if (p->ip_ver == 6 && !(p->flags & TG_PKT_MALFORMED))
-		bump_reason(TG_REASON_IPV6);
+		bump(r, TG_REASON_IPV6);
 	else if (!p->ip_ver)
-		bump_reason(TG_REASON_NON_IP);
+		bump(r, TG_REASON_NON_IP);
+	if (!(p->flags & notable))
+		return; /* the common case: one test instead of six */
 	if (p->flags & TG_PKT_TRUNCATED)
-		bump_reason(TG_REASON_TRUNCATED);
+		bump(r, TG_REASON_TRUNCATED);
 	if (p->flags & TG_PKT_MALFORMED)
-		bump_reason(TG_REASON_MALFORMED);
+		bump(r, TG_REASON_MALFORMED);
 	if (p->flags & TG_PKT_FRAGMENT)
-		bump_reason(TG_REASON_FRAGMENT);
+		bump(r, TG_REASON_FRAGMENT);
 	if (p->flags & TG_PKT_VLAN)
-		bump_reason(TG_REASON_VLAN);
+		bump(r, TG_REASON_VLAN);
 	if (p->flags & TG_PKT_IPV6_EXT)
-		bump_reason(TG_REASON_IPV6_EXT);
+		bump(r, TG_REASON_IPV6_EXT);
 	if (p->flags & TG_PKT_EXT_LIMIT)
-		bump_reason(TG_REASON_IPV6_EXT_LIMIT);
+		bump(r, TG_REASON_IPV6_EXT_LIMIT);
 }
 
 /*
- * Counts an attributed packet: its class, the billing counter, the reason
- * it was attributed, and its flow. unattributed_dir is the direction tenant
- * 0 gets when the tenant id is unusable.
+ * Counts an attributed packet: its reasons, its class, the billing counter,
+ * and its flow. unattributed_dir is the direction tenant 0 gets when the
+ * tenant id is unusable.
  */
 static __always_inline void account(void *ctx, enum pkt_ctx_kind kind, struct pkt_meta *p, __u32 tenant, __u32 dir,
 				    enum tg_meter_reason why, __u32 unattributed_dir, __u32 gen, __u32 flags)
 {
+	struct tg_meter_reasons *r = reasons();
 	struct tg_counter *c;
 	bool ports_read = false;
 	__u32 idx, cls;
 
+	note_packet(r, p);
 	if (tenant >= tg_cfg_max_tenants) {
-		bump_reason(TG_REASON_BAD_INDEX);
+		bump(r, TG_REASON_BAD_INDEX);
 		tenant = TG_TENANT_UNATTRIBUTED;
 		dir = unattributed_dir;
 		why = TG_REASON_UNATTRIBUTED;
 	}
-	cls = classify(ctx, kind, p, dir == TG_DIR_EGRESS ? p->daddr : p->saddr, gen, &ports_read);
+	cls = classify(ctx, kind, p, dir == TG_DIR_EGRESS ? p->daddr : p->saddr, gen, &ports_read, r);
 	if (cls >= tg_cfg_max_classes) {
-		bump_reason(TG_REASON_BAD_INDEX);
+		bump(r, TG_REASON_BAD_INDEX);
 		cls = TG_CLASS_DEFAULT;
 	}
 	idx = (tenant * tg_cfg_max_classes + cls) * TG_DIR_MAX + dir;
 	c = bpf_map_lookup_elem(&tg_meter_counters, &idx);
 	if (!c) {
 		/* The array is smaller than the configuration says: same treatment as above. */
-		bump_reason(TG_REASON_BAD_INDEX);
+		bump(r, TG_REASON_BAD_INDEX);
 		tenant = TG_TENANT_UNATTRIBUTED;
 		cls = TG_CLASS_DEFAULT;
 		dir = unattributed_dir;
@@ -474,7 +491,7 @@ static __always_inline void account(void *ctx, enum pkt_ctx_kind kind, struct pk
 		if (!c)
 			return;
 	}
-	bump_reason(why);
+	bump(r, why);
 	/* Per-CPU slot, and tc/XDP/cgroup programs do not migrate mid-program: plain adds suffice. */
 	c->packets += 1;
 	c->bytes += p->l3_bytes;
@@ -541,7 +558,6 @@ static __always_inline void meter(void *ctx, enum pkt_ctx_kind kind, enum tg_hoo
 	__u32 gen;
 
 	tg_parse_ex(ctx, kind, &p, false); /* L4 only when a class or a flow needs it */
-	note_packet(&p);
 
 	cfg = bpf_map_lookup_elem(&tg_meter_config, &zero);
 	gen = cfg ? cfg->generation : 0;
@@ -707,7 +723,6 @@ static __always_inline void meter_cgroup(struct __sk_buff *skb, __u32 dir)
 	if (!cfg || seen_by_interface_hook(skb, cfg))
 		return;
 	tg_parse_l3(skb, &p, false);
-	note_packet(&p);
 	ref = cgroup_ref(skb, cfg->generation);
 	tenant = ref ? ref->tenant_id : TG_TENANT_UNATTRIBUTED;
 	struct attribution a = {
@@ -722,7 +737,7 @@ static __always_inline void meter_cgroup(struct __sk_buff *skb, __u32 dir)
 	idx = ref->container_slot * TG_DIR_MAX + dir;
 	c = bpf_map_lookup_elem(&tg_container_counters, &idx);
 	if (!c) {
-		bump_reason(TG_REASON_BAD_INDEX);
+		bump(reasons(), TG_REASON_BAD_INDEX);
 		return;
 	}
 	c->packets += 1;

@@ -132,6 +132,13 @@ export const TG_REASON_FRAG_NO_PORTS = TgMeterReason.TG_REASON_FRAG_NO_PORTS;
 export const TG_REASON_BY_CGROUP = TgMeterReason.TG_REASON_BY_CGROUP;
 export const TG_REASON_MAX = TgMeterReason.TG_REASON_MAX;
 
+/** enum tg_meter_reason_slots */
+export const TgMeterReasonSlots = {
+  TG_REASON_SLOTS: 16,
+} as const;
+export type TgMeterReasonSlots = (typeof TgMeterReasonSlots)[keyof typeof TgMeterReasonSlots];
+export const TG_REASON_SLOTS = TgMeterReasonSlots.TG_REASON_SLOTS;
+
 /** struct tg_cgroup_key: 16 bytes */
 export interface TgCgroupKey {
   /** __u64 at offset 0 */
@@ -367,6 +374,15 @@ export const TgMeterConfig = struct<TgMeterConfig>(16, [
   ['flags', 4, u32],
   ['metered_netns', 8, u32],
   ['pad', 12, u32],
+]);
+
+/** struct tg_meter_reasons: 128 bytes */
+export interface TgMeterReasons {
+  /** __u64[16] at offset 0 */
+  n: bigint[];
+}
+export const TgMeterReasons = struct<TgMeterReasons>(128, [
+  ['n', 0, array(u64, 16)],
 ]);
 
 /** struct tg_tenant_ref: 8 bytes */

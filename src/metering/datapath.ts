@@ -5,7 +5,7 @@
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { BpfLink, BpfMap, BpfObject, TypedMap, findCgroup2, linkInfo, readMounts, type BpfProgram } from '../kernel/index.js';
-import { TgCounter, TgMeterConfig, TG_DIR_MAX, TG_MAX_CLASSES, TG_MAX_FLOWS, TG_MAX_TENANTS, TG_METER_FLOWS, TgMeterReason } from '../kernel/abi.gen.js';
+import { TgCounter, TgMeterConfig, TgMeterReasons, TG_DIR_MAX, TG_MAX_CLASSES, TG_MAX_FLOWS, TG_MAX_TENANTS, TG_METER_FLOWS, TG_REASON_MAX, TgMeterReason } from '../kernel/abi.gen.js';
 import { u32, u64 } from '../kernel/codec.js';
 import type { MeteringPlan } from '../policy/index.js';
 import { PolicyMaps } from './policy-maps.js';
@@ -50,6 +50,13 @@ export interface DatapathOptions {
   maxClasses?: number;
   /** Capacity of the flow LRU (preallocated, even while flows are off; docs/flows.md). */
   maxFlows?: number;
+}
+
+/** tg_meter_reasons summed over CPUs: packets per enum tg_meter_reason. */
+export function reasonTotals(map: TypedMap<number, TgMeterReasons>): bigint[] {
+  const total = Array.from({ length: TG_REASON_MAX }, () => 0n);
+  for (const cpu of map.getPerCpu(0) ?? []) for (let i = 0; i < TG_REASON_MAX; i++) total[i]! += cpu.n[i]!;
+  return total;
 }
 
 const reasonNames: Record<number, string> = Object.fromEntries(
@@ -100,7 +107,7 @@ export class MeteringDatapath {
   private obj: BpfObject;
   private readonly counters: TypedMap<number, ReturnType<typeof TgCounter.decode>>;
   private readonly containerCounters: TypedMap<number, ReturnType<typeof TgCounter.decode>>;
-  private readonly reasons: TypedMap<number, bigint>;
+  private readonly reasons: TypedMap<number, TgMeterReasons>;
   private readonly flowStats: TypedMap<number, bigint>;
   private readonly config: TypedMap<number, ReturnType<typeof TgMeterConfig.decode>>;
   private readonly policyMaps: PolicyMaps;
@@ -121,7 +128,7 @@ export class MeteringDatapath {
     this.adopted = adopted;
     this.counters = new TypedMap(obj.map('tg_meter_counters'), u32, TgCounter);
     this.containerCounters = new TypedMap(obj.map('tg_container_counters'), u32, TgCounter);
-    this.reasons = new TypedMap(obj.map('tg_meter_reasons'), u32, u64);
+    this.reasons = new TypedMap(obj.map('tg_meter_reasons'), u32, TgMeterReasons);
     this.flowStats = new TypedMap(obj.map('tg_flow_stats'), u32, u64);
     this.config = new TypedMap(obj.map('tg_meter_config'), u32, TgMeterConfig);
     this.policyMaps = new PolicyMaps(obj);
@@ -373,10 +380,10 @@ export class MeteringDatapath {
   /** Per-reason packet counts (non_ip, truncated, fragment, ...). */
   readReasons(): Record<string, bigint> {
     const out: Record<string, bigint> = {};
-    for (const [index, n] of this.reasons.entriesSum()) {
+    reasonTotals(this.reasons).forEach((n, index) => {
       const name = reasonNames[index];
       if (name) out[name] = n;
-    }
+    });
     return out;
   }
 
