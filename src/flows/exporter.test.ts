@@ -38,16 +38,42 @@ class LendingSource implements FlowSource {
   }
 }
 
+/** The same source, offering buffers made in advance for the first two reads. */
+class PreparingSource extends LendingSource {
+  made: FlowBuffers[] = [];
+  newFlowBuffers(): FlowBuffers {
+    const b = { keys: Buffer.alloc(64 * 44), values: Buffer.alloc(64 * 40) };
+    this.made.push(b);
+    return b;
+  }
+}
+
+const moving = (k: number): FlowSpec[] => [
+  { sport: 1, packets: BigInt(10 * k), bytes: BigInt(1000 * k), first: S, last: BigInt(k * 10 - 1) * S },
+  { sport: 2, packets: BigInt(5 * k), bytes: BigInt(500 * k), first: S, last: BigInt(k * 10 - 1) * S },
+];
+
+test('buffers made in advance serve the first two reads, then the reads alternate', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'tg-flowexp-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const store = FlowStore.open(join(dir, 'flows.db'));
+  t.after(() => store.close());
+  const source = new PreparingSource(moving);
+  const exporter = new FlowExporter(source, store, 60_000, {}, 'boot');
+  assert.equal(source.made.length, 2, 'made when the exporter is created');
+  const results = [];
+  for (let i = 0; i < 5; i++) results.push(await exporter.exportNow());
+  assert.deepEqual(results.map((r) => [r.flows, r.packets]), [[0, 0], ...Array(4).fill([2, 15])]);
+  assert.deepEqual(source.lent, [source.made[0], source.made[1], source.made[0], source.made[1], source.made[0]]);
+});
+
 test('the exporter lends each read the buffers of the read before last, and deltas stay exact', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'tg-flowexp-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const store = FlowStore.open(join(dir, 'flows.db'));
   t.after(() => store.close());
   // Read k: flow 1 has 10k packets, flow 2 has 5k, both moving every interval.
-  const source = new LendingSource((k) => [
-    { sport: 1, packets: BigInt(10 * k), bytes: BigInt(1000 * k), first: S, last: BigInt(k * 10 - 1) * S },
-    { sport: 2, packets: BigInt(5 * k), bytes: BigInt(500 * k), first: S, last: BigInt(k * 10 - 1) * S },
-  ]);
+  const source = new LendingSource(moving);
   const exporter = new FlowExporter(source, store, 60_000, {}, 'boot');
   const results = [];
   for (let i = 0; i < 6; i++) results.push(await exporter.exportNow());

@@ -212,9 +212,14 @@ export class FlowStore {
   }
 
   /** Stores one interval and applies retention, in one transaction. */
+  /** Faults in the encode buffer for intervals of up to `flows` moved flows now, rather than during the first ones. */
+  reserve(flows: number): void {
+    if (this.#scratch.length < flows * RECORD_SIZE) this.#scratch = Buffer.alloc(flows * RECORD_SIZE).fill(0);
+  }
+
   record(iv: FlowInterval, map: MapState): RecordedInterval {
     // SQLite copies each blob, so one buffer serves every interval; it grows to the largest one.
-    if (this.#scratch.length < iv.count * RECORD_SIZE) this.#scratch = Buffer.alloc(iv.count * RECORD_SIZE);
+    this.reserve(iv.count);
     const chunks = encodeRecords(iv, undefined, this.#scratch);
     const storedBytes = chunks.reduce((n, c) => n + c.length, 0);
     const snap = iv.snapshot;

@@ -11,7 +11,7 @@ import type { MeteringPlan } from '../policy/index.js';
 import { PolicyMaps } from './policy-maps.js';
 import { bpfObjectPath } from '../paths.js';
 import { FLOW_COUNTER_INDEX, type FlowCounters } from '../flows/counters.js';
-import { monotonicNs, type FlowBuffers, type FlowSnapshot } from '../flows/snapshot.js';
+import { KEY_SIZE, VALUE_SIZE, monotonicNs, type FlowBuffers, type FlowSnapshot } from '../flows/snapshot.js';
 
 /** Maps that carry state across agent restarts and are therefore pinned. */
 const PINNED_MAPS = [
@@ -20,6 +20,9 @@ const PINNED_MAPS = [
   'tg_class_gen', 'tg_class_v4', 'tg_class_v6', 'tg_class_proto', 'tg_class_port', 'tg_class_ids',
   'tg_flows', 'tg_flow_stats', 'tg_tenant_cgroup', 'tg_metered_iface', 'tg_container_counters',
 ] as const;
+
+/** Flows per batch call when reading tg_flows. */
+const FLOW_READ_CHUNK = 65_536;
 
 const FILL_MAPS = ['tg_tenant_v4', 'tg_tenant_v6', 'tg_class_v4', 'tg_class_v6', 'tg_frag_ports'] as const;
 
@@ -426,9 +429,15 @@ export class MeteringDatapath {
   readFlows(into?: FlowBuffers): FlowSnapshot {
     const map = this.obj.map('tg_flows');
     const startNs = monotonicNs();
-    const packed = map.lookupBatchPacked({ chunk: 65_536, into });
+    const packed = map.lookupBatchPacked({ chunk: FLOW_READ_CHUNK, into });
     const endNs = monotonicNs();
     return { ...packed, mapId: map.id, startNs, endNs, at: new Date() };
+  }
+
+  /** Buffers a readFlows of this map fits in, faulted in now (calloc'd memory is mapped on first write). */
+  newFlowBuffers(): FlowBuffers {
+    const n = this.maxFlows + FLOW_READ_CHUNK; // what the batch read asks room for
+    return { keys: Buffer.alloc(n * KEY_SIZE).fill(0), values: Buffer.alloc(n * VALUE_SIZE).fill(0) };
   }
 
   /** tg_flow_stats summed over CPUs, since the flow map was created. */
