@@ -219,16 +219,24 @@ static __always_inline void bump(struct tg_meter_reasons *r, __u32 reason)
 /* Value of the longest prefix of generation gen holding addr (network order, 4 or 16 bytes) in trie v4 or v6; NULL when none. */
 static __always_inline void *lpm_lookup(void *v4, void *v6, const struct pkt_meta *p, const __u8 *addr, __u32 gen)
 {
+	void *v;
+
 	if (p->ip_ver == 4) {
 		struct tg_lpm_v4_key k = { .prefixlen = 8 + 32, .generation = gen };
 
 		__builtin_memcpy(k.addr_be, addr, 4);
-		return bpf_map_lookup_elem(v4, &k);
+		v = bpf_map_lookup_elem(v4, &k);
+		/* Keeps clang from merging the two lookups into one call site,
+		 * whose map the verifier could then not resolve to a direct call. */
+		barrier_var(v);
+		return v;
 	}
 	struct tg_lpm_v6_key k = { .prefixlen = 8 + 128, .generation = gen };
 
 	__builtin_memcpy(k.addr_be, addr, 16);
-	return bpf_map_lookup_elem(v6, &k);
+	v = bpf_map_lookup_elem(v6, &k);
+	barrier_var(v);
+	return v;
 }
 
 /* Tenant owning addr in generation gen; 0 when none. */
