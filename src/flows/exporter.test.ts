@@ -1,4 +1,4 @@
-import test from 'node:test';
+import test, { type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -48,16 +48,23 @@ class PreparingSource extends LendingSource {
   }
 }
 
+/** A flow store in a directory of its own, removed after the test. */
+function tempStore(t: TestContext): FlowStore {
+  const dir = mkdtempSync(join(tmpdir(), 'tg-flowexp-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const store = FlowStore.open(join(dir, 'flows.db'));
+  t.after(() => store.close());
+  return store;
+}
+
+/** Read k: flow 1 has 10k packets, flow 2 has 5k, both moving every interval. */
 const moving = (k: number): FlowSpec[] => [
   { sport: 1, packets: BigInt(10 * k), bytes: BigInt(1000 * k), first: S, last: BigInt(k * 10 - 1) * S },
   { sport: 2, packets: BigInt(5 * k), bytes: BigInt(500 * k), first: S, last: BigInt(k * 10 - 1) * S },
 ];
 
 test('buffers made in advance serve the first two reads, then the reads alternate', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'tg-flowexp-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const store = FlowStore.open(join(dir, 'flows.db'));
-  t.after(() => store.close());
+  const store = tempStore(t);
   const source = new PreparingSource(moving);
   const exporter = new FlowExporter(source, store, 60_000, {}, 'boot');
   assert.equal(source.made.length, 2, 'made when the exporter is created');
@@ -68,11 +75,7 @@ test('buffers made in advance serve the first two reads, then the reads alternat
 });
 
 test('the exporter lends each read the buffers of the read before last, and deltas stay exact', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'tg-flowexp-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const store = FlowStore.open(join(dir, 'flows.db'));
-  t.after(() => store.close());
-  // Read k: flow 1 has 10k packets, flow 2 has 5k, both moving every interval.
+  const store = tempStore(t);
   const source = new LendingSource(moving);
   const exporter = new FlowExporter(source, store, 60_000, {}, 'boot');
   const results = [];
