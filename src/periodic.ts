@@ -1,10 +1,25 @@
-// Work that runs every interval and on demand, never twice at once: the
-// billing export and the flow export share this shape.
+// Work that runs every interval and on demand, never twice at once, and
+// keeps its last result and failure count: the billing export and the flow
+// export share this shape.
+
+/** Told after every run. */
+export interface TaskEvents<R> {
+  onExport?(r: R): void;
+  onError?(err: unknown): void;
+}
+
 export abstract class PeriodicTask<R> {
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<R> | undefined;
+  /** The last successful run's result. */
+  last: R | undefined;
+  /** Runs that threw (a listener that throws counts too). */
+  failures = 0;
 
-  constructor(protected readonly intervalMs: number) {}
+  constructor(
+    protected readonly intervalMs: number,
+    private readonly taskEvents: TaskEvents<R> = {},
+  ) {}
 
   protected abstract run(): Promise<R>;
 
@@ -18,10 +33,23 @@ export abstract class PeriodicTask<R> {
 
   /** Runs now; concurrent callers share one run. */
   runNow(): Promise<R> {
-    this.#running ??= this.run().finally(() => {
+    this.#running ??= this.#runOnce().finally(() => {
       this.#running = undefined;
     });
     return this.#running;
+  }
+
+  async #runOnce(): Promise<R> {
+    try {
+      const r = await this.run();
+      this.last = r;
+      this.taskEvents.onExport?.(r);
+      return r;
+    } catch (err) {
+      this.failures++;
+      this.taskEvents.onError?.(err);
+      throw err;
+    }
   }
 
   /** Stops the timer and waits for a run in progress. */

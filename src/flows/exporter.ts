@@ -4,7 +4,7 @@
 // export: flows never feed billing, and a failed flow export changes nothing
 // in the ledger.
 import { bootId } from '../store/index.js';
-import { PeriodicTask } from '../periodic.js';
+import { PeriodicTask, type TaskEvents } from '../periodic.js';
 import { evictedFlows, type FlowCounters } from './counters.js';
 import { FlowTracker } from './delta.js';
 import type { FlowBuffers, FlowSnapshot } from './snapshot.js';
@@ -32,16 +32,11 @@ export interface FlowExportResult extends RecordedInterval {
   durationMs: number;
 }
 
-export interface FlowExporterEvents {
-  onExport?(r: FlowExportResult): void;
-  onError?(err: unknown): void;
-}
+export type FlowExporterEvents = TaskEvents<FlowExportResult>;
 
 export class FlowExporter extends PeriodicTask<FlowExportResult> {
   private readonly boot: string;
   private readonly tracker: FlowTracker;
-  last: FlowExportResult | undefined;
-  failures = 0;
   /**
    * Buffers of the read the tracker holds as its previous one (held), and
    * of the one before (spare), free to read into. Reading into memory the
@@ -56,10 +51,10 @@ export class FlowExporter extends PeriodicTask<FlowExportResult> {
     private readonly source: FlowSource,
     private readonly store: FlowStore,
     intervalMs: number,
-    private readonly events: FlowExporterEvents = {},
+    events: FlowExporterEvents = {},
     boot = bootId(),
   ) {
-    super(intervalMs);
+    super(intervalMs, events);
     this.boot = boot;
     // A restarted agent continues where the store says the last export left off.
     this.tracker = new FlowTracker(boot, store.resumePoint());
@@ -74,31 +69,22 @@ export class FlowExporter extends PeriodicTask<FlowExportResult> {
   }
 
   protected async run(): Promise<FlowExportResult> {
-    try {
-      const t0 = performance.now();
-      const counters = this.source.readFlowCounters(); // before the map: see evictedFlows
-      const snap = this.source.readFlows(this.#spare);
-      const t1 = performance.now();
-      const iv = this.tracker.next(snap);
-      // The tracker now keeps snap instead of the read before it, whose buffers are free for the next read.
-      this.#spare = this.#held ?? this.#second;
-      this.#second = undefined;
-      this.#held = snap.storage;
-      const t2 = performance.now();
-      const rec = this.store.record(iv, { bootId: this.boot, capacity: this.source.maxFlows, counters });
-      const t3 = performance.now();
-      const res: FlowExportResult = {
-        ...rec, live: snap.count, capacity: this.source.maxFlows, counters, evicted: evictedFlows(counters, snap.count),
-        readMs: t1 - t0, diffMs: t2 - t1, storeMs: t3 - t2, durationMs: t3 - t0,
-      };
-      this.last = res;
-      this.events.onExport?.(res);
-      return res;
-    } catch (err) {
-      this.failures++;
-      this.events.onError?.(err);
-      throw err;
-    }
+    const t0 = performance.now();
+    const counters = this.source.readFlowCounters(); // before the map: see evictedFlows
+    const snap = this.source.readFlows(this.#spare);
+    const t1 = performance.now();
+    const iv = this.tracker.next(snap);
+    // The tracker now keeps snap instead of the read before it, whose buffers are free for the next read.
+    this.#spare = this.#held ?? this.#second;
+    this.#second = undefined;
+    this.#held = snap.storage;
+    const t2 = performance.now();
+    const rec = this.store.record(iv, { bootId: this.boot, capacity: this.source.maxFlows, counters });
+    const t3 = performance.now();
+    return {
+      ...rec, live: snap.count, capacity: this.source.maxFlows, counters, evicted: evictedFlows(counters, snap.count),
+      readMs: t1 - t0, diffMs: t2 - t1, storeMs: t3 - t2, durationMs: t3 - t0,
+    };
   }
 
 }

@@ -6,7 +6,7 @@
 // process at the two instants that matter (docs/ledger.md, "Crash testing").
 import type { ContainerReading, Ledger } from '../store/index.js';
 import { bootId } from '../store/index.js';
-import { PeriodicTask } from '../periodic.js';
+import { PeriodicTask, type TaskEvents } from '../periodic.js';
 import type { MeteringDatapath } from './datapath.js';
 
 export interface ExportResult {
@@ -17,9 +17,7 @@ export interface ExportResult {
   durationMs: number;
 }
 
-export interface ExporterOptions {
-  onExport?(r: ExportResult): void;
-  onError?(err: unknown): void;
+export interface ExporterOptions extends TaskEvents<ExportResult> {
   /** The per-container breakdown to record with each interval (read right after the billing counters). */
   containers?(): ContainerReading[];
 }
@@ -53,8 +51,6 @@ export class Exporter extends PeriodicTask<ExportResult> {
   private readonly boot = bootId();
   private readonly fault = parseFault(process.env[FAULT_ENV]);
   private exportsStarted = 0;
-  last: ExportResult | undefined;
-  failures = 0;
 
   constructor(
     private readonly datapath: MeteringDatapath,
@@ -64,7 +60,7 @@ export class Exporter extends PeriodicTask<ExportResult> {
     private readonly billable: (classId: number) => boolean,
     private readonly events: ExporterOptions = {},
   ) {
-    super(intervalMs);
+    super(intervalMs, events);
   }
 
   /** Exports now; concurrent callers share one export. */
@@ -75,27 +71,18 @@ export class Exporter extends PeriodicTask<ExportResult> {
   protected async run(): Promise<ExportResult> {
     const t0 = performance.now();
     this.exportsStarted++;
-    try {
-      const readings = this.datapath.readCounters().map((r) => ({ ...r, billable: this.billable(r.classId) }));
-      const containers = this.events.containers?.() ?? [];
-      const at = new Date();
-      if (this.fault) this.crashAt('after-read');
-      const r = this.ledger.recordInterval({
-        epoch: { bootId: this.boot, counterId: this.datapath.counterId() },
-        at,
-        readings,
-        containers,
-      });
-      if (this.fault) this.crashAt('after-commit');
-      const res: ExportResult = { at, rows: r.rows, packets: r.packets, bytes: r.bytes, durationMs: performance.now() - t0 };
-      this.last = res;
-      this.events.onExport?.(res);
-      return res;
-    } catch (err) {
-      this.failures++;
-      this.events.onError?.(err);
-      throw err;
-    }
+    const readings = this.datapath.readCounters().map((r) => ({ ...r, billable: this.billable(r.classId) }));
+    const containers = this.events.containers?.() ?? [];
+    const at = new Date();
+    if (this.fault) this.crashAt('after-read');
+    const r = this.ledger.recordInterval({
+      epoch: { bootId: this.boot, counterId: this.datapath.counterId() },
+      at,
+      readings,
+      containers,
+    });
+    if (this.fault) this.crashAt('after-commit');
+    return { at, rows: r.rows, packets: r.packets, bytes: r.bytes, durationMs: performance.now() - t0 };
   }
 
   /**
