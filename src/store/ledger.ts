@@ -362,6 +362,24 @@ function checkGrouping(v: unknown): UsageGrouping {
   return v as UsageGrouping;
 }
 
+/**
+ * Each element of list (objects only) through check, named field[i] in
+ * errors; two elements with the same key are refused, named by what.
+ */
+function checkList<T>(list: unknown, field: string, check: (x: T, f: string) => T, key: (t: T) => string, what: (t: T) => string): T[] {
+  if (!Array.isArray(list)) throw invalid(field, 'must be an array');
+  const seen = new Set<string>();
+  return list.map((x: unknown, i) => {
+    const f = `${field}[${i}]`;
+    if (x === null || typeof x !== 'object') throw invalid(f, 'must be an object');
+    const t = check(x as T, f);
+    const k = key(t);
+    if (seen.has(k)) throw invalid(f, `duplicate reading for ${what(t)}`);
+    seen.add(k);
+    return t;
+  });
+}
+
 const counterKey = (r: { tenantId: number | bigint; classId: number | bigint; direction: Direction }): string => `${r.tenantId}/${r.classId}/${r.direction}`;
 const slotKey = (r: { slot: number | bigint; direction: Direction }): string => `${r.slot}/${r.direction}`;
 
@@ -523,43 +541,23 @@ export class Ledger {
     const atMs = checkDate(r.at, 'at');
     const startedMs = r.epoch.startedAt === undefined ? atMs : checkDate(r.epoch.startedAt, 'epoch.startedAt');
     if (startedMs > atMs) throw invalid('epoch.startedAt', `${r.epoch.startedAt?.toISOString()} is after the interval end ${r.at.toISOString()}`);
-    if (!Array.isArray(r.readings)) throw invalid('readings', 'must be an array');
-    const seen = new Set<string>();
-    const readings = r.readings.map((x, i) => {
-      const f = `readings[${i}]`;
-      if (x === null || typeof x !== 'object') throw invalid(f, 'must be an object');
-      const reading: Reading = {
-        tenantId: checkId(x.tenantId, `${f}.tenantId`),
-        classId: checkId(x.classId, `${f}.classId`),
-        direction: checkDirection(x.direction, `${f}.direction`),
-        billable: checkBoolean(x.billable, `${f}.billable`),
-        packets: checkU64(x.packets, `${f}.packets`),
-        bytes: checkU64(x.bytes, `${f}.bytes`),
-      };
-      const key = counterKey(reading);
-      if (seen.has(key)) throw invalid(f, `duplicate reading for tenant ${reading.tenantId} class ${reading.classId} ${reading.direction}`);
-      seen.add(key);
-      return reading;
-    });
-    if (r.containers !== undefined && !Array.isArray(r.containers)) throw invalid('containers', 'must be an array');
-    const seenSlots = new Set<string>();
-    const containers = (r.containers ?? []).map((x, i) => {
-      const f = `containers[${i}]`;
-      if (x === null || typeof x !== 'object') throw invalid(f, 'must be an object');
-      const reading: ContainerReading = {
-        slot: checkSlot(x.slot, `${f}.slot`),
-        containerId: checkText(x.containerId, `${f}.containerId`),
-        runtime: checkText(x.runtime, `${f}.runtime`),
-        tenantId: checkId(x.tenantId, `${f}.tenantId`),
-        direction: checkDirection(x.direction, `${f}.direction`),
-        packets: checkU64(x.packets, `${f}.packets`),
-        bytes: checkU64(x.bytes, `${f}.bytes`),
-      };
-      const key = slotKey(reading);
-      if (seenSlots.has(key)) throw invalid(f, `duplicate reading for container slot ${reading.slot} ${reading.direction}`);
-      seenSlots.add(key);
-      return reading;
-    });
+    const readings = checkList(r.readings, 'readings', (x: Reading, f): Reading => ({
+      tenantId: checkId(x.tenantId, `${f}.tenantId`),
+      classId: checkId(x.classId, `${f}.classId`),
+      direction: checkDirection(x.direction, `${f}.direction`),
+      billable: checkBoolean(x.billable, `${f}.billable`),
+      packets: checkU64(x.packets, `${f}.packets`),
+      bytes: checkU64(x.bytes, `${f}.bytes`),
+    }), counterKey, (x) => `tenant ${x.tenantId} class ${x.classId} ${x.direction}`);
+    const containers = checkList(r.containers === undefined ? [] : r.containers, 'containers', (x: ContainerReading, f): ContainerReading => ({
+      slot: checkSlot(x.slot, `${f}.slot`),
+      containerId: checkText(x.containerId, `${f}.containerId`),
+      runtime: checkText(x.runtime, `${f}.runtime`),
+      tenantId: checkId(x.tenantId, `${f}.tenantId`),
+      direction: checkDirection(x.direction, `${f}.direction`),
+      packets: checkU64(x.packets, `${f}.packets`),
+      bytes: checkU64(x.bytes, `${f}.bytes`),
+    }), slotKey, (x) => `container slot ${x.slot} ${x.direction}`);
 
     const s = this.#s;
     const host = this.hostId;
