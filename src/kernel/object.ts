@@ -31,6 +31,14 @@ type Setting = (obj: Ptr) => void;
 
 export type AttachTypeName = keyof typeof AttachType;
 
+/** Differences in type, key/value size, flags and max_entries between libbpf's definition m and the map behind fd. */
+function shapeDiff(m: Ptr, fd: number): string[] {
+  const have = mapInfo(fd);
+  const l = libbpf();
+  const want = { type: l.bpf_map__type(m), keySize: l.bpf_map__key_size(m), valueSize: l.bpf_map__value_size(m), flags: l.bpf_map__map_flags(m), maxEntries: l.bpf_map__max_entries(m) };
+  return (Object.keys(want) as (keyof typeof want)[]).filter((k) => want[k] !== have[k]).map((k) => `${k}: pinned ${have[k]}, object ${want[k]}`);
+}
+
 export class BpfObject {
   readonly path: string;
   readonly name: string;
@@ -191,21 +199,30 @@ export class BpfObject {
       const fd = check(`bpf_obj_get(${pinPath}) for map '${mapName}'`, libbpf().bpf_obj_get(pinPath));
       try {
         const m = this.#findIn(obj, 'map', mapName);
-        const have = mapInfo(fd);
-        const l = libbpf();
-        const want = { type: l.bpf_map__type(m), keySize: l.bpf_map__key_size(m), valueSize: l.bpf_map__value_size(m), flags: l.bpf_map__map_flags(m), maxEntries: l.bpf_map__max_entries(m) };
-        const diff = (Object.keys(want) as (keyof typeof want)[]).filter((k) => want[k] !== have[k]);
+        const diff = shapeDiff(m, fd);
         if (diff.length > 0)
-          throw new Error(
-            `reuseMap('${mapName}', ${pinPath}): the pinned map does not match the object's definition (` +
-              diff.map((k) => `${k}: pinned ${have[k]}, object ${want[k]}`).join('; ') +
-              '); migrate it or remove the pin',
-          );
-        check(`bpf_map__reuse_fd(${mapName}, ${pinPath})`, l.bpf_map__reuse_fd(m, fd));
+          throw new Error(`reuseMap('${mapName}', ${pinPath}): the pinned map does not match the object's definition (${diff.join('; ')}); migrate it or remove the pin`);
+        check(`bpf_map__reuse_fd(${mapName}, ${pinPath})`, libbpf().bpf_map__reuse_fd(m, fd));
       } finally {
         libc().close(fd); // libbpf keeps its own dup
       }
     });
+  }
+
+  /**
+   * How the map pinned at pinPath differs from this object's definition of
+   * mapName as configured so far, as reuseMap compares them; empty when
+   * reuseMap would accept it.
+   */
+  pinMismatch(mapName: string, pinPath: string): string[] {
+    this.#beforeLoad(`pinMismatch('${mapName}')`);
+    this.map(mapName);
+    const fd = check(`bpf_obj_get(${pinPath}) for map '${mapName}'`, libbpf().bpf_obj_get(pinPath));
+    try {
+      return shapeDiff(this.#findIn(this.#raw(), 'map', mapName), fd);
+    } finally {
+      libc().close(fd);
+    }
   }
 
   /** Sets the expected attach type (e.g. 'TCX_EGRESS', 'CGROUP_INET_INGRESS') of a program before load. */

@@ -4,7 +4,7 @@
 // compiled tenant maps with a generation switch, and reads the counters back.
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { BpfLink, BpfMap, BpfObject, TypedMap, findCgroup2, linkInfo, readMounts, type BpfProgram } from '../kernel/index.js';
+import { BpfLink, BpfObject, TypedMap, findCgroup2, linkInfo, readMounts, type BpfProgram } from '../kernel/index.js';
 import { TgCounter, TgMeterConfig, TgMeterReasons, TG_DIR_MAX, TG_MAX_CLASSES, TG_MAX_FLOWS, TG_MAX_TENANTS, TG_METER_FLOWS, TG_REASON_MAX, TgMeterReason } from '../kernel/abi.gen.js';
 import { u32, u64 } from '../kernel/codec.js';
 import type { MeteringPlan } from '../policy/index.js';
@@ -89,12 +89,7 @@ function dropIncompatiblePins(obj: BpfObject, mapDir: string): string[] {
   const dropped = new Set<string>();
   for (const name of PINNED_MAPS) {
     const pin = join(mapDir, name);
-    if (COUNTER_MAPS.has(name) || !existsSync(pin)) continue;
-    const pinned = BpfMap.openPinned(pin);
-    const want = obj.map(name);
-    const same = pinned.type === want.type && pinned.keySize === want.keySize && pinned.valueSize === want.valueSize && pinned.maxEntries === want.maxEntries;
-    pinned.close();
-    if (same) continue;
+    if (COUNTER_MAPS.has(name) || !existsSync(pin) || obj.pinMismatch(name, pin).length === 0) continue;
     dropped.add(name);
     if (DROPPED_WITH[name]) dropped.add(DROPPED_WITH[name]);
   }

@@ -248,8 +248,11 @@ test('reuseMap of an incompatible pinned map is refused, naming the differences'
   first.map('kt_hash').pin(`${dir}/hash`);
   const second = BpfObject.open(fixture('kernel_maps'));
   t.after(() => second.close());
+  assert.deepEqual(second.pinMismatch('kt_hash', `${dir}/hash`), [], 'the same definition');
+  assert.ok(second.pinMismatch('kt_hash', `${dir}/arr`).includes('type: pinned 2, object 1'));
   assert.throws(() => second.reuseMap('kt_hash', `${dir}/arr`), /does not match.*type: pinned 2, object 1/);
   second.setMaxEntries('kt_hash', 100);
+  assert.deepEqual(second.pinMismatch('kt_hash', `${dir}/hash`), ['maxEntries: pinned 16384, object 100']);
   assert.throws(() => second.reuseMap('kt_hash', `${dir}/hash`), /maxEntries: pinned 16384, object 100/);
   assert.throws(() => BpfObject.open(fixture('kernel_maps')).reuseMap('kt_hash', `${dir}/missing`), (e: unknown) => e instanceof KernelError && e.code === 'ENOENT');
 });
