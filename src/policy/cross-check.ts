@@ -116,6 +116,14 @@ export function crossCheck(doc: unknown): RawIssue[] {
     const c = str(x);
     if (c !== undefined && !classKnown.has(c)) issues.push({ path, message: `unknown class "${c}"; ${known(classKnown)}` });
   };
+  /** A free class's traffic is never charged: a price or budget on it is a mistake. */
+  const checkBillable = (x: unknown, path: (string | number)[], what: string): void => {
+    const c = str(x);
+    const i = c === undefined ? undefined : classNames.get(c);
+    if (i !== undefined && obj(classes[i])?.billable === false) {
+      issues.push({ path, message: `class "${c}" is not billable (classes[${i}].billable is false); ${what}` });
+    }
+  };
   const checkTenant = (x: unknown, path: (string | number)[]): void => {
     const t = str(x);
     if (t !== undefined && !tenantNames.has(t)) issues.push({ path, message: `unknown tenant "${t}"; ${known(tenantNames.keys())}` });
@@ -140,6 +148,7 @@ export function crossCheck(doc: unknown): RawIssue[] {
       const rate = obj(r);
       if (!rate) return;
       checkClass(rate.class, ['plans', i, 'rates', j, 'class']);
+      checkBillable(rate.class, ['plans', i, 'rates', j, 'class'], 'a plan cannot price it');
       const c = str(rate.class);
       const d = str(rate.direction);
       if (c === undefined || d === undefined) return;
@@ -154,7 +163,10 @@ export function crossCheck(doc: unknown): RawIssue[] {
       }
     });
     const p95 = obj(p.percentile95);
-    if (p95) checkClass(p95.class, ['plans', i, 'percentile95', 'class']);
+    if (p95) {
+      checkClass(p95.class, ['plans', i, 'percentile95', 'class']);
+      checkBillable(p95.class, ['plans', i, 'percentile95', 'class'], 'a plan cannot price it');
+    }
   });
 
   tenants.forEach((raw, i) => {
@@ -175,6 +187,7 @@ export function crossCheck(doc: unknown): RawIssue[] {
     if (!q) return;
     checkTenant(q.tenant, ['quotas', i, 'tenant']);
     checkClass(q.class, ['quotas', i, 'class']);
+    checkBillable(q.class, ['quotas', i, 'class'], 'its traffic is never counted against a quota');
     const k = JSON.stringify([q.tenant, q.class ?? '*', q.direction ?? 'both', q.period ?? 'month']);
     const first = quotaKeys.get(k);
     if (first !== undefined) issues.push({ path: ['quotas', i], message: `same tenant, class, direction and period as quotas[${first}]` });

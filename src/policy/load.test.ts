@@ -51,9 +51,9 @@ test('the documented example parses and normalises', () => {
   assert.deepEqual(p.classes?.[0].match?.protocols, [6]);
   const rate = p.plans?.[0].rates[0];
   assert.deepEqual(rate?.tiers, [
-    { upTo: 10_000_000_000_000, pricePerGB: '5' },
-    { upTo: 50_000_000_000_000, pricePerGB: '3.5' },
-    { pricePerGB: '2' },
+    { upTo: 10_000_000_000_000, pricePerGB: '0.05' },
+    { upTo: 50_000_000_000_000, pricePerGB: '0.035' },
+    { pricePerGB: '0.02' },
   ]);
   assert.equal(rate?.free, 100_000_000_000);
   assert.equal(p.quotas?.[0].budget, 1024 ** 4);
@@ -61,7 +61,7 @@ test('the documented example parses and normalises', () => {
   assert.deepEqual(p.isolation?.[0].bandwidth, { rate: 100_000_000, burst: 256 * 1024 });
   assert.equal(p.security?.ddos?.holdFor, 300_000);
   assert.equal(p.security?.rules[1].redirectTo, 'tg-hp0');
-  assert.deepEqual(notYetEnforced(p), ['plans', 'quotas', 'isolation', 'security', 'tenants[].plan']);
+  assert.deepEqual(notYetEnforced(p), ['quotas', 'isolation', 'security']);
   assert.doesNotThrow(() => JSON.stringify(p), 'the parsed form is JSON-serialisable');
 });
 
@@ -245,7 +245,9 @@ security:
     [
       ['tenants[0].plan', 4, 11, /unknown plan "gold"; defined: "silver"/],
       ['classes[1].name', 10, 11, /duplicate class name "mgmt"/],
+      ['plans[0].rates[0].class', 16, 18, /class "mgmt" is not billable \(classes\[0\]\.billable is false\); a plan cannot price it/],
       ['plans[0].rates[1]', 17, 9, /class "mgmt" egress is already priced by plans\[0\]\.rates\[0\]/],
+      ['plans[0].rates[1].class', 17, 18, /not billable/],
       ['plans[0].rates[2].class', 18, 18, /unknown class "video"; defined: "mgmt", "internet"/],
       ['quotas[0].tenant', 20, 15, /unknown tenant "b"; defined: "a"/],
       ['quotas[0].class', 20, 25, /unknown class "nope"/],
@@ -277,6 +279,18 @@ test('plan errors: currency, tiers, price forms', () => {
     ],
   );
   expectIssues(plan('      - class: internet\n        direction: egress\n        tiers: [{ upTo: 1TB, pricePerGB: 1 }]\n'), [['plans[0].rates[0].tiers[0].upTo', 8, 25, /last tier must be open-ended/]]);
+});
+
+test('plan errors: unknown currency and zone, negative prices, percentile and hourly shapes', () => {
+  const plan = (body: string): string => `version: 1\nplans:\n  - name: p\n${body}`;
+  expectIssues(plan('    currency: XYZ\n'), [['plans[0].currency', 4, 15, /unknown currency "XYZ": not an active ISO 4217 code/]]);
+  expectIssues(plan('    currency: EUR\n    timeZone: Mars/Olympus\n'), [['plans[0].timeZone', 5, 15, /Mars\/Olympus/]]);
+  expectIssues(plan('    currency: EUR\n    rates: [{ class: internet, direction: egress, pricePerGB: "-0.01" }]\n'), [['plans[0].rates[0].pricePerGB', 5, 63, /not an exact amount/]]);
+  expectIssues(plan('    currency: EUR\n    flatFees: [{ name: base, amount: -5 }]\n'), [['plans[0].flatFees[0].amount', 5, 38, /not an exact amount/]]);
+  expectIssues(plan('    currency: EUR\n    percentile95: { sampleInterval: 7m, overagePricePerMbit: 1 }\n'), [['plans[0].percentile95.sampleInterval', 5, 37, /divide an hour evenly/]]);
+  expectIssues(plan('    currency: EUR\n    percentile95: { commit: 10mbit }\n'), [['plans[0].percentile95.overagePricePerMbit', 5, 19, /required/]]);
+  expectIssues(plan('    currency: EUR\n    hourly: [{ name: ip, basis: reserved, pricePerHour: 1 }]\n'), [['plans[0].hourly[0].basis', 5, 33, /"active", "provisioned"/]]);
+  expectIssues(plan('    currency: EUR\n    percentile95: { class: video, overagePricePerMbit: 1 }\n'), [['plans[0].percentile95.class', 5, 28, /unknown class "video"/]]);
 });
 
 test('class errors', () => {

@@ -11,6 +11,8 @@ import { z } from 'zod';
 import { normalizeCidr } from './cidr.js';
 import { cgroupGlobProblem } from './cgroup-match.js';
 import { parseDecimal, parseDuration, parseRate, parseSize, UnitError } from './units.js';
+import { isKnownCurrency } from '../billing/currencies.js';
+import { timeZoneProblem } from '../billing/period.js';
 
 /** Why an interface name is not a valid Linux ifname (dev_valid_name), or undefined. */
 export function ifnameProblem(name: string): string | undefined {
@@ -63,7 +65,7 @@ const cgroupGlob = z.string().check((ctx) => {
 
 function quantity<T>(parse: (v: string | number, field: string) => T, example: string) {
   return z
-    .union([z.string(), z.number()], { error: `expected a string such as "${example}"` })
+    .union([z.string(), z.number()], { error: (iss) => (iss.input === undefined ? 'required' : `expected a string such as "${example}"`) })
     .transform((v, ctx) => {
       try {
         return parse(v, '');
@@ -89,7 +91,7 @@ const duration = z
 const size = quantity(parseSize, '50MB');
 /** Bits per second; written "10mbit" or an integer. */
 const rate = quantity(parseRate, '10mbit');
-/** Exact amount in minor currency units (cents); an integer or a decimal string. */
+/** Exact non-negative decimal; an integer or a decimal string ("0.05"), never a float. */
 const amount = quantity(parseDecimal, '0.5');
 
 export const PROTOCOLS = { icmp: 1, tcp: 6, udp: 17, gre: 47, esp: 50, ah: 51, icmpv6: 58, sctp: 132 } as const;
@@ -212,9 +214,12 @@ const classSchema = z
   });
 
 // ---- plans (billing) ------------------------------------------------------
+// Prices and fees are exact decimals in the plan currency's major unit
+// ("0.05" EUR per GB); invoices round each line item once to minor units
+// (docs/billing.md).
 
 const tierSchema = z.strictObject({
-  /** Upper bound (inclusive) of this tier in bytes per period; absent on the last tier. */
+  /** Upper bound (inclusive) of this tier in bytes per period, counted after the free allowance; absent on the last tier. */
   upTo: size.optional(),
   pricePerGB: amount,
 });
@@ -225,7 +230,7 @@ const rateSchema = z
     direction,
     pricePerGB: amount.optional(),
     tiers: z.array(tierSchema).min(1).optional(),
-    /** Free allowance per period before the price applies. */
+    /** Free allowance per period, before the first tier. */
     free: size.optional(),
   })
   .superRefine((r, ctx) => {
@@ -245,24 +250,52 @@ const rateSchema = z
       if (i > 0 && t.upTo !== undefined && prev !== undefined && t.upTo <= prev) {
         ctx.addIssue({ code: 'custom', path: ['tiers', i, 'upTo'], message: `tiers overlap: upTo must be greater than the previous tier's (${prev} bytes)` });
       }
+      if (i === 0 && t.upTo === 0) ctx.addIssue({ code: 'custom', path: ['tiers', i, 'upTo'], message: 'a tier must hold at least one byte' });
     });
   });
 
+/** Burstable billing: the 95th percentile of the sampled rate, a committed rate and an overage price. */
+const percentile95Schema = z.strictObject({
+  class: label('class name').default(DEFAULT_CLASS),
+  /** Which rate is sampled: one direction, their sum, or the greater of the two percentiles. */
+  direction: z.enum(['ingress', 'egress', 'sum', 'greater']).default('greater'),
+  sampleInterval: duration
+    .refine((ms) => ms >= 1000 && 3_600_000 % ms === 0, { message: 'must be at least 1s and divide an hour evenly (e.g. 1m, 5m, 15m)' })
+    .default(300_000),
+  /** Committed rate, paid whatever the traffic. */
+  commit: rate.default(0),
+  /** Per Mbit/s (10^6 bits per second) of the commit, per period. */
+  commitPricePerMbit: amount.default('0'),
+  /** Per Mbit/s of the 95th percentile above the commit, per period. */
+  overagePricePerMbit: amount,
+});
+
+const currency = z.string().check((ctx) => {
+  const v = ctx.value;
+  if (!/^[A-Z]{3}$/.test(v)) ctx.issues.push({ code: 'custom', input: v, message: `currency "${v}" must be an ISO 4217 code: three capital letters such as EUR or USD` });
+  else if (!isKnownCurrency(v)) ctx.issues.push({ code: 'custom', input: v, message: `unknown currency "${v}": not an active ISO 4217 code` });
+});
+
+const timeZone = z.string().check((ctx) => {
+  const p = timeZoneProblem(ctx.value);
+  if (p) ctx.issues.push({ code: 'custom', input: ctx.value, message: p });
+});
+
 const planSchema = z.strictObject({
   name: label('plan name'),
-  currency: z.string().regex(/^[A-Z]{3}$/, { message: 'currency must be an ISO 4217 code: three capital letters such as EUR or USD' }),
+  currency,
+  /** Billing periods follow this zone's calendar (IANA name). */
+  timeZone: timeZone.default('UTC'),
   period: z.enum(['hour', 'day', 'month']).default('month'),
-  /** Per class and direction, per GB (10^9 bytes), in minor units of the currency. */
+  /** How long after its end a period closes; usage recorded later goes to an adjustment on a later invoice. */
+  closeAfter: duration.default(3_600_000),
+  /** Per class and direction, per GB (10^9 bytes). */
   rates: z.array(rateSchema).default([]),
-  /** Bill the 95th percentile of the sampled rate instead of volume, for one class. */
-  percentile95: z
-    .strictObject({
-      class: label('class name').default(DEFAULT_CLASS),
-      pricePerMbit: amount,
-      sampleInterval: duration.refine((ms) => ms >= 1000, { message: 'must be at least 1s' }).default(300_000),
-    })
-    .optional(),
-  flatFees: z.array(z.strictObject({ name: z.string().min(1), amount })).default([]),
+  percentile95: percentile95Schema.optional(),
+  /** Time-based charges: per hour with traffic of the tenant (active) or per hour the tenant existed (provisioned). */
+  hourly: z.array(z.strictObject({ name: z.string().min(1).max(100), basis: z.enum(['active', 'provisioned']), pricePerHour: amount })).default([]),
+  /** Charged once per period. */
+  flatFees: z.array(z.strictObject({ name: z.string().min(1).max(100), amount })).default([]),
 });
 
 // ---- quotas ---------------------------------------------------------------
@@ -435,13 +468,11 @@ export type Quota = NonNullable<Policy['quotas']>[number];
 export type IsolationScope = NonNullable<Policy['isolation']>[number];
 export type SecuritySection = NonNullable<Policy['security']>;
 
-/** Sections this version enforces; the others are validated and reserved. */
-export const ENFORCED_SECTIONS = ['version', 'metering', 'tenants', 'classes'] as const;
-export const RESERVED_SECTIONS = ['plans', 'quotas', 'isolation', 'security'] as const;
+/** Sections this version acts on (plans: invoices); the others are validated and reserved. */
+export const ENFORCED_SECTIONS = ['version', 'metering', 'tenants', 'classes', 'plans'] as const;
+export const RESERVED_SECTIONS = ['quotas', 'isolation', 'security'] as const;
 
 /** The sections present in a policy that this version accepts but does not enforce yet. */
 export function notYetEnforced(policy: Policy): string[] {
-  const out: string[] = RESERVED_SECTIONS.filter((s) => policy[s] !== undefined);
-  if (policy.tenants.some((t) => t.plan !== undefined)) out.push('tenants[].plan');
-  return out;
+  return RESERVED_SECTIONS.filter((s) => policy[s] !== undefined);
 }
