@@ -6,7 +6,8 @@ import { defaults } from '../paths.js';
 import { stringifyExact } from '../json.js';
 import { AgentError, callAgent } from '../api/client.js';
 import type { UsageGrouping } from '../store/index.js';
-import { csv, table, humanBytes } from './table.js';
+import { csv } from '../csv.js';
+import { table, humanBytes } from './table.js';
 
 const program = new Command();
 program

@@ -1,24 +1,11 @@
-// Output formats: plain aligned tables for terminals (numbers right-aligned)
-// and CSV for spreadsheets and scripts.
+// Output formats: plain aligned tables for terminals (numbers right-aligned);
+// CSV is src/csv.ts.
 export function table(headers: string[], rows: Array<Array<string | number | bigint | null>>): string {
   const cells = rows.map((r) => r.map((c) => (c === null ? '-' : String(c))));
   const numeric = headers.map((_, i) => rows.length > 0 && rows.every((r) => typeof r[i] === 'number' || typeof r[i] === 'bigint'));
   const width = headers.map((h, i) => Math.max(h.length, ...cells.map((r) => r[i].length)));
   const fmt = (r: string[]) => r.map((c, i) => (numeric[i] ? c.padStart(width[i]) : c.padEnd(width[i]))).join('  ').trimEnd();
   return [fmt(headers), fmt(width.map((w) => '-'.repeat(w))), ...cells.map(fmt)].join('\n');
-}
-
-/**
- * CSV as RFC 4180 has it: a header line, CRLF line ends, and a field that
- * holds a comma, a double quote or a line break quoted, with quotes doubled.
- * null is the empty field.
- */
-export function csv(headers: string[], rows: Array<Array<string | number | bigint | boolean | null>>): string {
-  const field = (v: string | number | bigint | boolean | null): string => {
-    const text = v === null ? '' : String(v);
-    return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
-  };
-  return [headers, ...rows].map((r) => `${r.map(field).join(',')}\r\n`).join('');
 }
 
 /** 1234567 -> "1.2 MB" (decimal units, as on invoices). */
