@@ -15,6 +15,7 @@ export type LedgerErrorCode =
   | 'MIGRATION_FAILED'
   | 'READ_ONLY' // a write was attempted on a ledger opened with openReadOnly
   | 'CLOSED'
+  | 'ALREADY_CLOSED' // a billing period that was closed before
   | 'OPEN_FAILED';
 
 export class LedgerError extends Error {

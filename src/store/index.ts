@@ -28,3 +28,5 @@ export { LedgerError } from './errors.js';
 export type { LedgerErrorCode } from './errors.js';
 export { bootId, defaultHostId } from './boot.js';
 export { MIGRATIONS, latestVersion, APPLICATION_ID } from './migrations.js';
+export { InvoiceStore } from './invoices.js';
+export type { ClosedInvoice, Cut, RawPeriodUsage, UsageWindow } from './invoices.js';

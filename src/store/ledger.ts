@@ -880,7 +880,7 @@ export class Ledger {
     return rows.map((r) => r.integrity_check);
   }
 
-  /** The raw connection, for tests and diagnostics only. */
+  /** The raw connection, for tests, diagnostics and the store's other tables (invoices.ts). */
   get db(): Db {
     this.#live(false);
     return this.#db;

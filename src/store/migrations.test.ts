@@ -30,8 +30,9 @@ test('the migration list is contiguous from version 1', () => {
 
 test('migrate applies pending migrations once and is idempotent', (t) => {
   const { db, path } = rawDb(t);
-  assert.deepEqual(migrate(db, path), [1, 2, 3]);
-  assert.equal(version(db), 3);
+  assert.deepEqual(migrate(db, path), [1, 2, 3, 4]);
+  assert.ok(hasTable(db, 'invoices'));
+  assert.equal(version(db), latestVersion());
   assert.ok(hasTable(db, 'usage'));
   assert.ok(hasTable(db, 'classes'));
   assert.ok(hasTable(db, 'container_usage'));
@@ -48,7 +49,7 @@ test('a failing migration is rolled back whole and leaves the previous version',
       version: NEXT,
       name: 'half-done',
       up(d) {
-        d.exec('CREATE TABLE invoices (id INTEGER PRIMARY KEY)');
+        d.exec('CREATE TABLE half_done (id INTEGER PRIMARY KEY)');
         d.exec('INSERT INTO no_such_table VALUES (1)');
       },
     },
@@ -58,7 +59,7 @@ test('a failing migration is rolled back whole and leaves the previous version',
     (err: unknown) => err instanceof LedgerError && err.code === 'MIGRATION_FAILED' && err.message.includes(`migration ${NEXT} (half-done)`),
   );
   assert.equal(version(db), latestVersion(), 'the released migrations committed, the broken one not');
-  assert.ok(!hasTable(db, 'invoices'), 'the partial DDL of the broken migration was rolled back');
+  assert.ok(!hasTable(db, 'half_done'), 'the partial DDL of the broken migration was rolled back');
 });
 
 test('a later migration applies on top, and older code then refuses the newer ledger', (t) => {
@@ -236,7 +237,7 @@ test('a version-1 ledger migrates: its checkpoints and rows become the default c
   assert.deepEqual(
     schemaOf(l.db).map(([name]) => name),
     [
-      'checkpoints', 'classes', 'container_checkpoints', 'container_usage', 'container_usage_by_end', 'epochs', 'outbox_seq', 'sqlite_sequence', 'tenants',
+      'checkpoints', 'classes', 'container_checkpoints', 'container_usage', 'container_usage_by_end', 'epochs', 'invoices', 'invoices_never_change', 'invoices_never_go', 'outbox_seq', 'sqlite_sequence', 'tenants',
       'usage', 'usage_by_class_end', 'usage_by_end', 'usage_by_tenant_end',
     ],
   );
@@ -263,7 +264,7 @@ test('a version-2 ledger migrates to per-container usage: billing rows and check
 
   const l = Ledger.open(path, { hostId: 'host-a' });
   t.after(() => l.close());
-  assert.equal(version(l.db), 3);
+  assert.equal(version(l.db), latestVersion());
   assert.deepEqual(l.outbox(0).map((r) => [r.seq, r.tenant, r.packets, r.bytes]), [[1, 'acme', 10n, 1000n]]);
   assert.deepEqual(l.usage({ by: 'container' }), []);
   const epoch = { bootId: 'boot-1', counterId: '17' };

@@ -185,6 +185,36 @@ export const MIGRATIONS: readonly Migration[] = [
       `);
     },
   },
+  {
+    version: 4,
+    name: 'closed invoices, immutable',
+    up(db) {
+      db.exec(`
+        -- One row per tenant and closed billing period: the invoice as issued.
+        -- cut is the JSON object {host: last outbox seq} of the usage rows it
+        -- covers (its own period's, and late rows of earlier closed periods,
+        -- which it bills as adjustments); plan is the plan it was rated with.
+        CREATE TABLE invoices (
+          tenant_id    INTEGER NOT NULL REFERENCES tenants(id),
+          period_start INTEGER NOT NULL,                   -- ms
+          period_end   INTEGER NOT NULL,                   -- ms
+          period_id    TEXT NOT NULL,
+          cut          TEXT NOT NULL,
+          plan         TEXT NOT NULL,
+          document     TEXT NOT NULL,
+          sha256       TEXT NOT NULL,
+          closed_at    INTEGER NOT NULL,                   -- ms
+          CHECK (period_start < period_end),
+          PRIMARY KEY (tenant_id, period_start)
+        ) WITHOUT ROWID;
+        -- A closed period never changes: late usage goes to a later invoice.
+        CREATE TRIGGER invoices_never_change BEFORE UPDATE ON invoices
+          BEGIN SELECT RAISE(ABORT, 'closed invoices never change'); END;
+        CREATE TRIGGER invoices_never_go BEFORE DELETE ON invoices
+          BEGIN SELECT RAISE(ABORT, 'closed invoices are never deleted'); END;
+      `);
+    },
+  },
 ];
 
 export function latestVersion(migrations: readonly Migration[] = MIGRATIONS): number {
