@@ -14,26 +14,13 @@ export interface ApiErrorBody {
   error: { code: string; message: string; field?: string };
 }
 
-export async function callAgent<T>(socket: string, method: 'GET' | 'POST', path: string, timeoutMs = 30_000): Promise<T> {
+/** A request to the agent: the status and body text, or AgentUnreachable. */
+function requestAgent(socket: string, method: 'GET' | 'POST', path: string, timeoutMs: number): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
     const req = request({ socketPath: socket, method, path, timeout: timeoutMs }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let body: unknown;
-        try {
-          body = text ? JSON.parse(text) : {};
-        } catch {
-          reject(new Error(`agent answered ${res.statusCode} with non-JSON: ${text.slice(0, 200)}`));
-          return;
-        }
-        const status = res.statusCode ?? 500;
-        if (status >= 400) {
-          const e = (body as ApiErrorBody).error;
-          reject(new AgentError(e ? e.message : `agent answered ${status}`, status, e?.code, e?.field));
-        } else resolve(body as T);
-      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 500, text: Buffer.concat(chunks).toString('utf8') }));
     });
     req.on('timeout', () => req.destroy(new Error(`agent did not answer within ${timeoutMs} ms`)));
     req.on('error', (err: NodeJS.ErrnoException) => {
@@ -43,4 +30,30 @@ export async function callAgent<T>(socket: string, method: 'GET' | 'POST', path:
     });
     req.end();
   });
+}
+
+function parseBody(status: number, text: string): unknown {
+  try {
+    return text ? JSON.parse(text) : {};
+  } catch {
+    throw new Error(`agent answered ${status} with non-JSON: ${text.slice(0, 200)}`);
+  }
+}
+
+function failure(status: number, text: string): AgentError {
+  const e = (parseBody(status, text) as ApiErrorBody).error;
+  return new AgentError(e ? e.message : `agent answered ${status}`, status, e?.code, e?.field);
+}
+
+export async function callAgent<T>(socket: string, method: 'GET' | 'POST', path: string, timeoutMs = 30_000): Promise<T> {
+  const { status, text } = await requestAgent(socket, method, path, timeoutMs);
+  if (status >= 400) throw failure(status, text);
+  return parseBody(status, text) as T;
+}
+
+/** A GET whose body is printed as it came (CSV, HTML, stored JSON). */
+export async function fetchAgentText(socket: string, path: string, timeoutMs = 30_000): Promise<string> {
+  const { status, text } = await requestAgent(socket, 'GET', path, timeoutMs);
+  if (status >= 400) throw failure(status, text);
+  return text;
 }

@@ -3,6 +3,8 @@
 import type { z } from 'zod';
 export const ErrorCodes = {
   BAD_REQUEST: 400,
+  UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
   NOT_FOUND: 404,
   EXPORT_FAILED: 500,
   INTERNAL: 500,

@@ -11,8 +11,10 @@ import { stringifyExact } from '../json.js';
 import { ApiError } from './errors.js';
 import { meteringRoutes } from './metering.js';
 import { flowRoutes, type FlowsContext } from './flows.js';
+import { billingRoutes, type BillingContext } from './billing.js';
+import { requireTokens, type Tokens } from './auth.js';
 
-export interface AgentContext extends FlowsContext {
+export interface AgentContext extends FlowsContext, BillingContext {
   ledger: Ledger;
   exporter: Exporter;
   /** Re-reads and applies the policy file; rejects (changing nothing) when it is bad. */
@@ -21,7 +23,8 @@ export interface AgentContext extends FlowsContext {
   status(): unknown;
 }
 
-export function buildApi(ctx: AgentContext): FastifyInstance {
+/** tokens: require them on this listener (see auth.ts); absent, every caller is the operator. */
+export function buildApi(ctx: AgentContext, opts: { tokens?: Tokens } = {}): FastifyInstance {
   const app = Fastify({ logger: false });
   app.setReplySerializer((payload) => stringifyExact(payload));
   app.setErrorHandler((err, _req, reply) => {
@@ -35,6 +38,7 @@ export function buildApi(ctx: AgentContext): FastifyInstance {
   app.setNotFoundHandler((req, reply) => {
     reply.status(404).send(new ApiError('NOT_FOUND', `no route ${req.method} ${req.url}`).toJSON());
   });
+  if (opts.tokens) requireTokens(app, opts.tokens);
   app.get('/v1/health', async () => ({ ok: true }));
   app.get('/metrics', async (_req, reply) => {
     reply.type(ctx.registry.contentType);
@@ -50,6 +54,7 @@ export function buildApi(ctx: AgentContext): FastifyInstance {
   });
   meteringRoutes(app, ctx);
   flowRoutes(app, ctx);
+  billingRoutes(app, ctx);
   return app;
 }
 

@@ -4,7 +4,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import pino from 'pino';
 import { defaults } from '../paths.js';
 import { stringifyExact } from '../json.js';
-import { AgentError, callAgent } from '../api/client.js';
+import { AgentError, callAgent, fetchAgentText } from '../api/client.js';
 import type { UsageGrouping } from '../store/index.js';
 import { csv } from '../csv.js';
 import { table, humanBytes } from './table.js';
@@ -38,11 +38,12 @@ program
   .option('--interval <duration>', 'export interval (overrides metering.interval), at least 1s')
   .option("--netns <name>", "attach to interfaces of this network namespace (e.g. the lab host); the API stays in the agent's own")
   .option('--listen <host:port>', 'also serve the API and /metrics on this loopback TCP address')
+  .option('--tokens <file>', 'require a token on the --listen API (YAML: tokens: [{ name, sha256, tenant? }]; see "tollgate token")')
   .option('--max-tenants <n>', 'size of the tenant counter array', positiveInt('--max-tenants', 1 << 20))
   .option('--max-classes <n>', 'traffic-class capacity of the counter array (class ids are never reused)', positiveInt('--max-classes', 256))
   .option('--flows-db <file>', 'flow analytics store, when metering.flows is enabled (default: flows.db next to the ledger)')
   .addOption(new Option('--log-level <level>', 'log level').choices(['debug', 'info', 'warn', 'error']).default('info'))
-  .action(async (o: { config: string; db: string; pinRoot: string; interval?: string; netns?: string; listen?: string; maxTenants?: number; maxClasses?: number; flowsDb?: string; logLevel: string }) => {
+  .action(async (o: { config: string; db: string; pinRoot: string; interval?: string; netns?: string; listen?: string; tokens?: string; maxTenants?: number; maxClasses?: number; flowsDb?: string; logLevel: string }) => {
     const { startAgent } = await import('../daemon/agent.js');
     const logger = pino({ name: 'tollgate', level: o.logLevel });
     const agent = await startAgent({ ...o, socket: socket(), logger });
@@ -170,6 +171,61 @@ program
       (h ? `\nflow table: ${h.live} live of ${h.capacity}; in the window ${h.window.evicted} evicted, ` +
         `${h.window.insertFailed} insert failures, ${h.window.lookupFailed} lookup failures, ` +
         `${h.window.noAddr} packets without an IP 5-tuple, ${h.window.fragNoPorts} fragments without ports` : ''));
+  });
+
+type InvoiceListBody = { tenant: string; plan: string; currency: string; current: string; closed: Array<{ period: string; total: string; sha256: string; closedAt: string }> };
+type InvoiceBody = {
+  tenant: string; plan: string; currency: string; status: string; asOf: string;
+  period: { id: string; start: string; end: string; timeZone: string };
+  lines: Array<{ kind: string; class: string | null; description: string; quantity: string; unit: string; unitPrice: string; amount: string }>;
+  subtotals: Array<{ class: string | null; amount: string }>; total: string;
+};
+
+program
+  .command('invoice')
+  .description("a tenant's invoice for a billing period from the ledger: line items, subtotals per class, total (docs/billing.md)")
+  .requiredOption('--tenant <name>', 'the tenant')
+  .option('--period <id>', 'period id in the plan\'s time zone: 2026-11 (month), 2026-11-25 (day), 2026-11-25T13 (hour); default the running one')
+  .option('--list', 'the closed periods with their totals, and the running one')
+  .addOption(new Option('--json', 'the invoice document (for a closed period, the stored bytes)').conflicts(['csv', 'html', 'list']))
+  .addOption(new Option('--csv', 'CSV, one row per line item, then subtotals and total (RFC 4180)').conflicts(['html', 'list']))
+  .addOption(new Option('--html', 'a printable HTML page').conflicts('list'))
+  .action(async (o: { tenant: string; period?: string; list?: boolean; json?: boolean; csv?: boolean; html?: boolean }) => {
+    const tenant = encodeURIComponent(o.tenant);
+    const rethrow = (err: unknown): never => {
+      throw flagError(err, ['tenant', 'period']);
+    };
+    if (o.list) {
+      const l = await callAgent<InvoiceListBody>(socket(), 'GET', `/v1/invoices/${tenant}`).catch(rethrow);
+      console.log(`${l.tenant}: plan ${l.plan} (${l.currency}), running period ${l.current}`);
+      console.log(table(['period', 'total', 'closed at', 'sha256'], l.closed.map((c) => [c.period, c.total, c.closedAt, c.sha256.slice(0, 16)])));
+      return;
+    }
+    const format = o.csv ? 'csv' : o.html ? 'html' : 'json';
+    const text = await fetchAgentText(socket(), `/v1/invoices/${tenant}/${encodeURIComponent(o.period ?? 'current')}?format=${format}`).catch(rethrow);
+    if (o.json || o.csv || o.html) {
+      process.stdout.write(text);
+      return;
+    }
+    const d = JSON.parse(text) as InvoiceBody;
+    console.log(`Invoice ${d.tenant} ${d.period.id} (${d.period.timeZone}), plan ${d.plan}, ${d.status === 'closed' ? 'closed' : `open, usage up to ${d.asOf}`}`);
+    console.log(table(['item', 'class', 'quantity', 'unit', 'unit price', `amount ${d.currency}`],
+      d.lines.map((l) => [l.description, l.class, l.quantity, l.unit, l.unitPrice, l.amount])));
+    for (const s of d.subtotals) console.log(`subtotal ${s.class ?? 'plan-wide'}: ${s.amount} ${d.currency}`);
+    console.log(`total: ${d.total} ${d.currency}`);
+  });
+
+program
+  .command('token')
+  .description('make an API token for the --listen API; prints the token once and the line for the --tokens file')
+  .requiredOption('--name <name>', 'who holds it (shown in errors and logs)')
+  .option('--tenant <name>', 'scope: only this tenant\'s invoices (default: operator, everything)')
+  .action(async (o: { name: string; tenant?: string }) => {
+    const { newToken } = await import('../api/auth.js');
+    const { token, entry } = newToken(o.name, o.tenant);
+    console.log(`token (give it to the caller; it is not stored): ${token}`);
+    console.log('add to the tokens file under "tokens:":');
+    console.log(`  - ${JSON.stringify(entry)}`);
   });
 
 program

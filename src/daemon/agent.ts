@@ -15,6 +15,8 @@ import { ContainerSlots } from '../metering/container-slots.js';
 import { meteringMetrics } from '../metrics/metering.js';
 import type { FastifyInstance } from 'fastify';
 import { buildApi, listenUnix, type AgentContext } from '../api/server.js';
+import { loadTokens, type Tokens } from '../api/auth.js';
+import { Billing, InvoiceCloser } from '../billing/index.js';
 import { lockPinRoot } from './lock.js';
 
 export interface AgentOptions {
@@ -28,6 +30,8 @@ export interface AgentOptions {
   netns?: string;
   /** Optional loopback TCP address for /metrics and the API, e.g. 127.0.0.1:9465 */
   listen?: string;
+  /** Tokens file: the --listen API then needs a token; tenant tokens see only their invoices (src/api/auth.ts). */
+  tokens?: string;
   maxTenants?: number;
   /** Class capacity of the counter array (class ids below it). */
   maxClasses?: number;
@@ -36,7 +40,7 @@ export interface AgentOptions {
   logger?: Logger;
 }
 
-/** --listen: loopback only, the API has no authentication. */
+/** --listen: loopback only; without --tokens the API there has no authentication. */
 function parseListen(v: string): { host: string; port: number } {
   const m = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|\[::1\]|localhost):(\d{1,5})$/.exec(v);
   if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) {
@@ -102,13 +106,15 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const intervalMs = opts.interval ? parseDuration(opts.interval, '--interval') : policy.metering.interval;
   if (intervalMs < 1000) throw new RangeError(`--interval: must be at least 1s, got ${opts.interval}`);
   const listen = opts.listen ? parseListen(opts.listen) : undefined;
+  const tokens = opts.tokens === undefined ? undefined : loadTokens(opts.tokens);
+  if (tokens && !listen) throw new Error('--tokens: only the --listen API takes tokens (the unix socket is the operator\'s); give --listen too');
   if (await socketInUse(opts.socket)) {
     throw new Error(`another agent is already serving ${opts.socket}; stop it or pass --socket`);
   }
 
   const unlock = lockPinRoot(opts.pinRoot);
   try {
-    return await run(opts, { log, policy, intervalMs, listen, unlock });
+    return await run(opts, { log, policy, intervalMs, listen, tokens, unlock });
   } catch (err) {
     unlock();
     throw err;
@@ -120,10 +126,11 @@ interface Prepared {
   policy: Policy;
   intervalMs: number;
   listen: { host: string; port: number } | undefined;
+  tokens: Tokens | undefined;
   unlock: () => void;
 }
 
-async function run(opts: AgentOptions, { log, policy, intervalMs, listen, unlock }: Prepared): Promise<RunningAgent> {
+async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens, unlock }: Prepared): Promise<RunningAgent> {
   ensureBpffs();
   // Only interface lookups and attaching happen inside --netns; the API, its
   // loopback listener and everything else stay in the agent's own namespace.
@@ -146,6 +153,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, unlock
   let liveClasses: ReadonlyArray<{ name: string; billable: boolean }> = [];
   let exporter: Exporter | undefined;
   let recorder: FlowRecorder | undefined;
+  let closer: InvoiceCloser | undefined;
   const apps: FastifyInstance[] = [];
 
   /**
@@ -235,6 +243,15 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, unlock
         log.error({ err }, 'export failed; the next interval catches up');
       },
     });
+    const billing = new Billing(ledger, () => live?.doc ?? policy);
+    closer = new InvoiceCloser(billing, {
+      onExport(closed) {
+        for (const c of closed) log.info({ ...c }, 'billing period closed');
+      },
+      onError(err) {
+        log.error({ err }, 'closing billing periods failed; the next check retries');
+      },
+    });
     const started = new Date();
     const exp = exporter;
     const reload = async (): Promise<ReloadResult> => {
@@ -249,6 +266,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, unlock
         return flows.store;
       },
       ledger,
+      billing,
       exporter: exp,
       reload,
       registry: metrics.registry,
@@ -276,7 +294,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, unlock
     apps.push(unixApi);
     await listenUnix(unixApi, opts.socket);
     if (listen) {
-      const tcpApi = buildApi(ctx);
+      const tcpApi = buildApi(ctx, { tokens });
       apps.push(tcpApi);
       await tcpApi.listen(listen);
     }
@@ -295,6 +313,8 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, unlock
     rescan.unref();
     await exp.exportNow(); // opens the interval: first checkpoint right away
     await applyFlows(policy);
+    closer.start();
+    await closer.runNow().catch(() => undefined); // reported by onError
     log.info({ socket: opts.socket, intervalMs, tenants: first.tenants }, 'agent running');
 
     let resolveDone!: () => void;
@@ -303,6 +323,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, unlock
     const stop = (): Promise<void> => {
       stopping ??= (async () => {
         clearInterval(rescan);
+        await closer?.stop();
         await flows.stop(); // the kernel keeps recording flows for the next agent, like the counters
         await exp.stop();
         try {
@@ -323,6 +344,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, unlock
     for (const a of apps) await a.close().catch(() => undefined);
     await exporter?.stop();
     await recorder?.stop();
+    await closer?.stop();
     datapath.close();
     ledger.close();
     throw err;
