@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { callAgent } from '../src/api/client.js';
 import { table, humanBytes } from '../src/cli/table.js';
+import type { InvoiceDoc } from '../src/billing/index.js';
 import { packageRoot } from '../src/paths.js';
 import {
   examplePolicyYaml, findNode, httpBytes, labDown, labUp, pinDirPath, ping, tenantNodes, trafgenBurst, udpBurst,
@@ -119,7 +120,14 @@ try {
   const second = await usage('tenant-class');
   console.log(table(['TENANT', 'CLASS', 'BILLABLE', 'DIRECTION', 'PACKETS', 'BYTES', ''],
     second.map((r) => [r.tenant, r.class ?? '', r.billable ? 'yes' : 'no', r.direction, r.packets, r.bytes, humanBytes(r.bytes)])));
-  console.log(`\ntry:  npx tollgate --socket ${socket} usage --json\n      npx tollgate --socket ${socket} top      (flows, exported every 5 s)\n      npx tollgate --socket ${socket} status`);
+  step('invoices for the running period (plan "lab", priced so that the lab traffic shows: 25 EUR per GB of internet traffic after 1 MB free, 0.01 per active hour, 10 base fee)');
+  for (const t of tenantNodes(topo)) {
+    const inv = await callAgent<InvoiceDoc>(socket, 'GET', `/v1/invoices/${t.name}/current`);
+    console.log(`${t.name} ${inv.period.id} (${inv.status})`);
+    console.log(table(['ITEM', 'QUANTITY', 'UNIT', 'UNIT PRICE', `AMOUNT ${inv.currency}`],
+      [...inv.lines.map((l) => [l.description, l.quantity, l.unit, l.unitPrice, l.amount]), ['total', '', '', '', inv.total]]));
+  }
+  console.log(`\ntry:  npx tollgate --socket ${socket} usage --json\n      npx tollgate --socket ${socket} invoice --tenant tenant-1 --html > invoice.html\n      npx tollgate --socket ${socket} top      (flows, exported every 5 s)\n      npx tollgate --socket ${socket} status`);
 
   if (duration === Infinity) {
     step('running: Ctrl-C tears everything down');

@@ -105,7 +105,7 @@ test('isLabNetns matches exactly the names a lab creates', () => {
   }
 });
 
-test('examplePolicyYaml: one tenant per lab tenant, metering on every tenant veth, three classes', () => {
+test('examplePolicyYaml: one tenant per lab tenant, metering on every tenant veth, three classes, a plan', () => {
   const t = computeTopology({ prefix: 'tg', tenants: 2, cgroupMount: MOUNT });
   const doc = parse(examplePolicyYaml(t));
   assert.deepEqual(doc, {
@@ -123,9 +123,19 @@ test('examplePolicyYaml: one tenant per lab tenant, metering on every tenant vet
       { name: 'internal', billable: false, match: { cidrs: ['198.18.0.0/16', '2001:2::/56'] } },
       { name: 'internet', billable: true },
     ],
+    plans: [
+      {
+        name: 'lab',
+        currency: 'EUR',
+        rates: [{ class: 'internet', direction: 'both', free: '1MB', pricePerGB: '25' }],
+        hourly: [{ name: 'active hours', basis: 'active', pricePerHour: '0.01' }],
+        flatFees: [{ name: 'base fee', amount: '10' }],
+      },
+    ],
     tenants: [
       {
         name: 'tenant-1',
+        plan: 'lab',
         selectors: {
           interfaces: ['tgt1h'],
           cidrs: ['198.18.1.0/24', '2001:2:0:1::/64'],
@@ -134,6 +144,7 @@ test('examplePolicyYaml: one tenant per lab tenant, metering on every tenant vet
       },
       {
         name: 'tenant-2',
+        plan: 'lab',
         selectors: {
           interfaces: ['tgt2h'],
           cidrs: ['198.18.2.0/24', '2001:2:0:2::/64'],

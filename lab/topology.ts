@@ -274,6 +274,15 @@ export function examplePolicyYaml(topology: Topology): string {
     `    match: { cidrs: [${LAB_TENANT_V4}, ${yamlString(LAB_TENANT_V6)}] }`,
     '  - name: internet',
     '    billable: true',
+    'plans:',
+    '  - name: lab',
+    '    currency: EUR',
+    '    rates:',
+    '      - { class: internet, direction: both, free: 1MB, pricePerGB: "25" }',
+    '    hourly:',
+    '      - { name: active hours, basis: active, pricePerHour: "0.01" }',
+    '    flatFees:',
+    '      - { name: base fee, amount: "10" }',
     'tenants:',
   ];
   for (const t of tenants) {
@@ -281,6 +290,7 @@ export function examplePolicyYaml(topology: Topology): string {
     const v6 = t.ipv6.replace(/::2$/, '::');
     lines.push(
       `  - name: ${t.name}`,
+      '    plan: lab',
       '    selectors:',
       `      interfaces: [${t.hostIface}]`,
       `      cidrs: [${v4}/${t.prefixLenV4}, ${yamlString(`${v6}/${t.prefixLenV6}`)}]`,
