@@ -18,6 +18,7 @@ tenants:
   - { name: acme, plan: std, selectors: { cidrs: [198.18.1.0/24] } }
   - { name: globex, plan: berlin, selectors: { cidrs: [198.18.2.0/24] } }
   - { name: initech, selectors: { cidrs: [198.18.3.0/24] } }
+  - { name: hooli, plan: burst, selectors: { cidrs: [198.18.4.0/24] } }
 classes:
   - { name: mgmt, billable: false, match: { cidrs: [198.18.255.0/24] } }
   - { name: internet }
@@ -36,6 +37,10 @@ plans:
       - { name: active, basis: active, pricePerHour: "0.01" }
     flatFees:
       - { name: base fee, amount: "5" }
+  - name: burst
+    currency: USD
+    period: day
+    percentile95: { direction: egress, commit: 500kbit, commitPricePerMbit: "3", overagePricePerMbit: "5" }
   - name: berlin
     currency: EUR
     timeZone: Europe/Berlin
@@ -120,14 +125,32 @@ test('periods follow the plan time zone: a row at 23:30 UTC on Oct 31 is Novembe
   assert.deepEqual(lines(d), [['volume', '2', '1', '2.00']]);
 });
 
+test('95th percentile from the ledger: 5-minute slots of one day, rows summed per slot, the top 14 of 288 discarded', (t) => {
+  const f = fixture(t);
+  const mbit = 37_500_000n; // bytes in 5 minutes at 1 Mbit/s
+  // Slot 0 holds two rows that together make 1 Mbit/s; slots 1-13 run at 1 Mbit/s,
+  // slot 14 at 3 Mbit/s: 15 busy slots, so the 15th highest (1 Mbit/s) is billed.
+  f.record('hooli', '2026-11-03T00:01:00Z', mbit / 2n);
+  f.record('hooli', '2026-11-03T00:04:00Z', mbit / 2n);
+  for (let i = 1; i <= 14; i++) f.record('hooli', new Date(Date.parse('2026-11-03T00:02:00Z') + i * 300_000).toISOString(), i === 14 ? 3n * mbit : mbit);
+  // While the day runs, only the slots begun by the newest row are samples: 15, none discarded.
+  assert.deepEqual(lines(doc(f, 'hooli', '2026-11-03')), [['commit', '0.5', '3', '1.50'], ['overage', '2.5', '5', '12.50']]);
+  f.billing.closeDue(Date.parse('2026-11-04T12:00:00Z'));
+  const d = doc(f, 'hooli', '2026-11-03');
+  assert.equal(d.status, 'closed');
+  assert.deepEqual(lines(d), [['commit', '0.5', '3', '1.50'], ['overage', '0.5', '5', '2.50']]);
+  assert.match(d.lines[1]!.description, /1 Mbit\/s of 288 samples/);
+});
+
 test('closing: due periods close once, their invoice is stored and returned byte for byte', (t) => {
   const f = fixture(t);
   f.record('acme', '2026-10-05T00:00:00Z', 3n * GB);
   f.record('acme', '2026-11-05T00:00:00Z', 5n * GB);
   // Not yet: October ended less than closeAfter (1h) ago.
-  assert.deepEqual(f.billing.closeDue(Date.parse('2026-11-01T00:30:00Z')), []);
-  assert.deepEqual(f.billing.closeDue(Date.parse('2026-11-01T01:00:00Z')), [{ tenant: 'acme', period: '2026-10', total: '5.21', currency: 'EUR' }]);
-  assert.deepEqual(f.billing.closeDue(Date.parse('2026-11-01T02:00:00Z')), [], 'a closed period is never closed again');
+  const none = { closed: [], failed: [] };
+  assert.deepEqual(f.billing.closeDue(Date.parse('2026-11-01T00:30:00Z')), none);
+  assert.deepEqual(f.billing.closeDue(Date.parse('2026-11-01T01:00:00Z')), { closed: [{ tenant: 'acme', period: '2026-10', total: '5.21', currency: 'EUR' }], failed: [] });
+  assert.deepEqual(f.billing.closeDue(Date.parse('2026-11-01T02:00:00Z')), none, 'a closed period is never closed again');
   const closed = f.billing.invoice('acme', '2026-10');
   assert.equal(closed.doc.status, 'closed');
   assert.equal(closed.json, invoiceJson(closed.doc));

@@ -47,6 +47,11 @@ export interface ClosedSummary {
   currency: string;
 }
 
+export interface CloseResult {
+  closed: ClosedSummary[];
+  failed: Array<{ tenant: string; error: string }>;
+}
+
 export class Billing {
   readonly #store: InvoiceStore;
   readonly #policy: () => Policy;
@@ -171,17 +176,22 @@ export class Billing {
    * Closes every period of every tenant with a plan whose end is at least
    * the plan's closeAfter in the past: its invoice is rated from the rows
    * recorded so far (plus adjustments) and stored, never to change again.
+   * A tenant that cannot be closed is reported and does not hold up the others.
    */
-  closeDue(now: number = Date.now()): ClosedSummary[] {
-    const out: ClosedSummary[] = [];
+  closeDue(now: number = Date.now()): CloseResult {
+    const out: CloseResult = { closed: [], failed: [] };
     const policy = this.#policy();
     for (const t of policy.tenants) {
       const plan = t.plan === undefined ? undefined : policy.plans?.find((p) => p.name === t.plan);
       if (!plan) continue;
-      for (let i = 0; i < MAX_CLOSE_PER_CALL; i++) {
-        const closed = this.#store.writing(() => this.#closeNext(t.name, plan, now));
-        if (!closed) break;
-        out.push(closed);
+      try {
+        for (let i = 0; i < MAX_CLOSE_PER_CALL; i++) {
+          const closed = this.#store.writing(() => this.#closeNext(t.name, plan, now));
+          if (!closed) break;
+          out.closed.push(closed);
+        }
+      } catch (err) {
+        out.failed.push({ tenant: t.name, error: (err as Error).message });
       }
     }
     return out;

@@ -1,4 +1,4 @@
-export { Billing, BillingError, invoiceJson, type BillingErrorCode, type ClosedSummary, type InvoiceList, type IssuedInvoice } from './billing.js';
+export { Billing, BillingError, invoiceJson, type BillingErrorCode, type ClosedSummary, type CloseResult, type InvoiceList, type IssuedInvoice } from './billing.js';
 export { InvoiceCloser, CLOSE_CHECK_MS } from './closer.js';
 export { buildInvoice, type InvoiceDoc, type InvoiceLineDoc } from './invoice.js';
 export { INVOICE_FORMATS, invoiceCsv, invoiceHtml, renderInvoice, type InvoiceFormat } from './render.js';

@@ -245,8 +245,9 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
     });
     const billing = new Billing(ledger, () => live?.doc ?? policy);
     closer = new InvoiceCloser(billing, {
-      onExport(closed) {
+      onExport({ closed, failed }) {
         for (const c of closed) log.info({ ...c }, 'billing period closed');
+        for (const f of failed) log.error(f, 'billing period not closed; the next check retries');
       },
       onError(err) {
         log.error({ err }, 'closing billing periods failed; the next check retries');

@@ -127,11 +127,12 @@ export class InvoiceStore {
     const slots = { ingress: new Map<number, bigint>(), egress: new Map<number, bigint>() };
     if (samples) {
       const srows = this.#db
-        .prepare(`SELECT (u.interval_end - @start) / @slot AS slot, u.direction, ${sumHalvesSql('u.bytes', 'b')}
+        .prepare(`SELECT (u.interval_end - @slotStart) / @slot AS slot, u.direction, ${sumHalvesSql('u.bytes', 'b')}
                   FROM usage u JOIN classes c ON c.id = u.class_id
                   WHERE ${win.sql} AND c.name = @cls GROUP BY slot, u.direction`)
         .safeIntegers(true)
-        .all({ ...win.params, slot: BigInt(samples.slotMs), cls: samples.className }) as Array<{ slot: bigint; direction: Direction; b_hi: bigint; b_lo: bigint }>;
+        // BigInts: better-sqlite3 binds JS numbers as REAL, which would make the division fractional.
+        .all({ ...win.params, slotStart: BigInt(w.start), slot: BigInt(samples.slotMs), cls: samples.className }) as Array<{ slot: bigint; direction: Direction; b_hi: bigint; b_lo: bigint }>;
       for (const r of srows) slots[r.direction].set(Number(r.slot), joinHalves(r.b_hi, r.b_lo));
     }
     const minutes = (this.#db
