@@ -30,7 +30,7 @@ test('the migration list is contiguous from version 1', () => {
 
 test('migrate applies pending migrations once and is idempotent', (t) => {
   const { db, path } = rawDb(t);
-  assert.deepEqual(migrate(db, path), [1, 2, 3, 4]);
+  assert.deepEqual(migrate(db, path), [1, 2, 3, 4, 5]);
   assert.ok(hasTable(db, 'invoices'));
   assert.equal(version(db), latestVersion());
   assert.ok(hasTable(db, 'usage'));
@@ -237,7 +237,7 @@ test('a version-1 ledger migrates: its checkpoints and rows become the default c
   assert.deepEqual(
     schemaOf(l.db).map(([name]) => name),
     [
-      'checkpoints', 'classes', 'container_checkpoints', 'container_usage', 'container_usage_by_end', 'epochs', 'invoices', 'invoices_never_change', 'invoices_never_go', 'outbox_seq', 'sqlite_sequence', 'tenants',
+      'alert_deliveries', 'alert_deliveries_due', 'alerts', 'checkpoints', 'classes', 'container_checkpoints', 'container_usage', 'container_usage_by_end', 'epochs', 'invoices', 'invoices_never_change', 'invoices_never_go', 'outbox_seq', 'sqlite_sequence', 'tenants',
       'usage', 'usage_by_class_end', 'usage_by_end', 'usage_by_tenant_end',
     ],
   );

@@ -215,6 +215,33 @@ export const MIGRATIONS: readonly Migration[] = [
       `);
     },
   },
+  {
+    version: 5,
+    name: 'alerts and their webhook deliveries (an outbox)',
+    up(db) {
+      db.exec(`
+        -- An alert is recorded once per idempotency key (the same threshold of
+        -- the same quota and period raises one alert, however often it is seen).
+        CREATE TABLE alerts (
+          id         INTEGER PRIMARY KEY AUTOINCREMENT,
+          key        TEXT NOT NULL UNIQUE CHECK (key <> ''),
+          created_at INTEGER NOT NULL,                     -- ms
+          body       TEXT NOT NULL                         -- JSON, as POSTed
+        );
+        -- One delivery per alert and webhook, retried until a 2xx or the last attempt.
+        CREATE TABLE alert_deliveries (
+          alert_id     INTEGER NOT NULL REFERENCES alerts(id),
+          webhook      TEXT NOT NULL,
+          attempts     INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+          next_at      INTEGER,                            -- ms; NULL once delivered or given up
+          delivered_at INTEGER,                            -- ms
+          last_error   TEXT,
+          PRIMARY KEY (alert_id, webhook)
+        ) WITHOUT ROWID;
+        CREATE INDEX alert_deliveries_due ON alert_deliveries (next_at) WHERE next_at IS NOT NULL;
+      `);
+    },
+  },
 ];
 
 export function latestVersion(migrations: readonly Migration[] = MIGRATIONS): number {
