@@ -3,3 +3,5 @@ export { InvoiceCloser, CLOSE_CHECK_MS } from './closer.js';
 export { buildInvoice, type InvoiceDoc, type InvoiceLineDoc } from './invoice.js';
 export { INVOICE_FORMATS, invoiceCsv, invoiceHtml, renderInvoice, type InvoiceFormat } from './render.js';
 export { rateUsage, percentile95, type InvoiceLine, type PeriodUsage } from './rating.js';
+export { QuotaWatcher, type QuotaAlert, type QuotaRound, type QuotaState } from './quotas.js';
+export { WebhookSender, WEBHOOK_CHECK_MS, type DeliveryRound, type WebhookOptions } from './webhook.js';

@@ -16,7 +16,9 @@ import { meteringMetrics } from '../metrics/metering.js';
 import type { FastifyInstance } from 'fastify';
 import { buildApi, listenUnix, type AgentContext } from '../api/server.js';
 import { loadTokens, type Tokens } from '../api/auth.js';
-import { Billing, InvoiceCloser } from '../billing/index.js';
+import { Billing, InvoiceCloser, QuotaWatcher, WebhookSender, type QuotaState } from '../billing/index.js';
+import { billingMetrics } from '../metrics/billing.js';
+import { AlertStore } from '../store/index.js';
 import { lockPinRoot } from './lock.js';
 
 export interface AgentOptions {
@@ -154,6 +156,8 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
   let exporter: Exporter | undefined;
   let recorder: FlowRecorder | undefined;
   let closer: InvoiceCloser | undefined;
+  let quotaWatcher: QuotaWatcher | undefined;
+  let webhooks: WebhookSender | undefined;
   const apps: FastifyInstance[] = [];
 
   /**
@@ -253,6 +257,32 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
         log.error({ err }, 'closing billing periods failed; the next check retries');
       },
     });
+    const alertStore = new AlertStore(ledger);
+    let quotaStates: readonly QuotaState[] = [];
+    const bm = billingMetrics(metrics.registry, { quotas: () => quotaStates, deliveries: () => alertStore.backlog() });
+    quotaWatcher = new QuotaWatcher(ledger, () => live?.doc ?? policy, intervalMs, {
+      onExport({ states, raised }) {
+        quotaStates = states;
+        for (const a of raised) {
+          bm.alertsRaised.inc({ type: a.type });
+          log.warn({ ...a }, 'quota threshold crossed');
+        }
+      },
+      onError(err) {
+        log.error({ err }, 'quota check failed; the next interval retries');
+      },
+    });
+    webhooks = new WebhookSender(alertStore, { maxAttempts: policy.alerts?.maxAttempts }, {
+      onExport({ failed }) {
+        for (const f of failed) {
+          bm.webhookFailures.inc();
+          log[f.gaveUp ? 'error' : 'warn']({ ...f }, f.gaveUp ? 'alert webhook gave up' : 'alert webhook failed; retrying');
+        }
+      },
+      onError(err) {
+        log.error({ err }, 'alert delivery round failed; the next one retries');
+      },
+    });
     const started = new Date();
     const exp = exporter;
     const reload = async (): Promise<ReloadResult> => {
@@ -316,6 +346,8 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
     await applyFlows(policy);
     closer.start();
     await closer.runNow().catch(() => undefined); // reported by onError
+    quotaWatcher.start();
+    webhooks.start();
     log.info({ socket: opts.socket, intervalMs, tenants: first.tenants }, 'agent running');
 
     let resolveDone!: () => void;
@@ -325,6 +357,8 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
       stopping ??= (async () => {
         clearInterval(rescan);
         await closer?.stop();
+        await quotaWatcher?.stop();
+        await webhooks?.stop();
         await flows.stop(); // the kernel keeps recording flows for the next agent, like the counters
         await exp.stop();
         try {
@@ -346,6 +380,8 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
     await exporter?.stop();
     await recorder?.stop();
     await closer?.stop();
+    await quotaWatcher?.stop();
+    await webhooks?.stop();
     datapath.close();
     ledger.close();
     throw err;

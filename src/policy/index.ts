@@ -4,7 +4,7 @@ export {
   policySchema, notYetEnforced, ifnameProblem, ENFORCED_SECTIONS, RESERVED_SECTIONS, RESERVED_TENANT, DEFAULT_CLASS,
   PROTOCOLS, ATTACH_MODES,
   type Policy, type PolicyInput, type MeteringSection, type MeteringInterface, type AttachMode, type Tenant,
-  type TrafficClass, type Plan, type Quota, type IsolationScope, type SecuritySection, type PortRange,
+  type TrafficClass, type Plan, type Quota, type AlertsSection, type IsolationScope, type SecuritySection, type PortRange,
 } from './schema.js';
 export {
   compileMetering, diffEntries, emptyClassGen, ifaceSlot, entryId, lpmKey, CompileError,

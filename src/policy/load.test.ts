@@ -61,7 +61,7 @@ test('the documented example parses and normalises', () => {
   assert.deepEqual(p.isolation?.[0].bandwidth, { rate: 100_000_000, burst: 256 * 1024 });
   assert.equal(p.security?.ddos?.holdFor, 300_000);
   assert.equal(p.security?.rules[1].redirectTo, 'tg-hp0');
-  assert.deepEqual(notYetEnforced(p), ['quotas', 'isolation', 'security']);
+  assert.deepEqual(notYetEnforced(p), ['isolation', 'security', 'quotas[].action (alerts are raised; throttle and block are not enforced yet)']);
   assert.doesNotThrow(() => JSON.stringify(p), 'the parsed form is JSON-serialisable');
 });
 
@@ -155,7 +155,7 @@ test('document-level errors', () => {
   expectIssues('version: 2\n', [['version', 1, 10, /unsupported version 2; this agent reads version 1/]]);
   expectIssues('version: "1"\n', [['version', 1, 10, /unsupported version "1"/]]);
   expectIssues('version: 1\ntenant: []\n', [['tenant', 2, 1, /unknown key "tenant"; did you mean "tenants"\?/]]);
-  expectIssues('version: 1\nbogus: 1\n', [['bogus', 2, 1, /allowed keys: version, metering, tenants, classes, plans, quotas, isolation, security/]]);
+  expectIssues('version: 1\nbogus: 1\n', [['bogus', 2, 1, /allowed keys: version, metering, tenants, classes, plans, quotas, alerts, isolation, security/]]);
 });
 
 test('metering errors', () => {
@@ -291,6 +291,14 @@ test('plan errors: unknown currency and zone, negative prices, percentile and ho
   expectIssues(plan('    currency: EUR\n    percentile95: { commit: 10mbit }\n'), [['plans[0].percentile95.overagePricePerMbit', 5, 19, /required/]]);
   expectIssues(plan('    currency: EUR\n    hourly: [{ name: ip, basis: reserved, pricePerHour: 1 }]\n'), [['plans[0].hourly[0].basis', 5, 33, /"active", "provisioned"/]]);
   expectIssues(plan('    currency: EUR\n    percentile95: { class: video, overagePricePerMbit: 1 }\n'), [['plans[0].percentile95.class', 5, 28, /unknown class "video"/]]);
+});
+
+test('alerts errors: webhooks are http(s) URLs, attempts bounded', () => {
+  expectIssues('version: 1\nalerts:\n  webhooks: [ftp://x/y, "not a url"]\n  maxAttempts: 0\n', [
+    ['alerts.webhooks[0]', 3, 14, /"ftp:\/\/x\/y" is not an http:\/\/ or https:\/\/ URL/],
+    ['alerts.webhooks[1]', 3, 25, /"not a url" is not an http/],
+    ['alerts.maxAttempts', 4, 16, /at least 1/],
+  ]);
 });
 
 test('class errors', () => {

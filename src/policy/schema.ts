@@ -298,6 +298,27 @@ const planSchema = z.strictObject({
   flatFees: z.array(z.strictObject({ name: z.string().min(1).max(100), amount })).default([]),
 });
 
+// ---- alerts ---------------------------------------------------------------
+
+const webhookUrl = z.string().check((ctx) => {
+  let u: URL | undefined;
+  try {
+    u = new URL(ctx.value);
+  } catch {
+    u = undefined;
+  }
+  if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:')) {
+    ctx.issues.push({ code: 'custom', input: ctx.value, message: `"${ctx.value}" is not an http:// or https:// URL` });
+  }
+});
+
+/** Where alerts (quota thresholds) are POSTed; see docs/billing.md. */
+const alertsSchema = z.strictObject({
+  webhooks: z.array(webhookUrl).default([]),
+  /** Attempts per alert and webhook before giving up. */
+  maxAttempts: z.int().min(1).max(100).default(10),
+});
+
 // ---- quotas ---------------------------------------------------------------
 
 const quotaSchema = z
@@ -452,6 +473,7 @@ export const policySchema = z.strictObject({
   classes: z.array(classSchema).optional(),
   plans: z.array(planSchema).optional(),
   quotas: z.array(quotaSchema).optional(),
+  alerts: alertsSchema.optional(),
   isolation: z.array(isolationSchema).optional(),
   security: securitySchema.optional(),
 });
@@ -465,14 +487,17 @@ export type Tenant = Policy['tenants'][number];
 export type TrafficClass = NonNullable<Policy['classes']>[number];
 export type Plan = NonNullable<Policy['plans']>[number];
 export type Quota = NonNullable<Policy['quotas']>[number];
+export type AlertsSection = NonNullable<Policy['alerts']>;
 export type IsolationScope = NonNullable<Policy['isolation']>[number];
 export type SecuritySection = NonNullable<Policy['security']>;
 
-/** Sections this version acts on (plans: invoices); the others are validated and reserved. */
-export const ENFORCED_SECTIONS = ['version', 'metering', 'tenants', 'classes', 'plans'] as const;
-export const RESERVED_SECTIONS = ['quotas', 'isolation', 'security'] as const;
+/** Sections this version acts on (plans: invoices; quotas: alerts); the others are validated and reserved. */
+export const ENFORCED_SECTIONS = ['version', 'metering', 'tenants', 'classes', 'plans', 'quotas', 'alerts'] as const;
+export const RESERVED_SECTIONS = ['isolation', 'security'] as const;
 
-/** The sections present in a policy that this version accepts but does not enforce yet. */
+/** The sections (or keys) present in a policy that this version accepts but does not enforce yet. */
 export function notYetEnforced(policy: Policy): string[] {
-  return RESERVED_SECTIONS.filter((s) => policy[s] !== undefined);
+  const out: string[] = RESERVED_SECTIONS.filter((s) => policy[s] !== undefined);
+  if (policy.quotas?.some((q) => q.action !== 'none')) out.push('quotas[].action (alerts are raised; throttle and block are not enforced yet)');
+  return out;
 }

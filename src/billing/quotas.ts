@@ -1,0 +1,103 @@
+// Quota thresholds from the ledger: after every export, each quota's usage in
+// its running period (billable bytes of its class, or of every billable
+// class, in its direction or both) is compared with its thresholds; a
+// threshold crossed for the first time in a period raises one alert, recorded
+// in the ledger's outbox (so a crash loses none) and POSTed to the policy's
+// webhooks by WebhookSender. Throttle and block in the kernel come later.
+import type { Policy, Quota } from '../policy/index.js';
+import { AlertStore, InvoiceStore, type Ledger } from '../store/index.js';
+import { PeriodicTask, type TaskEvents } from '../periodic.js';
+import { periodAt } from './period.js';
+import { DIRECTIONS } from './rating.js';
+
+export interface QuotaState {
+  tenant: string;
+  /** The quota's class, or "*" for every billable class. */
+  class: string;
+  direction: Quota['direction'];
+  period: string;
+  used: bigint;
+  budget: number;
+}
+
+export interface QuotaAlert {
+  type: 'quota.threshold';
+  /** The idempotency key: one alert per quota, period and threshold. */
+  key: string;
+  tenant: string;
+  class: string;
+  direction: Quota['direction'];
+  period: string;
+  threshold: number;
+  /** Bytes, as decimal text (exact beyond 2^53). */
+  used: string;
+  budget: string;
+  action: Quota['action'];
+  at: string;
+}
+
+export interface QuotaRound {
+  states: QuotaState[];
+  raised: QuotaAlert[];
+}
+
+export class QuotaWatcher extends PeriodicTask<QuotaRound> {
+  readonly #usage: InvoiceStore;
+  readonly #alerts: AlertStore;
+  readonly #policy: () => Policy;
+  readonly #now: () => number;
+
+  constructor(ledger: Ledger, policy: () => Policy, intervalMs: number, events: TaskEvents<QuotaRound> = {}, now: () => number = Date.now) {
+    super(intervalMs, events);
+    this.#usage = new InvoiceStore(ledger);
+    this.#alerts = new AlertStore(ledger);
+    this.#policy = policy;
+    this.#now = now;
+  }
+
+  /** Each quota's usage in its running period; periods follow the tenant's plan time zone (UTC without a plan). */
+  states(now: number = this.#now()): QuotaState[] {
+    const policy = this.#policy();
+    return this.#usage.snapshot(() => {
+      const cut = this.#usage.cut();
+      return (policy.quotas ?? []).map((q): QuotaState => {
+        const planName = policy.tenants.find((t) => t.name === q.tenant)?.plan;
+        const tz = policy.plans?.find((p) => p.name === planName)?.timeZone ?? 'UTC';
+        const period = periodAt(now, q.period, tz);
+        const t = this.#usage.tenant(q.tenant);
+        let used = 0n;
+        if (t) {
+          const { volumes } = this.#usage.periodUsage({ tenantId: t.id, start: period.start, end: period.end, upTo: cut });
+          const dirs = q.direction === 'both' ? DIRECTIONS : [q.direction];
+          for (const [k, bytes] of volumes) {
+            const [cls, dir] = k.split('/') as [string, (typeof DIRECTIONS)[number]];
+            if ((q.class === undefined || q.class === cls) && dirs.includes(dir)) used += bytes;
+          }
+        }
+        return { tenant: q.tenant, class: q.class ?? '*', direction: q.direction, period: period.id, used, budget: q.budget };
+      });
+    });
+  }
+
+  protected async run(): Promise<QuotaRound> {
+    const now = this.#now();
+    const policy = this.#policy();
+    const quotas = policy.quotas ?? [];
+    const webhooks = policy.alerts?.webhooks ?? [];
+    const states = this.states(now);
+    const raised: QuotaAlert[] = [];
+    states.forEach((s, i) => {
+      const q = quotas[i]!;
+      for (const threshold of q.thresholds) {
+        if (s.used * 100n < BigInt(s.budget) * BigInt(threshold)) continue;
+        const alert: QuotaAlert = {
+          type: 'quota.threshold', key: `quota:${s.tenant}:${s.class}:${s.direction}:${s.period}:${threshold}`,
+          tenant: s.tenant, class: s.class, direction: s.direction, period: s.period, threshold,
+          used: String(s.used), budget: String(s.budget), action: q.action, at: new Date(now).toISOString(),
+        };
+        if (this.#alerts.record(alert.key, JSON.stringify(alert), webhooks, now)) raised.push(alert);
+      }
+    });
+    return { states, raised };
+  }
+}
