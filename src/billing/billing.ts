@@ -6,7 +6,7 @@ import { InvoiceStore, type ClosedInvoice, type Cut, type Ledger } from '../stor
 import { buildInvoice, type InvoiceDoc } from './invoice.js';
 import { formatMinor } from './money.js';
 import { hourBucket, nextPeriod, parsePeriod, periodAt, type Period } from './period.js';
-import { gbText, planDigits, rateUsage, sumLines, type InvoiceLine, type PeriodUsage } from './rating.js';
+import { gbText, planDigits, rateUsage, sumLines, volumeKey, type InvoiceLine, type PeriodUsage } from './rating.js';
 
 export type BillingErrorCode = 'NO_PLAN' | 'UNKNOWN_TENANT' | 'INVALID_PERIOD' | 'NOT_INVOICED';
 
@@ -18,6 +18,12 @@ export class BillingError extends Error {
 }
 
 const HOUR = 3_600_000;
+
+/** The plan a tenant of the policy is billed with, if any. */
+export function tenantPlan(policy: Policy, tenant: string): Plan | undefined {
+  const name = policy.tenants.find((t) => t.name === tenant)?.plan;
+  return name === undefined ? undefined : policy.plans?.find((p) => p.name === name);
+}
 /** Periods one closeDue() call closes at most per tenant: a long-stopped agent catches up over several calls. */
 const MAX_CLOSE_PER_CALL = 1000;
 
@@ -63,9 +69,8 @@ export class Billing {
 
   #planOf(tenant: string): Plan {
     const policy = this.#policy();
-    const t = policy.tenants.find((x) => x.name === tenant);
-    if (!t) throw new BillingError('UNKNOWN_TENANT', `no tenant named ${JSON.stringify(tenant)} in the policy`, 'tenant');
-    const plan = t.plan === undefined ? undefined : policy.plans?.find((p) => p.name === t.plan);
+    if (!policy.tenants.some((x) => x.name === tenant)) throw new BillingError('UNKNOWN_TENANT', `no tenant named ${JSON.stringify(tenant)} in the policy`, 'tenant');
+    const plan = tenantPlan(policy, tenant);
     if (!plan) throw new BillingError('NO_PLAN', `tenant "${tenant}" has no plan (tenants[].plan), so nothing to invoice`, 'tenant');
     return plan;
   }
@@ -81,7 +86,7 @@ export class Billing {
     const from = Math.max(period.start, createdAt);
     const to = Math.min(period.end, asOf);
     return {
-      volumes: raw.volumes,
+      volumes: new Map(raw.volumes.map((v) => [volumeKey(v.class, v.direction), v.bytes])),
       samples: { ingress: series(raw.slots.ingress), egress: series(raw.slots.egress) },
       activeHours: hours.size,
       provisionedHours: to > from ? Math.ceil((to - from) / HOUR) : 0,
@@ -104,14 +109,14 @@ export class Billing {
     return this.#store.lateStarts(tenantId, last.end, last.cut, upTo).map((start): InvoiceLine => {
       const closed = this.#store.closed(tenantId, start)!;
       const was = JSON.parse(closed.plan) as Plan;
-      const period = parsePeriod(closed.periodId, was.period, was.timeZone);
-      const before = sumLines(this.#rate(was, tenantId, createdAt, period, period.end, last.cut));
-      const after = sumLines(this.#rate(was, tenantId, createdAt, period, period.end, upTo));
-      const late = this.#store.periodUsage({ tenantId, start: period.start, end: period.end, after: last.cut, upTo });
-      const bytes = [...late.volumes.values()].reduce((s, b) => s + b, 0n);
       if (was.currency !== plan.currency) {
         throw new BillingError('NOT_INVOICED', `late usage of ${closed.periodId} is in ${was.currency}, the current plan bills in ${plan.currency}; invoice it by hand`);
       }
+      const period = parsePeriod(closed.periodId, was.period, was.timeZone);
+      const before = sumLines(this.#rate(was, tenantId, createdAt, period, period.end, last.cut));
+      const after = sumLines(this.#rate(was, tenantId, createdAt, period, period.end, upTo));
+      const late = this.#store.volumes({ tenantId, start: period.start, end: period.end, after: last.cut, upTo });
+      const bytes = late.reduce((s, v) => s + v.bytes, 0n);
       const amount = formatMinor(after - before, digits);
       return {
         kind: 'adjustment', class: null, description: `late usage of ${closed.periodId} (closed), ${gbText(bytes)} GB billable`,
@@ -182,7 +187,7 @@ export class Billing {
     const out: CloseResult = { closed: [], failed: [] };
     const policy = this.#policy();
     for (const t of policy.tenants) {
-      const plan = t.plan === undefined ? undefined : policy.plans?.find((p) => p.name === t.plan);
+      const plan = tenantPlan(policy, t.name);
       if (!plan) continue;
       try {
         for (let i = 0; i < MAX_CLOSE_PER_CALL; i++) {

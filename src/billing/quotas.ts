@@ -5,10 +5,10 @@
 // in the ledger's outbox (so a crash loses none) and POSTed to the policy's
 // webhooks by WebhookSender. Throttle and block in the kernel come later.
 import type { Policy, Quota } from '../policy/index.js';
-import { AlertStore, InvoiceStore, type Ledger } from '../store/index.js';
+import { AlertStore, DIRECTIONS, InvoiceStore, type Direction, type Ledger } from '../store/index.js';
 import { PeriodicTask, type TaskEvents } from '../periodic.js';
+import { tenantPlan } from './billing.js';
 import { periodAt } from './period.js';
-import { DIRECTIONS } from './rating.js';
 
 export interface QuotaState {
   tenant: string;
@@ -56,24 +56,16 @@ export class QuotaWatcher extends PeriodicTask<QuotaRound> {
   }
 
   /** Each quota's usage in its running period; periods follow the tenant's plan time zone (UTC without a plan). */
-  states(now: number = this.#now()): QuotaState[] {
-    const policy = this.#policy();
+  states(now: number = this.#now(), policy: Policy = this.#policy()): QuotaState[] {
     return this.#usage.snapshot(() => {
       const cut = this.#usage.cut();
       return (policy.quotas ?? []).map((q): QuotaState => {
-        const planName = policy.tenants.find((t) => t.name === q.tenant)?.plan;
-        const tz = policy.plans?.find((p) => p.name === planName)?.timeZone ?? 'UTC';
-        const period = periodAt(now, q.period, tz);
+        const period = periodAt(now, q.period, tenantPlan(policy, q.tenant)?.timeZone ?? 'UTC');
         const t = this.#usage.tenant(q.tenant);
-        let used = 0n;
-        if (t) {
-          const { volumes } = this.#usage.periodUsage({ tenantId: t.id, start: period.start, end: period.end, upTo: cut });
-          const dirs = q.direction === 'both' ? DIRECTIONS : [q.direction];
-          for (const [k, bytes] of volumes) {
-            const [cls, dir] = k.split('/') as [string, (typeof DIRECTIONS)[number]];
-            if ((q.class === undefined || q.class === cls) && dirs.includes(dir)) used += bytes;
-          }
-        }
+        const dirs: readonly Direction[] = q.direction === 'both' ? DIRECTIONS : [q.direction];
+        const used = (t ? this.#usage.volumes({ tenantId: t.id, start: period.start, end: period.end, upTo: cut }) : [])
+          .filter((v) => (q.class === undefined || q.class === v.class) && dirs.includes(v.direction))
+          .reduce((sum, v) => sum + v.bytes, 0n);
         return { tenant: q.tenant, class: q.class ?? '*', direction: q.direction, period: period.id, used, budget: q.budget };
       });
     });
@@ -84,7 +76,7 @@ export class QuotaWatcher extends PeriodicTask<QuotaRound> {
     const policy = this.#policy();
     const quotas = policy.quotas ?? [];
     const webhooks = policy.alerts?.webhooks ?? [];
-    const states = this.states(now);
+    const states = this.states(now, policy);
     const raised: QuotaAlert[] = [];
     states.forEach((s, i) => {
       const q = quotas[i]!;

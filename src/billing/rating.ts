@@ -5,11 +5,9 @@
 // total is the sum of its lines by construction. docs/billing.md describes
 // every rule here.
 import type { Plan } from '../policy/index.js';
+import { DIRECTIONS, type Direction } from '../store/index.js';
 import { currencyDigits } from './currencies.js';
 import { formatDecimal, lineAmount, parseDecimal, ratio, type Decimal } from './money.js';
-
-export type Direction = 'ingress' | 'egress';
-export const DIRECTIONS: readonly Direction[] = ['ingress', 'egress'];
 
 /** What the ledger says about one tenant in one period (usage.ts reads it). */
 export interface PeriodUsage {
@@ -79,7 +77,7 @@ export const slotRate = (bytes: bigint, slotMs: number): bigint => (bytes * 8n *
 function volumeLines(plan: Plan, usage: PeriodUsage, digits: number): InvoiceLine[] {
   const out: InvoiceLine[] = [];
   for (const r of plan.rates) {
-    const dirs: Direction[] = r.direction === 'both' ? ['ingress', 'egress'] : [r.direction];
+    const dirs: readonly Direction[] = r.direction === 'both' ? DIRECTIONS : [r.direction];
     const what = `${r.class} ${r.direction === 'both' ? 'ingress + egress' : r.direction}`;
     const volume = dirs.reduce((s, d) => s + (usage.volumes.get(volumeKey(r.class, d)) ?? 0n), 0n);
     const free = BigInt(r.free ?? 0);

@@ -29,6 +29,6 @@ export type { LedgerErrorCode } from './errors.js';
 export { bootId, defaultHostId } from './boot.js';
 export { MIGRATIONS, latestVersion, APPLICATION_ID } from './migrations.js';
 export { InvoiceStore } from './invoices.js';
-export type { ClosedInvoice, Cut, RawPeriodUsage, UsageWindow } from './invoices.js';
+export type { ClosedInvoice, Cut, RawPeriodUsage, UsageWindow, VolumeRow } from './invoices.js';
 export { AlertStore } from './alerts.js';
 export type { Delivery } from './alerts.js';

@@ -36,9 +36,15 @@ export interface UsageWindow {
   upTo: Cut;
 }
 
+/** Billable bytes of one class and direction. */
+export interface VolumeRow {
+  class: string;
+  direction: Direction;
+  bytes: bigint;
+}
+
 export interface RawPeriodUsage {
-  /** Billable bytes per class name and direction. */
-  volumes: Map<string, bigint>;
+  volumes: VolumeRow[];
   /** Billable bytes of samples.className per slot index from start, per direction (only slots with rows). */
   slots: { ingress: Map<number, bigint>; egress: Map<number, bigint> };
   /** Distinct minutes (interval_end / 60000) with billable rows. */
@@ -113,17 +119,20 @@ export class InvoiceStore {
     };
   }
 
-  /** Billable usage of one tenant in a window, in the shapes the rating needs. */
-  periodUsage(w: UsageWindow, samples?: { className: string; slotMs: number }): RawPeriodUsage {
+  /** Billable bytes per class and direction of one tenant in a window. */
+  volumes(w: UsageWindow): VolumeRow[] {
     const win = this.#window(w);
-    const volumes = new Map<string, bigint>();
-    const vrows = this.#db
+    return (this.#db
       .prepare(`SELECT c.name AS class, u.direction, ${sumHalvesSql('u.bytes', 'b')} FROM usage u JOIN classes c ON c.id = u.class_id
                 WHERE ${win.sql} GROUP BY c.name, u.direction ORDER BY c.name, u.direction`)
       .safeIntegers(true)
-      .all(win.params) as Array<{ class: string; direction: Direction; b_hi: bigint; b_lo: bigint }>;
-    for (const r of vrows) volumes.set(`${r.class}/${r.direction}`, joinHalves(r.b_hi, r.b_lo));
+      .all(win.params) as Array<{ class: string; direction: Direction; b_hi: bigint; b_lo: bigint }>)
+      .map((r) => ({ class: r.class, direction: r.direction, bytes: joinHalves(r.b_hi, r.b_lo) }));
+  }
 
+  /** Billable usage of one tenant in a window, in the shapes the rating needs. */
+  periodUsage(w: UsageWindow, samples?: { className: string; slotMs: number }): RawPeriodUsage {
+    const win = this.#window(w);
     const slots = { ingress: new Map<number, bigint>(), egress: new Map<number, bigint>() };
     if (samples) {
       const srows = this.#db
@@ -140,7 +149,7 @@ export class InvoiceStore {
       .pluck()
       .safeIntegers(true)
       .all(win.params) as bigint[]).map(Number);
-    return { volumes, slots, minutes };
+    return { volumes: this.volumes(w), slots, minutes };
   }
 
   /** Closed periods (start of each) holding rows in (after, upTo] that ended before `before`. */
