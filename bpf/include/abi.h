@@ -81,7 +81,8 @@ enum tg_hook {
 
 /*
  * Why a packet was counted the way it was. Every packet is counted (bytes and
- * packets in tg_meter_counters) AND, when something about it is notable, here.
+ * packets in tg_meter_counters, unless a quota refuses it) AND, when
+ * something about it is notable, here.
  * Index into struct tg_meter_reasons (the per-CPU value of tg_meter_reasons).
  */
 enum tg_meter_reason {
@@ -100,7 +101,8 @@ enum tg_meter_reason {
 	TG_REASON_MALFORMED = 12,    /* IP header that cannot be right (version, ihl, tot_len < header): counted, never trusted for attribution */
 	TG_REASON_FRAG_NO_PORTS = 13,/* a later fragment whose class needed the first fragment's ports, which were not seen (out of order, evicted) */
 	TG_REASON_BY_CGROUP = 14,    /* attributed by the sending/receiving socket's cgroup (cgroup_skb hooks) */
-	TG_REASON_MAX = 15,
+	TG_REASON_QUOTA_DROP = 15,   /* refused by a quota (block, or over its throttle rate): in no billing counter */
+	TG_REASON_MAX = 16,
 };
 
 /*
@@ -316,5 +318,94 @@ enum tg_flow_stat {
 	TG_FLOW_FRAG_NO_PORTS = 5, /* a later fragment whose first fragment was not seen: in a flow with ports 0 */
 	TG_FLOW_STAT_MAX = 6,
 };
+
+/*
+ * ---- Quotas enforced in the datapath (docs/billing.md, "Enforcement") ----
+ *
+ * A quota is a byte budget per tenant and period over some of its billable
+ * (class, direction) counters. Each counter index of tg_meter_counters has a
+ * struct tg_quota_refs in tg_quota_refs naming up to TG_QUOTA_REFS quota
+ * slots its packets consume. The agent writes struct tg_quota_cfg; the
+ * programs alone write struct tg_quota_state (the agent only seeds a new
+ * slot), with atomic adds, so a budget is never overspent by more than one
+ * packet per CPU.
+ */
+enum tg_quota_limits {
+	/* Quota slots; slot 0 means "no quota". */
+	TG_MAX_QUOTAS = 1024,
+	/* Quotas one (tenant, class, direction) counter can feed. */
+	TG_QUOTA_REFS = 4,
+	/* Alert thresholds per quota the datapath reports when crossed. */
+	TG_QUOTA_MARKS = 4,
+	/* tg_quota_cfg.class_id of a quota over every billable class. */
+	TG_QUOTA_ALL_CLASSES = 0xffff,
+};
+
+/* What happens to a quota's traffic once its budget is spent. */
+enum tg_quota_action {
+	TG_QUOTA_NONE = 0,     /* counted and reported only */
+	TG_QUOTA_THROTTLE = 1, /* policed to tg_quota_cfg.rate */
+	TG_QUOTA_BLOCK = 2,    /* dropped until the period renews */
+};
+
+/* Value of tg_quota_refs, indexed like tg_meter_counters: 0 = unused. */
+struct tg_quota_refs {
+	__u16 slot[TG_QUOTA_REFS];
+};
+_Static_assert(sizeof(struct tg_quota_refs) == 2 * TG_QUOTA_REFS, "tg_quota_refs size");
+
+/*
+ * Value of tg_quota_cfg, by slot; written by the agent only. Times are TAI
+ * nanoseconds (bpf_ktime_get_tai_ns, CLOCK_TAI), which follow the wall
+ * clock, so period boundaries computed from calendar dates hold.
+ */
+struct tg_quota_cfg {
+	__u64 limit;                  /* budget in L3 bytes per period */
+	__u64 marks[TG_QUOTA_MARKS];  /* alert thresholds in bytes, ascending; 0 = unused */
+	__u64 rate;                   /* THROTTLE: bytes per second once the budget is spent */
+	__u64 burst_ns;               /* THROTTLE: how far ahead of the rate a burst may run */
+	__u64 period_end_ns;          /* end of the period the agent sees running */
+	__u64 next_end_ns;            /* end of the period after it: the datapath renews on its own */
+	/* Identity, so a restarted agent finds its slots; the datapath ignores it. */
+	__u32 tenant_id;
+	__u16 class_id;               /* or TG_QUOTA_ALL_CLASSES */
+	__u8 dirs;                    /* bit 1 << enum tg_direction */
+	__u8 period;                  /* the agent's period kind */
+	__u32 action;                 /* enum tg_quota_action */
+	__u32 pad;
+};
+_Static_assert(sizeof(struct tg_quota_cfg) == 88, "tg_quota_cfg size");
+
+enum tg_quota_state_flag {
+	TG_QUOTA_EXHAUSTED = 1 << 0, /* a packet was refused or policed in this period (event sent) */
+};
+
+/* Value of tg_quota_state, by slot; written by the programs (atomically). */
+struct tg_quota_state {
+	__u64 used;           /* L3 bytes let through in the period ending period_end_ns */
+	__u64 period_end_ns;  /* TAI; a packet at or after it renews the period */
+	__u64 tat_ns;         /* THROTTLE: theoretical arrival time of the rate (GCRA) */
+	__u32 flags;          /* enum tg_quota_state_flag */
+	__u32 pad;
+};
+_Static_assert(sizeof(struct tg_quota_state) == 32, "tg_quota_state size");
+
+enum tg_quota_event_kind {
+	TG_QEV_THRESHOLD = 0, /* used crossed marks[mark] */
+	TG_QEV_EXHAUSTED = 1, /* the first packet refused (BLOCK) or policed (THROTTLE) this period */
+	TG_QEV_RENEWED = 2,   /* a new period began: used went back to 0 */
+};
+
+/* One record of the tg_quota_events ring buffer. */
+struct tg_quota_event {
+	__u64 at_ns;          /* TAI */
+	__u64 used;           /* the quota's bytes after this packet */
+	__u64 period_end_ns;  /* the period the event belongs to */
+	__u32 slot;
+	__u32 kind;           /* enum tg_quota_event_kind */
+	__u32 mark;           /* THRESHOLD: index into tg_quota_cfg.marks */
+	__u32 pad;
+};
+_Static_assert(sizeof(struct tg_quota_event) == 40, "tg_quota_event size");
 
 #endif /* TOLLGATE_ABI_H */

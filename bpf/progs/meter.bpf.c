@@ -2,9 +2,11 @@
 /*
  * Per-tenant traffic metering for billing: every packet seen at a hook is
  * counted exactly once, into (tenant, direction) of tg_meter_counters.
- * Metering never changes a verdict: tc programs return TC_ACT_UNSPEC so the
- * next tcx program (or the default) decides, the XDP program returns
- * XDP_PASS.
+ * Metering makes one verdict only, a quota's (quota_verdict()): a packet a
+ * spent budget refuses is dropped (TC_ACT_SHOT, XDP_DROP, 0 at a cgroup
+ * hook) and counted in tg_quota_drops, never in the billing counters. Every
+ * other packet is passed on: tc programs return TC_ACT_UNSPEC so the next
+ * tcx program (or the default) decides, the XDP program returns XDP_PASS.
  *
  * Attribution (docs/metering.md says the same; keep them in step):
  *  1. The hook's interface is owned by a tenant (tg_tenant_iface has
@@ -44,6 +46,9 @@
 #include "parse.h"
 
 #define TC_ACT_UNSPEC (-1)
+#define TC_ACT_SHOT 2
+/* One load the compiler may neither repeat nor tear: the value is shared with other CPUs. */
+#define READ_ONCE(x) (*(volatile typeof(x) *)&(x))
 #define EEXIST 17 /* errno.h; vmlinux.h carries no macros */
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -63,6 +68,12 @@ TG_BTF_ANCHOR(enum tg_meter_reason_slots, tg_meter_reason_slots);
 TG_BTF_ANCHOR(enum tg_meter_flag, tg_meter_flag);
 TG_BTF_ANCHOR(enum tg_class_gen_flag, tg_class_gen_flag);
 TG_BTF_ANCHOR(enum tg_flow_stat, tg_flow_stat);
+TG_BTF_ANCHOR(enum tg_quota_limits, tg_quota_limits);
+TG_BTF_ANCHOR(enum tg_quota_action, tg_quota_action);
+TG_BTF_ANCHOR(enum tg_quota_state_flag, tg_quota_state_flag);
+TG_BTF_ANCHOR(enum tg_quota_event_kind, tg_quota_event_kind);
+/* Only ever a ring buffer record, which carries no BTF type. */
+const volatile struct tg_quota_event tg_btf_anchor_tg_quota_event = {};
 /* tg_iface_key is used by no map (the array is indexed by a plain slot), so it is anchored. */
 const volatile struct tg_iface_key tg_btf_anchor_tg_iface_key = {};
 
@@ -198,6 +209,206 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } tg_flow_stats SEC(".maps");
+
+/* ---- quotas (abi.h, "Quotas enforced in the datapath"; docs/billing.md) ---- */
+
+/* Indexed like tg_meter_counters (the agent sizes both alike): the quota slots each counter feeds. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, TG_MAX_TENANTS * TG_MAX_CLASSES * TG_DIR_MAX);
+	__type(key, __u32);
+	__type(value, struct tg_quota_refs);
+} tg_quota_refs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, TG_MAX_QUOTAS);
+	__type(key, __u32);
+	__type(value, struct tg_quota_cfg);
+} tg_quota_cfg SEC(".maps");
+
+/*
+ * Shared by all CPUs, unlike the counters: a budget is one number, and the
+ * atomic add that consumes it orders the packets, so exactly one packet
+ * crosses each mark and at most one per CPU passes the limit.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, TG_MAX_QUOTAS);
+	__type(key, __u32);
+	__type(value, struct tg_quota_state);
+} tg_quota_state SEC(".maps");
+
+/* Packets and bytes each quota slot refused: never in the billing counters. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TG_MAX_QUOTAS);
+	__type(key, __u32);
+	__type(value, struct tg_counter);
+} tg_quota_drops SEC(".maps");
+
+/* Threshold, exhaustion and renewal events: a few per quota and period. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 16);
+} tg_quota_events SEC(".maps");
+
+/* Slot 0: events lost because the ring was full (the agent's ledger check backs them up). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} tg_quota_lost SEC(".maps");
+
+static __always_inline void quota_event(__u32 slot, __u32 kind, __u32 mark, __u64 used, __u64 end, __u64 now)
+{
+	struct tg_quota_event *e = bpf_ringbuf_reserve(&tg_quota_events, sizeof(*e), 0);
+	__u32 zero = 0;
+	__u64 *lost;
+
+	if (!e) {
+		lost = bpf_map_lookup_elem(&tg_quota_lost, &zero);
+		if (lost)
+			*lost += 1;
+		return;
+	}
+	e->at_ns = now;
+	e->used = used;
+	e->period_end_ns = end;
+	e->slot = slot;
+	e->kind = kind;
+	e->mark = mark;
+	e->pad = 0;
+	bpf_ringbuf_submit(e, 0);
+}
+
+/*
+ * The slot's state, its period brought up to date at now; NULL when the
+ * quota is not in force: an empty slot (no period_end_ns), or a time past every period end the
+ * agent gave (it has been away for a whole period), where traffic passes
+ * uncounted by the quota until the agent returns. A period that ended
+ * renews here, in the datapath, so a blocked tenant gets traffic back at
+ * the boundary whether or not the agent is running. The one CPU whose swap
+ * of period_end succeeds zeroes used; a packet another CPU adds between the
+ * two is lost to the new period (at most one per CPU).
+ */
+static __always_inline struct tg_quota_state *quota_live(__u32 slot, struct tg_quota_cfg **cfgp, __u64 now)
+{
+	struct tg_quota_state *st = bpf_map_lookup_elem(&tg_quota_state, &slot);
+	struct tg_quota_cfg *cfg = bpf_map_lookup_elem(&tg_quota_cfg, &slot);
+	__u64 end, next;
+
+	if (!st || !cfg || !cfg->period_end_ns)
+		return NULL;
+	*cfgp = cfg;
+	end = READ_ONCE(st->period_end_ns);
+	if (now < end)
+		return st;
+	next = cfg->period_end_ns > now ? cfg->period_end_ns : cfg->next_end_ns;
+	if (next <= now)
+		return NULL;
+	if (__sync_val_compare_and_swap(&st->period_end_ns, end, next) == end) {
+		__sync_lock_test_and_set(&st->used, 0);
+		st->flags = 0;
+		quota_event(slot, TG_QEV_RENEWED, 0, 0, next, now);
+	}
+	return st;
+}
+
+/*
+ * Whether a packet of `bytes` fits the throttle rate: a generic cell rate
+ * algorithm on one shared timestamp, advanced with compare-and-swap. A
+ * packet conforms when the rate's schedule, after it, runs at most burst_ns
+ * ahead of now. A lost race is retried a few times, then the packet is
+ * refused, which only errs towards the limit.
+ */
+static __always_inline bool quota_conforms(struct tg_quota_state *st, const struct tg_quota_cfg *cfg, __u32 bytes, __u64 now)
+{
+	__u64 cost, tat, base;
+	int i;
+
+	if (!cfg->rate)
+		return false;
+	cost = (__u64)bytes * 1000000000ULL / cfg->rate;
+	for (i = 0; i < 4; i++) {
+		tat = READ_ONCE(st->tat_ns);
+		base = tat > now ? tat : now;
+		if (base + cost - now > cfg->burst_ns)
+			return false;
+		if (__sync_val_compare_and_swap(&st->tat_ns, tat, base + cost) == tat)
+			return true;
+	}
+	return false;
+}
+
+/* Reports the first refused or policed packet of a period, once. */
+static __always_inline void quota_exhausted(__u32 slot, struct tg_quota_state *st, __u64 now)
+{
+	if (!(__sync_fetch_and_or(&st->flags, TG_QUOTA_EXHAUSTED) & TG_QUOTA_EXHAUSTED))
+		quota_event(slot, TG_QEV_EXHAUSTED, 0, READ_ONCE(st->used), READ_ONCE(st->period_end_ns), now);
+}
+
+enum quota_verdict { QUOTA_PASS = 0, QUOTA_DROP = 1 };
+
+/*
+ * The quotas of counter idx decide on a packet: refused when one of them is
+ * spent and blocks, or throttles and the packet is over its rate; otherwise
+ * it consumes every one of them, and a mark it crosses is reported. Checked
+ * before consumed, so a refused packet spends nothing; the check and the
+ * add are not one step, so each CPU can let one packet past the limit.
+ */
+static __noinline int quota_verdict(__u32 idx, __u32 bytes)
+{
+	struct tg_quota_refs *refs = bpf_map_lookup_elem(&tg_quota_refs, &idx);
+	struct tg_quota_state *sts[TG_QUOTA_REFS] = {};
+	struct tg_quota_cfg *cfgs[TG_QUOTA_REFS] = {};
+	struct tg_quota_cfg *cfg = NULL;
+	struct tg_quota_state *st;
+	struct tg_counter *d;
+	__u64 now, before, after;
+	__u32 i, m, slot;
+
+	if (!refs || !*(__u64 *)refs->slot)
+		return QUOTA_PASS; /* the common case: no quota on this counter */
+	now = bpf_ktime_get_tai_ns();
+	for (i = 0; i < TG_QUOTA_REFS; i++) {
+		slot = refs->slot[i];
+		if (!slot)
+			continue;
+		st = quota_live(slot, &cfg, now);
+		if (!st || !cfg)
+			continue;
+		sts[i] = st;
+		cfgs[i] = cfg;
+		if (cfg->action == TG_QUOTA_NONE || READ_ONCE(st->used) < cfg->limit)
+			continue;
+		if (cfg->action == TG_QUOTA_THROTTLE && quota_conforms(st, cfg, bytes, now)) {
+			quota_exhausted(slot, st, now);
+			continue;
+		}
+		quota_exhausted(slot, st, now);
+		d = bpf_map_lookup_elem(&tg_quota_drops, &slot);
+		if (d) {
+			d->packets += 1;
+			d->bytes += bytes;
+		}
+		return QUOTA_DROP;
+	}
+	for (i = 0; i < TG_QUOTA_REFS; i++) {
+		st = sts[i];
+		cfg = cfgs[i];
+		if (!st || !cfg)
+			continue;
+		before = __sync_fetch_and_add(&st->used, bytes);
+		after = before + bytes;
+		for (m = 0; m < TG_QUOTA_MARKS; m++) {
+			if (cfg->marks[m] && before < cfg->marks[m] && after >= cfg->marks[m])
+				quota_event(refs->slot[i], TG_QEV_THRESHOLD, m, after, READ_ONCE(st->period_end_ns), now);
+		}
+	}
+	return QUOTA_PASS;
+}
 
 static __always_inline struct tg_meter_reasons *reasons(void)
 {
@@ -465,8 +676,8 @@ static __always_inline void note_packet(struct tg_meter_reasons *r, const struct
  * and its flow. unattributed_dir is the direction tenant 0 gets when the
  * tenant id is unusable.
  */
-static __always_inline void account(void *ctx, enum pkt_ctx_kind kind, struct pkt_meta *p, __u32 tenant, __u32 dir,
-				    enum tg_meter_reason why, __u32 unattributed_dir, __u32 gen, __u32 flags)
+static __always_inline int account(void *ctx, enum pkt_ctx_kind kind, struct pkt_meta *p, __u32 tenant, __u32 dir,
+				   enum tg_meter_reason why, __u32 unattributed_dir, __u32 gen, __u32 flags)
 {
 	struct tg_meter_reasons *r = reasons();
 	struct tg_counter *c;
@@ -497,18 +708,22 @@ static __always_inline void account(void *ctx, enum pkt_ctx_kind kind, struct pk
 		why = TG_REASON_UNATTRIBUTED;
 		c = bpf_map_lookup_elem(&tg_meter_counters, &idx);
 		if (!c)
-			return;
+			return QUOTA_PASS;
 	}
 	bump(r, why);
+	if (quota_verdict(idx, p->l3_bytes) == QUOTA_DROP) {
+		bump(r, TG_REASON_QUOTA_DROP);
+		return QUOTA_DROP;
+	}
 	/* Per-CPU slot, and tc/XDP/cgroup programs do not migrate mid-program: plain adds suffice. */
 	c->packets += 1;
 	c->bytes += p->l3_bytes;
 
 	if (!(flags & TG_METER_FLOWS))
-		return;
+		return QUOTA_PASS;
 	if (!(p->flags & TG_PKT_HAS_ADDR)) {
 		bump_flow_stat(TG_FLOW_NO_ADDR);
-		return;
+		return QUOTA_PASS;
 	}
 	if (has_ports(p)) {
 		read_ports(ctx, kind, p, &ports_read);
@@ -516,6 +731,7 @@ static __always_inline void account(void *ctx, enum pkt_ctx_kind kind, struct pk
 			bump_flow_stat(TG_FLOW_FRAG_NO_PORTS);
 	}
 	bump_flow_stat(record_flow(p, tenant, dir, cls));
+	return QUOTA_PASS;
 }
 
 /*
@@ -539,21 +755,23 @@ struct attribution {
 	__u32 flags;            /* tg_meter_config.flags */
 };
 
+/* Both return enum quota_verdict. */
 __noinline int tg_account_skb(struct __sk_buff *skb, struct pkt_meta *p, const struct attribution *a)
 {
 	if (p && a)
-		account(skb, TG_CTX_SKB, p, a->tenant, a->dir, a->why, a->unattributed_dir, a->gen, a->flags);
-	return 0;
+		return account(skb, TG_CTX_SKB, p, a->tenant, a->dir, a->why, a->unattributed_dir, a->gen, a->flags);
+	return QUOTA_PASS;
 }
 
 __noinline int tg_account_xdp(struct xdp_md *ctx, struct pkt_meta *p, const struct attribution *a)
 {
 	if (p && a)
-		account(ctx, TG_CTX_XDP, p, a->tenant, a->dir, a->why, a->unattributed_dir, a->gen, a->flags);
-	return 0;
+		return account(ctx, TG_CTX_XDP, p, a->tenant, a->dir, a->why, a->unattributed_dir, a->gen, a->flags);
+	return QUOTA_PASS;
 }
 
-static __always_inline void meter(void *ctx, enum pkt_ctx_kind kind, enum tg_hook hook, __u32 ifindex)
+/* Returns enum quota_verdict: the only verdict metering makes. */
+static __always_inline int meter(void *ctx, enum pkt_ctx_kind kind, enum tg_hook hook, __u32 ifindex)
 {
 	/* Direction of traffic at this hook when it is the owning tenant's. */
 	const __u32 from_tenant = hook == TG_HOOK_INGRESS ? TG_DIR_EGRESS : TG_DIR_INGRESS;
@@ -601,30 +819,26 @@ static __always_inline void meter(void *ctx, enum pkt_ctx_kind kind, enum tg_hoo
 	};
 
 	if (kind == TG_CTX_XDP)
-		tg_account_xdp(ctx, &p, &a);
-	else
-		tg_account_skb(ctx, &p, &a);
+		return tg_account_xdp(ctx, &p, &a);
+	return tg_account_skb(ctx, &p, &a);
 }
 
 SEC("tc")
 int tg_meter_ingress(struct __sk_buff *skb)
 {
-	meter(skb, TG_CTX_SKB, TG_HOOK_INGRESS, skb->ifindex);
-	return TC_ACT_UNSPEC;
+	return meter(skb, TG_CTX_SKB, TG_HOOK_INGRESS, skb->ifindex) == QUOTA_DROP ? TC_ACT_SHOT : TC_ACT_UNSPEC;
 }
 
 SEC("tc")
 int tg_meter_egress(struct __sk_buff *skb)
 {
-	meter(skb, TG_CTX_SKB, TG_HOOK_EGRESS, skb->ifindex);
-	return TC_ACT_UNSPEC;
+	return meter(skb, TG_CTX_SKB, TG_HOOK_EGRESS, skb->ifindex) == QUOTA_DROP ? TC_ACT_SHOT : TC_ACT_UNSPEC;
 }
 
 SEC("xdp")
 int tg_meter_xdp(struct xdp_md *ctx)
 {
-	meter(ctx, TG_CTX_XDP, TG_HOOK_INGRESS, ctx->ingress_ifindex);
-	return XDP_PASS;
+	return meter(ctx, TG_CTX_XDP, TG_HOOK_INGRESS, ctx->ingress_ifindex) == QUOTA_DROP ? XDP_DROP : XDP_PASS;
 }
 
 /* ---- containers: cgroup_skb hooks (docs/metering.md, "Containers") ---- */
@@ -718,8 +932,8 @@ static __always_inline struct tg_cgroup_ref *cgroup_ref(struct __sk_buff *skb, _
 	return NULL;
 }
 
-/* Attached at a parent cgroup: sees the traffic of every socket below it. */
-static __always_inline void meter_cgroup(struct __sk_buff *skb, __u32 dir)
+/* Attached at a parent cgroup: sees the traffic of every socket below it. Returns enum quota_verdict. */
+static __always_inline int meter_cgroup(struct __sk_buff *skb, __u32 dir)
 {
 	struct tg_meter_config *cfg;
 	struct tg_cgroup_ref *ref;
@@ -729,7 +943,7 @@ static __always_inline void meter_cgroup(struct __sk_buff *skb, __u32 dir)
 
 	cfg = bpf_map_lookup_elem(&tg_meter_config, &zero);
 	if (!cfg || seen_by_interface_hook(skb, cfg))
-		return;
+		return QUOTA_PASS;
 	tg_parse_l3(skb, &p, false);
 	ref = cgroup_ref(skb, cfg->generation);
 	tenant = ref ? ref->tenant_id : TG_TENANT_UNATTRIBUTED;
@@ -738,30 +952,30 @@ static __always_inline void meter_cgroup(struct __sk_buff *skb, __u32 dir)
 		.unattributed_dir = dir, .gen = cfg->generation, .flags = cfg->flags,
 	};
 
-	tg_account_skb(skb, &p, &a);
+	if (tg_account_skb(skb, &p, &a) == QUOTA_DROP)
+		return QUOTA_DROP;
 	if (!ref || !ref->container_slot)
-		return;
+		return QUOTA_PASS;
 	/* The same packet again, in its container's row of the breakdown. */
 	idx = ref->container_slot * TG_DIR_MAX + dir;
 	c = bpf_map_lookup_elem(&tg_container_counters, &idx);
 	if (!c) {
 		bump(reasons(), TG_REASON_BAD_INDEX);
-		return;
+		return QUOTA_PASS;
 	}
 	c->packets += 1;
 	c->bytes += p.l3_bytes;
+	return QUOTA_PASS;
 }
 
 SEC("cgroup_skb/ingress")
 int tg_meter_cg_ingress(struct __sk_buff *skb)
 {
-	meter_cgroup(skb, TG_DIR_INGRESS);
-	return 1; /* metering never drops */
+	return meter_cgroup(skb, TG_DIR_INGRESS) == QUOTA_DROP ? 0 : 1;
 }
 
 SEC("cgroup_skb/egress")
 int tg_meter_cg_egress(struct __sk_buff *skb)
 {
-	meter_cgroup(skb, TG_DIR_EGRESS);
-	return 1;
+	return meter_cgroup(skb, TG_DIR_EGRESS) == QUOTA_DROP ? 0 : 1;
 }

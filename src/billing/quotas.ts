@@ -3,7 +3,9 @@
 // class, in its direction or both) is compared with its thresholds; a
 // threshold crossed for the first time in a period raises one alert, recorded
 // in the ledger's outbox (so a crash loses none) and POSTed to the policy's
-// webhooks by WebhookSender. Throttle and block in the kernel come later.
+// webhooks by WebhookSender. The datapath reports the same crossings as they
+// happen (src/billing/enforcer.ts), under the same idempotency keys: this
+// check is the backstop for events lost or made while no agent ran.
 import type { Policy, Quota } from '../policy/index.js';
 import { AlertStore, DIRECTIONS, InvoiceStore, type Direction, type Ledger } from '../store/index.js';
 import { PeriodicTask, type TaskEvents } from '../periodic.js';
@@ -21,14 +23,16 @@ export interface QuotaState {
 }
 
 export interface QuotaAlert {
-  type: 'quota.threshold';
-  /** The idempotency key: one alert per quota, period and threshold. */
+  /** threshold: a threshold was crossed; exhausted: the budget is spent and the first packet was refused or throttled. */
+  type: 'quota.threshold' | 'quota.exhausted';
+  /** The idempotency key: one alert per quota, period and threshold (or exhaustion). */
   key: string;
   tenant: string;
   class: string;
   direction: Quota['direction'];
   period: string;
-  threshold: number;
+  /** quota.threshold: the percentage crossed. */
+  threshold?: number;
   /** Bytes, as decimal text (exact beyond 2^53). */
   used: string;
   budget: string;
@@ -39,6 +43,11 @@ export interface QuotaAlert {
 export interface QuotaRound {
   states: QuotaState[];
   raised: QuotaAlert[];
+}
+
+/** The idempotency key of a quota's alert: its threshold, or "exhausted". */
+export function alertKey(s: Pick<QuotaState, 'tenant' | 'class' | 'direction' | 'period'>, what: number | 'exhausted'): string {
+  return `quota:${s.tenant}:${s.class}:${s.direction}:${s.period}:${what}`;
 }
 
 export class QuotaWatcher extends PeriodicTask<QuotaRound> {
@@ -83,7 +92,7 @@ export class QuotaWatcher extends PeriodicTask<QuotaRound> {
       for (const threshold of q.thresholds) {
         if (s.used * 100n < BigInt(s.budget) * BigInt(threshold)) continue;
         const alert: QuotaAlert = {
-          type: 'quota.threshold', key: `quota:${s.tenant}:${s.class}:${s.direction}:${s.period}:${threshold}`,
+          type: 'quota.threshold', key: alertKey(s, threshold),
           tenant: s.tenant, class: s.class, direction: s.direction, period: s.period, threshold,
           used: String(s.used), budget: String(s.budget), action: q.action, at: new Date(now).toISOString(),
         };

@@ -4,7 +4,7 @@ import { connect } from 'node:net';
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import pino, { type Logger } from 'pino';
-import { ensureBpffs, ifindexOf, withNetns } from '../kernel/index.js';
+import { ensureBpffs, ifindexOf, RingBufReader, taiOffsetMs, withNetns } from '../kernel/index.js';
 import { compileMetering, DEFAULT_CLASS, loadPolicyFile, notYetEnforced, parseDuration, type Policy } from '../policy/index.js';
 import { DEFAULT_CLASS_ID, Ledger } from '../store/index.js';
 import { MeteringDatapath } from '../metering/datapath.js';
@@ -16,7 +16,7 @@ import { meteringMetrics } from '../metrics/metering.js';
 import type { FastifyInstance } from 'fastify';
 import { buildApi, listenUnix, type AgentContext } from '../api/server.js';
 import { loadTokens, type Tokens } from '../api/auth.js';
-import { Billing, InvoiceCloser, QuotaWatcher, WebhookSender, type QuotaState } from '../billing/index.js';
+import { Billing, InvoiceCloser, QuotaEnforcer, QuotaWatcher, WebhookSender, type EnforceContext, type QuotaAlert, type QuotaState } from '../billing/index.js';
 import { billingMetrics } from '../metrics/billing.js';
 import { AlertStore } from '../store/index.js';
 import { lockPinRoot } from './lock.js';
@@ -152,12 +152,13 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
   /** Billable flag and name of every class id any applied policy defined (the latest policy wins). */
   const billable = new Map<number, boolean>();
   const classNames = new Map<number, string>();
-  let liveClasses: ReadonlyArray<{ name: string; billable: boolean }> = [];
+  let liveClasses: ReadonlyArray<{ name: string; id: number; billable: boolean }> = [];
   let exporter: Exporter | undefined;
   let recorder: FlowRecorder | undefined;
   let closer: InvoiceCloser | undefined;
   let quotaWatcher: QuotaWatcher | undefined;
   let webhooks: WebhookSender | undefined;
+  let quotaEvents: RingBufReader | undefined;
   const apps: FastifyInstance[] = [];
 
   /**
@@ -168,6 +169,8 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
    * once with provisional ids before any id is handed out.
    */
   const slots = ContainerSlots.open(join(dirname(opts.db), 'container-slots.json'), datapath.counterId());
+  const enforcer = new QuotaEnforcer(datapath.quotas, taiOffsetMs());
+  const enforceContext = (): EnforceContext => ({ tenantIds: idOfTenant, classes: liveClasses, maxClasses: datapath.maxClasses });
   let live: { doc: Policy; cgroups: CgroupTenants } | undefined;
   const apply = (doc: Policy, cgroups = cgroupTenants(doc)): ReloadResult => {
     const assigned = slots.assign(cgroups.containers);
@@ -179,10 +182,9 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
         maxTenants: datapath.maxTenants, maxClasses: datapath.maxClasses,
         generation: datapath.liveGeneration() === 0 ? 1 : 0,
       });
-    inNetns(() => compile(
-      provisionalIds(ledger.tenants(), doc.tenants.map((t) => t.name), 1),
-      provisionalIds(ledger.classes(), declared, DEFAULT_CLASS_ID + 1),
-    ));
+    const provisionalTenants = provisionalIds(ledger.tenants(), doc.tenants.map((t) => t.name), 1);
+    const dry = inNetns(() => compile(provisionalTenants, provisionalIds(ledger.classes(), declared, DEFAULT_CLASS_ID + 1)));
+    enforcer.check(doc, { tenantIds: provisionalTenants, classes: dry.classes, maxClasses: datapath.maxClasses }, Date.now());
     const tenantIds = ledger.ensureTenants(doc.tenants.map((t) => t.name));
     const classIds = ledger.ensureClasses(declared);
     for (const t of ledger.tenants()) {
@@ -259,13 +261,24 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
     });
     const alertStore = new AlertStore(ledger);
     let quotaStates: readonly QuotaState[] = [];
-    const bm = billingMetrics(metrics.registry, { quotas: () => quotaStates, deliveries: () => alertStore.backlog() });
+    const bm = billingMetrics(metrics.registry, { quotas: () => quotaStates, enforced: () => enforcer.status(), deliveries: () => alertStore.backlog() });
+    const raisedAlert = (a: QuotaAlert, from: string): void => {
+      bm.alertsRaised.inc({ type: a.type });
+      log.warn({ ...a, from }, a.type === 'quota.exhausted' ? 'quota exhausted' : 'quota threshold crossed');
+    };
+    /** Quotas into the datapath, seeded from the ledger's usage (states: QuotaWatcher.states of the same policy). */
+    const enforce = (doc: Policy, states: readonly QuotaState[]): void => {
+      const { seeded } = enforcer.apply(doc, enforceContext(), Date.now(), (i) => states[i]?.used ?? 0n);
+      for (const s of seeded) log.info({ tenant: s.quota.tenant, class: s.quota.class ?? '*', direction: s.quota.direction, period: s.period.id, used: String(states[s.index]?.used ?? 0n) }, 'quota period seeded in the datapath');
+    };
     quotaWatcher = new QuotaWatcher(ledger, () => live?.doc ?? policy, intervalMs, {
       onExport({ states, raised }) {
         quotaStates = states;
-        for (const a of raised) {
-          bm.alertsRaised.inc({ type: a.type });
-          log.warn({ ...a }, 'quota threshold crossed');
+        for (const a of raised) raisedAlert(a, 'ledger');
+        try {
+          enforce(live?.doc ?? policy, states); // new periods' ends and seeds
+        } catch (err) {
+          log.error({ err }, 'quota enforcement update failed; the next interval retries');
         }
       },
       onError(err) {
@@ -288,6 +301,8 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
     const reload = async (): Promise<ReloadResult> => {
       const doc = loadPolicyFile(opts.config); // a bad document throws here and nothing changes
       const r = apply(doc);
+      await exp.exportNow(); // new quotas are seeded from a ledger that is up to date
+      enforce(doc, quotaWatcher!.states(Date.now(), doc));
       await applyFlows(doc);
       log.info({ ...r }, 'policy reloaded');
       return r;
@@ -343,6 +358,26 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
     }, CGROUP_RESCAN_MS);
     rescan.unref();
     await exp.exportNow(); // opens the interval: first checkpoint right away
+    enforce(policy, quotaWatcher.states(Date.now(), policy));
+    const events = datapath.quotaEvents();
+    quotaEvents = new RingBufReader(events.events, { lostCounter: { map: events.lost, index: 0 } });
+    quotaEvents.on('records', (records) => {
+      const doc = live?.doc ?? policy;
+      let raised = false;
+      for (const r of records) {
+        const info = enforcer.describe(r, doc);
+        if (info?.type === 'renewed') log.info({ ...info }, 'quota period renewed in the datapath');
+        if (info?.type !== 'alert') continue;
+        if (alertStore.record(info.alert.key, JSON.stringify(info.alert), doc.alerts?.webhooks ?? [], Date.now())) {
+          raisedAlert(info.alert, 'datapath');
+          raised = true;
+        }
+      }
+      if (raised) webhooks?.runNow().catch(() => undefined); // deliver now rather than at the next tick
+    });
+    quotaEvents.on('lost', (n) => log.warn({ lost: String(n) }, 'quota events lost (ring buffer full); the ledger check raises their alerts'));
+    quotaEvents.on('error', (err) => log.error({ err }, 'quota event reader failed'));
+    await quotaEvents.ready;
     await applyFlows(policy);
     closer.start();
     await closer.runNow().catch(() => undefined); // reported by onError
@@ -359,6 +394,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
         await closer?.stop();
         await quotaWatcher?.stop();
         await webhooks?.stop();
+        await quotaEvents?.stop();
         await flows.stop(); // the kernel keeps recording flows for the next agent, like the counters
         await exp.stop();
         try {
@@ -382,6 +418,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
     await closer?.stop();
     await quotaWatcher?.stop();
     await webhooks?.stop();
+    await quotaEvents?.stop();
     datapath.close();
     ledger.close();
     throw err;

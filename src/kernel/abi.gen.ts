@@ -112,7 +112,8 @@ export const TgMeterReason = {
   TG_REASON_MALFORMED: 12,
   TG_REASON_FRAG_NO_PORTS: 13,
   TG_REASON_BY_CGROUP: 14,
-  TG_REASON_MAX: 15,
+  TG_REASON_QUOTA_DROP: 15,
+  TG_REASON_MAX: 16,
 } as const;
 export type TgMeterReason = (typeof TgMeterReason)[keyof typeof TgMeterReason];
 export const TG_REASON_IPV4 = TgMeterReason.TG_REASON_IPV4;
@@ -130,6 +131,7 @@ export const TG_REASON_UNATTRIBUTED = TgMeterReason.TG_REASON_UNATTRIBUTED;
 export const TG_REASON_MALFORMED = TgMeterReason.TG_REASON_MALFORMED;
 export const TG_REASON_FRAG_NO_PORTS = TgMeterReason.TG_REASON_FRAG_NO_PORTS;
 export const TG_REASON_BY_CGROUP = TgMeterReason.TG_REASON_BY_CGROUP;
+export const TG_REASON_QUOTA_DROP = TgMeterReason.TG_REASON_QUOTA_DROP;
 export const TG_REASON_MAX = TgMeterReason.TG_REASON_MAX;
 
 /** enum tg_meter_reason_slots */
@@ -138,6 +140,48 @@ export const TgMeterReasonSlots = {
 } as const;
 export type TgMeterReasonSlots = (typeof TgMeterReasonSlots)[keyof typeof TgMeterReasonSlots];
 export const TG_REASON_SLOTS = TgMeterReasonSlots.TG_REASON_SLOTS;
+
+/** enum tg_quota_action */
+export const TgQuotaAction = {
+  TG_QUOTA_NONE: 0,
+  TG_QUOTA_THROTTLE: 1,
+  TG_QUOTA_BLOCK: 2,
+} as const;
+export type TgQuotaAction = (typeof TgQuotaAction)[keyof typeof TgQuotaAction];
+export const TG_QUOTA_NONE = TgQuotaAction.TG_QUOTA_NONE;
+export const TG_QUOTA_THROTTLE = TgQuotaAction.TG_QUOTA_THROTTLE;
+export const TG_QUOTA_BLOCK = TgQuotaAction.TG_QUOTA_BLOCK;
+
+/** enum tg_quota_event_kind */
+export const TgQuotaEventKind = {
+  TG_QEV_THRESHOLD: 0,
+  TG_QEV_EXHAUSTED: 1,
+  TG_QEV_RENEWED: 2,
+} as const;
+export type TgQuotaEventKind = (typeof TgQuotaEventKind)[keyof typeof TgQuotaEventKind];
+export const TG_QEV_THRESHOLD = TgQuotaEventKind.TG_QEV_THRESHOLD;
+export const TG_QEV_EXHAUSTED = TgQuotaEventKind.TG_QEV_EXHAUSTED;
+export const TG_QEV_RENEWED = TgQuotaEventKind.TG_QEV_RENEWED;
+
+/** enum tg_quota_limits */
+export const TgQuotaLimits = {
+  TG_MAX_QUOTAS: 1024,
+  TG_QUOTA_REFS: 4,
+  TG_QUOTA_MARKS: 4,
+  TG_QUOTA_ALL_CLASSES: 65535,
+} as const;
+export type TgQuotaLimits = (typeof TgQuotaLimits)[keyof typeof TgQuotaLimits];
+export const TG_MAX_QUOTAS = TgQuotaLimits.TG_MAX_QUOTAS;
+export const TG_QUOTA_REFS = TgQuotaLimits.TG_QUOTA_REFS;
+export const TG_QUOTA_MARKS = TgQuotaLimits.TG_QUOTA_MARKS;
+export const TG_QUOTA_ALL_CLASSES = TgQuotaLimits.TG_QUOTA_ALL_CLASSES;
+
+/** enum tg_quota_state_flag */
+export const TgQuotaStateFlag = {
+  TG_QUOTA_EXHAUSTED: 1,
+} as const;
+export type TgQuotaStateFlag = (typeof TgQuotaStateFlag)[keyof typeof TgQuotaStateFlag];
+export const TG_QUOTA_EXHAUSTED = TgQuotaStateFlag.TG_QUOTA_EXHAUSTED;
 
 /** struct tg_cgroup_key: 16 bytes */
 export interface TgCgroupKey {
@@ -383,6 +427,105 @@ export interface TgMeterReasons {
 }
 export const TgMeterReasons = struct<TgMeterReasons>(128, [
   ['n', 0, array(u64, 16)],
+]);
+
+/** struct tg_quota_cfg: 88 bytes */
+export interface TgQuotaCfg {
+  /** __u64 at offset 0 */
+  limit: bigint;
+  /** __u64[4] at offset 8 */
+  marks: bigint[];
+  /** __u64 at offset 40 */
+  rate: bigint;
+  /** __u64 at offset 48 */
+  burst_ns: bigint;
+  /** __u64 at offset 56 */
+  period_end_ns: bigint;
+  /** __u64 at offset 64 */
+  next_end_ns: bigint;
+  /** __u32 at offset 72 */
+  tenant_id: number;
+  /** __u16 at offset 76 */
+  class_id: number;
+  /** __u8 at offset 78 */
+  dirs: number;
+  /** __u8 at offset 79 */
+  period: number;
+  /** __u32 at offset 80 */
+  action: number;
+  /** __u32 at offset 84 */
+  pad: number;
+}
+export const TgQuotaCfg = struct<TgQuotaCfg>(88, [
+  ['limit', 0, u64],
+  ['marks', 8, array(u64, 4)],
+  ['rate', 40, u64],
+  ['burst_ns', 48, u64],
+  ['period_end_ns', 56, u64],
+  ['next_end_ns', 64, u64],
+  ['tenant_id', 72, u32],
+  ['class_id', 76, u16],
+  ['dirs', 78, u8],
+  ['period', 79, u8],
+  ['action', 80, u32],
+  ['pad', 84, u32],
+]);
+
+/** struct tg_quota_event: 40 bytes */
+export interface TgQuotaEvent {
+  /** __u64 at offset 0 */
+  at_ns: bigint;
+  /** __u64 at offset 8 */
+  used: bigint;
+  /** __u64 at offset 16 */
+  period_end_ns: bigint;
+  /** __u32 at offset 24 */
+  slot: number;
+  /** __u32 at offset 28 */
+  kind: number;
+  /** __u32 at offset 32 */
+  mark: number;
+  /** __u32 at offset 36 */
+  pad: number;
+}
+export const TgQuotaEvent = struct<TgQuotaEvent>(40, [
+  ['at_ns', 0, u64],
+  ['used', 8, u64],
+  ['period_end_ns', 16, u64],
+  ['slot', 24, u32],
+  ['kind', 28, u32],
+  ['mark', 32, u32],
+  ['pad', 36, u32],
+]);
+
+/** struct tg_quota_refs: 8 bytes */
+export interface TgQuotaRefs {
+  /** __u16[4] at offset 0 */
+  slot: number[];
+}
+export const TgQuotaRefs = struct<TgQuotaRefs>(8, [
+  ['slot', 0, array(u16, 4)],
+]);
+
+/** struct tg_quota_state: 32 bytes */
+export interface TgQuotaState {
+  /** __u64 at offset 0 */
+  used: bigint;
+  /** __u64 at offset 8 */
+  period_end_ns: bigint;
+  /** __u64 at offset 16 */
+  tat_ns: bigint;
+  /** __u32 at offset 24 */
+  flags: number;
+  /** __u32 at offset 28 */
+  pad: number;
+}
+export const TgQuotaState = struct<TgQuotaState>(32, [
+  ['used', 0, u64],
+  ['period_end_ns', 8, u64],
+  ['tat_ns', 16, u64],
+  ['flags', 24, u32],
+  ['pad', 28, u32],
 ]);
 
 /** struct tg_tenant_ref: 8 bytes */

@@ -107,6 +107,7 @@ function bindLibc(lib: LibraryHandle) {
     setns: f('int setns(int fd, int nstype)'),
     close: f('int close(int fd)'),
     mount: f('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data)'),
+    clock_gettime: f('int clock_gettime(int clk, _Out_ uint8_t *ts)'),
   };
 }
 

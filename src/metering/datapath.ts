@@ -4,11 +4,12 @@
 // compiled tenant maps with a generation switch, and reads the counters back.
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { BpfLink, BpfObject, TypedMap, findCgroup2, linkInfo, readMounts, type BpfProgram } from '../kernel/index.js';
+import { BpfLink, BpfObject, TypedMap, type BpfMap, findCgroup2, linkInfo, readMounts, type BpfProgram } from '../kernel/index.js';
 import { TgCounter, TgMeterConfig, TgMeterReasons, TG_DIR_MAX, TG_MAX_CLASSES, TG_MAX_FLOWS, TG_MAX_TENANTS, TG_METER_FLOWS, TG_REASON_MAX, TgMeterReason } from '../kernel/abi.gen.js';
 import { u32, u64 } from '../kernel/codec.js';
 import type { MeteringPlan } from '../policy/index.js';
 import { PolicyMaps } from './policy-maps.js';
+import { QuotaMaps } from './quota-maps.js';
 import { bpfObjectPath } from '../paths.js';
 import { FLOW_COUNTER_INDEX, type FlowCounters } from '../flows/counters.js';
 import { KEY_SIZE, VALUE_SIZE, monotonicNs, type FlowBuffers, type FlowSnapshot } from '../flows/snapshot.js';
@@ -19,6 +20,8 @@ const PINNED_MAPS = [
   'tg_tenant_v4', 'tg_tenant_v6', 'tg_tenant_iface',
   'tg_class_gen', 'tg_class_v4', 'tg_class_v6', 'tg_class_proto', 'tg_class_port', 'tg_class_ids',
   'tg_flows', 'tg_flow_stats', 'tg_tenant_cgroup', 'tg_metered_iface', 'tg_container_counters',
+  // A budget's bytes and period survive the agent (fail-static enforcement).
+  'tg_quota_refs', 'tg_quota_cfg', 'tg_quota_state', 'tg_quota_drops',
 ] as const;
 
 /** Flows per batch call when reading tg_flows. */
@@ -110,6 +113,8 @@ export class MeteringDatapath {
   private readonly config: TypedMap<number, ReturnType<typeof TgMeterConfig.decode>>;
   private readonly policyMaps: PolicyMaps;
   private readonly metered: TypedMap<number, number>;
+  /** Quota budgets the programs consume (written by src/billing's enforcer). */
+  readonly quotas: QuotaMaps;
   /** True when the counter map was adopted from a pin (a restarted agent). */
   readonly adopted: boolean;
   /** Pinned maps whose shape this build or these options changed: removed and created afresh (never the counters). */
@@ -131,6 +136,7 @@ export class MeteringDatapath {
     this.config = new TypedMap(obj.map('tg_meter_config'), u32, TgMeterConfig);
     this.policyMaps = new PolicyMaps(obj);
     this.metered = new TypedMap(obj.map('tg_metered_iface'), u32, u32);
+    this.quotas = new QuotaMaps(obj);
   }
 
   /**
@@ -159,6 +165,7 @@ export class MeteringDatapath {
     const obj = BpfObject.open(bpfObjectPath('meter'));
     try {
       obj.setMaxEntries('tg_meter_counters', full.maxTenants * full.maxClasses * TG_DIR_MAX);
+      obj.setMaxEntries('tg_quota_refs', full.maxTenants * full.maxClasses * TG_DIR_MAX);
       obj.setConst('tg_cfg_max_tenants', full.maxTenants);
       obj.setConst('tg_cfg_max_classes', full.maxClasses);
       obj.setMaxEntries('tg_flows', full.maxFlows);
@@ -441,6 +448,11 @@ export class MeteringDatapath {
     const out = {} as FlowCounters;
     for (const [name, i] of Object.entries(FLOW_COUNTER_INDEX)) out[name as keyof FlowCounters] = sums.get(i) ?? 0n;
     return out;
+  }
+
+  /** The ring buffer of quota events and its lost-record counter (struct tg_quota_event). */
+  quotaEvents(): { events: BpfMap; lost: BpfMap } {
+    return { events: this.obj.map('tg_quota_events'), lost: this.obj.map('tg_quota_lost') };
   }
 
   /** One of the loaded programs, for BPF_PROG_TEST_RUN (tests and benchmarks). */

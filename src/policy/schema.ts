@@ -329,17 +329,24 @@ const quotaSchema = z
     direction: direction.default('both'),
     budget: size,
     period: z.enum(['hour', 'day', 'month']).default('month'),
-    /** Alert at these percentages of the budget. */
-    thresholds: z.array(z.int().min(1).max(1000)).default([80, 100]),
+    /** Alert at these percentages of the budget (the datapath reports up to four as they are crossed). */
+    thresholds: z.array(z.int().min(1).max(1000)).max(4).default([80, 100]),
     action: z.enum(['none', 'throttle', 'block']).default('none'),
     throttleRate: rate.optional(),
+    /** How far a burst may run ahead of throttleRate; default: 100 ms of the rate, at least 128 KiB. */
+    throttleBurst: size.optional(),
   })
   .superRefine((q, ctx) => {
     if (q.action === 'throttle' && q.throttleRate === undefined) {
       ctx.addIssue({ code: 'custom', path: ['throttleRate'], message: 'required when action is throttle' });
     }
-    if (q.action !== 'throttle' && q.throttleRate !== undefined) {
-      ctx.addIssue({ code: 'custom', path: ['throttleRate'], message: 'only applies when action is throttle' });
+    if (q.throttleRate !== undefined && q.throttleRate < 8) {
+      ctx.addIssue({ code: 'custom', path: ['throttleRate'], message: 'must be at least 8bit (one byte per second); to stop traffic use action: block' });
+    }
+    for (const key of ['throttleRate', 'throttleBurst'] as const) {
+      if (q.action !== 'throttle' && q[key] !== undefined) {
+        ctx.addIssue({ code: 'custom', path: [key], message: 'only applies when action is throttle' });
+      }
     }
     q.thresholds.forEach((t, i) => {
       if (i > 0 && t <= q.thresholds[i - 1]) {
@@ -491,13 +498,11 @@ export type AlertsSection = NonNullable<Policy['alerts']>;
 export type IsolationScope = NonNullable<Policy['isolation']>[number];
 export type SecuritySection = NonNullable<Policy['security']>;
 
-/** Sections this version acts on (plans: invoices; quotas: alerts); the others are validated and reserved. */
+/** Sections this version acts on (plans: invoices; quotas: alerts and enforcement in the datapath); the others are validated and reserved. */
 export const ENFORCED_SECTIONS = ['version', 'metering', 'tenants', 'classes', 'plans', 'quotas', 'alerts'] as const;
 export const RESERVED_SECTIONS = ['isolation', 'security'] as const;
 
 /** The sections (or keys) present in a policy that this version accepts but does not enforce yet. */
 export function notYetEnforced(policy: Policy): string[] {
-  const out: string[] = RESERVED_SECTIONS.filter((s) => policy[s] !== undefined);
-  if (policy.quotas?.some((q) => q.action !== 'none')) out.push('quotas[].action (alerts are raised; throttle and block are not enforced yet)');
-  return out;
+  return RESERVED_SECTIONS.filter((s) => policy[s] !== undefined);
 }
