@@ -20,6 +20,14 @@
 //        and prints {"bytes":N,"received":..,"seconds":..}. Unlike iperf3 -n,
 //        whose server may stop reading before the last block, every byte
 //        written has been read by the peer when this returns.
+//   tcp-sink --port P --seconds S [--sample-ms M]
+//        listens on [::]:P, prints "ready", accepts one connection and reads
+//        whatever arrives for S seconds from the first byte (or until EOF),
+//        then prints {"bytes":..,"samples":[[ms,bytes],..]}: payload read so
+//        far every M ms (default 250). For transfers a quota cuts or throttles.
+//   tcp-source --to ADDR --port P --bytes N --seconds S
+//        writes up to N bytes, and stops after S seconds whether or not they
+//        went out (a blocked connection never drains); prints {"written":..}.
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { isIPv6 } from 'node:net';
@@ -157,6 +165,70 @@ if (mode === 'udp-recv') {
     }
     process.stdout.write(JSON.stringify({ bytes: total, received, seconds }) + '\n', () => process.exit(0));
   });
+} else if (mode === 'tcp-sink') {
+  const port = intArg(opts, 'port', undefined, 1, 65535);
+  const seconds = intArg(opts, 'seconds', undefined, 1, 600);
+  const sampleMs = intArg(opts, 'sample-ms', 250, 10, 10_000);
+  // Bounded even when nobody connects.
+  setTimeout(() => fail(`tcp-sink: no connection within ${seconds + 30} s`), (seconds + 30) * 1000).unref();
+  const server = net.createServer((sock) => {
+    server.close();
+    let bytes = 0;
+    let start;
+    const samples = [];
+    let timer;
+    let finished = false;
+    const done = () => {
+      if (finished) return;
+      finished = true;
+      clearInterval(timer);
+      samples.push([Number(process.hrtime.bigint() - (start ?? process.hrtime.bigint())) / 1e6, bytes]);
+      sock.destroy();
+      process.stdout.write(JSON.stringify({ bytes, samples }) + '\n', () => process.exit(0));
+    };
+    sock.on('data', (c) => {
+      if (start === undefined) {
+        start = process.hrtime.bigint();
+        timer = setInterval(() => samples.push([Number(process.hrtime.bigint() - start) / 1e6, bytes]), sampleMs);
+        setTimeout(done, seconds * 1000);
+      }
+      bytes += c.length;
+    });
+    sock.on('end', done);
+    sock.on('error', () => undefined); // the source gives up by resetting: what was read counts
+  });
+  server.on('error', (e) => fail(`tcp-sink: ${e.message}`));
+  server.listen({ port, host: '::', ipv6Only: false }, () => process.stdout.write('ready\n'));
+} else if (mode === 'tcp-source') {
+  const to = opts.to;
+  if (!to) fail('--to: required');
+  const port = intArg(opts, 'port', undefined, 1, 65535);
+  const total = intArg(opts, 'bytes', undefined, 0, 64 * 1024 ** 3);
+  const seconds = intArg(opts, 'seconds', undefined, 1, 600);
+  const chunk = Buffer.alloc(256 * 1024, 0x5a);
+  const sock = net.connect({ host: to, port });
+  let written = 0;
+  let finished = false;
+  const finish = () => {
+    if (finished) return;
+    finished = true;
+    sock.destroy();
+    process.stdout.write(JSON.stringify({ written }) + '\n', () => process.exit(0));
+  };
+  setTimeout(finish, seconds * 1000);
+  sock.on('error', () => undefined);
+  sock.on('close', finish); // the sink hung up
+  sock.on('connect', () => {
+    const pump = () => {
+      while (written < total) {
+        const k = Math.min(total - written, chunk.length);
+        written += k;
+        if (!sock.write(k === chunk.length ? chunk : chunk.subarray(0, k))) return void sock.once('drain', pump);
+      }
+      sock.end();
+    };
+    pump();
+  });
 } else {
-  fail('usage: driver.mjs udp-recv|udp-send|tcp-recv|tcp-send --port P ...');
+  fail('usage: driver.mjs udp-recv|udp-send|tcp-recv|tcp-send|tcp-sink|tcp-source --port P ...');
 }

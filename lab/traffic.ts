@@ -264,6 +264,46 @@ export async function tcpTransfer(
   }
 }
 
+export interface TcpStreamResult {
+  /** Payload bytes the source handed to its socket. */
+  written: number;
+  /** Payload bytes the sink read. */
+  received: number;
+  /** [ms since the first byte, payload bytes read by then], every sampleMs. */
+  samples: Array<[number, number]>;
+}
+
+/**
+ * Up to `bytes` of TCP payload from `from` to a sink in `to`'s netns for at
+ * most `seconds`, whether or not it all gets through: for transfers a quota
+ * cuts off or throttles. The sink reports what it read over time.
+ */
+export async function tcpStream(
+  from: EndpointNode,
+  to: EndpointNode,
+  bytes: number,
+  seconds: number,
+  opts: { family?: Family; port?: number; sampleMs?: number } = {},
+): Promise<TcpStreamResult> {
+  checkInt('bytes', bytes, 1, 16 * 1024 ** 3);
+  checkInt('seconds', seconds, 1, 600);
+  const port = checkInt('port', opts.port ?? randomPort(), 1, 65535);
+  const address = addressOf(to, opts.family ?? 4);
+  const sink = await startReceiver<{ bytes: number; samples: Array<[number, number]> }>(
+    to.netns, ['tcp-sink', '--port', String(port), '--seconds', String(seconds), '--sample-ms', String(opts.sampleMs ?? 250)], (seconds + 30) * 1000,
+  );
+  try {
+    const r = await runInNetns(from.netns, process.execPath,
+      [helperPath('driver.mjs'), 'tcp-source', '--to', address, '--port', String(port), '--bytes', String(bytes), '--seconds', String(seconds + 1)],
+      { timeoutMs: (seconds + 10) * 1000 });
+    const { written } = JSON.parse(r.stdout.trim()) as { written: number };
+    const got = await sink.result();
+    return { written, received: got.bytes, samples: got.samples };
+  } finally {
+    sink.kill();
+  }
+}
+
 export interface Iperf3Result {
   /** Payload bytes the client wrote (iperf3 sum_sent). */
   payloadBytes: number;

@@ -81,9 +81,15 @@ export function markBytes(budget: number, percent: number): bigint {
   return (BigInt(budget) * BigInt(percent) + 99n) / 100n;
 }
 
-/** The throttle's burst in bytes: given, or 100 ms of the rate but at least 128 KiB (a GSO packet at tc can be 64 KiB). */
+/**
+ * The throttle's burst in bytes: given, or half a second of the rate but at
+ * least 256 KiB (four 64 KiB GSO packets, what one tc packet can be). TCP
+ * through a policer needs a deep bucket: at 10 Mbit/s in the lab, TCP got
+ * 0.45 of the rate with 100 ms, 0.95 with 320 ms, 1.00 with 500 ms
+ * (test/quota.lab.test.ts; docs/billing.md).
+ */
 export function burstBytes(q: Quota): number {
-  return q.throttleBurst ?? Math.max(Math.ceil((q.throttleRate ?? 0) / 8 / 10), 128 * 1024);
+  return q.throttleBurst ?? Math.max(Math.ceil((q.throttleRate ?? 0) / 8 / 2), 256 * 1024);
 }
 
 const taiNs = (ms: number, offsetMs: number): bigint => BigInt(ms + offsetMs) * 1_000_000n;
@@ -144,6 +150,10 @@ export function compileQuotas(policy: Policy, ctx: QuotaContext): QuotaPlan {
       }
     }
     const q = w.quota;
+    if (q.action === 'throttle' && burstBytes(q) > (q.throttleRate ?? 0) / 8 * 3600) {
+      problems.push(`quotas[${w.index}].throttleBurst: more than an hour of throttleRate; a burst that long is no throttle`);
+      continue;
+    }
     const period = periodAt(ctx.now, q.period, tenantPlan(policy, q.tenant)?.timeZone ?? 'UTC');
     const rate = q.action === 'throttle' ? Math.floor((q.throttleRate ?? 0) / 8) : 0;
     const marks = q.thresholds.map((t) => markBytes(q.budget, t));

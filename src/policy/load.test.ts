@@ -380,3 +380,25 @@ test('metering.flows: bad values name the field', () => {
   ]);
 });
 
+
+test('quota throttle settings and thresholds are checked', () => {
+  const head = 'version: 1\ntenants: [{ name: a, selectors: { interfaces: [x] } }]\nquotas:\n';
+  expectIssues(`${head}  - { tenant: a, budget: 1GB, action: block, throttleBurst: 1MB }\n`, [
+    ['quotas[0].throttleBurst', 4, 61, /only applies when action is throttle/],
+  ]);
+  expectIssues(`${head}  - { tenant: a, budget: 1GB, throttleBurst: 1MB }\n`, [
+    ['quotas[0].throttleBurst', 4, 46, /only applies when action is throttle/],
+  ]);
+  expectIssues(`${head}  - { tenant: a, budget: 1GB, action: throttle, throttleRate: 4bit }\n`, [
+    ['quotas[0].throttleRate', 4, 63, /at least 8bit/],
+  ]);
+  expectIssues(`${head}  - { tenant: a, budget: 1GB, thresholds: [10, 20, 30, 40, 50] }\n`, [
+    ['quotas[0].thresholds', 4, 43, /at most 4 entries/],
+  ]);
+  const ok = parsePolicy(`${head}  - { tenant: a, budget: 1GB, thresholds: [10, 20, 30, 40], action: throttle, throttleRate: 8bit, throttleBurst: 1MB }\n`);
+  assert.deepEqual(
+    [ok.quotas?.[0].thresholds, ok.quotas?.[0].throttleRate, ok.quotas?.[0].throttleBurst],
+    [[10, 20, 30, 40], 8, 1_000_000],
+    'the bounds themselves are accepted',
+  );
+});
