@@ -352,60 +352,72 @@ static __always_inline void quota_exhausted(__u32 slot, struct tg_quota_state *s
 enum quota_verdict { QUOTA_PASS = 0, QUOTA_DROP = 1 };
 
 /*
- * The quotas of counter idx decide on a packet: refused when one of them is
- * spent and blocks, or throttles and the packet is over its rate; otherwise
- * it consumes every one of them, and a mark it crosses is reported. Checked
- * before consumed, so a refused packet spends nothing; the check and the
- * add are not one step, so each CPU can let one packet past the limit.
+ * One quota's say on a packet of `bytes`: refused when the quota is spent
+ * and blocks, or throttles and the packet is over its rate. The per-slot
+ * work sits in global functions, which the verifier checks once per program
+ * instead of once per unrolled slot and call site (a load 25x slower).
  */
-static __noinline int quota_verdict(__u32 idx, __u32 bytes)
+__noinline int tg_quota_check(__u32 slot, __u32 bytes, __u64 now)
+{
+	struct tg_quota_cfg *cfg = NULL;
+	struct tg_quota_state *st = quota_live(slot, &cfg, now);
+	struct tg_counter *d;
+
+	if (!st || !cfg || cfg->action == TG_QUOTA_NONE || READ_ONCE(st->used) < cfg->limit)
+		return QUOTA_PASS;
+	quota_exhausted(slot, st, now);
+	if (cfg->action == TG_QUOTA_THROTTLE && quota_conforms(st, cfg, bytes, now))
+		return QUOTA_PASS;
+	d = bpf_map_lookup_elem(&tg_quota_drops, &slot);
+	if (d) {
+		d->packets += 1;
+		d->bytes += bytes;
+	}
+	return QUOTA_DROP;
+}
+
+/* Spends `bytes` of one quota, reporting each mark the add crosses (exactly one packet crosses it). */
+__noinline int tg_quota_spend(__u32 slot, __u32 bytes, __u64 now)
+{
+	struct tg_quota_cfg *cfg = NULL;
+	struct tg_quota_state *st = quota_live(slot, &cfg, now);
+	__u64 before, after, mark;
+	__u32 m;
+
+	if (!st || !cfg)
+		return 0;
+	before = __sync_fetch_and_add(&st->used, bytes);
+	after = before + bytes;
+	for (m = 0; m < TG_QUOTA_MARKS; m++) {
+		mark = cfg->marks[m];
+		if (mark && before < mark && after >= mark)
+			quota_event(slot, TG_QEV_THRESHOLD, m, after, READ_ONCE(st->period_end_ns), now);
+	}
+	return 0;
+}
+
+/*
+ * The quotas of counter idx decide on a packet: refused when one of them
+ * refuses it; otherwise it spends every one of them. Checked before spent,
+ * so a refused packet spends nothing; the check and the add are not one
+ * step, so each CPU can let one packet past the limit.
+ */
+static __always_inline int quota_verdict(__u32 idx, __u32 bytes)
 {
 	struct tg_quota_refs *refs = bpf_map_lookup_elem(&tg_quota_refs, &idx);
-	struct tg_quota_state *sts[TG_QUOTA_REFS] = {};
-	struct tg_quota_cfg *cfgs[TG_QUOTA_REFS] = {};
-	struct tg_quota_cfg *cfg = NULL;
-	struct tg_quota_state *st;
-	struct tg_counter *d;
-	__u64 now, before, after;
-	__u32 i, m, slot;
+	__u64 now;
+	__u32 i;
 
 	if (!refs || !*(__u64 *)refs->slot)
 		return QUOTA_PASS; /* the common case: no quota on this counter */
 	now = bpf_ktime_get_tai_ns();
 	for (i = 0; i < TG_QUOTA_REFS; i++) {
-		slot = refs->slot[i];
-		if (!slot)
-			continue;
-		st = quota_live(slot, &cfg, now);
-		if (!st || !cfg)
-			continue;
-		sts[i] = st;
-		cfgs[i] = cfg;
-		if (cfg->action == TG_QUOTA_NONE || READ_ONCE(st->used) < cfg->limit)
-			continue;
-		if (cfg->action == TG_QUOTA_THROTTLE && quota_conforms(st, cfg, bytes, now)) {
-			quota_exhausted(slot, st, now);
-			continue;
-		}
-		quota_exhausted(slot, st, now);
-		d = bpf_map_lookup_elem(&tg_quota_drops, &slot);
-		if (d) {
-			d->packets += 1;
-			d->bytes += bytes;
-		}
-		return QUOTA_DROP;
+		if (refs->slot[i] && tg_quota_check(refs->slot[i], bytes, now) == QUOTA_DROP)
+			return QUOTA_DROP;
 	}
 	for (i = 0; i < TG_QUOTA_REFS; i++) {
-		st = sts[i];
-		cfg = cfgs[i];
-		if (!st || !cfg)
-			continue;
-		before = __sync_fetch_and_add(&st->used, bytes);
-		after = before + bytes;
-		for (m = 0; m < TG_QUOTA_MARKS; m++) {
-			if (cfg->marks[m] && before < cfg->marks[m] && after >= cfg->marks[m])
-				quota_event(refs->slot[i], TG_QEV_THRESHOLD, m, after, READ_ONCE(st->period_end_ns), now);
-		}
+		if (refs->slot[i])
+			tg_quota_spend(refs->slot[i], bytes, now);
 	}
 	return QUOTA_PASS;
 }
