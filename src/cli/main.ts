@@ -46,16 +46,23 @@ program
   .action(async (o: { config: string; db: string; pinRoot: string; interval?: string; netns?: string; listen?: string; tokens?: string; maxTenants?: number; maxClasses?: number; flowsDb?: string; logLevel: string }) => {
     const { startAgent } = await import('../daemon/agent.js');
     const logger = pino({ name: 'tollgate', level: o.logLevel });
-    const agent = await startAgent({ ...o, socket: socket(), logger });
+    // Handlers first: a signal while the agent starts (its API may already
+    // answer) stops it once it is up, instead of killing it mid-start.
+    let stopSignal: string | undefined;
+    let agent: Awaited<ReturnType<typeof startAgent>> | undefined;
     const shutdown = (sig: string) => {
+      stopSignal ??= sig;
+      if (!agent) return;
       logger.info({ sig }, 'stopping: final export, pins stay');
       agent.stop().catch((err: unknown) => logger.error({ err }, 'stop failed'));
     };
     process.once('SIGINT', () => shutdown('SIGINT'));
     process.once('SIGTERM', () => shutdown('SIGTERM'));
     process.on('SIGHUP', () => {
-      agent.reload().catch((err: unknown) => logger.error({ err: (err as Error).message }, 'policy not applied, nothing changed'));
+      agent?.reload().catch((err: unknown) => logger.error({ err: (err as Error).message }, 'policy not applied, nothing changed'));
     });
+    agent = await startAgent({ ...o, socket: socket(), logger });
+    if (stopSignal) shutdown(stopSignal);
     await agent.done;
   });
 
