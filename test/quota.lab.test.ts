@@ -13,7 +13,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { examplePolicyYaml, findNode, labDown, labUp, pinDirPath, tcpStream, tenantNodes, udpBurst, type EndpointNode } from '../lab/index.js';
 import { fetchAgentText } from '../src/api/client.js';
-import { cleanupAgentDir, startAgentProcess, type AgentProcess } from './helpers/agent.js';
+import { cleanupAgentDir, runCli, startAgentProcess, type AgentProcess } from './helpers/agent.js';
 
 const prefix = `tgq${Math.random().toString(36).slice(2, 5)}`;
 const BUDGET = 50_000_000; // 50MB
@@ -121,5 +121,24 @@ describe('quotas enforced in the datapath, in the lab', { concurrency: false }, 
     const ratio = payloadBps / RATE;
     console.log(`# throttle: payload ${(payloadBps / 1e6).toFixed(2)} Mbit/s over ${seconds.toFixed(1)} s = ${ratio.toFixed(3)} x the 10 Mbit/s limit`);
     assert.ok(ratio >= 0.9 && ratio <= 1.1, `payload rate ${payloadBps} bit/s is not within 10% of ${RATE}`);
+  });
+
+  test('tollgate quotas and alerts show what the datapath did', async () => {
+    const cli = async (...args: string[]) => {
+      const r = await runCli(['--socket', agent.socket, ...args]);
+      assert.equal(r.code, 0, `tollgate ${args.join(' ')}: ${r.stderr}`);
+      return r.stdout;
+    };
+    const q = JSON.parse(await cli('quotas', '--json')) as { quotas: Array<{ tenant: string; action: string; exhausted: boolean; used: number; droppedPackets: number }> };
+    const blocked = q.quotas.find((x) => x.tenant === t1.name)!;
+    assert.deepEqual([blocked.action, blocked.exhausted], ['block', true]);
+    assert.ok(Number(blocked.used) >= BUDGET && Number(blocked.droppedPackets) > 0);
+    assert.match(await cli('quotas'), new RegExp(`${t1.name} +internet +egress .* block .* spent`));
+    const a = JSON.parse(await cli('alerts', '--json')) as { alerts: Array<{ key: string; deliveries: Array<{ state: string }> }> };
+    const exhausted = a.alerts.find((x) => x.key.startsWith(`quota:${t1.name}:`) && x.key.endsWith(':exhausted'));
+    assert.deepEqual(exhausted?.deliveries.map((d) => d.state), ['delivered']);
+    const bad = await runCli(['--socket', agent.socket, 'alerts', '--limit', '0']);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /--limit/);
   });
 });

@@ -8,7 +8,13 @@ import { callerOf } from './auth.js';
 
 export interface BillingContext {
   billing?: Billing;
+  /** Each quota of the live policy: the datapath's count and the ledger's. */
+  quotas?: () => unknown[];
+  /** The latest alerts with their deliveries, newest first. */
+  alerts?: (limit: number) => unknown[];
 }
+
+const alertsQuery = z.object({ limit: z.coerce.number().int().min(1).max(10_000).default(100) }).strict();
 
 const CONTENT_TYPES = { json: 'application/json; charset=utf-8', csv: 'text/csv; charset=utf-8', html: 'text/html; charset=utf-8' } as const;
 const invoiceQuery = z.object({ format: z.enum(INVOICE_FORMATS).default('json') }).strict();
@@ -42,6 +48,13 @@ export function billingRoutes(app: FastifyInstance, ctx: BillingContext): void {
     } catch (err) {
       throw billingError(err);
     }
+  });
+
+  app.get('/v1/quotas', async () => ({ quotas: ctx.quotas?.() ?? [] }));
+
+  app.get('/v1/alerts', async (req) => {
+    const q = parseQuery(alertsQuery, req.query);
+    return { alerts: ctx.alerts?.(q.limit) ?? [] };
   });
 
   /** One invoice; :period is an id such as 2026-11, or "current". */

@@ -222,6 +222,35 @@ program
     console.log(`total: ${d.total} ${d.currency}`);
   });
 
+type QuotaRow = {
+  tenant: string; class: string; direction: string; period: string; action: string; budget: number;
+  used: number | string; exhausted: boolean; droppedPackets: number | string; ledgerUsed: number | string | null;
+};
+
+program
+  .command('quotas')
+  .description('each quota in its running period: bytes the datapath let through, whether it is spent, what it refused (docs/billing.md)')
+  .option('--json', 'machine-readable output')
+  .action(async (o: { json?: boolean }) => {
+    const r = await callAgent<{ quotas: QuotaRow[] }>(socket(), 'GET', '/v1/quotas');
+    if (o.json) return print(r);
+    console.log(table(['tenant', 'class', 'direction', 'period', 'action', 'budget', 'used', 'used %', 'state', 'refused packets', 'ledger used'],
+      r.quotas.map((q) => [q.tenant, q.class, q.direction, q.period, q.action, String(q.budget), String(q.used),
+        (Number(q.used) * 100 / q.budget).toFixed(1), q.exhausted ? 'spent' : 'ok', String(q.droppedPackets), q.ledgerUsed === null ? '-' : String(q.ledgerUsed)])));
+  });
+
+program
+  .command('alerts')
+  .description('the latest alerts (quota thresholds, budgets spent) and their webhook deliveries, newest first')
+  .option('--limit <n>', 'how many', positiveInt('--limit', 10_000), 20)
+  .option('--json', 'machine-readable output')
+  .action(async (o: { limit: number; json?: boolean }) => {
+    const r = await callAgent<{ alerts: Array<{ key: string; createdAt: string; alert: { type: string }; deliveries: Array<{ state: string }> }> }>(socket(), 'GET', `/v1/alerts?limit=${o.limit}`);
+    if (o.json) return print(r);
+    console.log(table(['raised', 'type', 'key', 'deliveries'], r.alerts.map((a) => [a.createdAt, a.alert.type, a.key,
+      a.deliveries.map((d) => d.state).join(', ') || '(no webhook)'])));
+  });
+
 program
   .command('token')
   .description('make an API token for the --listen API; prints the token once and the line for the --tokens file')

@@ -313,6 +313,11 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
       },
       ledger,
       billing,
+      quotas: () => {
+        const fromLedger = new Map(quotaStates.map((q) => [`${q.tenant}/${q.class}/${q.direction}`, q.used]));
+        return enforcer.status().map((q) => ({ ...q, ledgerUsed: fromLedger.get(`${q.tenant}/${q.class}/${q.direction}`) ?? null }));
+      },
+      alerts: (limit) => alertStore.recent(limit),
       exporter: exp,
       reload,
       registry: metrics.registry,

@@ -59,4 +59,31 @@ export class AlertStore {
       .get() as { pending: number | null; abandoned: number | null };
     return { pending: r.pending ?? 0, abandoned: r.abandoned ?? 0 };
   }
+
+  /** The latest alerts, newest first, with the state of each delivery. */
+  recent(limit = 100): AlertRecord[] {
+    const alerts = this.#db.prepare('SELECT id, key, created_at, body FROM alerts ORDER BY id DESC LIMIT ?')
+      .all(limit) as Array<{ id: number; key: string; created_at: number; body: string }>;
+    const deliveries = this.#db.prepare('SELECT webhook, attempts, next_at, delivered_at, last_error FROM alert_deliveries WHERE alert_id = ? ORDER BY webhook');
+    return alerts.map((a) => ({
+      key: a.key,
+      createdAt: new Date(a.created_at).toISOString(),
+      alert: JSON.parse(a.body) as unknown,
+      deliveries: (deliveries.all(a.id) as Array<{ webhook: string; attempts: number; next_at: number | null; delivered_at: number | null; last_error: string | null }>)
+        .map((d) => ({
+          webhook: d.webhook,
+          state: d.delivered_at !== null ? 'delivered' as const : d.next_at !== null ? 'pending' as const : 'abandoned' as const,
+          attempts: d.attempts,
+          lastError: d.last_error,
+        })),
+    }));
+  }
+}
+
+export interface AlertRecord {
+  key: string;
+  createdAt: string;
+  /** The alert as POSTed. */
+  alert: unknown;
+  deliveries: Array<{ webhook: string; state: 'delivered' | 'pending' | 'abandoned'; attempts: number; lastError: string | null }>;
 }
