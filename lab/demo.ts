@@ -11,7 +11,7 @@ import { table, humanBytes } from '../src/cli/table.js';
 import type { InvoiceDoc } from '../src/billing/index.js';
 import { packageRoot } from '../src/paths.js';
 import {
-  examplePolicyYaml, findNode, httpBytes, labDown, labUp, pinDirPath, ping, tenantNodes, trafgenBurst, udpBurst,
+  examplePolicyYaml, findNode, httpBytes, labDown, labUp, pinDirPath, ping, tcpStream, tenantNodes, trafgenBurst, udpBurst,
 } from './index.js';
 
 const { values: args } = parseArgs({
@@ -56,7 +56,11 @@ try {
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   const policy = join(dir, 'policy.yaml');
-  writeFileSync(policy, examplePolicyYaml(topo));
+  // The first tenant gets a small monthly budget for sending to the internet, enforced in the datapath.
+  const capped = tenantNodes(topo)[0]!;
+  writeFileSync(policy, `${examplePolicyYaml(topo)}quotas:
+  - { tenant: ${capped.name}, class: internet, direction: egress, budget: 20MB, thresholds: [50, 100], action: block }
+`);
 
   step(`agent: metering ${tenantNodes(topo).map((t) => t.hostIface).join(', ')} inside ${topo.hostNetns}`);
   agent = spawn(process.execPath, [join(packageRoot, 'bin', 'tollgate.js'), '--socket', socket, 'agent', '--config', policy,
@@ -127,7 +131,15 @@ try {
     console.log(table(['ITEM', 'QUANTITY', 'UNIT', 'UNIT PRICE', `AMOUNT ${inv.currency}`],
       [...inv.lines.map((l) => [l.description, l.quantity, l.unit, l.unitPrice, l.amount]), ['total', '', '', '', inv.total]]));
   }
-  console.log(`\ntry:  npx tollgate --socket ${socket} usage --json\n      npx tollgate --socket ${socket} invoice --tenant tenant-1 --html > invoice.html\n      npx tollgate --socket ${socket} top      (flows, exported every 5 s)\n      npx tollgate --socket ${socket} status`);
+  step(`quota: ${capped.name} may send 20 MB a month to the internet (action block); it tries to send 100 MB over TCP for 3 s`);
+  const cut = await tcpStream(capped, internet, 100_000_000, 3);
+  console.log(`${capped.name}: wrote ${humanBytes(cut.written)} into its socket, the internet received ${humanBytes(cut.received)}: cut off in the datapath at the budget`);
+  const { quotas } = await callAgent<{ quotas: Array<{ tenant: string; class: string; direction: string; period: string; action: string; budget: number; used: number; exhausted: boolean; droppedPackets: number }> }>(socket, 'GET', '/v1/quotas');
+  console.log(table(['TENANT', 'CLASS', 'DIRECTION', 'PERIOD', 'ACTION', 'BUDGET', 'USED', 'STATE', 'REFUSED PACKETS'],
+    quotas.map((q) => [q.tenant, q.class, q.direction, q.period, q.action, humanBytes(q.budget), humanBytes(Number(q.used)), q.exhausted ? 'spent' : 'ok', q.droppedPackets])));
+  const { alerts } = await callAgent<{ alerts: Array<{ createdAt: string; key: string }> }>(socket, 'GET', '/v1/alerts?limit=5');
+  console.log(table(['RAISED', 'ALERT'], alerts.map((a) => [a.createdAt, a.key])));
+  console.log(`\ntry:  npx tollgate --socket ${socket} usage --json\n      npx tollgate --socket ${socket} invoice --tenant tenant-1 --html > invoice.html\n      npx tollgate --socket ${socket} top      (flows, exported every 5 s)\n      npx tollgate --socket ${socket} quotas\n      npx tollgate --socket ${socket} alerts\n      npx tollgate --socket ${socket} status`);
 
   if (duration === Infinity) {
     step('running: Ctrl-C tears everything down');
