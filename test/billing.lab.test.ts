@@ -4,12 +4,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { examplePolicyYaml, findNode, labDown, labUp, pinDirPath, tenantNodes, udpBurst, type EndpointNode } from '../lab/index.js';
 import { fetchAgentText } from '../src/api/client.js';
 import { cleanupAgentDir, runCli, startAgentProcess, type AgentProcess } from './helpers/agent.js';
+import { startWebhookReceiver, type WebhookReceiver } from './helpers/webhooks.js';
 
 const prefix = `tgb${Math.random().toString(36).slice(2, 5)}`;
 // 100,000 EUR per GB: some tens of kB of lab traffic becomes euros, so an
@@ -50,8 +50,7 @@ describe('billing in the lab: traffic -> ledger -> invoice', { concurrency: fals
   let dir: string;
   let tenant: EndpointNode;
   let internet: EndpointNode;
-  let hooks: Server;
-  const posts: Array<{ key: string; body: { threshold: number; used: string; budget: string; tenant: string } }> = [];
+  let hooks: WebhookReceiver<{ threshold: number; used: string; budget: string; tenant: string }>;
   const cli = async (...args: string[]) => {
     const r = await runCli(['--socket', agent.socket, ...args]);
     assert.equal(r.code, 0, `tollgate ${args.join(' ')}: ${r.stderr}`);
@@ -68,24 +67,15 @@ describe('billing in the lab: traffic -> ledger -> invoice', { concurrency: fals
     const topo = await labUp({ prefix, tenants: 1 });
     [tenant] = tenantNodes(topo);
     internet = findNode(topo, 'internet');
-    hooks = createServer((req, res) => {
-      let body = '';
-      req.on('data', (c: Buffer) => (body += c));
-      req.on('end', () => {
-        posts.push({ key: String(req.headers['idempotency-key']), body: JSON.parse(body) as (typeof posts)[number]['body'] });
-        res.end();
-      });
-    });
-    await new Promise<void>((r) => hooks.listen(0, '127.0.0.1', r));
-    const webhook = `http://127.0.0.1:${(hooks.address() as { port: number }).port}/alerts`;
+    hooks = await startWebhookReceiver();
     const policy = join(dir, 'policy.yaml');
-    writeFileSync(policy, examplePolicyYaml(topo).replace(/plans:\n(?: {2}.*\n)+/, PLAN) + QUOTAS.replace('TENANT', tenant.name).replace('WEBHOOK', webhook));
+    writeFileSync(policy, examplePolicyYaml(topo).replace(/plans:\n(?: {2}.*\n)+/, PLAN) + QUOTAS.replace('TENANT', tenant.name).replace('WEBHOOK', hooks.url));
     agent = await startAgentProcess({ config: policy, netns: topo.hostNetns, pinRoot: pinDirPath(prefix), dir });
   });
 
   after(async () => {
     await agent?.stop().catch(() => undefined);
-    await new Promise((r) => hooks?.close(r));
+    await hooks?.close();
     if (agent) cleanupAgentDir(agent);
     await labDown(prefix).catch(() => undefined);
     rmSync(dir, { recursive: true, force: true });
@@ -125,12 +115,12 @@ describe('billing in the lab: traffic -> ledger -> invoice', { concurrency: fals
     await udpBurst(internet, tenant, 41002, [1000], 110);
     await agent.call('POST', '/v1/flush');
     const deadline = Date.now() + 15_000;
-    while (posts.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    while (hooks.posts.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
     const period = new Date().toISOString().slice(0, 7);
-    assert.deepEqual(posts.map((p) => [p.key, p.body.threshold, p.body.tenant, p.body.budget]), [50, 100].map((th) => [
+    assert.deepEqual(hooks.posts.map((p) => [p.key, p.body.threshold, p.body.tenant, p.body.budget]), [50, 100].map((th) => [
       `quota:${tenant.name}:internet:ingress:${period}:${th}`, th, tenant.name, '100000',
     ]));
-    assert.ok(BigInt(posts[1]!.body.used) >= 100_000n);
+    assert.ok(BigInt(hooks.posts[1]!.body.used) >= 100_000n);
     const metrics = await fetchAgentText(agent.socket, '/metrics');
     assert.match(metrics, new RegExp(`tollgate_quota_used_bytes\\{tenant="${tenant.name}",class="internet",direction="ingress",period="${period}"\\} \\d+`));
     assert.match(metrics, /tollgate_alerts_raised_total\{type="quota.threshold"\} 2/);

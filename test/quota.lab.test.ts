@@ -8,12 +8,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { examplePolicyYaml, findNode, labDown, labUp, pinDirPath, tcpStream, tenantNodes, udpBurst, type EndpointNode } from '../lab/index.js';
 import { fetchAgentText } from '../src/api/client.js';
 import { cleanupAgentDir, runCli, startAgentProcess, type AgentProcess } from './helpers/agent.js';
+import { startWebhookReceiver, type WebhookReceiver } from './helpers/webhooks.js';
 
 const prefix = `tgq${Math.random().toString(36).slice(2, 5)}`;
 const BUDGET = 50_000_000; // 50MB
@@ -27,7 +27,7 @@ alerts:
   webhooks: [WEBHOOK]
 `;
 
-interface Post { at: number; body: { type: string; tenant: string; threshold?: number; used: string; at: string } }
+type Alert = { type: string; tenant: string; threshold?: number; used: string; at: string };
 
 /** A metric's value for one label set, from the agent's exposition text. */
 function metric(text: string, name: string, labels: string): number {
@@ -42,32 +42,22 @@ describe('quotas enforced in the datapath, in the lab', { concurrency: false }, 
   let t1: EndpointNode;
   let t2: EndpointNode;
   let internet: EndpointNode;
-  let hooks: Server;
-  const posts: Post[] = [];
+  let hooks: WebhookReceiver<Alert>;
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'tollgate-quota-'));
     const topo = await labUp({ prefix, tenants: 2 });
     [t1, t2] = tenantNodes(topo);
     internet = findNode(topo, 'internet');
-    hooks = createServer((req, res) => {
-      let body = '';
-      req.on('data', (c: Buffer) => (body += c));
-      req.on('end', () => {
-        posts.push({ at: Date.now(), body: JSON.parse(body) as Post['body'] });
-        res.end();
-      });
-    });
-    await new Promise<void>((r) => hooks.listen(0, '127.0.0.1', r));
-    const webhook = `http://127.0.0.1:${(hooks.address() as { port: number }).port}/alerts`;
+    hooks = await startWebhookReceiver();
     const policy = join(dir, 'policy.yaml');
-    writeFileSync(policy, examplePolicyYaml(topo) + QUOTAS.replace('T1', t1!.name).replace('T2', t2!.name).replace('WEBHOOK', webhook));
+    writeFileSync(policy, examplePolicyYaml(topo) + QUOTAS.replace('T1', t1!.name).replace('T2', t2!.name).replace('WEBHOOK', hooks.url));
     agent = await startAgentProcess({ config: policy, netns: topo.hostNetns, pinRoot: pinDirPath(prefix), dir });
   });
 
   after(async () => {
     await agent?.stop().catch(() => undefined);
-    await new Promise((r) => hooks?.close(r));
+    await hooks?.close();
     if (agent) cleanupAgentDir(agent);
     await labDown(prefix).catch(() => undefined);
     rmSync(dir, { recursive: true, force: true });
@@ -96,7 +86,7 @@ describe('quotas enforced in the datapath, in the lab', { concurrency: false }, 
     assert.ok(egress >= BigInt(used) && egress - BigInt(used) < 2000n, `billed ${egress} bytes, the quota let ${used} through: refused packets are not billed`);
 
     const deadline = Date.now() + 10_000;
-    const mine = () => posts.filter((p) => p.body.tenant === t1.name);
+    const mine = () => hooks.posts.filter((p) => p.body.tenant === t1.name);
     while (mine().length < 3 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 100));
     const got = mine().map((p) => [p.body.type, p.body.threshold ?? null]);
     assert.deepEqual(got, [['quota.threshold', 80], ['quota.threshold', 100], ['quota.exhausted', null]]);
