@@ -19,12 +19,3 @@ export function taiOffsetMs(): number {
   // Whole seconds by definition; the two reads are microseconds apart.
   return Math.round(Number(tai - utc) / 1e9) * 1000 + 0; // + 0: never -0
 }
-
-/** Wall-clock milliseconds as the datapath's TAI nanoseconds, and back. */
-export function taiNs(ms: number, offsetMs: number): bigint {
-  return BigInt(ms + offsetMs) * 1_000_000n;
-}
-
-export function fromTaiNs(ns: bigint, offsetMs: number): number {
-  return Number(ns / 1_000_000n) - offsetMs;
-}

@@ -16,4 +16,4 @@ export { ensureBpffs, ensureTracefs, cgroup2Root, findMount, BPFFS, TRACEFS } fr
 export { parseMounts, readMounts, findCgroup2, type Mount } from './proc-mounts.js';
 export { ifindexOf, enterNetns, withNetns } from './netns.js';
 export { datasecVars, type SectionVar } from './btf.js';
-export { taiOffsetMs, taiNs, fromTaiNs } from './clock.js';
+export { taiOffsetMs } from './clock.js';
