@@ -7,10 +7,8 @@
 import { TgQuotaEvent, TG_QEV_EXHAUSTED, TG_QEV_RENEWED, TG_QEV_THRESHOLD, TG_QUOTA_EXHAUSTED } from '../kernel/abi.gen.js';
 import type { QuotaMaps } from '../metering/quota-maps.js';
 import type { Policy, Quota } from '../policy/index.js';
-import { periodAt } from './period.js';
 import { compileQuotas, type QuotaContext, type QuotaPlan, type QuotaSlot } from './quota-compile.js';
-import { tenantPlan } from './billing.js';
-import { alertKey, type QuotaAlert } from './quotas.js';
+import { alertKey, quotaClass, quotaPeriodAt, type QuotaAlert } from './quotas.js';
 
 export type EnforceContext = Omit<QuotaContext, 'existing' | 'now' | 'taiOffsetMs'>;
 
@@ -73,7 +71,7 @@ export class QuotaEnforcer {
       const current = st !== undefined && st.period_end_ns === s.cfg.period_end_ns; // else no packet began this period yet
       const d = dropped.get(s.slot);
       return {
-        tenant: s.quota.tenant, class: s.quota.class ?? '*', direction: s.quota.direction, period: s.period.id,
+        tenant: s.quota.tenant, class: quotaClass(s.quota), direction: s.quota.direction, period: s.period.id,
         action: s.quota.action, budget: s.quota.budget,
         used: current ? st.used : 0n,
         exhausted: current && (st.flags & TG_QUOTA_EXHAUSTED) !== 0,
@@ -89,8 +87,8 @@ export class QuotaEnforcer {
     if (!s) return undefined;
     const q = s.quota;
     // The event's period: the one ending at its period_end (whatever the agent thinks is running now).
-    const period = periodAt(nsToMs(e.period_end_ns, this.#taiOffsetMs) - 1, q.period, tenantPlan(policy, q.tenant)?.timeZone ?? 'UTC').id;
-    const who = { tenant: q.tenant, class: q.class ?? '*', direction: q.direction, period };
+    const period = quotaPeriodAt(policy, q, nsToMs(e.period_end_ns, this.#taiOffsetMs) - 1).id;
+    const who = { tenant: q.tenant, class: quotaClass(q), direction: q.direction, period };
     const at = new Date(nsToMs(e.at_ns, this.#taiOffsetMs)).toISOString();
     const rest = { used: String(e.used), budget: String(q.budget), action: q.action, at };
     switch (e.kind) {

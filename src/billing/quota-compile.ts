@@ -10,10 +10,9 @@ import {
   TG_MAX_QUOTAS, type TgQuotaCfg,
 } from '../kernel/abi.gen.js';
 import type { Policy, Quota } from '../policy/index.js';
-import { tenantPlan } from './billing.js';
-import { nextPeriod, periodAt, type Period, type PeriodKind } from './period.js';
+import { nextPeriod, PERIOD_KINDS, type Period } from './period.js';
+import { quotaPeriodAt } from './quotas.js';
 
-export const PERIOD_KINDS: readonly PeriodKind[] = ['hour', 'day', 'month'];
 const ACTIONS: Record<Quota['action'], number> = { none: TG_QUOTA_NONE, throttle: TG_QUOTA_THROTTLE, block: TG_QUOTA_BLOCK };
 const DIR_BITS: Record<Quota['direction'], number> = { ingress: 1 << 0, egress: 1 << 1, both: (1 << 0) | (1 << 1) };
 
@@ -154,7 +153,7 @@ export function compileQuotas(policy: Policy, ctx: QuotaContext): QuotaPlan {
       problems.push(`quotas[${w.index}].throttleBurst: more than an hour of throttleRate; a burst that long is no throttle`);
       continue;
     }
-    const period = periodAt(ctx.now, q.period, tenantPlan(policy, q.tenant)?.timeZone ?? 'UTC');
+    const period = quotaPeriodAt(policy, q, ctx.now);
     const rate = q.action === 'throttle' ? Math.floor((q.throttleRate ?? 0) / 8) : 0;
     const marks = q.thresholds.map((t) => markBytes(q.budget, t));
     const cfg: TgQuotaCfg = {

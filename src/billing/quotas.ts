@@ -10,7 +10,7 @@ import type { Policy, Quota } from '../policy/index.js';
 import { AlertStore, DIRECTIONS, InvoiceStore, type Direction, type Ledger } from '../store/index.js';
 import { PeriodicTask, type TaskEvents } from '../periodic.js';
 import { tenantPlan } from './billing.js';
-import { periodAt } from './period.js';
+import { periodAt, type Period } from './period.js';
 
 export interface QuotaState {
   tenant: string;
@@ -45,6 +45,14 @@ export interface QuotaRound {
   raised: QuotaAlert[];
 }
 
+/** The period of a quota running at `instant`: in the time zone of its tenant's plan, UTC without one. */
+export function quotaPeriodAt(policy: Policy, q: Quota, instant: number): Period {
+  return periodAt(instant, q.period, tenantPlan(policy, q.tenant)?.timeZone ?? 'UTC');
+}
+
+/** A quota's class as keys, alerts and metrics name it: "*" for every billable class. */
+export const quotaClass = (q: Quota): string => q.class ?? '*';
+
 /** The idempotency key of a quota's alert: its threshold, or "exhausted". */
 export function alertKey(s: Pick<QuotaState, 'tenant' | 'class' | 'direction' | 'period'>, what: number | 'exhausted'): string {
   return `quota:${s.tenant}:${s.class}:${s.direction}:${s.period}:${what}`;
@@ -69,13 +77,13 @@ export class QuotaWatcher extends PeriodicTask<QuotaRound> {
     return this.#usage.snapshot(() => {
       const cut = this.#usage.cut();
       return (policy.quotas ?? []).map((q): QuotaState => {
-        const period = periodAt(now, q.period, tenantPlan(policy, q.tenant)?.timeZone ?? 'UTC');
+        const period = quotaPeriodAt(policy, q, now);
         const t = this.#usage.tenant(q.tenant);
         const dirs: readonly Direction[] = q.direction === 'both' ? DIRECTIONS : [q.direction];
         const used = (t ? this.#usage.volumes({ tenantId: t.id, start: period.start, end: period.end, upTo: cut }) : [])
           .filter((v) => (q.class === undefined || q.class === v.class) && dirs.includes(v.direction))
           .reduce((sum, v) => sum + v.bytes, 0n);
-        return { tenant: q.tenant, class: q.class ?? '*', direction: q.direction, period: period.id, used, budget: q.budget };
+        return { tenant: q.tenant, class: quotaClass(q), direction: q.direction, period: period.id, used, budget: q.budget };
       });
     });
   }

@@ -16,7 +16,7 @@ import { meteringMetrics } from '../metrics/metering.js';
 import type { FastifyInstance } from 'fastify';
 import { buildApi, listenUnix, type AgentContext } from '../api/server.js';
 import { loadTokens, type Tokens } from '../api/auth.js';
-import { Billing, InvoiceCloser, QuotaEnforcer, QuotaWatcher, WebhookSender, type EnforceContext, type QuotaAlert, type QuotaState } from '../billing/index.js';
+import { Billing, InvoiceCloser, QuotaEnforcer, QuotaWatcher, WebhookSender, quotaClass, type EnforceContext, type QuotaAlert, type QuotaState } from '../billing/index.js';
 import { billingMetrics } from '../metrics/billing.js';
 import { AlertStore } from '../store/index.js';
 import { lockPinRoot } from './lock.js';
@@ -269,7 +269,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
     /** Quotas into the datapath, seeded from the ledger's usage (states: QuotaWatcher.states of the same policy). */
     const enforce = (doc: Policy, states: readonly QuotaState[]): void => {
       const { seeded } = enforcer.apply(doc, enforceContext(), Date.now(), (i) => states[i]?.used ?? 0n);
-      for (const s of seeded) log.info({ tenant: s.quota.tenant, class: s.quota.class ?? '*', direction: s.quota.direction, period: s.period.id, used: String(states[s.index]?.used ?? 0n) }, 'quota period seeded in the datapath');
+      for (const s of seeded) log.info({ tenant: s.quota.tenant, class: quotaClass(s.quota), direction: s.quota.direction, period: s.period.id, used: String(states[s.index]?.used ?? 0n) }, 'quota period seeded in the datapath');
     };
     quotaWatcher = new QuotaWatcher(ledger, () => live?.doc ?? policy, intervalMs, {
       onExport({ states, raised }) {
