@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BpfObject, RingBufReader, TypedMap, taiOffsetMs, u32 } from '../src/kernel/index.js';
 import {
-  TG_DIR_EGRESS, TG_DIR_MAX, TG_QEV_EXHAUSTED, TG_QEV_RENEWED, TG_QEV_THRESHOLD, TgCounter, TgMeterConfig, TgQuotaEvent,
+  TG_DIR_EGRESS, TG_DIR_INGRESS, TG_DIR_MAX, TG_QEV_EXHAUSTED, TG_QEV_RENEWED, TG_QEV_THRESHOLD, TgCounter, TgMeterConfig, TgQuotaEvent,
 } from '../src/kernel/abi.gen.js';
 import { PolicyMaps } from '../src/metering/policy-maps.js';
 import { QuotaMaps } from '../src/metering/quota-maps.js';
@@ -73,7 +73,7 @@ describe('quota verdicts under BPF_PROG_TEST_RUN', { concurrency: false }, () =>
     obj.load();
     counters = new TypedMap(obj.map('tg_meter_counters'), u32, TgCounter);
     new TypedMap(obj.map('tg_meter_config'), u32, TgMeterConfig).set(0, { generation: 0, flags: 0, metered_netns: 0, pad: 0 });
-    quotas = new QuotaMaps(obj);
+    quotas = new QuotaMaps(obj, MAX_CLASSES);
     reader = new RingBufReader(obj.map('tg_quota_events'), { pollMs: 20 });
     reader.on('records', (rs) => events.push(...rs.map((r) => TgQuotaEvent.decode(r))));
     await reader.ready;
@@ -208,5 +208,17 @@ describe('quota verdicts under BPF_PROG_TEST_RUN', { concurrency: false }, () =>
     install(doc, Date.now() - 2 * 3_600_000, () => 5000n);
     assert.equal(run('tg_meter_egress', frame(PEER, G4, 600)), TC_ACT_UNSPEC);
     assert.equal(used(0), 5000n);
+  });
+
+  test('a restarted agent adopts the refs in the maps: a quota it no longer has stops refusing traffic', (t) => {
+    if (skipReason) return t.skip(skipReason);
+    install(parsePolicy(POLICY('  - { tenant: beta, class: internet, direction: egress, budget: 100B, action: block }\n'), 'q'));
+    assert.equal(run('tg_meter_ingress', frame(B4, PEER, 200)), TC_ACT_UNSPEC);
+    assert.equal(run('tg_meter_ingress', frame(B4, PEER, 200)), TC_ACT_SHOT);
+    quotas = new QuotaMaps(obj!, MAX_CLASSES); // what a new agent reads from the pinned maps
+    install(parsePolicy(POLICY('  - { tenant: gamma, class: internet, direction: ingress, budget: 1GB }\n'), 'q'));
+    assert.equal(run('tg_meter_ingress', frame(B4, PEER, 200)), TC_ACT_UNSPEC, "beta's refs were found and emptied");
+    const named = quotas.refs.entries().filter(([, r]) => r.slot.some((x) => x !== 0)).map(([i]) => i);
+    assert.deepEqual(named, [idx(3, INTERNET, TG_DIR_INGRESS)], "only gamma's ingress counter names a quota");
   });
 });

@@ -136,7 +136,7 @@ export class MeteringDatapath {
     this.config = new TypedMap(obj.map('tg_meter_config'), u32, TgMeterConfig);
     this.policyMaps = new PolicyMaps(obj);
     this.metered = new TypedMap(obj.map('tg_metered_iface'), u32, u32);
-    this.quotas = new QuotaMaps(obj);
+    this.quotas = new QuotaMaps(obj, opts.maxClasses);
   }
 
   /**

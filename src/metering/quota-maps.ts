@@ -4,7 +4,7 @@
 // agent's enforcer and the BPF_PROG_TEST_RUN tables, so tests exercise the
 // production writer.
 import { type BpfObject, TypedMap, u32 } from '../kernel/index.js';
-import { TgCounter, TgQuotaCfg, TgQuotaRefs, TgQuotaState, TG_QUOTA_REFS } from '../kernel/abi.gen.js';
+import { TgCounter, TgQuotaCfg, TgQuotaRefs, TgQuotaState, TG_DIR_MAX, TG_QUOTA_REFS } from '../kernel/abi.gen.js';
 import { identityOf, type QuotaIdentity, type QuotaPlan, type QuotaSlot } from '../billing/quota-compile.js';
 
 const EMPTY_REFS = (): TgQuotaRefs => ({ slot: Array<number>(TG_QUOTA_REFS).fill(0) });
@@ -17,17 +17,25 @@ export class QuotaMaps {
   readonly state: TypedMap<number, TgQuotaState>;
   readonly drops: TypedMap<number, TgCounter>;
   /** What tg_quota_refs holds, non-empty entries only: read once (pins may be adopted), then kept in step with every write. */
-  #refs: Map<number, number[]>;
+  #refs = new Map<number, number[]>();
 
-  constructor(obj: BpfObject) {
+  /** maxClasses: the class capacity tg_quota_refs (like tg_meter_counters) is indexed with. */
+  constructor(obj: BpfObject, maxClasses: number) {
     this.refs = new TypedMap(obj.map('tg_quota_refs'), u32, TgQuotaRefs);
     this.cfg = new TypedMap(obj.map('tg_quota_cfg'), u32, TgQuotaCfg);
     this.state = new TypedMap(obj.map('tg_quota_state'), u32, TgQuotaState);
     this.drops = new TypedMap(obj.map('tg_quota_drops'), u32, TgCounter);
-    this.#refs = new Map(this.refs.entries().flatMap(([i, r]) => {
-      const slots = r.slot.filter((s) => s !== 0);
-      return slots.length ? [[i, slots] as const] : [];
-    }));
+    // Only the rows of tenants with a slot in force can hold refs: write()
+    // names a slot in refs only after its configuration, and empties a slot
+    // only after no ref names it. So an adopted map is read a tenant row at a
+    // time, not whole (tenants x classes x directions entries).
+    const row = maxClasses * TG_DIR_MAX;
+    for (const tenant of new Set([...this.existing().values()].map((i) => i.tenantId))) {
+      for (let i = tenant * row; i < (tenant + 1) * row; i++) {
+        const slots = this.refs.get(i)?.slot.filter((s) => s !== 0) ?? [];
+        if (slots.length) this.#refs.set(i, slots);
+      }
+    }
   }
 
   /** Slots in force (a period set), with the identity the agent wrote. */
