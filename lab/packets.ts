@@ -25,6 +25,7 @@ export const IPPROTO = {
   ICMPV6: 58,
   NONE: 59,
   DSTOPTS: 60,
+  SCTP: 132,
 } as const;
 
 export const TCP_FLAGS = { FIN: 0x01, SYN: 0x02, RST: 0x04, PSH: 0x08, ACK: 0x10, URG: 0x20 } as const;

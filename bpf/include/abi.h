@@ -408,4 +408,112 @@ struct tg_quota_event {
 };
 _Static_assert(sizeof(struct tg_quota_event) == 40, "tg_quota_event size");
 
+
+/*
+ * ---- Firewall (docs/security.md) ----
+ *
+ * The security policy's rules, in document order, are the bits of a struct
+ * tg_fw_mask (bit i = rule i; the lowest set bit is the first match). Each
+ * condition of a packet (source prefix, destination prefix, protocol,
+ * destination port, the tenants on either side) looks up the mask of the
+ * rules it satisfies; the AND of those masks holds every rule the packet
+ * matches. Everything is kept per generation (0/1): the agent writes the idle
+ * one, then flips tg_fw_live, so a packet sees one policy or the other.
+ */
+/* Value bits of tg_metered_iface (by ifindex): what this datapath does at the interface's hooks. */
+enum tg_iface_flag {
+	TG_IFACE_METERED = 1 << 0,
+	TG_IFACE_FILTERED = 1 << 1,
+};
+
+enum tg_fw_limits {
+	TG_FW_MASK_WORDS = 4,
+	TG_FW_MAX_RULES = 256,       /* 64 * TG_FW_MASK_WORDS */
+	/* Hit-counter slots; slot 0 counts the default action. A rule keeps its
+	 * slot (by name) across reloads, so its counters stay monotonic. */
+	TG_FW_MAX_SLOTS = 1024,
+	TG_FW_MAX_PREFIXES = 262144, /* per trie, both generations together */
+	TG_FW_MAX_TENANT_KEYS = 8192,
+};
+
+/* What a rule (or the default) does with the packets it matches. */
+enum tg_fw_action {
+	TG_FW_ALLOW = 0,
+	TG_FW_DENY = 1,
+	TG_FW_LOG = 2,        /* let through and report */
+	TG_FW_RATE_LIMIT = 3,
+	TG_FW_REDIRECT = 4,
+};
+
+struct tg_fw_mask {
+	__u64 w[TG_FW_MASK_WORDS];
+};
+_Static_assert(sizeof(struct tg_fw_mask) == 8 * TG_FW_MASK_WORDS, "tg_fw_mask size");
+
+enum tg_fw_gen_flag {
+	TG_FW_ON = 1 << 0,          /* this generation filters (the policy has a security section) */
+	TG_FW_TENANT_KEYS = 1 << 1, /* some rule names a tenant: look up tg_fw_tenant */
+	TG_FW_SIDES = 1 << 2,       /* some rule depends on which side is a tenant */
+};
+
+/* Value of tg_fw_gen, indexed by generation. */
+struct tg_fw_gen {
+	struct tg_fw_mask active;      /* the rules of this generation */
+	struct tg_fw_mask any_port;    /* rules without a port condition: all a packet without ports can match */
+	struct tg_fw_mask to_tenant;   /* side masks of a tenant no rule names (see struct tg_fw_tenant_key) */
+	struct tg_fw_mask from_tenant;
+	struct tg_fw_mask any_side;    /* rules that hold whichever side is a tenant, or none */
+	__u32 flags;                   /* enum tg_fw_gen_flag */
+	__u8 default_action;           /* enum tg_fw_action: ALLOW, DENY or LOG */
+	__u8 pad[3];
+};
+_Static_assert(sizeof(struct tg_fw_gen) == 5 * sizeof(struct tg_fw_mask) + 8, "tg_fw_gen size");
+
+/* Value of tg_fw_rules, indexed generation * TG_FW_MAX_RULES + bit. */
+struct tg_fw_rule {
+	__u32 slot;    /* hit counters (tg_fw_hits) */
+	__u8 action;   /* enum tg_fw_action */
+	__u8 pad[3];
+};
+_Static_assert(sizeof(struct tg_fw_rule) == 8, "tg_fw_rule size");
+
+/*
+ * Key of tg_fw_tenant: the rules a packet can match because tenant_id is on
+ * a side of it. TO: the destination is the tenant (direction ingress, seen
+ * from the tenant); FROM: the source is (egress). A tenant without an entry
+ * uses tg_fw_gen's to_tenant / from_tenant; tenant 0 (nobody's) uses 0.
+ */
+enum tg_fw_side {
+	TG_FW_TO = 0,
+	TG_FW_FROM = 1,
+};
+struct tg_fw_tenant_key {
+	__u32 tenant_id;
+	__u8 generation;
+	__u8 side;     /* enum tg_fw_side */
+	__u8 pad[2];
+};
+_Static_assert(sizeof(struct tg_fw_tenant_key) == 8, "tg_fw_tenant_key size");
+
+/*
+ * Index into tg_fw_stats (per-CPU array of __u64): what the firewall did
+ * with the packets it saw. Every filtered packet bumps exactly one verdict
+ * (PASSED, DROPPED); the other entries say why, several may move.
+ */
+enum tg_fw_stat {
+	TG_FW_PASSED = 0,          /* let through (allow, log, default allow) */
+	TG_FW_DROPPED = 1,         /* dropped: by a rule, the default, or one of the reasons below */
+	TG_FW_BY_DEFAULT = 2,      /* no rule matched: the default action decided */
+	TG_FW_SEEN_BEFORE = 3,     /* egress packet already filtered where it entered: not filtered again */
+	TG_FW_NON_IP = 4,          /* not IPv4/IPv6 (ARP, LLDP...): let through */
+	TG_FW_SHORT = 5,           /* shorter than an Ethernet header, or cut inside a VLAN tag: dropped */
+	TG_FW_BAD_IP = 6,          /* IP header cut off, malformed (ihl < 5, version), or shorter than its tot_len: dropped */
+	TG_FW_VLAN_LIMIT = 7,      /* more VLAN tags than TG_MAX_VLAN_DEPTH: dropped */
+	TG_FW_EXT_LIMIT = 8,       /* more IPv6 extension headers than TG_MAX_IPV6_EXT, or one cut off: dropped */
+	TG_FW_BAD_L4 = 9,          /* TCP/UDP/SCTP/ICMP header cut off, or TCP data offset < 5 or past the datagram: dropped */
+	TG_FW_BAD_TCP_FLAGS = 10,  /* SYN with FIN or RST: dropped */
+	TG_FW_FRAG_NO_PORTS = 11,  /* later fragment of a datagram whose ports were not seen, where they decide: dropped */
+	TG_FW_STAT_MAX = 12,
+};
+
 #endif /* TOLLGATE_ABI_H */

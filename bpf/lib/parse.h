@@ -62,6 +62,9 @@ enum pkt_flag {
 	TG_PKT_EXT_LIMIT = 1 << 7,  /* more than TG_MAX_IPV6_EXT extension headers */
 	TG_PKT_HAS_L4 = 1 << 8,     /* sport/dport (TCP, UDP) or icmp type/code are valid */
 	TG_PKT_HAS_ADDR = 1 << 9,   /* saddr/daddr are valid */
+	TG_PKT_L3_CUT = 1 << 10,    /* the frame holds less than the IP length claims (with TRUNCATED) */
+	TG_PKT_EXT_CUT = 1 << 11,   /* an IPv6 extension header is cut off (with TRUNCATED) */
+	TG_PKT_PORTS_READ = 1 << 12, /* read_ports() ran: TG_PKT_HAS_L4 is final */
 };
 
 /*
@@ -90,7 +93,8 @@ struct pkt_meta {
 	__be16 sport;     /* TCP / UDP, with TG_PKT_HAS_L4 */
 	__be16 dport;
 	__u8 tcp_flags;   /* TCP, with TG_PKT_HAS_L4 */
-	__u8 _pad[3];
+	__u8 tcp_doff;    /* TCP data offset in 32-bit words, with TG_PKT_HAS_L4 read from this packet's header */
+	__u8 _pad[2];
 	__u8 saddr[16];
 	__u8 daddr[16];
 };
@@ -132,8 +136,10 @@ static __always_inline void tg_l4_fields(struct pkt_meta *p, const __u8 *h)
 	} else {
 		__builtin_memcpy(&p->sport, &h[0], 2);
 		__builtin_memcpy(&p->dport, &h[2], 2);
-		if (p->l4_proto == TG_IPPROTO_TCP)
+		if (p->l4_proto == TG_IPPROTO_TCP) {
+			p->tcp_doff = h[12] >> 4;
 			p->tcp_flags = h[13];
+		}
 	}
 	p->flags |= TG_PKT_HAS_L4;
 }
@@ -167,7 +173,7 @@ static __always_inline void tg_l3_bytes(struct pkt_meta *p, __u32 claimed, bool 
 		p->l3_bytes = present;
 	} else if (claimed > present) {
 		p->l3_bytes = present;
-		p->flags |= TG_PKT_TRUNCATED;
+		p->flags |= TG_PKT_TRUNCATED | TG_PKT_L3_CUT;
 	} else {
 		/* Shorter than the frame: Ethernet padding is not traffic. */
 		p->l3_bytes = claimed;
@@ -243,7 +249,7 @@ static __always_inline void tg_parse_ipv6_hdr(void *ctx, enum pkt_ctx_kind kind,
 			break;
 		/* Every extension header is at least 8 bytes long. */
 		if (tg_load(ctx, kind, off, eh, sizeof(eh)) < 0) {
-			p->flags |= TG_PKT_TRUNCATED;
+			p->flags |= TG_PKT_TRUNCATED | TG_PKT_EXT_CUT;
 			p->l4_proto = nh;
 			return;
 		}

@@ -72,6 +72,12 @@ TG_BTF_ANCHOR(enum tg_quota_limits, tg_quota_limits);
 TG_BTF_ANCHOR(enum tg_quota_action, tg_quota_action);
 TG_BTF_ANCHOR(enum tg_quota_state_flag, tg_quota_state_flag);
 TG_BTF_ANCHOR(enum tg_quota_event_kind, tg_quota_event_kind);
+TG_BTF_ANCHOR(enum tg_iface_flag, tg_iface_flag);
+TG_BTF_ANCHOR(enum tg_fw_limits, tg_fw_limits);
+TG_BTF_ANCHOR(enum tg_fw_action, tg_fw_action);
+TG_BTF_ANCHOR(enum tg_fw_gen_flag, tg_fw_gen_flag);
+TG_BTF_ANCHOR(enum tg_fw_side, tg_fw_side);
+TG_BTF_ANCHOR(enum tg_fw_stat, tg_fw_stat);
 /* Only ever a ring buffer record, which carries no BTF type. */
 const volatile struct tg_quota_event tg_btf_anchor_tg_quota_event = {};
 /* tg_iface_key is used by no map (the array is indexed by a plain slot), so it is anchored. */
@@ -349,7 +355,7 @@ static __always_inline void quota_exhausted(__u32 slot, struct tg_quota_state *s
 		quota_event(slot, TG_QEV_EXHAUSTED, 0, READ_ONCE(st->used), READ_ONCE(st->period_end_ns), now);
 }
 
-enum quota_verdict { QUOTA_PASS = 0, QUOTA_DROP = 1 };
+enum verdict { VERDICT_PASS = 0, VERDICT_DROP = 1 };
 
 /*
  * One quota's say on a packet of `bytes`: refused when the quota is spent
@@ -364,16 +370,16 @@ __noinline int tg_quota_check(__u32 slot, __u32 bytes, __u64 now)
 	struct tg_counter *d;
 
 	if (!st || !cfg || cfg->action == TG_QUOTA_NONE || READ_ONCE(st->used) < cfg->limit)
-		return QUOTA_PASS;
+		return VERDICT_PASS;
 	quota_exhausted(slot, st, now);
 	if (cfg->action == TG_QUOTA_THROTTLE && quota_conforms(st, cfg, bytes, now))
-		return QUOTA_PASS;
+		return VERDICT_PASS;
 	d = bpf_map_lookup_elem(&tg_quota_drops, &slot);
 	if (d) {
 		d->packets += 1;
 		d->bytes += bytes;
 	}
-	return QUOTA_DROP;
+	return VERDICT_DROP;
 }
 
 /* Spends `bytes` of one quota, reporting each mark the add crosses (exactly one packet crosses it). */
@@ -409,17 +415,17 @@ static __always_inline int quota_verdict(__u32 idx, __u32 bytes)
 	__u32 i;
 
 	if (!refs || !*(__u64 *)refs->slot)
-		return QUOTA_PASS; /* the common case: no quota on this counter */
+		return VERDICT_PASS; /* the common case: no quota on this counter */
 	now = bpf_ktime_get_tai_ns();
 	for (i = 0; i < TG_QUOTA_REFS; i++) {
-		if (refs->slot[i] && tg_quota_check(refs->slot[i], bytes, now) == QUOTA_DROP)
-			return QUOTA_DROP;
+		if (refs->slot[i] && tg_quota_check(refs->slot[i], bytes, now) == VERDICT_DROP)
+			return VERDICT_DROP;
 	}
 	for (i = 0; i < TG_QUOTA_REFS; i++) {
 		if (refs->slot[i])
 			tg_quota_spend(refs->slot[i], bytes, now);
 	}
-	return QUOTA_PASS;
+	return VERDICT_PASS;
 }
 
 static __always_inline struct tg_meter_reasons *reasons(void)
@@ -539,16 +545,16 @@ static __always_inline bool frag_without_ports(const struct pkt_meta *p)
 }
 
 /*
- * Reads the ports once per packet, for whoever needs them first (a class
- * with a port condition, then the flow key): from the L4 header, or for a
- * later fragment from its first fragment. TG_PKT_HAS_L4 then says whether
- * they are known.
+ * Reads the ports once per packet, for whoever needs them first (the
+ * firewall, a class with a port condition, the flow key): from the L4
+ * header, or for a later fragment from its first fragment. TG_PKT_HAS_L4
+ * then says whether they are known.
  */
-static __always_inline void read_ports(void *ctx, enum pkt_ctx_kind kind, struct pkt_meta *p, bool *done)
+static __always_inline void read_ports(void *ctx, enum pkt_ctx_kind kind, struct pkt_meta *p)
 {
-	if (*done)
+	if (p->flags & TG_PKT_PORTS_READ)
 		return;
-	*done = true;
+	p->flags |= TG_PKT_PORTS_READ;
 	if (!(p->flags & TG_PKT_HAS_L4) && p->l4_off)
 		tg_parse_l4(ctx, kind, p, p->l4_off);
 	if (p->flags & TG_PKT_FRAGMENT)
@@ -562,7 +568,7 @@ static __always_inline void read_ports(void *ctx, enum pkt_ctx_kind kind, struct
  * are the default class.
  */
 static __always_inline __u32 classify(void *ctx, enum pkt_ctx_kind kind, struct pkt_meta *p, const __u8 *peer,
-				      __u32 gen, bool *ports_read, struct tg_meter_reasons *r)
+				      __u32 gen, struct tg_meter_reasons *r)
 {
 	struct tg_class_gen *cg;
 	__u32 m, *cm, ports;
@@ -595,7 +601,7 @@ static __always_inline __u32 classify(void *ctx, enum pkt_ctx_kind kind, struct 
 	/* Ports are read only now, and only when the first candidate class needs them. */
 	ports = cg->any_port;
 	if ((m & -m & ~ports) && has_ports(p)) {
-		read_ports(ctx, kind, p, ports_read);
+		read_ports(ctx, kind, p);
 		if (p->flags & TG_PKT_HAS_L4)
 			ports |= mask_at(&tg_class_port, gen * TG_PORTS + bpf_ntohs(p->sport)) |
 				 mask_at(&tg_class_port, gen * TG_PORTS + bpf_ntohs(p->dport));
@@ -693,7 +699,6 @@ static __always_inline int account(void *ctx, enum pkt_ctx_kind kind, struct pkt
 {
 	struct tg_meter_reasons *r = reasons();
 	struct tg_counter *c;
-	bool ports_read = false;
 	__u32 idx, cls;
 
 	note_packet(r, p);
@@ -703,7 +708,7 @@ static __always_inline int account(void *ctx, enum pkt_ctx_kind kind, struct pkt
 		dir = unattributed_dir;
 		why = TG_REASON_UNATTRIBUTED;
 	}
-	cls = classify(ctx, kind, p, dir == TG_DIR_EGRESS ? p->daddr : p->saddr, gen, &ports_read, r);
+	cls = classify(ctx, kind, p, dir == TG_DIR_EGRESS ? p->daddr : p->saddr, gen, r);
 	if (cls >= tg_cfg_max_classes) {
 		bump(r, TG_REASON_BAD_INDEX);
 		cls = TG_CLASS_DEFAULT;
@@ -720,30 +725,30 @@ static __always_inline int account(void *ctx, enum pkt_ctx_kind kind, struct pkt
 		why = TG_REASON_UNATTRIBUTED;
 		c = bpf_map_lookup_elem(&tg_meter_counters, &idx);
 		if (!c)
-			return QUOTA_PASS;
+			return VERDICT_PASS;
 	}
 	bump(r, why);
-	if (quota_verdict(idx, p->l3_bytes) == QUOTA_DROP) {
+	if (quota_verdict(idx, p->l3_bytes) == VERDICT_DROP) {
 		bump(r, TG_REASON_QUOTA_DROP);
-		return QUOTA_DROP;
+		return VERDICT_DROP;
 	}
 	/* Per-CPU slot, and tc/XDP/cgroup programs do not migrate mid-program: plain adds suffice. */
 	c->packets += 1;
 	c->bytes += p->l3_bytes;
 
 	if (!(flags & TG_METER_FLOWS))
-		return QUOTA_PASS;
+		return VERDICT_PASS;
 	if (!(p->flags & TG_PKT_HAS_ADDR)) {
 		bump_flow_stat(TG_FLOW_NO_ADDR);
-		return QUOTA_PASS;
+		return VERDICT_PASS;
 	}
 	if (has_ports(p)) {
-		read_ports(ctx, kind, p, &ports_read);
+		read_ports(ctx, kind, p);
 		if (frag_without_ports(p))
 			bump_flow_stat(TG_FLOW_FRAG_NO_PORTS);
 	}
 	bump_flow_stat(record_flow(p, tenant, dir, cls));
-	return QUOTA_PASS;
+	return VERDICT_PASS;
 }
 
 /*
@@ -767,35 +772,401 @@ struct attribution {
 	__u32 flags;            /* tg_meter_config.flags */
 };
 
-/* Both return enum quota_verdict. */
+/* Both return enum verdict. */
 __noinline int tg_account_skb(struct __sk_buff *skb, struct pkt_meta *p, const struct attribution *a)
 {
 	if (p && a)
 		return account(skb, TG_CTX_SKB, p, a->tenant, a->dir, a->why, a->unattributed_dir, a->gen, a->flags);
-	return QUOTA_PASS;
+	return VERDICT_PASS;
 }
 
 __noinline int tg_account_xdp(struct xdp_md *ctx, struct pkt_meta *p, const struct attribution *a)
 {
 	if (p && a)
 		return account(ctx, TG_CTX_XDP, p, a->tenant, a->dir, a->why, a->unattributed_dir, a->gen, a->flags);
-	return QUOTA_PASS;
+	return VERDICT_PASS;
 }
 
-/* Returns enum quota_verdict: the only verdict metering makes. */
-static __always_inline int meter(void *ctx, enum pkt_ctx_kind kind, enum tg_hook hook, __u32 ifindex)
+/* Interfaces whose tc/XDP hooks this datapath attached, by ifindex in
+ * tg_meter_config.metered_netns: enum tg_iface_flag bits. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, TG_MAX_IFINDEX);
+	__type(key, __u32);
+	__type(value, __u32);
+} tg_metered_iface SEC(".maps");
+
+/* ---- firewall (abi.h, "Firewall"; docs/security.md) ----
+ *
+ * Runs at the tc/XDP hooks before metering, so a packet it drops is never
+ * billed. Interfaces that are only filtered run the same code through the
+ * tg_filter_* entry points. A packet is filtered once: at the first hook of
+ * this datapath it meets (host-ingress of a filtered interface, or
+ * host-egress when it did not enter through one).
+ */
+
+/* Slot 0: the generation of the firewall maps the programs read (independent of metering's). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} tg_fw_live SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct tg_fw_gen);
+} tg_fw_gen SEC(".maps");
+
+/* Address prefix -> rules whose source (destination) condition holds for it.
+ * Every generation has a /0 entry (prefixlen 8: just the generation byte),
+ * so a lookup always answers. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, TG_FW_MAX_PREFIXES);
+	__type(key, struct tg_lpm_v4_key);
+	__type(value, struct tg_fw_mask);
+} tg_fw_src_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, TG_FW_MAX_PREFIXES);
+	__type(key, struct tg_lpm_v6_key);
+	__type(value, struct tg_fw_mask);
+} tg_fw_src_v6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, TG_FW_MAX_PREFIXES);
+	__type(key, struct tg_lpm_v4_key);
+	__type(value, struct tg_fw_mask);
+} tg_fw_dst_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, TG_FW_MAX_PREFIXES);
+	__type(key, struct tg_lpm_v6_key);
+	__type(value, struct tg_fw_mask);
+} tg_fw_dst_v6 SEC(".maps");
+
+/* generation * 256 + IP protocol -> rules that allow it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * TG_PROTOCOLS);
+	__type(key, __u32);
+	__type(value, struct tg_fw_mask);
+} tg_fw_proto SEC(".maps");
+
+/* generation * 65536 + destination port -> rules whose ports hold it (and those without ports). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * TG_PORTS);
+	__type(key, __u32);
+	__type(value, struct tg_fw_mask);
+} tg_fw_port SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TG_FW_MAX_TENANT_KEYS);
+	__type(key, struct tg_fw_tenant_key);
+	__type(value, struct tg_fw_mask);
+} tg_fw_tenant SEC(".maps");
+
+/* generation * TG_FW_MAX_RULES + bit -> what the rule does. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * TG_FW_MAX_RULES);
+	__type(key, __u32);
+	__type(value, struct tg_fw_rule);
+} tg_fw_rules SEC(".maps");
+
+/* Packets and L3 bytes each rule matched, by slot (0: the default action). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TG_FW_MAX_SLOTS);
+	__type(key, __u32);
+	__type(value, struct tg_counter);
+} tg_fw_hits SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TG_FW_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} tg_fw_stats SEC(".maps");
+
+static __always_inline void fw_stat(__u32 s)
+{
+	__u64 *n = bpf_map_lookup_elem(&tg_fw_stats, &s);
+
+	if (n)
+		*n += 1;
+}
+
+/* m &= *o; a missing entry (NULL) matches no rule. */
+static __always_inline void mask_and(struct tg_fw_mask *m, const struct tg_fw_mask *o)
+{
+	int i;
+
+#pragma unroll
+	for (i = 0; i < TG_FW_MASK_WORDS; i++)
+		m->w[i] &= o ? o->w[i] : 0;
+}
+
+/* The first rule (lowest bit) in m, or -1 when m is empty. */
+static __always_inline int first_rule(const struct tg_fw_mask *m)
+{
+	int i;
+
+#pragma unroll
+	for (i = 0; i < TG_FW_MASK_WORDS; i++) {
+		__u64 w = m->w[i];
+
+		if (w) {
+			__u32 lo = (__u32)w;
+
+			return i * 64 + (lo ? lowest_bit(lo) : 32 + lowest_bit((__u32)(w >> 32)));
+		}
+	}
+	return -1;
+}
+
+static __always_inline bool mask_has(const struct tg_fw_mask *m, int bit)
+{
+	int i;
+
+#pragma unroll
+	for (i = 0; i < TG_FW_MASK_WORDS; i++)
+		if (bit >> 6 == i)
+			return (m->w[i] >> (bit & 63)) & 1;
+	return false;
+}
+
+/* Smallest complete header of an L4 protocol the firewall reads (0: none it checks). */
+static __always_inline __u32 l4_min_header(__u8 proto)
+{
+	if (proto == TG_IPPROTO_TCP)
+		return 20;
+	if (proto == TG_IPPROTO_UDP || proto == TG_IPPROTO_ICMP || proto == TG_IPPROTO_ICMPV6)
+		return 8;
+	if (proto == TG_IPPROTO_SCTP)
+		return 12;
+	return 0;
+}
+
+#define TG_TCP_FIN 0x01
+#define TG_TCP_SYN 0x02
+#define TG_TCP_RST 0x04
+
+/*
+ * Whether a packet can be judged by the rules at all. Returns 0 when it can,
+ * TG_FW_NON_IP for frames that are not IP (let through: the rules speak of
+ * IP), or the enum tg_fw_stat that drops it: a header cut off or lying about
+ * its length, more VLAN tags or IPv6 extension headers than the parser
+ * walks (which could hide the real header from the rules), an L4 header
+ * that does not fit in the datagram (a tiny first fragment, RFC 1858), a
+ * TCP fragment at offset 8 that would rewrite the flags, a TCP data offset
+ * that is impossible, SYN with FIN or RST. Reads the ports.
+ */
+static __always_inline __u32 fw_check(void *ctx, enum pkt_ctx_kind kind, struct pkt_meta *p)
+{
+	__u32 need, end;
+
+	if (p->flags & TG_PKT_SHORT)
+		return TG_FW_SHORT;
+	if (p->flags & TG_PKT_VLAN_LIMIT)
+		return TG_FW_VLAN_LIMIT;
+	if (!p->ip_ver)
+		return (p->flags & TG_PKT_TRUNCATED) ? TG_FW_SHORT : TG_FW_NON_IP;
+	if (!(p->flags & TG_PKT_HAS_ADDR) || (p->flags & TG_PKT_L3_CUT))
+		return TG_FW_BAD_IP;
+	if (p->flags & (TG_PKT_EXT_LIMIT | TG_PKT_EXT_CUT))
+		return TG_FW_EXT_LIMIT;
+	read_ports(ctx, kind, p);
+	if ((p->flags & TG_PKT_FRAGMENT) && p->frag_off)
+		return p->l4_proto == TG_IPPROTO_TCP && p->frag_off < 16 ? TG_FW_BAD_L4 : 0;
+	need = l4_min_header(p->l4_proto);
+	if (!need)
+		return 0;
+	end = (__u32)p->l3_off + p->l3_bytes;
+	if (!p->l4_off || p->l4_off + need > end || !(p->flags & TG_PKT_HAS_L4))
+		return TG_FW_BAD_L4;
+	if (p->l4_proto != TG_IPPROTO_TCP)
+		return 0;
+	if (p->tcp_doff < 5 || p->l4_off + (__u32)p->tcp_doff * 4 > end)
+		return TG_FW_BAD_L4;
+	if ((p->tcp_flags & TG_TCP_SYN) && (p->tcp_flags & (TG_TCP_FIN | TG_TCP_RST)))
+		return TG_FW_BAD_TCP_FLAGS;
+	return 0;
+}
+
+/* Rules that hold because `tenant` is on `side` of the packet (none for tenant 0). */
+static __always_inline void side_mask(struct tg_fw_mask *out, const struct tg_fw_gen *g, __u32 tenant, __u32 side,
+				      __u32 gen)
+{
+	const struct tg_fw_mask *m = NULL;
+
+	if (!tenant) {
+		__builtin_memset(out, 0, sizeof(*out));
+		return;
+	}
+	if (g->flags & TG_FW_TENANT_KEYS) {
+		struct tg_fw_tenant_key k = { .tenant_id = tenant, .generation = gen, .side = side };
+
+		m = bpf_map_lookup_elem(&tg_fw_tenant, &k);
+	}
+	if (!m)
+		m = side == TG_FW_TO ? &g->to_tenant : &g->from_tenant;
+	__builtin_memcpy(out, m, sizeof(*out));
+}
+
+/* The rules the tenants on either side of the packet allow: see struct tg_fw_tenant_key. */
+static __always_inline void fw_sides(struct tg_fw_mask *m, const struct tg_fw_gen *g, const struct pkt_meta *p,
+				     __u32 hook, __u32 ifindex, __u32 gen)
+{
+	struct tg_fw_mask to, from;
+	struct tg_meter_config *cfg;
+	struct tg_tenant_ref *ref = NULL;
+	__u32 zero = 0, mgen, owner = TG_TENANT_UNATTRIBUTED, src, dst;
+	int i;
+
+	/* Tenants come from metering's maps, in metering's live generation. */
+	cfg = bpf_map_lookup_elem(&tg_meter_config, &zero);
+	mgen = cfg ? cfg->generation & 1 : 0;
+	if (ifindex < TG_MAX_IFINDEX) {
+		__u32 slot = ifindex * 2 + mgen;
+
+		ref = bpf_map_lookup_elem(&tg_tenant_iface, &slot);
+	}
+	if (ref)
+		owner = ref->tenant_id;
+	/* A tenant's own interface: it sends what enters the host there and receives what leaves. */
+	src = hook == TG_HOOK_INGRESS && owner ? owner : tenant_by_addr(p, p->saddr, mgen);
+	dst = hook == TG_HOOK_EGRESS && owner ? owner : tenant_by_addr(p, p->daddr, mgen);
+	side_mask(&to, g, dst, TG_FW_TO, gen);
+	side_mask(&from, g, src, TG_FW_FROM, gen);
+#pragma unroll
+	for (i = 0; i < TG_FW_MASK_WORDS; i++)
+		m->w[i] &= to.w[i] | from.w[i] | g->any_side.w[i];
+}
+
+/* The firewall's verdict on a parsed packet at a host-side hook. */
+static __always_inline int fw_filter(void *ctx, enum pkt_ctx_kind kind, struct pkt_meta *p, __u32 hook, __u32 ifindex)
+{
+	const struct tg_fw_gen *g;
+	struct tg_fw_rule *rule;
+	struct tg_counter *hits;
+	struct tg_fw_mask m;
+	__u32 zero = 0, gen, why, idx, slot = 0, action;
+	__u32 *live;
+	int bit;
+
+	live = bpf_map_lookup_elem(&tg_fw_live, &zero);
+	gen = live ? *live & 1 : 0;
+	g = bpf_map_lookup_elem(&tg_fw_gen, &gen);
+	if (!g || !(g->flags & TG_FW_ON))
+		return VERDICT_PASS;
+	if (kind == TG_CTX_SKB && hook == TG_HOOK_EGRESS) {
+		__u32 iif = ((struct __sk_buff *)ctx)->ingress_ifindex, *f;
+
+		f = iif ? bpf_map_lookup_elem(&tg_metered_iface, &iif) : NULL;
+		if (f && (*f & TG_IFACE_FILTERED)) {
+			fw_stat(TG_FW_SEEN_BEFORE);
+			return VERDICT_PASS;
+		}
+	}
+	why = fw_check(ctx, kind, p);
+	if (why == TG_FW_NON_IP) {
+		fw_stat(TG_FW_NON_IP);
+		fw_stat(TG_FW_PASSED);
+		return VERDICT_PASS;
+	}
+	if (why)
+		goto drop;
+
+	__builtin_memcpy(&m, &g->active, sizeof(m));
+	mask_and(&m, lpm_lookup(&tg_fw_src_v4, &tg_fw_src_v6, p, p->saddr, gen));
+	mask_and(&m, lpm_lookup(&tg_fw_dst_v4, &tg_fw_dst_v6, p, p->daddr, gen));
+	idx = gen * TG_PROTOCOLS + p->l4_proto;
+	mask_and(&m, bpf_map_lookup_elem(&tg_fw_proto, &idx));
+	if (g->flags & TG_FW_SIDES)
+		fw_sides(&m, g, p, hook, ifindex, gen);
+	if (has_ports(p) && (p->flags & TG_PKT_HAS_L4)) {
+		idx = gen * TG_PORTS + bpf_ntohs(p->dport);
+		mask_and(&m, bpf_map_lookup_elem(&tg_fw_port, &idx));
+	} else {
+		/* No ports, or a later fragment whose first was not seen: undecidable when the first candidate wants ports. */
+		bit = first_rule(&m);
+		if (has_ports(p) && bit >= 0 && !mask_has(&g->any_port, bit)) {
+			why = TG_FW_FRAG_NO_PORTS;
+			goto drop;
+		}
+		mask_and(&m, &g->any_port);
+	}
+
+	bit = first_rule(&m);
+	action = g->default_action;
+	rule = NULL;
+	if (bit >= 0) {
+		idx = gen * TG_FW_MAX_RULES + bit;
+		rule = bpf_map_lookup_elem(&tg_fw_rules, &idx);
+	}
+	if (rule) {
+		action = rule->action;
+		slot = rule->slot;
+	} else {
+		fw_stat(TG_FW_BY_DEFAULT);
+	}
+	hits = bpf_map_lookup_elem(&tg_fw_hits, &slot);
+	if (hits) {
+		hits->packets += 1;
+		hits->bytes += p->l3_bytes;
+	}
+	if (action == TG_FW_DENY) {
+		fw_stat(TG_FW_DROPPED);
+		return VERDICT_DROP;
+	}
+	fw_stat(TG_FW_PASSED);
+	return VERDICT_PASS;
+drop:
+	fw_stat(why);
+	fw_stat(TG_FW_DROPPED);
+	return VERDICT_DROP;
+}
+
+/* Global, so the verifier checks the firewall once per program rather than once per parser path. */
+__noinline int tg_fw_skb(struct __sk_buff *skb, struct pkt_meta *p, __u32 hook)
+{
+	if (!p)
+		return VERDICT_PASS;
+	return fw_filter(skb, TG_CTX_SKB, p, hook, skb->ifindex);
+}
+
+__noinline int tg_fw_xdp(struct xdp_md *ctx, struct pkt_meta *p)
+{
+	if (!p)
+		return VERDICT_PASS;
+	return fw_filter(ctx, TG_CTX_XDP, p, TG_HOOK_INGRESS, ctx->ingress_ifindex);
+}
+
+/* Returns enum verdict: the only verdict metering makes. */
+static __always_inline int meter(void *ctx, enum pkt_ctx_kind kind, struct pkt_meta *p, enum tg_hook hook,
+				 __u32 ifindex)
 {
 	/* Direction of traffic at this hook when it is the owning tenant's. */
 	const __u32 from_tenant = hook == TG_HOOK_INGRESS ? TG_DIR_EGRESS : TG_DIR_INGRESS;
 	const __u32 to_tenant = hook == TG_HOOK_INGRESS ? TG_DIR_INGRESS : TG_DIR_EGRESS;
 	struct tg_meter_config *cfg;
 	struct tg_tenant_ref *ref;
-	struct pkt_meta p;
 	__u32 zero = 0, tenant = TG_TENANT_UNATTRIBUTED, dir = from_tenant;
 	enum tg_meter_reason why = TG_REASON_UNATTRIBUTED;
 	__u32 gen;
-
-	tg_parse_ex(ctx, kind, &p, false); /* L4 only when a class or a flow needs it */
 
 	cfg = bpf_map_lookup_elem(&tg_meter_config, &zero);
 	gen = cfg ? cfg->generation : 0;
@@ -810,15 +1181,15 @@ static __always_inline int meter(void *ctx, enum pkt_ctx_kind kind, enum tg_hook
 		tenant = ref->tenant_id;
 		dir = from_tenant;
 		why = TG_REASON_BY_IFACE;
-	} else if (p.flags & TG_PKT_HAS_ADDR) {
+	} else if (p->flags & TG_PKT_HAS_ADDR) {
 		/* At host-ingress the source is the likelier tenant, at host-egress the destination. */
-		const __u8 *first = hook == TG_HOOK_INGRESS ? p.saddr : p.daddr;
-		const __u8 *second = hook == TG_HOOK_INGRESS ? p.daddr : p.saddr;
+		const __u8 *first = hook == TG_HOOK_INGRESS ? p->saddr : p->daddr;
+		const __u8 *second = hook == TG_HOOK_INGRESS ? p->daddr : p->saddr;
 
-		tenant = tenant_by_addr(&p, first, gen);
+		tenant = tenant_by_addr(p, first, gen);
 		dir = from_tenant;
 		if (tenant == TG_TENANT_UNATTRIBUTED) {
-			tenant = tenant_by_addr(&p, second, gen);
+			tenant = tenant_by_addr(p, second, gen);
 			dir = to_tenant;
 		}
 		if (tenant != TG_TENANT_UNATTRIBUTED)
@@ -831,39 +1202,80 @@ static __always_inline int meter(void *ctx, enum pkt_ctx_kind kind, enum tg_hook
 	};
 
 	if (kind == TG_CTX_XDP)
-		return tg_account_xdp(ctx, &p, &a);
-	return tg_account_skb(ctx, &p, &a);
+		return tg_account_xdp(ctx, p, &a);
+	return tg_account_skb(ctx, p, &a);
+}
+
+/*
+ * Entry points. The parser reads L4 only when the fast path has it for
+ * free; the firewall, a class or a flow that needs the ports reads them
+ * later (read_ports). tg_meter_*: interfaces metered (and filtered);
+ * tg_filter_*: interfaces only filtered (security.interfaces).
+ */
+static __always_inline int tc_hook(struct __sk_buff *skb, enum tg_hook hook, bool metered)
+{
+	struct pkt_meta p;
+
+	tg_parse_ex(skb, TG_CTX_SKB, &p, false);
+	if (tg_fw_skb(skb, &p, hook) == VERDICT_DROP)
+		return TC_ACT_SHOT;
+	if (metered && meter(skb, TG_CTX_SKB, &p, hook, skb->ifindex) == VERDICT_DROP)
+		return TC_ACT_SHOT;
+	return TC_ACT_UNSPEC;
+}
+
+static __always_inline int xdp_hook(struct xdp_md *ctx, bool metered)
+{
+	struct pkt_meta p;
+
+	tg_parse_ex(ctx, TG_CTX_XDP, &p, false);
+	if (tg_fw_xdp(ctx, &p) == VERDICT_DROP)
+		return XDP_DROP;
+	if (metered && meter(ctx, TG_CTX_XDP, &p, TG_HOOK_INGRESS, ctx->ingress_ifindex) == VERDICT_DROP)
+		return XDP_DROP;
+	return XDP_PASS;
 }
 
 SEC("tc")
 int tg_meter_ingress(struct __sk_buff *skb)
 {
-	return meter(skb, TG_CTX_SKB, TG_HOOK_INGRESS, skb->ifindex) == QUOTA_DROP ? TC_ACT_SHOT : TC_ACT_UNSPEC;
+	return tc_hook(skb, TG_HOOK_INGRESS, true);
 }
 
 SEC("tc")
 int tg_meter_egress(struct __sk_buff *skb)
 {
-	return meter(skb, TG_CTX_SKB, TG_HOOK_EGRESS, skb->ifindex) == QUOTA_DROP ? TC_ACT_SHOT : TC_ACT_UNSPEC;
+	return tc_hook(skb, TG_HOOK_EGRESS, true);
 }
 
 SEC("xdp")
 int tg_meter_xdp(struct xdp_md *ctx)
 {
-	return meter(ctx, TG_CTX_XDP, TG_HOOK_INGRESS, ctx->ingress_ifindex) == QUOTA_DROP ? XDP_DROP : XDP_PASS;
+	return xdp_hook(ctx, true);
+}
+
+SEC("tc")
+int tg_filter_ingress(struct __sk_buff *skb)
+{
+	return tc_hook(skb, TG_HOOK_INGRESS, false);
+}
+
+SEC("tc")
+int tg_filter_egress(struct __sk_buff *skb)
+{
+	return tc_hook(skb, TG_HOOK_EGRESS, false);
+}
+
+SEC("xdp")
+int tg_filter_xdp(struct xdp_md *ctx)
+{
+	return xdp_hook(ctx, false);
 }
 
 /* ---- containers: cgroup_skb hooks (docs/metering.md, "Containers") ---- */
 
 extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
 
-/* Interfaces whose tc/XDP hooks this datapath attached, by ifindex in cfg->metered_netns (1 = metered). */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, TG_MAX_IFINDEX);
-	__type(key, __u32);
-	__type(value, __u32);
-} tg_metered_iface SEC(".maps");
 
 /* Cgroup -> tenant, per generation; filled by the agent, only read here. */
 struct {
@@ -920,7 +1332,7 @@ static __always_inline bool seen_by_interface_hook(struct __sk_buff *skb, const 
 		return false;
 	ifindex = BPF_CORE_READ(peer, ifindex);
 	metered = bpf_map_lookup_elem(&tg_metered_iface, &ifindex);
-	return metered && *metered;
+	return metered && (*metered & TG_IFACE_METERED);
 }
 
 /* The entry of the socket's cgroup, or of its deepest mapped ancestor; NULL when none. */
@@ -944,7 +1356,7 @@ static __always_inline struct tg_cgroup_ref *cgroup_ref(struct __sk_buff *skb, _
 	return NULL;
 }
 
-/* Attached at a parent cgroup: sees the traffic of every socket below it. Returns enum quota_verdict. */
+/* Attached at a parent cgroup: sees the traffic of every socket below it. Returns enum verdict. */
 static __always_inline int meter_cgroup(struct __sk_buff *skb, __u32 dir)
 {
 	struct tg_meter_config *cfg;
@@ -955,7 +1367,7 @@ static __always_inline int meter_cgroup(struct __sk_buff *skb, __u32 dir)
 
 	cfg = bpf_map_lookup_elem(&tg_meter_config, &zero);
 	if (!cfg || seen_by_interface_hook(skb, cfg))
-		return QUOTA_PASS;
+		return VERDICT_PASS;
 	tg_parse_l3(skb, &p, false);
 	ref = cgroup_ref(skb, cfg->generation);
 	tenant = ref ? ref->tenant_id : TG_TENANT_UNATTRIBUTED;
@@ -964,30 +1376,30 @@ static __always_inline int meter_cgroup(struct __sk_buff *skb, __u32 dir)
 		.unattributed_dir = dir, .gen = cfg->generation, .flags = cfg->flags,
 	};
 
-	if (tg_account_skb(skb, &p, &a) == QUOTA_DROP)
-		return QUOTA_DROP;
+	if (tg_account_skb(skb, &p, &a) == VERDICT_DROP)
+		return VERDICT_DROP;
 	if (!ref || !ref->container_slot)
-		return QUOTA_PASS;
+		return VERDICT_PASS;
 	/* The same packet again, in its container's row of the breakdown. */
 	idx = ref->container_slot * TG_DIR_MAX + dir;
 	c = bpf_map_lookup_elem(&tg_container_counters, &idx);
 	if (!c) {
 		bump(reasons(), TG_REASON_BAD_INDEX);
-		return QUOTA_PASS;
+		return VERDICT_PASS;
 	}
 	c->packets += 1;
 	c->bytes += p.l3_bytes;
-	return QUOTA_PASS;
+	return VERDICT_PASS;
 }
 
 SEC("cgroup_skb/ingress")
 int tg_meter_cg_ingress(struct __sk_buff *skb)
 {
-	return meter_cgroup(skb, TG_DIR_INGRESS) == QUOTA_DROP ? 0 : 1;
+	return meter_cgroup(skb, TG_DIR_INGRESS) == VERDICT_DROP ? 0 : 1;
 }
 
 SEC("cgroup_skb/egress")
 int tg_meter_cg_egress(struct __sk_buff *skb)
 {
-	return meter_cgroup(skb, TG_DIR_EGRESS) == QUOTA_DROP ? 0 : 1;
+	return meter_cgroup(skb, TG_DIR_EGRESS) == VERDICT_DROP ? 0 : 1;
 }

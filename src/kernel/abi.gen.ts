@@ -40,6 +40,87 @@ export const TG_FLOW_NO_ADDR = TgFlowStat.TG_FLOW_NO_ADDR;
 export const TG_FLOW_FRAG_NO_PORTS = TgFlowStat.TG_FLOW_FRAG_NO_PORTS;
 export const TG_FLOW_STAT_MAX = TgFlowStat.TG_FLOW_STAT_MAX;
 
+/** enum tg_fw_action */
+export const TgFwAction = {
+  TG_FW_ALLOW: 0,
+  TG_FW_DENY: 1,
+  TG_FW_LOG: 2,
+  TG_FW_RATE_LIMIT: 3,
+  TG_FW_REDIRECT: 4,
+} as const;
+export type TgFwAction = (typeof TgFwAction)[keyof typeof TgFwAction];
+export const TG_FW_ALLOW = TgFwAction.TG_FW_ALLOW;
+export const TG_FW_DENY = TgFwAction.TG_FW_DENY;
+export const TG_FW_LOG = TgFwAction.TG_FW_LOG;
+export const TG_FW_RATE_LIMIT = TgFwAction.TG_FW_RATE_LIMIT;
+export const TG_FW_REDIRECT = TgFwAction.TG_FW_REDIRECT;
+
+/** enum tg_fw_gen_flag */
+export const TgFwGenFlag = {
+  TG_FW_ON: 1,
+  TG_FW_TENANT_KEYS: 2,
+  TG_FW_SIDES: 4,
+} as const;
+export type TgFwGenFlag = (typeof TgFwGenFlag)[keyof typeof TgFwGenFlag];
+export const TG_FW_ON = TgFwGenFlag.TG_FW_ON;
+export const TG_FW_TENANT_KEYS = TgFwGenFlag.TG_FW_TENANT_KEYS;
+export const TG_FW_SIDES = TgFwGenFlag.TG_FW_SIDES;
+
+/** enum tg_fw_limits */
+export const TgFwLimits = {
+  TG_FW_MASK_WORDS: 4,
+  TG_FW_MAX_RULES: 256,
+  TG_FW_MAX_SLOTS: 1024,
+  TG_FW_MAX_PREFIXES: 262144,
+  TG_FW_MAX_TENANT_KEYS: 8192,
+} as const;
+export type TgFwLimits = (typeof TgFwLimits)[keyof typeof TgFwLimits];
+export const TG_FW_MASK_WORDS = TgFwLimits.TG_FW_MASK_WORDS;
+export const TG_FW_MAX_RULES = TgFwLimits.TG_FW_MAX_RULES;
+export const TG_FW_MAX_SLOTS = TgFwLimits.TG_FW_MAX_SLOTS;
+export const TG_FW_MAX_PREFIXES = TgFwLimits.TG_FW_MAX_PREFIXES;
+export const TG_FW_MAX_TENANT_KEYS = TgFwLimits.TG_FW_MAX_TENANT_KEYS;
+
+/** enum tg_fw_side */
+export const TgFwSide = {
+  TG_FW_TO: 0,
+  TG_FW_FROM: 1,
+} as const;
+export type TgFwSide = (typeof TgFwSide)[keyof typeof TgFwSide];
+export const TG_FW_TO = TgFwSide.TG_FW_TO;
+export const TG_FW_FROM = TgFwSide.TG_FW_FROM;
+
+/** enum tg_fw_stat */
+export const TgFwStat = {
+  TG_FW_PASSED: 0,
+  TG_FW_DROPPED: 1,
+  TG_FW_BY_DEFAULT: 2,
+  TG_FW_SEEN_BEFORE: 3,
+  TG_FW_NON_IP: 4,
+  TG_FW_SHORT: 5,
+  TG_FW_BAD_IP: 6,
+  TG_FW_VLAN_LIMIT: 7,
+  TG_FW_EXT_LIMIT: 8,
+  TG_FW_BAD_L4: 9,
+  TG_FW_BAD_TCP_FLAGS: 10,
+  TG_FW_FRAG_NO_PORTS: 11,
+  TG_FW_STAT_MAX: 12,
+} as const;
+export type TgFwStat = (typeof TgFwStat)[keyof typeof TgFwStat];
+export const TG_FW_PASSED = TgFwStat.TG_FW_PASSED;
+export const TG_FW_DROPPED = TgFwStat.TG_FW_DROPPED;
+export const TG_FW_BY_DEFAULT = TgFwStat.TG_FW_BY_DEFAULT;
+export const TG_FW_SEEN_BEFORE = TgFwStat.TG_FW_SEEN_BEFORE;
+export const TG_FW_NON_IP = TgFwStat.TG_FW_NON_IP;
+export const TG_FW_SHORT = TgFwStat.TG_FW_SHORT;
+export const TG_FW_BAD_IP = TgFwStat.TG_FW_BAD_IP;
+export const TG_FW_VLAN_LIMIT = TgFwStat.TG_FW_VLAN_LIMIT;
+export const TG_FW_EXT_LIMIT = TgFwStat.TG_FW_EXT_LIMIT;
+export const TG_FW_BAD_L4 = TgFwStat.TG_FW_BAD_L4;
+export const TG_FW_BAD_TCP_FLAGS = TgFwStat.TG_FW_BAD_TCP_FLAGS;
+export const TG_FW_FRAG_NO_PORTS = TgFwStat.TG_FW_FRAG_NO_PORTS;
+export const TG_FW_STAT_MAX = TgFwStat.TG_FW_STAT_MAX;
+
 /** enum tg_hook */
 export const TgHook = {
   TG_HOOK_INGRESS: 0,
@@ -48,6 +129,15 @@ export const TgHook = {
 export type TgHook = (typeof TgHook)[keyof typeof TgHook];
 export const TG_HOOK_INGRESS = TgHook.TG_HOOK_INGRESS;
 export const TG_HOOK_EGRESS = TgHook.TG_HOOK_EGRESS;
+
+/** enum tg_iface_flag */
+export const TgIfaceFlag = {
+  TG_IFACE_METERED: 1,
+  TG_IFACE_FILTERED: 2,
+} as const;
+export type TgIfaceFlag = (typeof TgIfaceFlag)[keyof typeof TgIfaceFlag];
+export const TG_IFACE_METERED = TgIfaceFlag.TG_IFACE_METERED;
+export const TG_IFACE_FILTERED = TgIfaceFlag.TG_IFACE_FILTERED;
 
 /** enum tg_limits */
 export const TgLimits = {
@@ -352,6 +442,78 @@ export interface TgFragPorts {
 export const TgFragPorts = struct<TgFragPorts>(4, [
   ['sport_be', 0, u16],
   ['dport_be', 2, u16],
+]);
+
+/** struct tg_fw_mask: 32 bytes */
+export interface TgFwMask {
+  /** __u64[4] at offset 0 */
+  w: bigint[];
+}
+export const TgFwMask = struct<TgFwMask>(32, [
+  ['w', 0, array(u64, 4)],
+]);
+
+/** struct tg_fw_gen: 168 bytes */
+export interface TgFwGen {
+  /** struct tg_fw_mask at offset 0 */
+  active: TgFwMask;
+  /** struct tg_fw_mask at offset 32 */
+  any_port: TgFwMask;
+  /** struct tg_fw_mask at offset 64 */
+  to_tenant: TgFwMask;
+  /** struct tg_fw_mask at offset 96 */
+  from_tenant: TgFwMask;
+  /** struct tg_fw_mask at offset 128 */
+  any_side: TgFwMask;
+  /** __u32 at offset 160 */
+  flags: number;
+  /** __u8 at offset 164 */
+  default_action: number;
+  /** __u8[3] at offset 165 */
+  pad: Buffer;
+}
+export const TgFwGen = struct<TgFwGen>(168, [
+  ['active', 0, TgFwMask],
+  ['any_port', 32, TgFwMask],
+  ['to_tenant', 64, TgFwMask],
+  ['from_tenant', 96, TgFwMask],
+  ['any_side', 128, TgFwMask],
+  ['flags', 160, u32],
+  ['default_action', 164, u8],
+  ['pad', 165, bytes(3)],
+]);
+
+/** struct tg_fw_rule: 8 bytes */
+export interface TgFwRule {
+  /** __u32 at offset 0 */
+  slot: number;
+  /** __u8 at offset 4 */
+  action: number;
+  /** __u8[3] at offset 5 */
+  pad: Buffer;
+}
+export const TgFwRule = struct<TgFwRule>(8, [
+  ['slot', 0, u32],
+  ['action', 4, u8],
+  ['pad', 5, bytes(3)],
+]);
+
+/** struct tg_fw_tenant_key: 8 bytes */
+export interface TgFwTenantKey {
+  /** __u32 at offset 0 */
+  tenant_id: number;
+  /** __u8 at offset 4 */
+  generation: number;
+  /** __u8 at offset 5 */
+  side: number;
+  /** __u8[2] at offset 6 */
+  pad: Buffer;
+}
+export const TgFwTenantKey = struct<TgFwTenantKey>(8, [
+  ['tenant_id', 0, u32],
+  ['generation', 4, u8],
+  ['side', 5, u8],
+  ['pad', 6, bytes(2)],
 ]);
 
 /** struct tg_iface_key: 8 bytes */

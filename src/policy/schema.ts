@@ -421,10 +421,17 @@ const ruleSchema = z
     if (r.action !== 'redirect' && r.redirectTo) ctx.addIssue({ code: 'custom', path: ['redirectTo'], message: 'only applies when action is redirect' });
   });
 
+/** Rules one policy may have: each is a bit of the datapath's masks (TG_FW_MAX_RULES). */
+export const MAX_SECURITY_RULES = 256;
+
 const securitySchema = z.strictObject({
+  /** Interfaces filtered without being metered (metering.interfaces are always filtered). */
+  interfaces: z
+    .array(z.strictObject({ name: ifname, mode: z.enum(ATTACH_MODES).default('tc') }))
+    .default([]),
   defaultAction: z.enum(['allow', 'deny', 'log']).default('allow'),
   /** Evaluated in order; the first match decides. */
-  rules: z.array(ruleSchema).default([]),
+  rules: z.array(ruleSchema).max(MAX_SECURITY_RULES, { message: `at most ${MAX_SECURITY_RULES} rules; put prefixes that share a verdict into one rule's src or dst` }).default([]),
   /** Standing rate limits, independent of rules. */
   rateLimits: z
     .array(

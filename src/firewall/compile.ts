@@ -1,0 +1,251 @@
+// Compiles the security section's rules into the firewall maps of ONE
+// generation (abi.h, "Firewall"). Pure: tenant ids and rule slots come from
+// the caller. Rule i of the policy is bit i of every mask; a condition's map
+// gives the rules it satisfies, and the datapath takes the lowest bit of the
+// AND: the first rule, in document order, that matches (docs/security.md).
+import {
+  TG_FW_ALLOW, TG_FW_DENY, TG_FW_FROM, TG_FW_LOG, TG_FW_MASK_WORDS, TG_FW_MAX_PREFIXES, TG_FW_MAX_RULES, TG_FW_MAX_SLOTS,
+  TG_FW_MAX_TENANT_KEYS, TG_FW_ON, TG_FW_RATE_LIMIT, TG_FW_REDIRECT, TG_FW_SIDES, TG_FW_TENANT_KEYS, TG_FW_TO, TG_PORTS,
+  TG_PROTOCOLS, type TgFwGen, type TgFwMask, type TgFwRule, type TgFwTenantKey, type TgLpmV4Key, type TgLpmV6Key,
+} from '../kernel/abi.gen.js';
+import { parseCidr, type Cidr, type Family } from '../policy/cidr.js';
+import { lpmKey, type MapEntry } from '../policy/compile-metering.js';
+import type { SecuritySection } from '../policy/schema.js';
+
+export type FirewallRule = SecuritySection['rules'][number];
+export type FirewallAction = FirewallRule['action'];
+export type DefaultAction = SecuritySection['defaultAction'];
+
+export const ACTION_CODES: Readonly<Record<FirewallAction, number>> = {
+  allow: TG_FW_ALLOW, deny: TG_FW_DENY, log: TG_FW_LOG, 'rate-limit': TG_FW_RATE_LIMIT, redirect: TG_FW_REDIRECT,
+};
+
+/** Protocols whose packets carry ports the rules can match (tcp, udp, sctp). */
+export const PORT_PROTOCOLS: ReadonlySet<number> = new Set([6, 17, 132]);
+
+/** Hit-counter slot 0 counts the default action. */
+export const DEFAULT_SLOT = 0;
+
+export interface FirewallPlan {
+  generation: 0 | 1;
+  gen: TgFwGen;
+  src: { v4: MapEntry<TgLpmV4Key, TgFwMask>[]; v6: MapEntry<TgLpmV6Key, TgFwMask>[] };
+  dst: { v4: MapEntry<TgLpmV4Key, TgFwMask>[]; v6: MapEntry<TgLpmV6Key, TgFwMask>[] };
+  /** Every protocol of the generation, index generation * TG_PROTOCOLS + protocol. */
+  protocols: MapEntry<number, TgFwMask>[];
+  /** Every port of the generation, index generation * TG_PORTS + port. */
+  ports: MapEntry<number, TgFwMask>[];
+  tenants: MapEntry<TgFwTenantKey, TgFwMask>[];
+  /** Every rule bit of the generation (unused bits zero), index generation * TG_FW_MAX_RULES + bit. */
+  rules: MapEntry<number, TgFwRule>[];
+  /** The rules in policy order with their hit-counter slots. */
+  ruleSlots: Array<{ name: string; action: FirewallAction; slot: number }>;
+}
+
+export interface FirewallContext {
+  generation: 0 | 1;
+  /** Tenant name -> id (the ledger's). */
+  tenantIds: ReadonlyMap<string, number>;
+  /** Rule name -> hit-counter slot (1..TG_FW_MAX_SLOTS-1); see assignSlots. */
+  slots: ReadonlyMap<string, number>;
+}
+
+export class FirewallCompileError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(`security policy cannot be compiled (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n${problems.map((p) => `  ${p}`).join('\n')}`);
+    this.name = 'FirewallCompileError';
+  }
+}
+
+const ALL = (1n << BigInt(TG_FW_MAX_RULES)) - 1n;
+const WORD = (1n << 64n) - 1n;
+
+export function toMask(bits: bigint): TgFwMask {
+  return { w: Array.from({ length: TG_FW_MASK_WORDS }, (_, i) => (bits >> BigInt(64 * i)) & WORD) };
+}
+
+export function fromMask(m: TgFwMask): bigint {
+  return m.w.reduce((acc, w, i) => acc | (w << BigInt(64 * i)), 0n);
+}
+
+/**
+ * Keeps every rule's slot (by name) and gives new rules the lowest free one.
+ * Returns the slots of this policy and those handed out now (whose counters
+ * the writer zeroes: a slot may have counted a rule that is gone).
+ */
+export function assignSlots(previous: ReadonlyMap<string, number>, names: readonly string[]): { slots: Map<string, number>; fresh: number[] } {
+  const slots = new Map<string, number>();
+  const used = new Set<number>();
+  for (const n of names) {
+    const s = previous.get(n);
+    if (s !== undefined && s > DEFAULT_SLOT && s < TG_FW_MAX_SLOTS && !used.has(s)) {
+      slots.set(n, s);
+      used.add(s);
+    }
+  }
+  const fresh: number[] = [];
+  let next = DEFAULT_SLOT + 1;
+  for (const n of names) {
+    if (slots.has(n)) continue;
+    while (used.has(next)) next++;
+    if (next >= TG_FW_MAX_SLOTS) throw new FirewallCompileError([`more than ${TG_FW_MAX_SLOTS - 1} rules`]);
+    slots.set(n, next);
+    used.add(next);
+    fresh.push(next);
+  }
+  return { slots, fresh };
+}
+
+function bitOf(i: number): bigint {
+  return 1n << BigInt(i);
+}
+
+/**
+ * Trie entries for one address condition (source or destination): a /0 per
+ * family (so every lookup answers) and every prefix some rule names, each
+ * carrying the rules without this condition plus every rule with a prefix
+ * containing it (a trie answers with the longest match only).
+ */
+function prefixEntries(rules: readonly FirewallRule[], pick: (r: FirewallRule) => readonly string[], generation: 0 | 1) {
+  let any = 0n;
+  const named = new Map<string, { cidr: Cidr; bits: bigint }>();
+  rules.forEach((r, i) => {
+    const cidrs = pick(r);
+    if (cidrs.length === 0) any |= bitOf(i);
+    for (const text of cidrs) {
+      const cidr = parseCidr(text);
+      const id = `${cidr.family}/${cidr.addr.toString('hex')}/${cidr.prefix}`;
+      const e = named.get(id) ?? { cidr, bits: 0n };
+      e.bits |= bitOf(i);
+      named.set(id, e);
+    }
+  });
+  const out = { v4: [] as MapEntry<TgLpmV4Key, TgFwMask>[], v6: [] as MapEntry<TgLpmV6Key, TgFwMask>[] };
+  for (const family of [4, 6] as Family[]) {
+    const width = family === 4 ? 32 : 128;
+    const zero: Cidr = { family, addr: Buffer.alloc(width / 8), prefix: 0 };
+    const list = [...named.values()].filter((e) => e.cidr.family === family);
+    if (!list.some((e) => e.cidr.prefix === 0)) list.push({ cidr: zero, bits: 0n });
+    const byId = new Map(list.map((e) => [prefixId(e.cidr.addr, e.cidr.prefix), e.bits]));
+    for (const { cidr } of list) {
+      // Every named prefix containing this one is one of its truncations.
+      let bits = any;
+      for (let len = 0; len <= cidr.prefix; len++) bits |= byId.get(prefixId(truncate(cidr.addr, len), len)) ?? 0n;
+      const entry = { key: lpmKey(generation, cidr.addr, cidr.prefix), value: toMask(bits) };
+      (family === 4 ? out.v4 : out.v6).push(entry as MapEntry<TgLpmV4Key & TgLpmV6Key, TgFwMask>);
+    }
+  }
+  return out;
+}
+
+function prefixId(addr: Buffer, len: number): string {
+  return `${addr.toString('hex')}/${len}`;
+}
+
+function truncate(addr: Buffer, len: number): Buffer {
+  const out = Buffer.from(addr);
+  for (let i = 0; i < out.length; i++) {
+    const keep = Math.max(0, Math.min(8, len - 8 * i));
+    out[i] &= (0xff << (8 - keep)) & 0xff;
+  }
+  return out;
+}
+
+/** Whether a rule's protocol condition holds for protocol p (ports alone imply tcp, udp or sctp). */
+export function protocolMatches(r: FirewallRule, p: number): boolean {
+  if (r.protocols.length > 0) return r.protocols.includes(p);
+  return r.ports.length === 0 || PORT_PROTOCOLS.has(p);
+}
+
+export function compileFirewall(security: SecuritySection, ctx: FirewallContext): FirewallPlan {
+  const { rules } = security;
+  const { generation } = ctx;
+  const problems: string[] = [];
+  if (rules.length > TG_FW_MAX_RULES) problems.push(`security.rules: ${rules.length} rules, at most ${TG_FW_MAX_RULES}; put prefixes that share a verdict into one rule's src or dst`);
+  rules.forEach((r, i) => {
+    if (r.tenant !== undefined && !ctx.tenantIds.has(r.tenant)) problems.push(`security.rules[${i}].tenant: no tenant "${r.tenant}"`);
+    if (!ctx.slots.has(r.name)) problems.push(`security.rules[${i}]: no hit-counter slot for rule "${r.name}"`);
+  });
+  if (problems.length) throw new FirewallCompileError(problems);
+
+  const active = rules.length === 0 ? 0n : ALL >> BigInt(TG_FW_MAX_RULES - rules.length);
+  let anyPort = 0n;
+  let toTenant = 0n;
+  let fromTenant = 0n;
+  let anySide = 0n;
+  const named = new Map<string, { to: bigint; from: bigint }>();
+  rules.forEach((r, i) => {
+    const b = bitOf(i);
+    if (r.ports.length === 0) anyPort |= b;
+    const to = r.direction !== 'egress';
+    const from = r.direction !== 'ingress';
+    if (r.tenant === undefined) {
+      if (to && from) anySide |= b;
+      else if (to) toTenant |= b;
+      else fromTenant |= b;
+    } else {
+      const e = named.get(r.tenant) ?? { to: 0n, from: 0n };
+      if (to) e.to |= b;
+      if (from) e.from |= b;
+      named.set(r.tenant, e);
+    }
+  });
+
+  const tenants: MapEntry<TgFwTenantKey, TgFwMask>[] = [];
+  for (const [name, e] of named) {
+    const tenant_id = ctx.tenantIds.get(name)!;
+    tenants.push({ key: { tenant_id, generation, side: TG_FW_TO, pad: Buffer.alloc(2) }, value: toMask(toTenant | e.to) });
+    tenants.push({ key: { tenant_id, generation, side: TG_FW_FROM, pad: Buffer.alloc(2) }, value: toMask(fromTenant | e.from) });
+  }
+  if (tenants.length > TG_FW_MAX_TENANT_KEYS / 2) throw new FirewallCompileError([`security.rules: ${named.size} tenants named, at most ${TG_FW_MAX_TENANT_KEYS / 4}`]);
+
+  const src = prefixEntries(rules, (r) => r.src, generation);
+  const dst = prefixEntries(rules, (r) => r.dst, generation);
+  for (const [what, e] of [['src', src], ['dst', dst]] as const) {
+    const n = Math.max(e.v4.length, e.v6.length);
+    if (n > TG_FW_MAX_PREFIXES / 2) throw new FirewallCompileError([`security.rules: ${n} distinct ${what} prefixes in one family, at most ${TG_FW_MAX_PREFIXES / 2}`]);
+  }
+
+  const protocols = Array.from({ length: TG_PROTOCOLS }, (_, p) => {
+    let bits = 0n;
+    rules.forEach((r, i) => {
+      if (protocolMatches(r, p)) bits |= bitOf(i);
+    });
+    return { key: generation * TG_PROTOCOLS + p, value: toMask(bits) };
+  });
+
+  const portBits: bigint[] = new Array(TG_PORTS).fill(anyPort);
+  rules.forEach((r, i) => {
+    const b = bitOf(i);
+    for (const { from, to } of r.ports) for (let p = from; p <= to; p++) portBits[p]! |= b;
+  });
+  const maskCache = new Map<bigint, TgFwMask>();
+  const ports = portBits.map((bits, p) => {
+    let m = maskCache.get(bits);
+    if (!m) maskCache.set(bits, (m = toMask(bits)));
+    return { key: generation * TG_PORTS + p, value: m };
+  });
+
+  const ruleEntries = Array.from({ length: TG_FW_MAX_RULES }, (_, bit) => {
+    const r = rules[bit];
+    return { key: generation * TG_FW_MAX_RULES + bit, value: { slot: r ? ctx.slots.get(r.name)! : 0, action: r ? ACTION_CODES[r.action] : 0, pad: Buffer.alloc(3) } };
+  });
+
+  let flags = TG_FW_ON;
+  if (tenants.length > 0) flags |= TG_FW_TENANT_KEYS;
+  if (anySide !== active) flags |= TG_FW_SIDES;
+  const gen: TgFwGen = {
+    active: toMask(active), any_port: toMask(anyPort), to_tenant: toMask(toTenant), from_tenant: toMask(fromTenant), any_side: toMask(anySide),
+    flags, default_action: ACTION_CODES[security.defaultAction], pad: Buffer.alloc(3),
+  };
+  return {
+    generation, gen, src, dst, protocols, ports, tenants, rules: ruleEntries,
+    ruleSlots: rules.map((r) => ({ name: r.name, action: r.action, slot: ctx.slots.get(r.name)! })),
+  };
+}
+
+/** A generation that filters nothing (flags 0): what an absent security section compiles to. */
+export function emptyFwGen(): TgFwGen {
+  const zero = toMask(0n);
+  return { active: zero, any_port: zero, to_tenant: zero, from_tenant: zero, any_side: zero, flags: 0, default_action: TG_FW_ALLOW, pad: Buffer.alloc(3) };
+}

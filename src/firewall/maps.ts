@@ -1,0 +1,114 @@
+// The firewall's maps in the datapath object (abi.h, "Firewall"): a compiled
+// plan is written under the idle generation, made live with one array
+// update, then the previous generation's trie and tenant entries are
+// removed. Packets see the old rules or the new ones, never a mix, and no
+// program is reloaded. Shared by the agent and the BPF_PROG_TEST_RUN tables.
+import { type BpfObject, TypedMap, u32, u64 } from '../kernel/index.js';
+import {
+  TgCounter, TgFwGen, TgFwMask, TgFwRule, TgFwStat, TgFwTenantKey, TgLpmV4Key, TgLpmV6Key, TG_FW_ON, TG_FW_STAT_MAX,
+} from '../kernel/abi.gen.js';
+import { emptyFwGen, type FirewallPlan } from './compile.js';
+
+type Decoded<C extends { decode(...a: never[]): unknown }> = ReturnType<C['decode']>;
+type Trie<K> = TypedMap<K, Decoded<typeof TgFwMask>>;
+
+/** tg_fw_stats names: enum tg_fw_stat without its prefix, lower case (passed, dropped, bad_ip, ...). */
+export const FW_STAT_NAMES: readonly string[] = Object.entries(TgFwStat)
+  .filter(([k]) => k !== 'TG_FW_STAT_MAX')
+  .sort(([, a], [, b]) => a - b)
+  .map(([k]) => k.replace(/^TG_FW_/, '').toLowerCase());
+
+export class FirewallMaps {
+  readonly #live: TypedMap<number, number>;
+  readonly #gen: TypedMap<number, Decoded<typeof TgFwGen>>;
+  readonly #tries: { src4: Trie<Decoded<typeof TgLpmV4Key>>; src6: Trie<Decoded<typeof TgLpmV6Key>>; dst4: Trie<Decoded<typeof TgLpmV4Key>>; dst6: Trie<Decoded<typeof TgLpmV6Key>> };
+  readonly #proto: TypedMap<number, Decoded<typeof TgFwMask>>;
+  readonly #port: TypedMap<number, Decoded<typeof TgFwMask>>;
+  readonly #tenant: TypedMap<Decoded<typeof TgFwTenantKey>, Decoded<typeof TgFwMask>>;
+  readonly #rules: TypedMap<number, Decoded<typeof TgFwRule>>;
+  readonly #hits: TypedMap<number, Decoded<typeof TgCounter>>;
+  readonly #stats: TypedMap<number, bigint>;
+
+  constructor(obj: BpfObject) {
+    this.#live = new TypedMap(obj.map('tg_fw_live'), u32, u32);
+    this.#gen = new TypedMap(obj.map('tg_fw_gen'), u32, TgFwGen);
+    this.#tries = {
+      src4: new TypedMap(obj.map('tg_fw_src_v4'), TgLpmV4Key, TgFwMask),
+      src6: new TypedMap(obj.map('tg_fw_src_v6'), TgLpmV6Key, TgFwMask),
+      dst4: new TypedMap(obj.map('tg_fw_dst_v4'), TgLpmV4Key, TgFwMask),
+      dst6: new TypedMap(obj.map('tg_fw_dst_v6'), TgLpmV6Key, TgFwMask),
+    };
+    this.#proto = new TypedMap(obj.map('tg_fw_proto'), u32, TgFwMask);
+    this.#port = new TypedMap(obj.map('tg_fw_port'), u32, TgFwMask);
+    this.#tenant = new TypedMap(obj.map('tg_fw_tenant'), TgFwTenantKey, TgFwMask);
+    this.#rules = new TypedMap(obj.map('tg_fw_rules'), u32, TgFwRule);
+    this.#hits = new TypedMap(obj.map('tg_fw_hits'), u32, TgCounter);
+    this.#stats = new TypedMap(obj.map('tg_fw_stats'), u32, u64);
+  }
+
+  liveGeneration(): 0 | 1 {
+    return this.#live.get(0) === 1 ? 1 : 0;
+  }
+
+  /** The generation a new plan must be compiled for. */
+  idleGeneration(): 0 | 1 {
+    return this.liveGeneration() === 0 ? 1 : 0;
+  }
+
+  /**
+   * Makes a plan live: written under its (idle) generation, switched to,
+   * then the old generation's entries removed. `fresh`: hit-counter slots
+   * handed out now, zeroed before the switch. Without a plan the firewall is
+   * switched off (the same way: an idle generation that filters nothing).
+   */
+  apply(plan: FirewallPlan | undefined, fresh: readonly number[] = []): void {
+    const live = this.liveGeneration();
+    const next = live === 0 ? 1 : 0;
+    if (plan && plan.generation !== next) throw new Error(`firewall plan was compiled for generation ${plan.generation}, which is live; compile for ${next}`);
+    this.#purge(next);
+    if (plan) this.#write(plan);
+    for (const slot of fresh) this.#hits.setAllCpus(slot, { packets: 0n, bytes: 0n });
+    this.#live.set(0, next);
+    this.#purge(live);
+  }
+
+  #write(plan: FirewallPlan): void {
+    const t = this.#tries;
+    t.src4.setMany(plan.src.v4.map((e) => [e.key, e.value]));
+    t.src6.setMany(plan.src.v6.map((e) => [e.key, e.value]));
+    t.dst4.setMany(plan.dst.v4.map((e) => [e.key, e.value]));
+    t.dst6.setMany(plan.dst.v6.map((e) => [e.key, e.value]));
+    this.#tenant.setMany(plan.tenants.map((e) => [e.key, e.value]));
+    this.#proto.setMany(plan.protocols.map((e) => [e.key, e.value]));
+    this.#port.setMany(plan.ports.map((e) => [e.key, e.value]));
+    this.#rules.setMany(plan.rules.map((e) => [e.key, e.value]));
+    this.#gen.set(plan.generation, plan.gen);
+  }
+
+  /** Switches a generation off and removes its trie and tenant entries (its arrays are overwritten whole by the next write). */
+  #purge(gen: 0 | 1): void {
+    this.#gen.set(gen, emptyFwGen());
+    for (const trie of Object.values(this.#tries) as Trie<{ generation: number }>[]) {
+      for (const k of trie.keys()) if (k.generation === gen) trie.delete(k);
+    }
+    for (const k of this.#tenant.keys()) if (k.generation === gen) this.#tenant.delete(k);
+  }
+
+  /** Packets and L3 bytes per hit-counter slot, summed over CPUs. */
+  readHits(): Map<number, { packets: bigint; bytes: bigint }> {
+    return new Map(this.#hits.entriesSum().filter(([, c]) => c.packets !== 0n || c.bytes !== 0n));
+  }
+
+  /** tg_fw_stats summed over CPUs, by name (passed, dropped, by_default, bad_ip, ...). */
+  readStats(): Record<string, bigint> {
+    const sums = new Map(this.#stats.entriesSum());
+    const out: Record<string, bigint> = {};
+    for (let i = 0; i < TG_FW_STAT_MAX; i++) out[FW_STAT_NAMES[i]!] = sums.get(i) ?? 0n;
+    return out;
+  }
+
+  /** Whether the live generation filters. */
+  enabled(): boolean {
+    return ((this.#gen.get(this.liveGeneration())?.flags ?? 0) & TG_FW_ON) !== 0;
+  }
+}
