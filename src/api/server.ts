@@ -13,8 +13,9 @@ import { meteringRoutes } from './metering.js';
 import { flowRoutes, type FlowsContext } from './flows.js';
 import { billingRoutes, type BillingContext } from './billing.js';
 import { requireTokens, type Tokens } from './auth.js';
+import { securityRoutes, type SecurityContext } from './security.js';
 
-export interface AgentContext extends FlowsContext, BillingContext {
+export interface AgentContext extends FlowsContext, BillingContext, SecurityContext {
   ledger: Ledger;
   exporter: Exporter;
   /** Re-reads and applies the policy file; rejects (changing nothing) when it is bad. */
@@ -55,6 +56,7 @@ export function buildApi(ctx: AgentContext, opts: { tokens?: Tokens } = {}): Fas
   meteringRoutes(app, ctx);
   flowRoutes(app, ctx);
   billingRoutes(app, ctx);
+  securityRoutes(app, ctx);
   return app;
 }
 

@@ -252,6 +252,22 @@ program
   });
 
 program
+  .command('rules')
+  .description('the security rules in policy order with the packets and bytes each decided, then the default action; and what the firewall did (docs/security.md)')
+  .option('--json', 'machine-readable output')
+  .action(async (o: { json?: boolean }) => {
+    const r = await callAgent<{ enabled: boolean; generation: number; defaultAction: string | null; rules: Array<{ name: string; action: string; packets: number; bytes: number }>; stats: Record<string, number> }>(socket(), 'GET', '/v1/security/rules');
+    if (o.json) return print(r);
+    if (!r.enabled) {
+      console.log('the firewall is off: the policy has no security section');
+      return;
+    }
+    console.log(table(['rule', 'action', 'packets', 'bytes'], r.rules.map((x) => [x.name, x.action === 'default' ? `default (${r.defaultAction})` : x.action, String(x.packets), String(x.bytes)])));
+    const reasons = Object.entries(r.stats).filter(([k, v]) => !['passed', 'dropped'].includes(k) && Number(v) > 0);
+    console.log(`\npassed ${r.stats.passed}, dropped ${r.stats.dropped}${reasons.length ? `; ${reasons.map(([k, v]) => `${k} ${v}`).join(', ')}` : ''} (generation ${r.generation})`);
+  });
+
+program
   .command('token')
   .description('make an API token for the --listen API; prints the token once and the line for the --tokens file')
   .requiredOption('--name <name>', 'who holds it (shown in errors and logs)')

@@ -18,8 +18,10 @@ import { buildApi, listenUnix, type AgentContext } from '../api/server.js';
 import { loadTokens, type Tokens } from '../api/auth.js';
 import { Billing, InvoiceCloser, QuotaEnforcer, QuotaWatcher, WebhookSender, quotaClass, type EnforceContext, type QuotaAlert, type QuotaState } from '../billing/index.js';
 import { billingMetrics } from '../metrics/billing.js';
+import { securityMetrics } from '../metrics/security.js';
 import { AlertStore } from '../store/index.js';
 import { lockPinRoot } from './lock.js';
+import { Firewall, unenforcedSecurity } from '../firewall/firewall.js';
 
 export interface AgentOptions {
   config: string;
@@ -170,6 +172,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
    */
   const slots = ContainerSlots.open(join(dirname(opts.db), 'container-slots.json'), datapath.counterId());
   const enforcer = new QuotaEnforcer(datapath.quotas, taiOffsetMs());
+  const firewall = new Firewall(datapath.firewall, join(dirname(opts.db), 'firewall-slots.json'));
   const enforceContext = (): EnforceContext => ({ tenantIds: idOfTenant, classes: liveClasses, maxClasses: datapath.maxClasses });
   let live: { doc: Policy; cgroups: CgroupTenants } | undefined;
   const apply = (doc: Policy, cgroups = cgroupTenants(doc)): ReloadResult => {
@@ -185,6 +188,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
     const provisionalTenants = provisionalIds(ledger.tenants(), doc.tenants.map((t) => t.name), 1);
     const dry = inNetns(() => compile(provisionalTenants, provisionalIds(ledger.classes(), declared, DEFAULT_CLASS_ID + 1)));
     enforcer.check(doc, { tenantIds: provisionalTenants, classes: dry.classes, maxClasses: datapath.maxClasses }, Date.now());
+    firewall.check(doc, provisionalTenants);
     const tenantIds = ledger.ensureTenants(doc.tenants.map((t) => t.name));
     const classIds = ledger.ensureClasses(declared);
     for (const t of ledger.tenants()) {
@@ -195,13 +199,16 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
       const compiled = compile(tenantIds, classIds);
       return { plan: compiled, ...datapath.install(compiled) };
     });
+    const fw = firewall.apply(doc, tenantIds);
     live = { doc, cgroups };
     for (const c of plan.classes) {
       billable.set(c.id, c.billable);
       classNames.set(c.id, c.name);
     }
     liveClasses = plan.classes;
-    for (const a of attachments) log.info({ ...a }, a.adopted ? 'adopted pinned metering links' : 'attached metering');
+    for (const a of attachments) log.info({ ...a }, `${a.adopted ? 'adopted pinned' : 'attached'} ${a.metered ? 'metering and filtering' : 'filtering'} links`);
+    if (doc.security) log.info({ generation: fw.generation, rules: fw.rules }, 'security rules live');
+    for (const part of unenforcedSecurity(doc.security)) log.warn({ part }, 'accepted but not enforced by this version yet');
     for (const w of plan.warnings) log.warn(w);
     if (detached.length) log.info({ detached }, 'detached interfaces no longer in the policy');
     if (cgroupRoot !== undefined) log.info({ cgroupRoot, cgroups: plan.cgroups.length }, 'cgroup hooks attached');
@@ -259,6 +266,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
         log.error({ err }, 'closing billing periods failed; the next check retries');
       },
     });
+    securityMetrics(metrics.registry, () => firewall.status());
     const alertStore = new AlertStore(ledger);
     let quotaStates: readonly QuotaState[] = [];
     const bm = billingMetrics(metrics.registry, { quotas: () => quotaStates, enforced: () => enforcer.status(), deliveries: () => alertStore.backlog() });
@@ -318,6 +326,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
         return enforcer.status().map((q) => ({ ...q, ledgerUsed: fromLedger.get(`${q.tenant}/${q.class}/${q.direction}`) ?? null }));
       },
       alerts: (limit) => alertStore.recent(limit),
+      security: () => firewall.status(),
       exporter: exp,
       reload,
       registry: metrics.registry,

@@ -28,8 +28,10 @@ export class FirewallMaps {
   readonly #rules: TypedMap<number, Decoded<typeof TgFwRule>>;
   readonly #hits: TypedMap<number, Decoded<typeof TgCounter>>;
   readonly #stats: TypedMap<number, bigint>;
+  readonly #hitsId: string;
 
   constructor(obj: BpfObject) {
+    this.#hitsId = String(obj.map('tg_fw_hits').id);
     this.#live = new TypedMap(obj.map('tg_fw_live'), u32, u32);
     this.#gen = new TypedMap(obj.map('tg_fw_gen'), u32, TgFwGen);
     this.#tries = {
@@ -44,6 +46,11 @@ export class FirewallMaps {
     this.#rules = new TypedMap(obj.map('tg_fw_rules'), u32, TgFwRule);
     this.#hits = new TypedMap(obj.map('tg_fw_hits'), u32, TgCounter);
     this.#stats = new TypedMap(obj.map('tg_fw_stats'), u32, u64);
+  }
+
+  /** Identity of the hit-counter map: changes only when its pin is created afresh. */
+  hitsId(): string {
+    return this.#hitsId;
   }
 
   liveGeneration(): 0 | 1 {

@@ -5,11 +5,12 @@
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { BpfLink, BpfObject, TypedMap, type BpfMap, findCgroup2, linkInfo, readMounts, type BpfProgram } from '../kernel/index.js';
-import { TgCounter, TgMeterConfig, TgMeterReasons, TG_DIR_MAX, TG_MAX_CLASSES, TG_MAX_FLOWS, TG_MAX_TENANTS, TG_METER_FLOWS, TG_REASON_MAX, TgMeterReason } from '../kernel/abi.gen.js';
+import { TgCounter, TgMeterConfig, TgMeterReasons, TG_DIR_MAX, TG_IFACE_FILTERED, TG_IFACE_METERED, TG_MAX_CLASSES, TG_MAX_FLOWS, TG_MAX_TENANTS, TG_METER_FLOWS, TG_REASON_MAX, TgMeterReason } from '../kernel/abi.gen.js';
 import { u32, u64 } from '../kernel/codec.js';
 import type { MeteringPlan } from '../policy/index.js';
 import { PolicyMaps } from './policy-maps.js';
 import { QuotaMaps } from './quota-maps.js';
+import { FirewallMaps } from '../firewall/maps.js';
 import { bpfObjectPath } from '../paths.js';
 import { FLOW_COUNTER_INDEX, type FlowCounters } from '../flows/counters.js';
 import { KEY_SIZE, VALUE_SIZE, monotonicNs, type FlowBuffers, type FlowSnapshot } from '../flows/snapshot.js';
@@ -22,12 +23,15 @@ const PINNED_MAPS = [
   'tg_flows', 'tg_flow_stats', 'tg_tenant_cgroup', 'tg_metered_iface', 'tg_container_counters',
   // A budget's bytes and period survive the agent (fail-static enforcement).
   'tg_quota_refs', 'tg_quota_cfg', 'tg_quota_state', 'tg_quota_drops',
+  // The firewall goes on filtering with the last rules (fail-static); its counters stay monotonic.
+  'tg_fw_live', 'tg_fw_gen', 'tg_fw_src_v4', 'tg_fw_src_v6', 'tg_fw_dst_v4', 'tg_fw_dst_v6', 'tg_fw_proto', 'tg_fw_port',
+  'tg_fw_tenant', 'tg_fw_rules', 'tg_fw_hits', 'tg_fw_stats',
 ] as const;
 
 /** Flows per batch call when reading tg_flows. */
 const FLOW_READ_CHUNK = 65_536;
 
-const FILL_MAPS = ['tg_tenant_v4', 'tg_tenant_v6', 'tg_class_v4', 'tg_class_v6', 'tg_frag_ports'] as const;
+const FILL_MAPS = ['tg_tenant_v4', 'tg_tenant_v6', 'tg_class_v4', 'tg_class_v6', 'tg_frag_ports', 'tg_fw_src_v4', 'tg_fw_src_v6', 'tg_fw_dst_v4', 'tg_fw_dst_v6'] as const;
 
 export type Direction = 'ingress' | 'egress';
 export type AttachMode = 'tc' | 'xdp-generic' | 'xdp-native';
@@ -44,6 +48,8 @@ export interface Attachment {
   ifname: string;
   ifindex: number;
   mode: AttachMode;
+  /** false: only filtered (security.interfaces). */
+  metered: boolean;
   hooks: string[];
   adopted: boolean;
 }
@@ -115,6 +121,8 @@ export class MeteringDatapath {
   private readonly metered: TypedMap<number, number>;
   /** Quota budgets the programs consume (written by src/billing's enforcer). */
   readonly quotas: QuotaMaps;
+  /** The firewall's rules and counters (written by src/firewall). */
+  readonly firewall: FirewallMaps;
   /** True when the counter map was adopted from a pin (a restarted agent). */
   readonly adopted: boolean;
   /** Pinned maps whose shape this build or these options changed: removed and created afresh (never the counters). */
@@ -137,6 +145,7 @@ export class MeteringDatapath {
     this.policyMaps = new PolicyMaps(obj);
     this.metered = new TypedMap(obj.map('tg_metered_iface'), u32, u32);
     this.quotas = new QuotaMaps(obj, opts.maxClasses);
+    this.firewall = new FirewallMaps(obj);
   }
 
   /**
@@ -217,19 +226,22 @@ export class MeteringDatapath {
   }
 
   /**
-   * Attaches ingress and egress metering to an interface. A link pinned by an
-   * earlier agent is adopted and its program replaced in place (no window in
-   * which packets go uncounted).
+   * Attaches ingress and egress hooks to an interface: the firewall then
+   * metering (tg_meter_*), or the firewall alone (tg_filter_*) when the
+   * interface is not metered. A link pinned by an earlier agent is adopted
+   * and its program replaced in place (no window in which packets go
+   * uncounted or unfiltered).
    */
-  attach(ifname: string, ifindex: number, mode: AttachMode): Attachment {
+  attach(ifname: string, ifindex: number, mode: AttachMode, metered = true): Attachment {
     const linkDir = join(this.pinRoot, 'links');
     mkdirSync(linkDir, { recursive: true });
-    // XDP has no egress hook: with an XDP mode, egress is still metered at tcx.
+    const prog = (hook: 'ingress' | 'egress' | 'xdp') => `${metered ? 'tg_meter' : 'tg_filter'}_${hook}` as const;
+    // XDP has no egress hook: with an XDP mode, egress is still handled at tcx.
     const egress: [string, () => BpfLink, string] =
-      ['egress', () => this.obj.program('tg_meter_egress').attachTcx(ifindex, 'egress'), 'tg_meter_egress'];
+      ['egress', () => this.obj.program(prog('egress')).attachTcx(ifindex, 'egress'), prog('egress')];
     const hooks: Array<[string, () => BpfLink, string]> = mode === 'tc'
-      ? [['ingress', () => this.obj.program('tg_meter_ingress').attachTcx(ifindex, 'ingress'), 'tg_meter_ingress'], egress]
-      : [['xdp', () => this.obj.program('tg_meter_xdp').attachXdp(ifindex, mode === 'xdp-native' ? 'native' : 'generic'), 'tg_meter_xdp'], egress];
+      ? [['ingress', () => this.obj.program(prog('ingress')).attachTcx(ifindex, 'ingress'), prog('ingress')], egress]
+      : [['xdp', () => this.obj.program(prog('xdp')).attachXdp(ifindex, mode === 'xdp-native' ? 'native' : 'generic'), prog('xdp')], egress];
     let adopted = true;
     for (const [hook, create, progName] of hooks) {
       const pin = join(linkDir, `${ifname}:${hook}`); // bpffs refuses dots in names; ifnames cannot hold a colon
@@ -264,7 +276,7 @@ export class MeteringDatapath {
         stale.close();
       }
     }
-    const a: Attachment = { ifname, ifindex, mode, hooks: hooks.map(([h]) => h), adopted };
+    const a: Attachment = { ifname, ifindex, mode, metered, hooks: hooks.map(([h]) => h), adopted };
     this.attachments.set(ifname, a);
     return a;
   }
@@ -277,7 +289,7 @@ export class MeteringDatapath {
    */
   install(plan: MeteringPlan): { attachments: Attachment[]; detached: string[]; cgroupRoot: string | undefined } {
     this.applyPlan(plan);
-    const attachments = plan.attach.map((a) => this.attach(a.ifname, a.ifindex, a.mode));
+    const attachments = plan.attach.map((a) => this.attach(a.ifname, a.ifindex, a.mode, a.metered));
     for (const name of this.attachments.keys()) if (!plan.attach.some((a) => a.ifname === name)) this.attachments.delete(name);
     this.markMetered(attachments);
     const detached = this.detachOthers(new Set(plan.attach.map((a) => a.ifname)));
@@ -287,17 +299,19 @@ export class MeteringDatapath {
 
   /**
    * Tells the cgroup hooks which interfaces are metered here (they leave
-   * packets crossing those to the interface hooks): the interfaces' network
-   * namespace, which is the caller's, and their ifindexes. Marked after
+   * packets crossing those to the interface hooks) and the firewall which
+   * are filtered (a packet that entered through one is not filtered again
+   * where it leaves): the interfaces' network namespace, which is the
+   * caller's, and enum tg_iface_flag bits by ifindex. Marked after
    * attaching, so a packet of a newly metered interface may count at both
    * hooks for an instant, never at neither.
    */
   private markMetered(attachments: readonly Attachment[]): void {
     const c = this.liveConfig();
     this.config.set(0, { ...c, metered_netns: Number(statSync('/proc/thread-self/ns/net').ino) });
-    const want = new Set(attachments.map((a) => a.ifindex));
+    const want = new Map(attachments.map((a) => [a.ifindex, a.metered ? TG_IFACE_METERED | TG_IFACE_FILTERED : TG_IFACE_FILTERED]));
     const stale = this.metered.entries().filter(([i, v]) => v !== 0 && !want.has(i));
-    this.metered.setMany([...stale.map(([i]) => [i, 0] as const), ...[...want].map((i) => [i, 1] as const)]);
+    this.metered.setMany([...stale.map(([i]) => [i, 0] as const), ...want]);
   }
 
   /**
@@ -456,7 +470,7 @@ export class MeteringDatapath {
   }
 
   /** One of the loaded programs, for BPF_PROG_TEST_RUN (tests and benchmarks). */
-  program(name: 'tg_meter_ingress' | 'tg_meter_egress' | 'tg_meter_xdp'): BpfProgram {
+  program(name: `${'tg_meter' | 'tg_filter'}_${'ingress' | 'egress' | 'xdp'}`): BpfProgram {
     return this.obj.program(name);
   }
 

@@ -33,7 +33,7 @@ test('compiles tenants and interfaces into key/value entries for one generation'
   const plan = compileMetering(parsePolicy(POLICY), ctx());
   assert.equal(plan.generation, 1);
   assert.deepEqual(plan.tenants, [{ name: 'acme', id: 1 }, { name: 'globex', id: 2 }]);
-  assert.deepEqual(plan.attach, [{ ifname: 'tg-br0', ifindex: 7, mode: 'tc' }, { ifname: 'eth0', ifindex: 2, mode: 'xdp-generic' }]);
+  assert.deepEqual(plan.attach, [{ ifname: 'tg-br0', ifindex: 7, mode: 'tc', metered: true }, { ifname: 'eth0', ifindex: 2, mode: 'xdp-generic', metered: true }]);
   assert.deepEqual(plan.ifaces, [{ key: { ifindex: 41, generation: 1 }, value: { tenant_id: 1, flags: 0 } }]);
   assert.equal(plan.warnings.length, 1);
   assert.match(plan.warnings[0], /interface "veth-gone" of tenant "acme" does not exist/);

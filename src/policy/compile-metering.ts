@@ -26,8 +26,8 @@ export interface MeteringPlan {
    * cgroup covering every tenant glob; undefined when no tenant selects by cgroup.
    */
   cgroupRoot: string | undefined;
-  /** Interfaces to meter, in policy order. */
-  attach: { ifname: string; ifindex: number; mode: AttachMode }[];
+  /** Interfaces to attach, in policy order: metered ones (which are also filtered), then those only filtered (security.interfaces). */
+  attach: { ifname: string; ifindex: number; mode: AttachMode; metered: boolean }[];
   tenants: { name: string; id: number }[];
   /** Every class with its ledger id; the default class (id 0) first. */
   classes: { name: string; id: number; billable: boolean }[];
@@ -169,8 +169,18 @@ export function compileMetering(policy: Policy, ctx: MeteringContext): MeteringP
   for (const i of policy.metering.interfaces) {
     const ifindex = ctx.ifindexOf(i.name);
     if (ifindex === undefined) problems.push(`metering interface "${i.name}" does not exist`);
-    else attach.push({ ifname: i.name, ifindex, mode: i.mode });
+    else attach.push({ ifname: i.name, ifindex, mode: i.mode, metered: true });
   }
+  (policy.security?.interfaces ?? []).forEach((i, n) => {
+    const metered = policy.metering.interfaces.find((m) => m.name === i.name);
+    if (metered) {
+      if (metered.mode !== i.mode) problems.push(`security.interfaces[${n}]: "${i.name}" is metered in mode ${metered.mode} (metered interfaces are filtered there); drop it here or give the same mode`);
+      return;
+    }
+    const ifindex = ctx.ifindexOf(i.name);
+    if (ifindex === undefined) problems.push(`security interface "${i.name}" does not exist`);
+    else attach.push({ ifname: i.name, ifindex, mode: i.mode, metered: false });
+  });
 
   const { classes, classMaps } = compileClasses(policy, ctx, problems);
   if (classMaps.v4.length > MAX_PREFIXES_PER_GEN) problems.push(`${classMaps.v4.length} IPv4 class prefixes; at most ${MAX_PREFIXES_PER_GEN} fit one generation`);

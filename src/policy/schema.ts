@@ -505,9 +505,9 @@ export type AlertsSection = NonNullable<Policy['alerts']>;
 export type IsolationScope = NonNullable<Policy['isolation']>[number];
 export type SecuritySection = NonNullable<Policy['security']>;
 
-/** Sections this version acts on (plans: invoices; quotas: alerts and enforcement in the datapath); the others are validated and reserved. */
-export const ENFORCED_SECTIONS = ['version', 'metering', 'tenants', 'classes', 'plans', 'quotas', 'alerts'] as const;
-export const RESERVED_SECTIONS = ['isolation', 'security'] as const;
+/** Sections this version acts on (plans: invoices; quotas: alerts and enforcement in the datapath; security: rules, see src/firewall); the others are validated and reserved. */
+export const ENFORCED_SECTIONS = ['version', 'metering', 'tenants', 'classes', 'plans', 'quotas', 'alerts', 'security'] as const;
+export const RESERVED_SECTIONS = ['isolation'] as const;
 
 /** The sections (or keys) present in a policy that this version accepts but does not enforce yet. */
 export function notYetEnforced(policy: Policy): string[] {

@@ -1,0 +1,113 @@
+// The agent's side of the firewall: compiles the security section with the
+// ledger's tenant ids, keeps every rule's hit-counter slot by name (in a
+// small JSON file next to the ledger, for the life of the counter map), and
+// makes the rules live in the datapath with a generation switch.
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import type { Policy, SecuritySection } from '../policy/index.js';
+import { assignSlots, compileFirewall, DEFAULT_SLOT, type FirewallAction } from './compile.js';
+import type { FirewallMaps } from './maps.js';
+
+interface SlotFile {
+  hitsId: string;
+  slots: Record<string, number>;
+}
+
+export interface RuleStatus {
+  name: string;
+  action: FirewallAction | 'default';
+  packets: bigint;
+  bytes: bigint;
+}
+
+export interface FirewallStatus {
+  enabled: boolean;
+  generation: 0 | 1;
+  defaultAction: SecuritySection['defaultAction'] | null;
+  /** The rules in policy order, then the default action's counters. */
+  rules: RuleStatus[];
+  /** What the datapath did with the packets it filtered (passed, dropped, and why). */
+  stats: Record<string, bigint>;
+}
+
+/** Parts of the security section this version validates but does not act on yet. */
+export function unenforcedSecurity(security: SecuritySection | undefined): string[] {
+  if (!security) return [];
+  const out: string[] = [];
+  security.rules.forEach((r, i) => {
+    if (r.action === 'rate-limit' || r.action === 'redirect') out.push(`security.rules[${i}] ("${r.name}"): action ${r.action} only counts its packets and lets them through`);
+  });
+  if (security.rateLimits.length) out.push('security.rateLimits');
+  for (const k of ['synflood', 'ddos', 'l7'] as const) if (security[k]) out.push(`security.${k}`);
+  return out;
+}
+
+export class Firewall {
+  readonly #maps: FirewallMaps;
+  readonly #path: string;
+  #slots: Map<string, number>;
+  #security: SecuritySection | undefined;
+
+  constructor(maps: FirewallMaps, slotFile: string) {
+    this.#maps = maps;
+    this.#path = slotFile;
+    this.#slots = new Map();
+    if (!existsSync(slotFile)) return;
+    let saved: SlotFile;
+    try {
+      saved = JSON.parse(readFileSync(slotFile, 'utf8')) as SlotFile;
+    } catch (err) {
+      throw new Error(`${slotFile}: not a firewall slot file (${(err as Error).message}); remove it to start the rule counters over`);
+    }
+    // Another counter map (a new pin): every slot counts from zero again.
+    if (saved.hitsId === maps.hitsId()) this.#slots = new Map(Object.entries(saved.slots));
+  }
+
+  /** Compiles the security section without touching the datapath: throws what apply would. */
+  check(doc: Policy, tenantIds: ReadonlyMap<string, number>): void {
+    if (!doc.security) return;
+    const { slots } = assignSlots(this.#slots, doc.security.rules.map((r) => r.name));
+    compileFirewall(doc.security, { generation: this.#maps.idleGeneration(), tenantIds, slots });
+  }
+
+  /**
+   * Compiles the policy's security section for the idle generation and makes
+   * it live; without one the firewall is switched off. Throws (changing
+   * nothing) when the rules do not compile.
+   */
+  apply(doc: Policy, tenantIds: ReadonlyMap<string, number>): { generation: 0 | 1; rules: number } {
+    const security = doc.security;
+    if (!security) {
+      this.#maps.apply(undefined);
+      this.#security = undefined;
+      return { generation: this.#maps.liveGeneration(), rules: 0 };
+    }
+    const { slots, fresh } = assignSlots(this.#slots, security.rules.map((r) => r.name));
+    const plan = compileFirewall(security, { generation: this.#maps.idleGeneration(), tenantIds, slots });
+    this.#save(slots);
+    this.#maps.apply(plan, fresh);
+    this.#slots = slots;
+    this.#security = security;
+    return { generation: plan.generation, rules: security.rules.length };
+  }
+
+  status(): FirewallStatus {
+    const hits = this.#maps.readHits();
+    const count = (slot: number) => hits.get(slot) ?? { packets: 0n, bytes: 0n };
+    const rules: RuleStatus[] = (this.#security?.rules ?? []).map((r) => ({ name: r.name, action: r.action, ...count(this.#slots.get(r.name)!) }));
+    if (this.#security) rules.push({ name: '(default)', action: 'default', ...count(DEFAULT_SLOT) });
+    return {
+      enabled: this.#maps.enabled(),
+      generation: this.#maps.liveGeneration(),
+      defaultAction: this.#security?.defaultAction ?? null,
+      rules,
+      stats: this.#maps.readStats(),
+    };
+  }
+
+  #save(slots: ReadonlyMap<string, number>): void {
+    const file: SlotFile = { hitsId: this.#maps.hitsId(), slots: Object.fromEntries(slots) };
+    const tmp = `${this.#path}.tmp`;
+    writeFileSync(tmp, JSON.stringify(file));
+    renameSync(tmp, this.#path); // a crash leaves the old file or the new one, never half
+  }
+}

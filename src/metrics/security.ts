@@ -1,0 +1,28 @@
+// Prometheus series for the firewall. Cardinality: one series per rule of
+// the policy (plus the default action) and one per enum tg_fw_stat entry.
+// Counters live in the kernel, so each series is a gauge filled from one
+// read per scrape (the _total names say they only grow while a rule exists).
+import { Gauge, type Registry } from 'prom-client';
+import type { FirewallStatus } from '../firewall/firewall.js';
+
+export function securityMetrics(registry: Registry, status: () => FirewallStatus): void {
+  const bytes = new Gauge({ name: 'tollgate_security_rule_bytes_total', help: 'L3 bytes each security rule (or the default action, rule "(default)") decided', labelNames: ['rule', 'action'] as const, registers: [] });
+  const packets = new Gauge({ name: 'tollgate_security_packets_total', help: 'Packets the firewall let through or dropped, and why (enum tg_fw_stat: by_default, bad_ip, frag_no_ports, ...)', labelNames: ['what'] as const, registers: [] });
+  new Gauge({
+    name: 'tollgate_security_rule_packets_total',
+    help: 'Packets each security rule (or the default action, rule "(default)") decided',
+    labelNames: ['rule', 'action'] as const,
+    registers: [registry],
+    collect() {
+      for (const g of [this, bytes, packets]) g.reset();
+      const s = status();
+      for (const r of s.rules) {
+        this.set({ rule: r.name, action: r.action }, Number(r.packets));
+        bytes.set({ rule: r.name, action: r.action }, Number(r.bytes));
+      }
+      for (const [what, n] of Object.entries(s.stats)) packets.set({ what }, Number(n));
+    },
+  });
+  registry.registerMetric(bytes);
+  registry.registerMetric(packets);
+}
