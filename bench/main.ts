@@ -3,6 +3,7 @@ const benches: Record<string, () => Promise<{ main(argv: string[]): Promise<void
   metering: () => import('./metering.js'),
   pmacct: () => import('./pmacct.js'),
   flows: () => import('./flows.js'),
+  security: () => import('./security.js'),
 };
 
 const [name, ...rest] = process.argv.slice(2);

@@ -454,6 +454,8 @@ enum tg_fw_gen_flag {
 	TG_FW_ON = 1 << 0,          /* this generation filters (the policy has a security section) */
 	TG_FW_TENANT_KEYS = 1 << 1, /* some rule names a tenant: look up tg_fw_tenant */
 	TG_FW_SIDES = 1 << 2,       /* some rule depends on which side is a tenant */
+	TG_FW_SRC = 1 << 3,         /* some rule has source prefixes: look up tg_fw_src_* */
+	TG_FW_DST = 1 << 4,         /* some rule has destination prefixes: look up tg_fw_dst_* */
 };
 
 /* Value of tg_fw_gen, indexed by generation. */

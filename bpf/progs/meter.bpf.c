@@ -863,7 +863,8 @@ struct {
 	__type(value, struct tg_fw_mask);
 } tg_fw_proto SEC(".maps");
 
-/* generation * 65536 + destination port -> rules whose ports hold it (and those without ports). */
+/* generation * 65536 + destination port -> rules whose port ranges hold it (rules without ports are
+ * tg_fw_gen.any_port), so a policy with few ports writes few entries. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 2 * TG_PORTS);
@@ -1056,6 +1057,18 @@ static __always_inline void fw_sides(struct tg_fw_mask *m, const struct tg_fw_ge
 		m->w[i] &= to.w[i] | from.w[i] | g->any_side.w[i];
 }
 
+/* Whether some rule in m holds only for some tenants on some side (is not in any_side). */
+static __always_inline bool fw_needs_sides(const struct tg_fw_mask *m, const struct tg_fw_gen *g)
+{
+	__u64 any = 0;
+	int i;
+
+#pragma unroll
+	for (i = 0; i < TG_FW_MASK_WORDS; i++)
+		any |= m->w[i] & ~g->any_side.w[i];
+	return any != 0;
+}
+
 /* The firewall's verdict on a parsed packet at a host-side hook. */
 static __always_inline int fw_filter(void *ctx, enum pkt_ctx_kind kind, struct pkt_meta *p, __u32 hook, __u32 ifindex)
 {
@@ -1090,25 +1103,40 @@ static __always_inline int fw_filter(void *ctx, enum pkt_ctx_kind kind, struct p
 	if (why)
 		goto drop;
 
+	/* Cheapest conditions first; a condition no rule has is skipped (its map holds every rule). */
 	__builtin_memcpy(&m, &g->active, sizeof(m));
-	mask_and(&m, lpm_lookup(&tg_fw_src_v4, &tg_fw_src_v6, p, p->saddr, gen));
-	mask_and(&m, lpm_lookup(&tg_fw_dst_v4, &tg_fw_dst_v6, p, p->daddr, gen));
 	idx = gen * TG_PROTOCOLS + p->l4_proto;
 	mask_and(&m, bpf_map_lookup_elem(&tg_fw_proto, &idx));
-	if (g->flags & TG_FW_SIDES)
-		fw_sides(&m, g, p, hook, ifindex, gen);
+	if (g->flags & TG_FW_SRC)
+		mask_and(&m, lpm_lookup(&tg_fw_src_v4, &tg_fw_src_v6, p, p->saddr, gen));
+	if (g->flags & TG_FW_DST)
+		mask_and(&m, lpm_lookup(&tg_fw_dst_v4, &tg_fw_dst_v6, p, p->daddr, gen));
 	if (has_ports(p) && (p->flags & TG_PKT_HAS_L4)) {
+		const struct tg_fw_mask *pm;
+		int i;
+
 		idx = gen * TG_PORTS + bpf_ntohs(p->dport);
-		mask_and(&m, bpf_map_lookup_elem(&tg_fw_port, &idx));
-	} else {
-		/* No ports, or a later fragment whose first was not seen: undecidable when the first candidate wants ports. */
+		pm = bpf_map_lookup_elem(&tg_fw_port, &idx);
+#pragma unroll
+		for (i = 0; i < TG_FW_MASK_WORDS; i++)
+			m.w[i] &= (pm ? pm->w[i] : 0) | g->any_port.w[i];
+	} else if (has_ports(p)) {
+		/* A later fragment whose first was not seen: undecidable when the first candidate wants ports. */
+		if ((g->flags & TG_FW_SIDES) && fw_needs_sides(&m, g))
+			fw_sides(&m, g, p, hook, ifindex, gen);
 		bit = first_rule(&m);
-		if (has_ports(p) && bit >= 0 && !mask_has(&g->any_port, bit)) {
+		if (bit >= 0 && !mask_has(&g->any_port, bit)) {
 			why = TG_FW_FRAG_NO_PORTS;
 			goto drop;
 		}
 		mask_and(&m, &g->any_port);
+	} else {
+		mask_and(&m, &g->any_port);
 	}
+	/* Last and only when a candidate needs them: the tenants cost two more trie lookups (again
+	 * harmless after the fragment case: the side masks only clear bits). */
+	if ((g->flags & TG_FW_SIDES) && fw_needs_sides(&m, g))
+		fw_sides(&m, g, p, hook, ifindex, gen);
 
 	bit = first_rule(&m);
 	action = g->default_action;

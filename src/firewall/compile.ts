@@ -5,7 +5,7 @@
 // AND: the first rule, in document order, that matches (docs/security.md).
 import {
   TG_FW_ALLOW, TG_FW_DENY, TG_FW_FROM, TG_FW_LOG, TG_FW_MASK_WORDS, TG_FW_MAX_PREFIXES, TG_FW_MAX_RULES, TG_FW_MAX_SLOTS,
-  TG_FW_MAX_TENANT_KEYS, TG_FW_ON, TG_FW_RATE_LIMIT, TG_FW_REDIRECT, TG_FW_SIDES, TG_FW_TENANT_KEYS, TG_FW_TO, TG_PORTS,
+  TG_FW_DST, TG_FW_MAX_TENANT_KEYS, TG_FW_ON, TG_FW_RATE_LIMIT, TG_FW_REDIRECT, TG_FW_SIDES, TG_FW_SRC, TG_FW_TENANT_KEYS, TG_FW_TO, TG_PORTS,
   TG_PROTOCOLS, type TgFwGen, type TgFwMask, type TgFwRule, type TgFwTenantKey, type TgLpmV4Key, type TgLpmV6Key,
 } from '../kernel/abi.gen.js';
 import { parseCidr, type Cidr, type Family } from '../policy/cidr.js';
@@ -33,7 +33,7 @@ export interface FirewallPlan {
   dst: { v4: MapEntry<TgLpmV4Key, TgFwMask>[]; v6: MapEntry<TgLpmV6Key, TgFwMask>[] };
   /** Every protocol of the generation, index generation * TG_PROTOCOLS + protocol. */
   protocols: MapEntry<number, TgFwMask>[];
-  /** Every port of the generation, index generation * TG_PORTS + port. */
+  /** The ports some rule's ranges hold (index generation * TG_PORTS + port); every other port of the generation is 0. */
   ports: MapEntry<number, TgFwMask>[];
   tenants: MapEntry<TgFwTenantKey, TgFwMask>[];
   /** Every rule bit of the generation (unused bits zero), index generation * TG_FW_MAX_RULES + bit. */
@@ -214,13 +214,13 @@ export function compileFirewall(security: SecuritySection, ctx: FirewallContext)
     return { key: generation * TG_PROTOCOLS + p, value: toMask(bits) };
   });
 
-  const portBits: bigint[] = new Array(TG_PORTS).fill(anyPort);
+  const portBits = new Map<number, bigint>();
   rules.forEach((r, i) => {
     const b = bitOf(i);
-    for (const { from, to } of r.ports) for (let p = from; p <= to; p++) portBits[p]! |= b;
+    for (const { from, to } of r.ports) for (let p = from; p <= to; p++) portBits.set(p, (portBits.get(p) ?? 0n) | b);
   });
   const maskCache = new Map<bigint, TgFwMask>();
-  const ports = portBits.map((bits, p) => {
+  const ports = [...portBits].sort(([a], [b]) => a - b).map(([p, bits]) => {
     let m = maskCache.get(bits);
     if (!m) maskCache.set(bits, (m = toMask(bits)));
     return { key: generation * TG_PORTS + p, value: m };
@@ -234,6 +234,8 @@ export function compileFirewall(security: SecuritySection, ctx: FirewallContext)
   let flags = TG_FW_ON;
   if (tenants.length > 0) flags |= TG_FW_TENANT_KEYS;
   if (anySide !== active) flags |= TG_FW_SIDES;
+  if (rules.some((r) => r.src.length > 0)) flags |= TG_FW_SRC;
+  if (rules.some((r) => r.dst.length > 0)) flags |= TG_FW_DST;
   const gen: TgFwGen = {
     active: toMask(active), any_port: toMask(anyPort), to_tenant: toMask(toTenant), from_tenant: toMask(fromTenant), any_side: toMask(anySide),
     flags, default_action: ACTION_CODES[security.defaultAction], pad: Buffer.alloc(3),

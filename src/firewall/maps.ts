@@ -3,11 +3,11 @@
 // update, then the previous generation's trie and tenant entries are
 // removed. Packets see the old rules or the new ones, never a mix, and no
 // program is reloaded. Shared by the agent and the BPF_PROG_TEST_RUN tables.
-import { type BpfObject, TypedMap, u32, u64 } from '../kernel/index.js';
+import { type BpfMap, type BpfObject, TypedMap, u32, u64 } from '../kernel/index.js';
 import {
-  TgCounter, TgFwGen, TgFwMask, TgFwRule, TgFwStat, TgFwTenantKey, TgLpmV4Key, TgLpmV6Key, TG_FW_ON, TG_FW_STAT_MAX,
+  TgCounter, TgFwGen, TgFwMask, TgFwRule, TgFwStat, TgFwTenantKey, TgLpmV4Key, TgLpmV6Key, TG_FW_ON, TG_FW_STAT_MAX, TG_PORTS,
 } from '../kernel/abi.gen.js';
-import { emptyFwGen, type FirewallPlan } from './compile.js';
+import { emptyFwGen, toMask, type FirewallPlan } from './compile.js';
 
 type Decoded<C extends { decode(...a: never[]): unknown }> = ReturnType<C['decode']>;
 type Trie<K> = TypedMap<K, Decoded<typeof TgFwMask>>;
@@ -23,12 +23,14 @@ export class FirewallMaps {
   readonly #gen: TypedMap<number, Decoded<typeof TgFwGen>>;
   readonly #tries: { src4: Trie<Decoded<typeof TgLpmV4Key>>; src6: Trie<Decoded<typeof TgLpmV6Key>>; dst4: Trie<Decoded<typeof TgLpmV4Key>>; dst6: Trie<Decoded<typeof TgLpmV6Key>> };
   readonly #proto: TypedMap<number, Decoded<typeof TgFwMask>>;
-  readonly #port: TypedMap<number, Decoded<typeof TgFwMask>>;
+  readonly #portMap: BpfMap;
   readonly #tenant: TypedMap<Decoded<typeof TgFwTenantKey>, Decoded<typeof TgFwMask>>;
   readonly #rules: TypedMap<number, Decoded<typeof TgFwRule>>;
   readonly #hits: TypedMap<number, Decoded<typeof TgCounter>>;
   readonly #stats: TypedMap<number, bigint>;
   readonly #hitsId: string;
+  /** Per generation, the port slots holding a non-zero mask; undefined until this process cleared the generation once. */
+  readonly #portsSet: Array<Set<number> | undefined> = [undefined, undefined];
 
   constructor(obj: BpfObject) {
     this.#hitsId = String(obj.map('tg_fw_hits').id);
@@ -41,7 +43,7 @@ export class FirewallMaps {
       dst6: new TypedMap(obj.map('tg_fw_dst_v6'), TgLpmV6Key, TgFwMask),
     };
     this.#proto = new TypedMap(obj.map('tg_fw_proto'), u32, TgFwMask);
-    this.#port = new TypedMap(obj.map('tg_fw_port'), u32, TgFwMask);
+    this.#portMap = obj.map('tg_fw_port');
     this.#tenant = new TypedMap(obj.map('tg_fw_tenant'), TgFwTenantKey, TgFwMask);
     this.#rules = new TypedMap(obj.map('tg_fw_rules'), u32, TgFwRule);
     this.#hits = new TypedMap(obj.map('tg_fw_hits'), u32, TgCounter);
@@ -87,9 +89,27 @@ export class FirewallMaps {
     t.dst6.setMany(plan.dst.v6.map((e) => [e.key, e.value]));
     this.#tenant.setMany(plan.tenants.map((e) => [e.key, e.value]));
     this.#proto.setMany(plan.protocols.map((e) => [e.key, e.value]));
-    this.#port.setMany(plan.ports.map((e) => [e.key, e.value]));
+    this.#writePorts(plan);
     this.#rules.setMany(plan.rules.map((e) => [e.key, e.value]));
     this.#gen.set(plan.generation, plan.gen);
+  }
+
+  /**
+   * Port masks are sparse: only the ports in some rule's ranges, plus zeros
+   * where the generation's previous rules had ports. The first write of a
+   * generation in this process clears all of it (an earlier agent's rules).
+   */
+  #writePorts(plan: FirewallPlan): void {
+    const gen = plan.generation;
+    const base = gen * TG_PORTS;
+    const next = new Set(plan.ports.map((e) => e.key));
+    const stale = this.#portsSet[gen] ?? new Set(Array.from({ length: TG_PORTS }, (_, p) => base + p));
+    const zero = TgFwMask.encode(toMask(0n));
+    const entries: Array<readonly [Buffer, Buffer]> = [];
+    for (const slot of stale) if (!next.has(slot)) entries.push([u32.encode(slot), zero]);
+    for (const e of plan.ports) entries.push([u32.encode(e.key), TgFwMask.encode(e.value)]);
+    this.#portMap.updateMany(entries);
+    this.#portsSet[gen] = next;
   }
 
   /** Switches a generation off and removes its trie and tenant entries (its arrays are overwritten whole by the next write). */

@@ -60,11 +60,15 @@ export const TgFwGenFlag = {
   TG_FW_ON: 1,
   TG_FW_TENANT_KEYS: 2,
   TG_FW_SIDES: 4,
+  TG_FW_SRC: 8,
+  TG_FW_DST: 16,
 } as const;
 export type TgFwGenFlag = (typeof TgFwGenFlag)[keyof typeof TgFwGenFlag];
 export const TG_FW_ON = TgFwGenFlag.TG_FW_ON;
 export const TG_FW_TENANT_KEYS = TgFwGenFlag.TG_FW_TENANT_KEYS;
 export const TG_FW_SIDES = TgFwGenFlag.TG_FW_SIDES;
+export const TG_FW_SRC = TgFwGenFlag.TG_FW_SRC;
+export const TG_FW_DST = TgFwGenFlag.TG_FW_DST;
 
 /** enum tg_fw_limits */
 export const TgFwLimits = {
