@@ -221,7 +221,11 @@ export async function main(argv: string[]): Promise<void> {
           const base = hits();
           // The slot is fresh (zeroed) or kept: wait for it to move past what it held at the switch.
           for (;;) {
-            if (hits() > base) return performance.now() - t0;
+            if (hits() > base) {
+              const ms = performance.now() - t0;
+              agent.dp.firewall.collect(); // as the agent does once the rules are live
+              return ms;
+            }
             await new Promise((r) => setImmediate(r));
             if (performance.now() - t0 > 5000) throw new Error(`no packet hit ${rule} within 5 s`);
           }

@@ -58,8 +58,17 @@ try {
   const policy = join(dir, 'policy.yaml');
   // The first tenant gets a small monthly budget for sending to the internet, enforced in the datapath.
   const capped = tenantNodes(topo)[0]!;
+  // The attacker node's interface is filtered (not metered): its address is on a blocklist.
+  const attacker = findNode(topo, 'attacker');
   writeFileSync(policy, `${examplePolicyYaml(topo)}quotas:
   - { tenant: ${capped.name}, class: internet, direction: egress, budget: 20MB, thresholds: [50, 100], action: block }
+security:
+  interfaces: [{ name: ${attacker.hostIface}, mode: tc }]
+  defaultAction: allow
+  rules:
+    - { name: blocklist, action: deny, direction: both, src: [${attacker.ipv4}/32, "${attacker.ipv6}/128"] }
+    - { name: no-telnet, action: deny, protocols: [tcp], ports: [23] }
+    - { name: log-dns, action: log, direction: both, protocols: [udp], ports: [53] }
 `);
 
   step(`agent: metering ${tenantNodes(topo).map((t) => t.hostIface).join(', ')} inside ${topo.hostNetns}`);
@@ -139,7 +148,14 @@ try {
     quotas.map((q) => [q.tenant, q.class, q.direction, q.period, q.action, humanBytes(q.budget), humanBytes(Number(q.used)), q.exhausted ? 'spent' : 'ok', q.droppedPackets])));
   const { alerts } = await callAgent<{ alerts: Array<{ createdAt: string; key: string }> }>(socket, 'GET', '/v1/alerts?limit=5');
   console.log(table(['RAISED', 'ALERT'], alerts.map((a) => [a.createdAt, a.key])));
-  console.log(`\ntry:  npx tollgate --socket ${socket} usage --json\n      npx tollgate --socket ${socket} invoice --tenant tenant-1 --html > invoice.html\n      npx tollgate --socket ${socket} top      (flows, exported every 5 s)\n      npx tollgate --socket ${socket} quotas\n      npx tollgate --socket ${socket} alerts\n      npx tollgate --socket ${socket} status`);
+  step(`firewall: the attacker (${attacker.ipv4}, on the blocklist) pings ${capped.name} and floods it with 10,000 trafgen frames; both are dropped where they enter`);
+  const blocked = await ping(attacker, capped.ipv4, 5);
+  await trafgenBurst(attacker, capped, 10_000, 18, { receive: false });
+  console.log(`ping from the attacker: ${blocked.packets} sent, ${blocked.replies.packets} answered`);
+  const fw = await callAgent<{ defaultAction: string; rules: Array<{ name: string; action: string; packets: number; bytes: number }>; stats: Record<string, number> }>(socket, 'GET', '/v1/security/rules');
+  console.log(table(['RULE', 'ACTION', 'PACKETS', 'BYTES'], fw.rules.map((r) => [r.name, r.action === 'default' ? `default (${fw.defaultAction})` : r.action, r.packets, r.bytes])));
+  console.log(`firewall: passed ${fw.stats.passed}, dropped ${fw.stats.dropped}`);
+  console.log(`\ntry:  npx tollgate --socket ${socket} usage --json\n      npx tollgate --socket ${socket} invoice --tenant tenant-1 --html > invoice.html\n      npx tollgate --socket ${socket} top      (flows, exported every 5 s)\n      npx tollgate --socket ${socket} quotas\n      npx tollgate --socket ${socket} alerts\n      npx tollgate --socket ${socket} rules\n      npx tollgate --socket ${socket} status`);
 
   if (duration === Infinity) {
     step('running: Ctrl-C tears everything down');

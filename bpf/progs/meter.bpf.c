@@ -1,12 +1,16 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * Per-tenant traffic metering for billing: every packet seen at a hook is
- * counted exactly once, into (tenant, direction) of tg_meter_counters.
- * Metering makes one verdict only, a quota's (quota_verdict()): a packet a
- * spent budget refuses is dropped (TC_ACT_SHOT, XDP_DROP, 0 at a cgroup
- * hook) and counted in tg_quota_drops, never in the billing counters. Every
- * other packet is passed on: tc programs return TC_ACT_UNSPEC so the next
- * tcx program (or the default) decides, the XDP program returns XDP_PASS.
+ * The network datapath: at tc and XDP the firewall (fw_filter(), "firewall"
+ * below, docs/security.md) judges every packet first; what it drops is
+ * never metered. Then per-tenant traffic metering for billing: every packet
+ * seen at a hook is counted exactly once, into (tenant, direction) of
+ * tg_meter_counters. Metering makes one verdict only, a quota's
+ * (quota_verdict()): a packet a spent budget refuses is dropped
+ * (TC_ACT_SHOT, XDP_DROP, 0 at a cgroup hook) and counted in
+ * tg_quota_drops, never in the billing counters. Every other packet is
+ * passed on: tc programs return TC_ACT_UNSPEC so the next tcx program (or
+ * the default) decides, the XDP programs return XDP_PASS. The tg_filter_*
+ * entry points run the firewall alone, on interfaces that are not metered.
  *
  * Attribution (docs/metering.md says the same; keep them in step):
  *  1. The hook's interface is owned by a tenant (tg_tenant_iface has

@@ -78,7 +78,7 @@ export function assignSlots(previous: ReadonlyMap<string, number>, names: readon
   const used = new Set<number>();
   for (const n of names) {
     const s = previous.get(n);
-    if (s !== undefined && s > DEFAULT_SLOT && s < TG_FW_MAX_SLOTS && !used.has(s)) {
+    if (s !== undefined && Number.isInteger(s) && s > DEFAULT_SLOT && s < TG_FW_MAX_SLOTS && !used.has(s)) {
       slots.set(n, s);
       used.add(s);
     }
@@ -121,17 +121,24 @@ function prefixEntries(rules: readonly FirewallRule[], pick: (r: FirewallRule) =
     }
   });
   const out = { v4: [] as MapEntry<TgLpmV4Key, TgFwMask>[], v6: [] as MapEntry<TgLpmV6Key, TgFwMask>[] };
+  const masks = new Map<bigint, TgFwMask>(); // prefixes of one rule share one mask object
   for (const family of [4, 6] as Family[]) {
     const width = family === 4 ? 32 : 128;
     const zero: Cidr = { family, addr: Buffer.alloc(width / 8), prefix: 0 };
     const list = [...named.values()].filter((e) => e.cidr.family === family);
     if (!list.some((e) => e.cidr.prefix === 0)) list.push({ cidr: zero, bits: 0n });
     const byId = new Map(list.map((e) => [prefixId(e.cidr.addr, e.cidr.prefix), e.bits]));
+    const lengths = [...new Set(list.map((e) => e.cidr.prefix))].sort((a, b) => a - b);
     for (const { cidr } of list) {
-      // Every named prefix containing this one is one of its truncations.
+      // Every named prefix containing this one is its truncation to a length some prefix has.
       let bits = any;
-      for (let len = 0; len <= cidr.prefix; len++) bits |= byId.get(prefixId(truncate(cidr.addr, len), len)) ?? 0n;
-      const entry = { key: lpmKey(generation, cidr.addr, cidr.prefix), value: toMask(bits) };
+      for (const len of lengths) {
+        if (len > cidr.prefix) break;
+        bits |= byId.get(prefixId(truncate(cidr.addr, len), len)) ?? 0n;
+      }
+      let value = masks.get(bits);
+      if (!value) masks.set(bits, (value = toMask(bits)));
+      const entry = { key: lpmKey(generation, cidr.addr, cidr.prefix), value };
       (family === 4 ? out.v4 : out.v6).push(entry as MapEntry<TgLpmV4Key & TgLpmV6Key, TgFwMask>);
     }
   }

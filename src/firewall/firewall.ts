@@ -78,6 +78,7 @@ export class Firewall {
     const security = doc.security;
     if (!security) {
       this.#maps.apply(undefined);
+      this.#maps.collect();
       this.#security = undefined;
       return { generation: this.#maps.liveGeneration(), rules: 0 };
     }
@@ -85,6 +86,7 @@ export class Firewall {
     const plan = compileFirewall(security, { generation: this.#maps.idleGeneration(), tenantIds, slots });
     this.#save(slots);
     this.#maps.apply(plan, fresh);
+    this.#maps.collect(); // the new rules are live: the old ones can go
     this.#slots = slots;
     this.#security = security;
     return { generation: plan.generation, rules: security.rules.length };

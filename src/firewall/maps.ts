@@ -31,6 +31,8 @@ export class FirewallMaps {
   readonly #hitsId: string;
   /** Per generation, the port slots holding a non-zero mask; undefined until this process cleared the generation once. */
   readonly #portsSet: Array<Set<number> | undefined> = [undefined, undefined];
+  /** Per generation, whether this process emptied its tries and tenant keys since it last wrote them. */
+  readonly #clean = [false, false];
 
   constructor(obj: BpfObject) {
     this.#hitsId = String(obj.map('tg_fw_hits').id);
@@ -74,11 +76,23 @@ export class FirewallMaps {
     const live = this.liveGeneration();
     const next = live === 0 ? 1 : 0;
     if (plan && plan.generation !== next) throw new Error(`firewall plan was compiled for generation ${plan.generation}, which is live; compile for ${next}`);
-    this.#purge(next);
+    if (!this.#clean[next]) this.#purge(next);
+    this.#clean[next] = false;
     if (plan) this.#write(plan);
     for (const slot of fresh) this.#hits.setAllCpus(slot, { packets: 0n, bytes: 0n });
     this.#live.set(0, next);
-    this.#purge(live);
+  }
+
+  /**
+   * Removes the idle generation's entries (the rules apply() replaced), so
+   * the tries hold one rule set between updates. Apart from apply() so the
+   * switch is not delayed by it; apply() does it itself when it was not done.
+   */
+  collect(): void {
+    const idle = this.idleGeneration();
+    if (this.#clean[idle]) return;
+    this.#purge(idle);
+    this.#clean[idle] = true;
   }
 
   #write(plan: FirewallPlan): void {

@@ -3,7 +3,7 @@
 // differential tests feed the same rules and packets to this and to the
 // datapath (through BPF_PROG_TEST_RUN) and require the same verdict.
 import { cidrContains, parseAddress, parseCidr, type Family } from '../policy/cidr.js';
-import { protocolMatches, type DefaultAction, type FirewallAction, type FirewallRule } from './compile.js';
+import { PORT_PROTOCOLS, protocolMatches, type DefaultAction, type FirewallAction, type FirewallRule } from './compile.js';
 
 /** A packet as the rules see it, after the datapath's sanity checks passed. */
 export interface RulePacket {
@@ -74,7 +74,7 @@ export function evaluateRules(
   for (let i = 0; i < rules.length; i++) {
     const r = rules[i]!;
     if (!matchesBesidesPorts(r, tenantIds, p)) continue;
-    if (portsUnknown && r.ports.length > 0) return { kind: 'undecidable', index: i };
+    if (portsUnknown && PORT_PROTOCOLS.has(p.protocol) && r.ports.length > 0) return { kind: 'undecidable', index: i };
     if (portsMatch(r, p)) return { kind: 'rule', index: i, name: r.name, action: r.action };
   }
   return { kind: 'default', action: defaultAction };
