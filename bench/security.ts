@@ -72,9 +72,11 @@ function startOurs(topo: Topology, pinRoot: string, doc: Policy): { dp: Metering
   };
 }
 
-function applyRules(dp: MeteringDatapath, doc: Policy, tenantIds: ReadonlyMap<string, number>, previous = new Map<string, number>()): Map<string, number> {
+/** As the agent applies rules: compile, write and switch, then (unless the caller times the switch) remove the replaced ones. */
+function applyRules(dp: MeteringDatapath, doc: Policy, tenantIds: ReadonlyMap<string, number>, previous = new Map<string, number>(), collect = true): Map<string, number> {
   const { slots, fresh } = assignSlots(previous, doc.security!.rules.map((r) => r.name));
   dp.firewall.apply(compileFirewall(doc.security!, { generation: dp.firewall.idleGeneration(), tenantIds, slots }), fresh);
+  if (collect) dp.firewall.collect();
   return slots;
 }
 
@@ -217,13 +219,13 @@ export async function main(argv: string[]): Promise<void> {
         const measure = async (target: Policy, rule: string): Promise<number> => {
           const hits = () => agent.dp.firewall.readHits().get(slots.get(rule) ?? -1)?.packets ?? 0n;
           const t0 = performance.now();
-          slots = applyRules(agent.dp, target, tenantIds, slots);
+          slots = applyRules(agent.dp, target, tenantIds, slots, false);
           const base = hits();
           // The slot is fresh (zeroed) or kept: wait for it to move past what it held at the switch.
           for (;;) {
             if (hits() > base) {
               const ms = performance.now() - t0;
-              agent.dp.firewall.collect(); // as the agent does once the rules are live
+              agent.dp.firewall.collect(); // as the agent does once the rules are live, after the timed switch
               return ms;
             }
             await new Promise((r) => setImmediate(r));

@@ -1,8 +1,9 @@
 // The firewall's maps in the datapath object (abi.h, "Firewall"): a compiled
-// plan is written under the idle generation, made live with one array
-// update, then the previous generation's trie and tenant entries are
-// removed. Packets see the old rules or the new ones, never a mix, and no
-// program is reloaded. Shared by the agent and the BPF_PROG_TEST_RUN tables.
+// plan is written under the idle generation and made live with one array
+// update (apply); the replaced generation's trie and tenant entries are
+// removed afterwards (collect). Packets see the old rules or the new ones,
+// never a mix, and no program is reloaded. Shared by the agent, the
+// benchmarks and the BPF_PROG_TEST_RUN tables.
 import { type BpfMap, type BpfObject, TypedMap, u32, u64 } from '../kernel/index.js';
 import {
   TgCounter, TgFwGen, TgFwMask, TgFwRule, TgFwStat, TgFwTenantKey, TgLpmV4Key, TgLpmV6Key, TG_FW_ON, TG_FW_STAT_MAX, TG_PORTS,
