@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { enableBpfStats, ifindexOf, progInfo, removePins, withNetns } from '../src/kernel/index.js';
-import { findNode, labDown, labUp, pinDirPath, runInNetns, spawnInNetns, tenantNodes, trafgenBurst, waitExit, type EndpointNode, type Topology } from '../lab/index.js';
+import { findNode, iperf3Transfer, labDown, labUp, pinDirPath, runInNetns, spawnInNetns, tenantNodes, trafgenBurst, waitExit, type EndpointNode, type Topology } from '../lab/index.js';
 import { MeteringDatapath } from '../src/metering/datapath.js';
 import { compileMetering, parsePolicy, type Policy } from '../src/policy/index.js';
 import { assignSlots, compileFirewall } from '../src/firewall/compile.js';
@@ -95,19 +95,6 @@ async function startNft(topo: Topology, iface: string, prefixes: readonly string
   };
 }
 
-async function iperf(from: EndpointNode, to: EndpointNode, seconds: number, port: number): Promise<number> {
-  const server = spawnInNetns(to.netns, 'iperf3', ['-s', '-1', '-p', String(port)], { stdio: 'ignore' });
-  const exited = waitExit(server, (seconds + 30) * 1000);
-  try {
-    await new Promise((r) => setTimeout(r, 300));
-    const r = await runInNetns(from.netns, 'iperf3', ['-c', to.ipv4, '-p', String(port), '-t', String(seconds), '-J'], { timeoutMs: (seconds + 25) * 1000 });
-    return (JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received.bits_per_second;
-  } finally {
-    if (server.exitCode === null) server.kill('SIGKILL');
-    await exited;
-  }
-}
-
 export async function main(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
@@ -176,7 +163,7 @@ export async function main(argv: string[]): Promise<void> {
     const tcpRound = async (port: number): Promise<number> => {
       await settle();
       const f = trafgenBurst(attacker, tenant!, floodDuring, 18, { receive: false, timeoutMs: 120_000 });
-      const bps = await iperf(internet, tenant!, seconds, port);
+      const { bitsPerSecond: bps } = await iperf3Transfer(internet, tenant!, 1, { seconds, port });
       await f;
       return bps;
     };
