@@ -18,12 +18,13 @@ import { BpfObject, TypedMap, u32 } from '../src/kernel/index.js';
 import { TgCounter, TgMeterConfig } from '../src/kernel/abi.gen.js';
 import { PolicyMaps } from '../src/metering/policy-maps.js';
 import { compileMetering, parsePolicy, type SecuritySection } from '../src/policy/index.js';
-import { assignSlots, compileFirewall, DEFAULT_SLOT } from '../src/firewall/compile.js';
+import { assignSlots, compileFirewall, DEFAULT_SLOT, PORT_PROTOCOLS } from '../src/firewall/compile.js';
 import { FirewallMaps } from '../src/firewall/maps.js';
 import { evaluateRules, type RulePacket } from '../src/firewall/reference.js';
+import { FIXTURE_TENANTS, FIXTURE_TENANTS_YAML, fixtureTenantOf, mulberry32, pick, randomAddr, randomDport, randomSecurity } from '../src/firewall/firewall.fixture.js';
 import { formatAddress } from '../src/policy/cidr.js';
 import {
-  ethernet, icmp, icmpv6, ipBytes, ipv4, ipv6, rawL4, tcp, udp, arp, ETH_P_8021AD, ETH_P_IP, ETH_P_IPV6, IPPROTO, TCP_FLAGS, type L3, type L4, type Ipv6Ext,
+  ethernet, icmp, icmpv6, ipv4, ipv6, rawL4, tcp, udp, arp, ETH_P_8021AD, ETH_P_IP, ETH_P_IPV6, IPPROTO, TCP_FLAGS, type L3, type L4, type Ipv6Ext,
 } from '../lab/packets.js';
 
 const ROOT = join(fileURLToPath(import.meta.url), '..', '..');
@@ -33,26 +34,10 @@ const TC_ACT_UNSPEC = -1;
 const XDP_DROP = 1;
 const XDP_PASS = 2;
 
-const TENANTS = `
-tenants:
-  - name: alpha
-    selectors: { cidrs: [198.18.1.0/24, "2001:2:0:1::/64"] }
-  - name: beta
-    selectors: { cidrs: [198.18.2.0/24, "2001:2:0:2::/64"] }
-  - name: gamma
-    selectors: { cidrs: [198.18.3.0/24, "2001:2:0:3::/64"] }
-`;
-const IDS = new Map([['alpha', 1], ['beta', 2], ['gamma', 3]]);
-const TENANT_NETS: Array<[number, string, string]> = [[1, '198.18.1.', '2001:2:0:1::'], [2, '198.18.2.', '2001:2:0:2::'], [3, '198.18.3.', '2001:2:0:3::']];
+const IDS = new Map(FIXTURE_TENANTS.map((name, i) => [name, i + 1])); // fixtureTenantOf's numbers
 
 type Prog = 'tg_filter_ingress' | 'tg_filter_egress' | 'tg_filter_xdp' | 'tg_meter_ingress' | 'tg_meter_egress' | 'tg_meter_xdp';
 const isXdp = (p: Prog) => p.endsWith('xdp');
-
-function tenantOf(family: 4 | 6, addr: Buffer): number {
-  const text = formatAddress(family, addr);
-  for (const [id, v4, v6] of TENANT_NETS) if (text.startsWith(family === 4 ? v4 : v6)) return id;
-  return 0;
-}
 
 /** Everything a table needs from a loaded object. */
 class Harness {
@@ -66,14 +51,14 @@ class Harness {
     this.obj.load();
     this.fw = new FirewallMaps(this.obj);
     this.hits = new TypedMap(this.obj.map('tg_fw_hits'), u32, TgCounter);
-    const plan = compileMetering(parsePolicy(`version: 1\n${TENANTS}`, 'tenants'), { tenantIds: IDS, ifindexOf: () => undefined, generation: 0 });
+    const plan = compileMetering(parsePolicy(`version: 1\n${FIXTURE_TENANTS_YAML}`, 'tenants'), { tenantIds: IDS, ifindexOf: () => undefined, generation: 0 });
     new PolicyMaps(this.obj).write(plan);
     new TypedMap(this.obj.map('tg_meter_config'), u32, TgMeterConfig).set(0, { generation: 0, flags: 0, metered_netns: 0, pad: 0 });
   }
 
   /** Parses a security section as a policy would have it and makes it live. */
   apply(securityYaml: string): SecuritySection {
-    const security = parsePolicy(`version: 1\n${TENANTS}security:\n${securityYaml}`, 'security').security!;
+    const security = parsePolicy(`version: 1\n${FIXTURE_TENANTS_YAML}security:\n${securityYaml}`, 'security').security!;
     const { slots, fresh } = assignSlots(this.slots, security.rules.map((r) => r.name));
     this.slots = slots;
     this.fw.apply(compileFirewall(security, { generation: this.fw.idleGeneration(), tenantIds: IDS, slots }), fresh);
@@ -299,12 +284,12 @@ describe('firewall under BPF_PROG_TEST_RUN', () => {
     let cases = 0;
     const progs: Prog[] = ['tg_filter_ingress', 'tg_filter_egress', 'tg_filter_xdp'];
     for (let s = 0; s < RULE_SETS; s++) {
-      const security = randomSecurity(rnd, s);
+      const security = randomSecurity(rnd, s, 200); // every seventh set spans all four mask words
       h!.applyParsed(security);
       for (let i = 0; i < PER_SET; i++) {
         const { packet, frame, portsUnknown } = randomPacket(rnd, security);
         const want = evaluateRules(security.rules, security.defaultAction, IDS, packet, portsUnknown);
-        const wantDrop = want.kind === 'undecidable' || (want.kind === 'rule' ? want.action === 'deny' : want.action === 'deny');
+        const wantDrop = want.kind === 'undecidable' || want.action === 'deny';
         const slot = want.kind === 'rule' ? h!.slots.get(want.name)! : want.kind === 'default' ? DEFAULT_SLOT : undefined;
         const prog = progs[i % progs.length]!;
         const before = slot === undefined ? 0n : h!.hitCount(slot);
@@ -320,93 +305,21 @@ describe('firewall under BPF_PROG_TEST_RUN', () => {
   });
 });
 
-// ---- random rule sets and packets ----------------------------------------
-
-function mulberry32(a: number): () => number {
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const pick = <T>(rnd: () => number, xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
-
-// A small address universe so prefixes overlap and nest: 198.18.0-3.x and 2001:2:0:0-3::x.
-function randomV4(rnd: () => number): string {
-  return `198.18.${Math.floor(rnd() * 4)}.${Math.floor(rnd() * 256)}`;
-}
-function randomV6(rnd: () => number): string {
-  return `2001:2:0:${Math.floor(rnd() * 4)}::${Math.floor(rnd() * 256).toString(16)}`;
-}
-function randomCidr(rnd: () => number): string {
-  if (rnd() < 0.7) {
-    const len = pick(rnd, [8, 15, 16, 22, 24, 25, 28, 31, 32]);
-    const a = randomV4(rnd).split('.').map(Number);
-    const n = ((a[0]! << 24) | (a[1]! << 16) | (a[2]! << 8) | a[3]!) >>> 0;
-    const masked = len === 0 ? 0 : (n & ((0xffffffff << (32 - len)) >>> 0)) >>> 0;
-    return `${masked >>> 24}.${(masked >>> 16) & 255}.${(masked >>> 8) & 255}.${masked & 255}/${len}`;
-  }
-  const len = pick(rnd, [32, 48, 62, 64, 120, 124, 128]);
-  const net = Math.floor(rnd() * 4);
-  if (len <= 48) return `2001:2::/${len}`;
-  if (len <= 64) return `2001:2:0:${len === 62 ? net & ~3 : net}::/${len}`;
-  const host = Math.floor(rnd() * 256);
-  return `2001:2:0:${net}::${(host & (0xff << (128 - len)) & 0xff).toString(16)}/${len}`;
-}
-
-const PROTOS = ['tcp', 'udp', 'icmp', 'sctp', 47] as const;
-const ACTIONS = ['allow', 'deny', 'log', 'deny', 'allow'] as const;
-
-function randomSecurity(rnd: () => number, s: number): SecuritySection {
-  const n = 1 + Math.floor(rnd() * (s % 5 === 0 ? 200 : 24));
-  const rules = Array.from({ length: n }, (_, i) => {
-    const r: Record<string, unknown> = { name: `r${i}`, action: pick(rnd, ACTIONS) };
-    if (rnd() < 0.5) r.src = Array.from({ length: 1 + Math.floor(rnd() * 3) }, () => randomCidr(rnd));
-    if (rnd() < 0.5) r.dst = Array.from({ length: 1 + Math.floor(rnd() * 3) }, () => randomCidr(rnd));
-    const withPorts = rnd() < 0.5;
-    if (rnd() < 0.6) {
-      const ps = [...new Set(Array.from({ length: 1 + Math.floor(rnd() * 2) }, () => pick(rnd, PROTOS)))];
-      r.protocols = withPorts && !ps.some((p) => p === 'tcp' || p === 'udp' || p === 'sctp') ? [...ps, 'tcp'] : ps;
-    }
-    if (withPorts) {
-      r.ports = Array.from({ length: 1 + Math.floor(rnd() * 3) }, () => {
-        const a = pick(rnd, [22, 53, 80, 443, 1000, 8080, 0, 65535, Math.floor(rnd() * 65536)]);
-        return rnd() < 0.5 ? a : `${a}-${Math.min(65535, a + Math.floor(rnd() * 2000))}`;
-      });
-    }
-    if (rnd() < 0.3) r.tenant = pick(rnd, ['alpha', 'beta', 'gamma']);
-    if (rnd() < 0.6) r.direction = pick(rnd, ['ingress', 'egress', 'both']);
-    return r;
-  });
-  const doc = { version: 1, tenants: [...IDS.keys()].map((name, i) => ({ name, selectors: { cidrs: [`198.18.${i + 1}.0/24`, `2001:2:0:${i + 1}::/64`] } })), security: { defaultAction: pick(rnd, ['allow', 'deny', 'log'] as const), rules } };
-  return parsePolicy(JSON.stringify(doc), `random-${s}`).security!;
-}
+// ---- random packets ---------------------------------------------------------
 
 let fragId = 1;
 
+/** A packet of the fixture universe as a frame, and as the reference sees it (tenants by address, as the metering maps say). */
 function randomPacket(rnd: () => number, security: SecuritySection): { packet: RulePacket; frame: Buffer; portsUnknown: boolean } {
   const family: 4 | 6 = rnd() < 0.65 ? 4 : 6;
-  const addr = () => (family === 4 ? randomV4(rnd) : randomV6(rnd));
   const proto = pick(rnd, family === 4 ? [6, 17, 1, 132, 47, 6, 17] : [6, 17, 58, 132, 47, 6, 17]);
-  const ruleWithPorts = security.rules.filter((r) => r.ports.length > 0);
-  let dport: number | undefined;
-  if (proto === 6 || proto === 17 || proto === 132) {
-    if (ruleWithPorts.length && rnd() < 0.7) {
-      const range = pick(rnd, pick(rnd, ruleWithPorts).ports);
-      dport = Math.max(0, Math.min(65535, pick(rnd, [range.from, range.to, range.from - 1, range.to + 1, range.from + Math.floor(rnd() * (range.to - range.from + 1))])));
-    } else {
-      dport = Math.floor(rnd() * 65536);
-    }
-  }
-  const src = addr();
-  const dst = addr();
+  const dport = PORT_PROTOCOLS.has(proto) ? randomDport(rnd, security) : undefined;
+  const src = randomAddr(rnd, family);
+  const dst = randomAddr(rnd, family);
   // Some later fragments whose first fragment was never seen: ports unknown.
   const laterFragment = dport !== undefined && rnd() < 0.05;
   const l4 = laterFragment ? rawL4(proto, Buffer.alloc(32)) : l4For(proto, dport);
-  const l3 = l3For({ family, src, dst, l4, fragmentOffset: laterFragment ? 1480 : undefined, id: laterFragment ? fragId++ : undefined });
-  const s = ipBytes(src);
-  const d = ipBytes(dst);
-  const packet: RulePacket = { family, src: s, dst: d, protocol: proto, dport: laterFragment ? undefined : dport, srcTenant: tenantOf(family, s), dstTenant: tenantOf(family, d) };
+  const l3 = l3For({ family, src: formatAddress(family, src), dst: formatAddress(family, dst), l4, fragmentOffset: laterFragment ? 1480 : undefined, id: laterFragment ? fragId++ : undefined });
+  const packet: RulePacket = { family, src, dst, protocol: proto, dport: laterFragment ? undefined : dport, srcTenant: fixtureTenantOf(src, family), dstTenant: fixtureTenantOf(dst, family) };
   return { packet, frame: frameOf(l3), portsUnknown: laterFragment };
 }

@@ -16,24 +16,17 @@ import {
   type FirewallPlan,
 } from './compile.js';
 import { evaluateRules, type RulePacket, type RuleVerdict } from './reference.js';
+import { FIXTURE_TENANTS_YAML, fixtureTenantOf, mulberry32, pick, randomAddr, randomCidr, randomDport, randomSecurity } from './firewall.fixture.js';
 
 // ---- helpers ----------------------------------------------------------------
 
-const TENANTS = `tenants:
-  - name: alpha
-    selectors: { cidrs: [198.18.1.0/24, "2001:2:0:1::/64"] }
-  - name: beta
-    selectors: { cidrs: [198.18.2.0/24, "2001:2:0:2::/64"] }
-  - name: gamma
-    selectors: { cidrs: [198.18.3.0/24, "2001:2:0:3::/64"] }
-`;
 /** Deliberately not 1, 2, 3: ids must come from the map, not from positions. */
 const IDS: ReadonlyMap<string, number> = new Map([['alpha', 11], ['beta', 22], ['gamma', 33]]);
 
 /** A security section parsed from YAML rule lines (flow mappings), as a policy file would have it. */
 function sec(rules: string[], extra = ''): SecuritySection {
   const body = rules.length ? `  rules:\n${rules.map((r) => `    - ${r}\n`).join('')}` : '  rules: []\n';
-  const s = parsePolicy(`version: 1\n${TENANTS}security:\n${extra ? `  ${extra}\n` : ''}${body}`, 'test.yaml').security;
+  const s = parsePolicy(`version: 1\n${FIXTURE_TENANTS_YAML}security:\n${extra ? `  ${extra}\n` : ''}${body}`, 'test.yaml').security;
   assert.ok(s, 'the policy has a security section');
   return s;
 }
@@ -528,83 +521,17 @@ class ModelMaps {
   }
 }
 
-function mulberry32(a: number): () => number {
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const pick = <T>(rnd: () => number, xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
-const int = (rnd: () => number, n: number): number => Math.floor(rnd() * n);
-
-// A small universe so prefixes overlap and nest: 198.18.0-3.x (now and then 198.19.x.x) and 2001:2:0:0-3::x.
-function randomAddr(rnd: () => number, family: 4 | 6): Buffer {
-  if (family === 4) return Buffer.from(rnd() < 0.1 ? [198, 19, int(rnd, 4), int(rnd, 256)] : [198, 18, int(rnd, 4), int(rnd, 256)]);
-  const a = parseAddress(`2001:2:0:${int(rnd, 4)}::${int(rnd, 256).toString(16)}`)!.addr;
-  if (rnd() < 0.1) a[8] = 0x80; // 2001:2:0:n:8000::x
-  return a;
-}
-function randomCidr(rnd: () => number): string {
-  const family: 4 | 6 = rnd() < 0.65 ? 4 : 6;
-  const len = family === 4 ? pick(rnd, [0, 15, 16, 16, 22, 23, 24, 24, 25, 28, 31, 32]) : pick(rnd, [0, 48, 62, 63, 64, 64, 65, 120, 124, 127, 128]);
-  const addr = randomAddr(rnd, family);
-  for (let i = 0; i < addr.length; i++) addr[i]! &= (0xff << (8 - Math.max(0, Math.min(8, len - 8 * i)))) & 0xff;
-  return formatCidr({ family, addr, prefix: len });
-}
-
-const PROTOS = ['tcp', 'udp', 'icmp', 'sctp', 'icmpv6', 47] as const;
 const TENANT_IDS = [0, 11, 22, 33, 44] as const; // 44: a tenant the policy does not name in rules or tenants
 
-function randomSecurity(rnd: () => number, s: number): SecuritySection {
-  const n = 1 + int(rnd, s % 7 === 0 ? 120 : 16);
-  const rules = Array.from({ length: n }, (_, i) => {
-    const r: Record<string, unknown> = { name: `r${i}`, action: pick(rnd, ['allow', 'deny', 'log', 'deny', 'allow'] as const) };
-    if (rnd() < 0.5) r.src = Array.from({ length: 1 + int(rnd, 3) }, () => randomCidr(rnd));
-    if (rnd() < 0.5) r.dst = Array.from({ length: 1 + int(rnd, 3) }, () => randomCidr(rnd));
-    const withPorts = rnd() < 0.5;
-    if (rnd() < 0.6) {
-      const ps = [...new Set(Array.from({ length: 1 + int(rnd, 2) }, () => pick(rnd, PROTOS)))];
-      r.protocols = withPorts && !ps.some((p) => p === 'tcp' || p === 'udp' || p === 'sctp') ? [...ps, 'udp'] : ps;
-    }
-    if (withPorts) {
-      r.ports = Array.from({ length: 1 + int(rnd, 3) }, () => {
-        const a = pick(rnd, [22, 53, 80, 443, 1000, 8080, 0, 65535, int(rnd, 65536)]);
-        return rnd() < 0.5 ? a : `${a}-${Math.min(65535, a + int(rnd, 2000))}`;
-      });
-    }
-    if (rnd() < 0.3) r.tenant = pick(rnd, ['alpha', 'beta', 'gamma']);
-    if (rnd() < 0.6) r.direction = pick(rnd, ['ingress', 'egress', 'both']);
-    return r;
-  });
-  const doc = {
-    version: 1,
-    tenants: [...IDS.keys()].map((name, i) => ({ name, selectors: { cidrs: [`198.18.${i + 1}.0/24`, `2001:2:0:${i + 1}::/64`] } })),
-    security: { defaultAction: pick(rnd, ['allow', 'deny', 'log'] as const), rules },
-  };
-  return parsePolicy(JSON.stringify(doc), `random-${s}`).security!;
-}
-
-/** The tenant owning an address (198.18.n.x / 2001:2:0:n::x, n = 1..3), as the metering maps would say. */
+/** The tenant owning an address, as the metering maps would say (ids as IDS gives them). */
 function tenantOf(addr: Buffer, family: 4 | 6): number {
-  const n = family === 4 ? (addr[1] === 18 ? addr[2]! : 0) : addr[8] === 0 ? addr[7]! : 0;
-  return n >= 1 && n <= 3 ? n * 11 : 0;
+  return fixtureTenantOf(addr, family) * 11;
 }
 
 function randomPacket(rnd: () => number, security: SecuritySection): { packet: RulePacket; portsUnknown: boolean } {
   const family: 4 | 6 = rnd() < 0.6 ? 4 : 6;
   const protocol = pick(rnd, [6, 17, 6, 17, 132, 1, 58, 47, 0, 255]);
-  const withPorts = security.rules.filter((r) => r.ports.length > 0);
-  let dport: number | undefined;
-  if (PORT_PROTOCOLS.has(protocol)) {
-    if (withPorts.length && rnd() < 0.7) {
-      const range = pick(rnd, pick(rnd, withPorts).ports);
-      dport = Math.max(0, Math.min(65535, pick(rnd, [range.from, range.to, range.from - 1, range.to + 1, range.from + int(rnd, range.to - range.from + 1)])));
-    } else {
-      dport = int(rnd, 65536);
-    }
-  }
+  const dport = PORT_PROTOCOLS.has(protocol) ? randomDport(rnd, security) : undefined;
   const src = randomAddr(rnd, family);
   const dst = randomAddr(rnd, family);
   // Mostly the tenant of the address; sometimes another (a tenant's own interface decides).
