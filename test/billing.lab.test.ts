@@ -3,12 +3,9 @@
 // through the real agent and the CLI (JSON, CSV, HTML).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { examplePolicyYaml, findNode, labDown, labUp, pinDirPath, tenantNodes, udpBurst, type EndpointNode } from '../lab/index.js';
+import { examplePolicyYaml, findNode, tenantNodes, udpBurst, type EndpointNode } from '../lab/index.js';
 import { fetchAgentText } from '../src/api/client.js';
-import { cleanupAgentDir, runCli, startAgentProcess, type AgentProcess } from './helpers/agent.js';
+import { runCli, startLabAgent, type AgentProcess, type LabAgent } from './helpers/agent.js';
 import { startWebhookReceiver, type WebhookReceiver } from './helpers/webhooks.js';
 
 const prefix = `tgb${Math.random().toString(36).slice(2, 5)}`;
@@ -46,8 +43,8 @@ const cents = (bytes: bigint, pricePerGB: bigint): bigint => (bytes * pricePerGB
 const euro = (c: bigint): string => `${c / 100n}.${String(c % 100n).padStart(2, '0')}`;
 
 describe('billing in the lab: traffic -> ledger -> invoice', { concurrency: false }, () => {
+  let lab: LabAgent;
   let agent: AgentProcess;
-  let dir: string;
   let tenant: EndpointNode;
   let internet: EndpointNode;
   let hooks: WebhookReceiver<{ threshold: number; used: string; budget: string; tenant: string }>;
@@ -63,22 +60,19 @@ describe('billing in the lab: traffic -> ledger -> invoice', { concurrency: fals
   const volume = (d: Doc, dir: string): bigint => bytesOf(d.lines.find((l) => l.kind === 'volume' && l.description.startsWith(`internet ${dir}`))!.quantity);
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'tollgate-billing-'));
-    const topo = await labUp({ prefix, tenants: 1 });
-    [tenant] = tenantNodes(topo);
-    internet = findNode(topo, 'internet');
     hooks = await startWebhookReceiver();
-    const policy = join(dir, 'policy.yaml');
-    writeFileSync(policy, examplePolicyYaml(topo).replace(/plans:\n(?: {2}.*\n)+/, PLAN) + QUOTAS.replace('TENANT', tenant.name).replace('WEBHOOK', hooks.url));
-    agent = await startAgentProcess({ config: policy, netns: topo.hostNetns, pinRoot: pinDirPath(prefix), dir });
+    lab = await startLabAgent({
+      prefix, tenants: 1,
+      policy: (topo) => examplePolicyYaml(topo).replace(/plans:\n(?: {2}.*\n)+/, PLAN) + QUOTAS.replace('TENANT', tenantNodes(topo)[0]!.name).replace('WEBHOOK', hooks.url),
+    });
+    agent = lab.agent;
+    [tenant] = tenantNodes(lab.topo);
+    internet = findNode(lab.topo, 'internet');
   });
 
   after(async () => {
-    await agent?.stop().catch(() => undefined);
+    await lab?.close();
     await hooks?.close();
-    if (agent) cleanupAgentDir(agent);
-    await labDown(prefix).catch(() => undefined);
-    rmSync(dir, { recursive: true, force: true });
   });
 
   test('billable bytes are exactly the traffic, priced per line; free management traffic is not on the invoice', async () => {

@@ -9,12 +9,10 @@
 //    policy without a security section switches the firewall off.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { examplePolicyYaml, findNode, httpBytes, labDown, labUp, pinDirPath, ping, tenantNodes, trafgenBurst, udpBurst, type EndpointNode, type Topology } from '../lab/index.js';
+import { writeFileSync } from 'node:fs';
+import { examplePolicyYaml, findNode, httpBytes, ping, tenantNodes, trafgenBurst, udpBurst, type EndpointNode, type Topology } from '../lab/index.js';
 import { fetchAgentText } from '../src/api/client.js';
-import { cleanupAgentDir, runCli, startAgentProcess, type AgentProcess } from './helpers/agent.js';
+import { runCli, startLabAgent, type AgentProcess, type LabAgent } from './helpers/agent.js';
 
 const prefix = `tgf${Math.random().toString(36).slice(2, 5)}`;
 
@@ -37,8 +35,8 @@ ${blockAttacker ? `    - { name: block-attacker, action: deny, direction: both, 
 }
 
 describe('firewall in the lab', { concurrency: false }, () => {
+  let lab: LabAgent;
   let agent: AgentProcess;
-  let dir: string;
   let policy: string;
   let topo: Topology;
   let t1: EndpointNode;
@@ -49,21 +47,18 @@ describe('firewall in the lab', { concurrency: false }, () => {
   const hits = async (name: string) => (await rules()).rules.find((r) => r.name === name)!.packets;
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'tollgate-fw-'));
-    topo = await labUp({ prefix, tenants: 2 });
+    lab = await startLabAgent({
+      prefix, tenants: 2,
+      policy: (topo) => examplePolicyYaml(topo) + security(topo, tenantNodes(topo)[0]!, findNode(topo, 'internet'), findNode(topo, 'attacker')),
+    });
+    ({ agent, topo, policy } = lab);
     [t1, t2] = tenantNodes(topo);
     internet = findNode(topo, 'internet');
     attacker = findNode(topo, 'attacker');
-    policy = join(dir, 'policy.yaml');
-    writeFileSync(policy, examplePolicyYaml(topo) + security(topo, t1!, internet, attacker));
-    agent = await startAgentProcess({ config: policy, netns: topo.hostNetns, pinRoot: pinDirPath(prefix), dir });
   });
 
   after(async () => {
-    await agent?.stop().catch(() => undefined);
-    if (agent) cleanupAgentDir(agent);
-    await labDown(prefix).catch(() => undefined);
-    rmSync(dir, { recursive: true, force: true });
+    await lab?.close();
   });
 
   test('a narrower allow inside a wider deny: the internet reaches tenant 1\'s service, tenant 2 does not', async () => {

@@ -7,12 +7,10 @@
 //    throttle rate, measured at the receiver within 10%.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { examplePolicyYaml, findNode, labDown, labUp, pinDirPath, tcpStream, tenantNodes, udpBurst, type EndpointNode } from '../lab/index.js';
+import { availableParallelism } from 'node:os';
+import { examplePolicyYaml, findNode, tcpStream, tenantNodes, udpBurst, type EndpointNode } from '../lab/index.js';
 import { fetchAgentText } from '../src/api/client.js';
-import { cleanupAgentDir, runCli, startAgentProcess, type AgentProcess } from './helpers/agent.js';
+import { runCli, startLabAgent, type AgentProcess, type LabAgent } from './helpers/agent.js';
 import { startWebhookReceiver, type WebhookReceiver } from './helpers/webhooks.js';
 
 const prefix = `tgq${Math.random().toString(36).slice(2, 5)}`;
@@ -37,30 +35,30 @@ function metric(text: string, name: string, labels: string): number {
 }
 
 describe('quotas enforced in the datapath, in the lab', { concurrency: false }, () => {
+  let lab: LabAgent;
   let agent: AgentProcess;
-  let dir: string;
   let t1: EndpointNode;
   let t2: EndpointNode;
   let internet: EndpointNode;
   let hooks: WebhookReceiver<Alert>;
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'tollgate-quota-'));
-    const topo = await labUp({ prefix, tenants: 2 });
-    [t1, t2] = tenantNodes(topo);
-    internet = findNode(topo, 'internet');
     hooks = await startWebhookReceiver();
-    const policy = join(dir, 'policy.yaml');
-    writeFileSync(policy, examplePolicyYaml(topo) + QUOTAS.replace('T1', t1!.name).replace('T2', t2!.name).replace('WEBHOOK', hooks.url));
-    agent = await startAgentProcess({ config: policy, netns: topo.hostNetns, pinRoot: pinDirPath(prefix), dir });
+    lab = await startLabAgent({
+      prefix, tenants: 2,
+      policy: (topo) => {
+        const [a, b] = tenantNodes(topo);
+        return examplePolicyYaml(topo) + QUOTAS.replace('T1', a!.name).replace('T2', b!.name).replace('WEBHOOK', hooks.url);
+      },
+    });
+    agent = lab.agent;
+    [t1, t2] = tenantNodes(lab.topo);
+    internet = findNode(lab.topo, 'internet');
   });
 
   after(async () => {
-    await agent?.stop().catch(() => undefined);
+    await lab?.close();
     await hooks?.close();
-    if (agent) cleanupAgentDir(agent);
-    await labDown(prefix).catch(() => undefined);
-    rmSync(dir, { recursive: true, force: true });
   });
 
   test('block: 200 MB against a 50 MB budget is cut off at the budget, after the alerts', async () => {

@@ -1,7 +1,7 @@
 // Runs the real `tollgate agent` as a child process (through tsx, so tests do
 // not depend on a prior build) and talks to it over its unix socket.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -9,6 +9,7 @@ import { packageRoot } from '../../src/paths.js';
 import { callAgent } from '../../src/api/client.js';
 import { removePins } from '../../src/kernel/index.js';
 import { lockFile } from '../../src/daemon/lock.js';
+import { labDown, labUp, pinDirPath, type Topology } from '../../lab/index.js';
 
 export const cliEntry = join(packageRoot, 'src', 'cli', 'main.ts');
 
@@ -103,6 +104,41 @@ export function cleanupAgentDir(a: Pick<AgentProcess, 'dir' | 'pinRoot'>): void 
   rmSync(a.dir, { recursive: true, force: true });
   rmSync(lockFile(a.pinRoot), { force: true }); // left behind by a killed agent
   removePins(a.pinRoot);
+}
+
+export interface LabAgent {
+  topo: Topology;
+  agent: AgentProcess;
+  /** The policy file the agent runs on (rewrite it and reload to change the policy). */
+  policy: string;
+  /** Stops the agent and removes its files, pins and the lab. */
+  close(): Promise<void>;
+}
+
+/**
+ * A lab of its own (`prefix`, `tenants`) with the real agent running as its
+ * host on the policy `policy(topo)` writes. Whatever was made is removed
+ * again when starting fails.
+ */
+export async function startLabAgent(o: { prefix: string; tenants: number; policy: (topo: Topology) => string }): Promise<LabAgent> {
+  const dir = mkdtempSync(join(tmpdir(), `tollgate-${o.prefix}-`));
+  let agent: AgentProcess | undefined;
+  const close = async (): Promise<void> => {
+    await agent?.stop().catch(() => undefined);
+    if (agent) cleanupAgentDir(agent);
+    await labDown(o.prefix).catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    const topo = await labUp({ prefix: o.prefix, tenants: o.tenants });
+    const policy = join(dir, 'policy.yaml');
+    writeFileSync(policy, o.policy(topo));
+    agent = await startAgentProcess({ config: policy, netns: topo.hostNetns, pinRoot: pinDirPath(o.prefix), dir });
+    return { topo, agent, policy, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
 }
 
 export type UsageRow = {
