@@ -41,11 +41,15 @@ export function unenforcedSecurity(security: SecuritySection | undefined): strin
   return out;
 }
 
+const OFF = 'off';
+
 export class Firewall {
   readonly #maps: FirewallMaps;
   readonly #path: string;
   #slots: Map<string, number>;
   #security: SecuritySection | undefined;
+  /** #identity() of the rules live now (OFF: switched off), as this process wrote them; undefined until it wrote any. */
+  #applied: string | undefined;
 
   constructor(maps: FirewallMaps, slotFile: string) {
     this.#maps = maps;
@@ -62,9 +66,19 @@ export class Firewall {
     if (saved.hitsId === maps.hitsId()) this.#slots = new Map(Object.entries(saved.slots));
   }
 
+  /**
+   * What the compiled maps depend on: the security section and the ids of
+   * the tenants its rules name. The agent re-applies its policy when only
+   * cgroups changed; the rules are then left as they are.
+   */
+  #identity(security: SecuritySection, tenantIds: ReadonlyMap<string, number>): string {
+    const named = [...new Set(security.rules.flatMap((r) => (r.tenant === undefined ? [] : [r.tenant])))].map((t) => [t, tenantIds.get(t)]);
+    return JSON.stringify([security, named]);
+  }
+
   /** Compiles the security section without touching the datapath: throws what apply would. */
   check(doc: Policy, tenantIds: ReadonlyMap<string, number>): void {
-    if (!doc.security) return;
+    if (!doc.security || this.#identity(doc.security, tenantIds) === this.#applied) return;
     const { slots } = assignSlots(this.#slots, doc.security.rules.map((r) => r.name));
     compileFirewall(doc.security, { generation: this.#maps.idleGeneration(), tenantIds, slots });
   }
@@ -77,11 +91,16 @@ export class Firewall {
   apply(doc: Policy, tenantIds: ReadonlyMap<string, number>): { generation: 0 | 1; rules: number } {
     const security = doc.security;
     if (!security) {
-      this.#maps.apply(undefined);
-      this.#maps.collect();
-      this.#security = undefined;
+      if (this.#applied !== OFF) {
+        this.#maps.apply(undefined);
+        this.#maps.collect();
+        this.#security = undefined;
+        this.#applied = OFF;
+      }
       return { generation: this.#maps.liveGeneration(), rules: 0 };
     }
+    const identity = this.#identity(security, tenantIds);
+    if (identity === this.#applied) return { generation: this.#maps.liveGeneration(), rules: security.rules.length };
     const { slots, fresh } = assignSlots(this.#slots, security.rules.map((r) => r.name));
     const plan = compileFirewall(security, { generation: this.#maps.idleGeneration(), tenantIds, slots });
     this.#save(slots);
@@ -89,6 +108,7 @@ export class Firewall {
     this.#maps.collect(); // the new rules are live: the old ones can go
     this.#slots = slots;
     this.#security = security;
+    this.#applied = identity;
     return { generation: plan.generation, rules: security.rules.length };
   }
 
