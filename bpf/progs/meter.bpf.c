@@ -480,6 +480,18 @@ static __always_inline __u32 tenant_by_addr(const struct pkt_meta *p, const __u8
 	return ref ? ref->tenant_id : TG_TENANT_UNATTRIBUTED;
 }
 
+/* Tenant owning the interface in generation gen (from selectors.interfaces); 0 when none. */
+static __always_inline __u32 iface_owner(__u32 ifindex, __u32 gen)
+{
+	struct tg_tenant_ref *ref;
+	__u32 slot = ifindex * 2 + (gen & 1);
+
+	if (ifindex >= TG_MAX_IFINDEX)
+		return TG_TENANT_UNATTRIBUTED;
+	ref = bpf_map_lookup_elem(&tg_tenant_iface, &slot);
+	return ref ? ref->tenant_id : TG_TENANT_UNATTRIBUTED;
+}
+
 static __always_inline void bump_flow_stat(__u32 s)
 {
 	__u64 *n = bpf_map_lookup_elem(&tg_flow_stats, &s);
@@ -1037,20 +1049,13 @@ static __always_inline void fw_sides(struct tg_fw_mask *m, const struct tg_fw_ge
 {
 	struct tg_fw_mask to, from;
 	struct tg_meter_config *cfg;
-	struct tg_tenant_ref *ref = NULL;
-	__u32 zero = 0, mgen, owner = TG_TENANT_UNATTRIBUTED, src, dst;
+	__u32 zero = 0, mgen, owner, src, dst;
 	int i;
 
 	/* Tenants come from metering's maps, in metering's live generation. */
 	cfg = bpf_map_lookup_elem(&tg_meter_config, &zero);
 	mgen = cfg ? cfg->generation & 1 : 0;
-	if (ifindex < TG_MAX_IFINDEX) {
-		__u32 slot = ifindex * 2 + mgen;
-
-		ref = bpf_map_lookup_elem(&tg_tenant_iface, &slot);
-	}
-	if (ref)
-		owner = ref->tenant_id;
+	owner = iface_owner(ifindex, mgen);
 	/* A tenant's own interface: it sends what enters the host there and receives what leaves. */
 	src = hook == TG_HOOK_INGRESS && owner ? owner : tenant_by_addr(p, p->saddr, mgen);
 	dst = hook == TG_HOOK_EGRESS && owner ? owner : tenant_by_addr(p, p->daddr, mgen);
@@ -1195,22 +1200,16 @@ static __always_inline int meter(void *ctx, enum pkt_ctx_kind kind, struct pkt_m
 	const __u32 from_tenant = hook == TG_HOOK_INGRESS ? TG_DIR_EGRESS : TG_DIR_INGRESS;
 	const __u32 to_tenant = hook == TG_HOOK_INGRESS ? TG_DIR_INGRESS : TG_DIR_EGRESS;
 	struct tg_meter_config *cfg;
-	struct tg_tenant_ref *ref;
 	__u32 zero = 0, tenant = TG_TENANT_UNATTRIBUTED, dir = from_tenant;
 	enum tg_meter_reason why = TG_REASON_UNATTRIBUTED;
-	__u32 gen;
+	__u32 gen, owner;
 
 	cfg = bpf_map_lookup_elem(&tg_meter_config, &zero);
 	gen = cfg ? cfg->generation : 0;
 
-	ref = NULL;
-	if (ifindex < TG_MAX_IFINDEX) {
-		__u32 slot = ifindex * 2 + (gen & 1);
-
-		ref = bpf_map_lookup_elem(&tg_tenant_iface, &slot);
-	}
-	if (ref && ref->tenant_id != TG_TENANT_UNATTRIBUTED) {
-		tenant = ref->tenant_id;
+	owner = iface_owner(ifindex, gen);
+	if (owner != TG_TENANT_UNATTRIBUTED) {
+		tenant = owner;
 		dir = from_tenant;
 		why = TG_REASON_BY_IFACE;
 	} else if (p->flags & TG_PKT_HAS_ADDR) {
