@@ -8,7 +8,7 @@ import {
   TG_FW_DST, TG_FW_MAX_TENANT_KEYS, TG_FW_ON, TG_FW_RATE_LIMIT, TG_FW_REDIRECT, TG_FW_SIDES, TG_FW_SRC, TG_FW_TENANT_KEYS, TG_FW_TO, TG_PORTS,
   TG_PROTOCOLS, type TgFwGen, type TgFwMask, type TgFwRule, type TgFwTenantKey, type TgLpmV4Key, type TgLpmV6Key,
 } from '../kernel/abi.gen.js';
-import { parseCidr, type Cidr, type Family } from '../policy/cidr.js';
+import { networkOf, parseCidr, type Cidr, type Family } from '../policy/cidr.js';
 import { lpmKey, type MapEntry } from '../policy/compile-metering.js';
 import type { SecuritySection } from '../policy/schema.js';
 
@@ -62,6 +62,16 @@ const WORD = (1n << 64n) - 1n;
 
 export function toMask(bits: bigint): TgFwMask {
   return { w: Array.from({ length: TG_FW_MASK_WORDS }, (_, i) => (bits >> BigInt(64 * i)) & WORD) };
+}
+
+/** toMask, remembering each mask it made: many entries share a few rule sets, and encoding is the costly part. */
+function maskMemo(): (bits: bigint) => TgFwMask {
+  const made = new Map<bigint, TgFwMask>();
+  return (bits) => {
+    let m = made.get(bits);
+    if (!m) made.set(bits, (m = toMask(bits)));
+    return m;
+  };
 }
 
 export function fromMask(m: TgFwMask): bigint {
@@ -121,7 +131,7 @@ function prefixEntries(rules: readonly FirewallRule[], pick: (r: FirewallRule) =
     }
   });
   const out = { v4: [] as MapEntry<TgLpmV4Key, TgFwMask>[], v6: [] as MapEntry<TgLpmV6Key, TgFwMask>[] };
-  const masks = new Map<bigint, TgFwMask>(); // prefixes of one rule share one mask object
+  const mask = maskMemo();
   for (const family of [4, 6] as Family[]) {
     const width = family === 4 ? 32 : 128;
     const zero: Cidr = { family, addr: Buffer.alloc(width / 8), prefix: 0 };
@@ -134,11 +144,9 @@ function prefixEntries(rules: readonly FirewallRule[], pick: (r: FirewallRule) =
       let bits = any;
       for (const len of lengths) {
         if (len > cidr.prefix) break;
-        bits |= byId.get(prefixId(truncate(cidr.addr, len), len)) ?? 0n;
+        bits |= byId.get(prefixId(networkOf(cidr.addr, len), len)) ?? 0n;
       }
-      let value = masks.get(bits);
-      if (!value) masks.set(bits, (value = toMask(bits)));
-      const entry = { key: lpmKey(generation, cidr.addr, cidr.prefix), value };
+      const entry = { key: lpmKey(generation, cidr.addr, cidr.prefix), value: mask(bits) };
       (family === 4 ? out.v4 : out.v6).push(entry as MapEntry<TgLpmV4Key & TgLpmV6Key, TgFwMask>);
     }
   }
@@ -147,15 +155,6 @@ function prefixEntries(rules: readonly FirewallRule[], pick: (r: FirewallRule) =
 
 function prefixId(addr: Buffer, len: number): string {
   return `${addr.toString('hex')}/${len}`;
-}
-
-function truncate(addr: Buffer, len: number): Buffer {
-  const out = Buffer.from(addr);
-  for (let i = 0; i < out.length; i++) {
-    const keep = Math.max(0, Math.min(8, len - 8 * i));
-    out[i] &= (0xff << (8 - keep)) & 0xff;
-  }
-  return out;
 }
 
 /** Whether a rule's protocol condition holds for protocol p (ports alone imply tcp, udp or sctp). */
@@ -226,12 +225,8 @@ export function compileFirewall(security: SecuritySection, ctx: FirewallContext)
     const b = bitOf(i);
     for (const { from, to } of r.ports) for (let p = from; p <= to; p++) portBits.set(p, (portBits.get(p) ?? 0n) | b);
   });
-  const maskCache = new Map<bigint, TgFwMask>();
-  const ports = [...portBits].sort(([a], [b]) => a - b).map(([p, bits]) => {
-    let m = maskCache.get(bits);
-    if (!m) maskCache.set(bits, (m = toMask(bits)));
-    return { key: generation * TG_PORTS + p, value: m };
-  });
+  const portMask = maskMemo();
+  const ports = [...portBits].sort(([a], [b]) => a - b).map(([p, bits]) => ({ key: generation * TG_PORTS + p, value: portMask(bits) }));
 
   const ruleEntries = Array.from({ length: TG_FW_MAX_RULES }, (_, bit) => {
     const r = rules[bit];

@@ -2,7 +2,7 @@
 // (compile.test.ts, a model of the lookup) and the kernel's differential test
 // (test/firewall.testrun.test.ts). Seeded random rule sets over a small
 // address universe, so prefixes overlap and nest, parsed the production way.
-import { formatCidr, parseAddress, parsePolicy, type SecuritySection } from '../policy/index.js';
+import { formatCidr, networkOf, parseAddress, parsePolicy, type SecuritySection } from '../policy/index.js';
 
 /** Three tenants: tenant n (alpha = 1, beta = 2, gamma = 3) owns 198.18.n.0/24 and 2001:2:0:n::/64. */
 export const FIXTURE_TENANTS = ['alpha', 'beta', 'gamma'] as const;
@@ -39,9 +39,7 @@ export function randomAddr(rnd: () => number, family: 4 | 6): Buffer {
 export function randomCidr(rnd: () => number): string {
   const family: 4 | 6 = rnd() < 0.65 ? 4 : 6;
   const len = family === 4 ? pick(rnd, [0, 15, 16, 16, 22, 23, 24, 24, 25, 28, 31, 32]) : pick(rnd, [0, 48, 62, 63, 64, 64, 65, 120, 124, 127, 128]);
-  const addr = randomAddr(rnd, family);
-  for (let i = 0; i < addr.length; i++) addr[i]! &= (0xff << (8 - Math.max(0, Math.min(8, len - 8 * i)))) & 0xff;
-  return formatCidr({ family, addr, prefix: len });
+  return formatCidr({ family, addr: networkOf(randomAddr(rnd, family), len), prefix: len });
 }
 
 const PROTOS = ['tcp', 'udp', 'icmp', 'sctp', 'icmpv6', 47] as const;

@@ -86,9 +86,14 @@ function maskInPlace(addr: Buffer, prefix: number): Buffer {
   return addr;
 }
 
+/** A copy of addr with every bit beyond prefix cleared: the network of addr/prefix. */
+export function networkOf(addr: Buffer, prefix: number): Buffer {
+  return maskInPlace(Buffer.from(addr), prefix);
+}
+
 /** True when every bit of addr beyond prefix is zero. */
 export function hostBitsZero(addr: Buffer, prefix: number): boolean {
-  return maskInPlace(Buffer.from(addr), prefix).equals(addr);
+  return networkOf(addr, prefix).equals(addr);
 }
 
 export function formatAddress(family: Family, addr: Buffer): string {
@@ -139,7 +144,7 @@ export function parseCidr(text: string): Cidr {
   }
   let c: Cidr = { family: parsed.family, addr: parsed.addr, prefix };
   if (!hostBitsZero(c.addr, c.prefix)) {
-    const net = formatCidr({ ...c, addr: maskInPlace(Buffer.from(c.addr), c.prefix) });
+    const net = formatCidr({ ...c, addr: networkOf(c.addr, c.prefix) });
     throw new CidrError(`"${text}" has host bits set; did you mean ${net}?`, net);
   }
   if (c.family === 6 && c.prefix >= 96 && c.addr.subarray(0, 12).equals(V4_MAPPED)) {
@@ -156,7 +161,7 @@ export function normalizeCidr(text: string): string {
 /** True when a contains b (a is the same or a shorter prefix covering b). */
 export function cidrContains(a: Cidr, b: Cidr): boolean {
   if (a.family !== b.family || a.prefix > b.prefix) return false;
-  return maskInPlace(Buffer.from(b.addr), a.prefix).equals(a.addr);
+  return networkOf(b.addr, a.prefix).equals(a.addr);
 }
 
 export function cidrOverlaps(a: Cidr, b: Cidr): boolean {

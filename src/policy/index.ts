@@ -12,7 +12,7 @@ export {
 } from './compile-metering.js';
 export { cgroupMatcher, compileCgroupGlob, cgroupGlobProblem, cgroupCoveringRoot } from './cgroup-match.js';
 export { policyJsonSchema } from './json-schema.js';
-export { parseCidr, normalizeCidr, formatCidr, parseAddress, formatAddress, cidrContains, cidrOverlaps, CidrError, type Cidr, type Family } from './cidr.js';
+export { parseCidr, normalizeCidr, formatCidr, parseAddress, formatAddress, networkOf, cidrContains, cidrOverlaps, CidrError, type Cidr, type Family } from './cidr.js';
 export {
   parseDuration, parseSize, parseRate, parseDecimal, formatDuration, UnitError,
   type Millis, type Bytes, type BitsPerSecond,
