@@ -59,9 +59,7 @@ class Harness {
   /** Parses a security section as a policy would have it and makes it live. */
   apply(securityYaml: string): SecuritySection {
     const security = parsePolicy(`version: 1\n${FIXTURE_TENANTS_YAML}security:\n${securityYaml}`, 'security').security!;
-    const { slots, fresh } = assignSlots(this.slots, security.rules.map((r) => r.name));
-    this.slots = slots;
-    this.fw.apply(compileFirewall(security, { generation: this.fw.idleGeneration(), tenantIds: IDS, slots }), fresh);
+    this.applyParsed(security);
     return security;
   }
 

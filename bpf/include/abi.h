@@ -458,6 +458,12 @@ enum tg_fw_gen_flag {
 	TG_FW_DST = 1 << 4,         /* some rule has destination prefixes: look up tg_fw_dst_* */
 };
 
+/* Bits of tg_fw_live (slot 0): one lookup tells the programs whether to filter and with which generation. */
+enum tg_fw_live_flag {
+	TG_FW_LIVE_GEN = 1 << 0, /* the live generation (0 or 1) */
+	TG_FW_LIVE_ON = 1 << 1,  /* the live generation filters: without it the firewall costs one array lookup */
+};
+
 /* Value of tg_fw_gen, indexed by generation. */
 struct tg_fw_gen {
 	struct tg_fw_mask active;      /* the rules of this generation */

@@ -80,6 +80,7 @@ TG_BTF_ANCHOR(enum tg_iface_flag, tg_iface_flag);
 TG_BTF_ANCHOR(enum tg_fw_limits, tg_fw_limits);
 TG_BTF_ANCHOR(enum tg_fw_action, tg_fw_action);
 TG_BTF_ANCHOR(enum tg_fw_gen_flag, tg_fw_gen_flag);
+TG_BTF_ANCHOR(enum tg_fw_live_flag, tg_fw_live_flag);
 TG_BTF_ANCHOR(enum tg_fw_side, tg_fw_side);
 TG_BTF_ANCHOR(enum tg_fw_stat, tg_fw_stat);
 /* Only ever a ring buffer record, which carries no BTF type. */
@@ -821,7 +822,7 @@ struct {
  * host-egress when it did not enter through one).
  */
 
-/* Slot 0: the generation of the firewall maps the programs read (independent of metering's). */
+/* Slot 0: enum tg_fw_live_flag, the generation of the firewall maps the programs read (independent of metering's). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -1090,7 +1091,9 @@ static __always_inline int fw_filter(void *ctx, enum pkt_ctx_kind kind, struct p
 	int bit;
 
 	live = bpf_map_lookup_elem(&tg_fw_live, &zero);
-	gen = live ? *live & 1 : 0;
+	if (!live || !(*live & TG_FW_LIVE_ON))
+		return VERDICT_PASS;
+	gen = *live & TG_FW_LIVE_GEN;
 	g = bpf_map_lookup_elem(&tg_fw_gen, &gen);
 	if (!g || !(g->flags & TG_FW_ON))
 		return VERDICT_PASS;
@@ -1237,6 +1240,14 @@ static __always_inline int meter(void *ctx, enum pkt_ctx_kind kind, struct pkt_m
 	return tg_account_skb(ctx, p, &a);
 }
 
+/* Whether the firewall filters at all: checked inline, so a datapath without rules makes no call. */
+static __always_inline bool fw_on(void)
+{
+	__u32 zero = 0, *live = bpf_map_lookup_elem(&tg_fw_live, &zero);
+
+	return live && (*live & TG_FW_LIVE_ON);
+}
+
 /*
  * Entry points. The parser reads L4 only when the fast path has it for
  * free; the firewall, a class or a flow that needs the ports reads them
@@ -1248,7 +1259,7 @@ static __always_inline int tc_hook(struct __sk_buff *skb, enum tg_hook hook, boo
 	struct pkt_meta p;
 
 	tg_parse_ex(skb, TG_CTX_SKB, &p, false);
-	if (tg_fw_skb(skb, &p, hook) == VERDICT_DROP)
+	if (fw_on() && tg_fw_skb(skb, &p, hook) == VERDICT_DROP)
 		return TC_ACT_SHOT;
 	if (metered && meter(skb, TG_CTX_SKB, &p, hook, skb->ifindex) == VERDICT_DROP)
 		return TC_ACT_SHOT;
@@ -1260,7 +1271,7 @@ static __always_inline int xdp_hook(struct xdp_md *ctx, bool metered)
 	struct pkt_meta p;
 
 	tg_parse_ex(ctx, TG_CTX_XDP, &p, false);
-	if (tg_fw_xdp(ctx, &p) == VERDICT_DROP)
+	if (fw_on() && tg_fw_xdp(ctx, &p) == VERDICT_DROP)
 		return XDP_DROP;
 	if (metered && meter(ctx, TG_CTX_XDP, &p, TG_HOOK_INGRESS, ctx->ingress_ifindex) == VERDICT_DROP)
 		return XDP_DROP;

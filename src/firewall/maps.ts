@@ -6,7 +6,7 @@
 // benchmarks and the BPF_PROG_TEST_RUN tables.
 import { type BpfMap, type BpfObject, TypedMap, u32, u64 } from '../kernel/index.js';
 import {
-  TgCounter, TgFwGen, TgFwMask, TgFwRule, TgFwStat, TgFwTenantKey, TgLpmV4Key, TgLpmV6Key, TG_FW_ON, TG_FW_STAT_MAX, TG_PORTS,
+  TgCounter, TgFwGen, TgFwMask, TgFwRule, TgFwStat, TgFwTenantKey, TgLpmV4Key, TgLpmV6Key, TG_FW_LIVE_GEN, TG_FW_LIVE_ON, TG_FW_STAT_MAX, TG_PORTS,
 } from '../kernel/abi.gen.js';
 import { emptyFwGen, toMask, type FirewallPlan } from './compile.js';
 
@@ -59,7 +59,7 @@ export class FirewallMaps {
   }
 
   liveGeneration(): 0 | 1 {
-    return this.#live.get(0) === 1 ? 1 : 0;
+    return ((this.#live.get(0) ?? 0) & TG_FW_LIVE_GEN) === 1 ? 1 : 0;
   }
 
   /** The generation a new plan must be compiled for. */
@@ -81,7 +81,7 @@ export class FirewallMaps {
     this.#clean[next] = false;
     if (plan) this.#write(plan);
     for (const slot of fresh) this.#hits.setAllCpus(slot, { packets: 0n, bytes: 0n });
-    this.#live.set(0, next);
+    this.#live.set(0, next | (plan ? TG_FW_LIVE_ON : 0));
   }
 
   /**
@@ -151,6 +151,6 @@ export class FirewallMaps {
 
   /** Whether the live generation filters. */
   enabled(): boolean {
-    return ((this.#gen.get(this.liveGeneration())?.flags ?? 0) & TG_FW_ON) !== 0;
+    return ((this.#live.get(0) ?? 0) & TG_FW_LIVE_ON) !== 0;
   }
 }

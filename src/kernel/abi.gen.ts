@@ -85,6 +85,15 @@ export const TG_FW_MAX_SLOTS = TgFwLimits.TG_FW_MAX_SLOTS;
 export const TG_FW_MAX_PREFIXES = TgFwLimits.TG_FW_MAX_PREFIXES;
 export const TG_FW_MAX_TENANT_KEYS = TgFwLimits.TG_FW_MAX_TENANT_KEYS;
 
+/** enum tg_fw_live_flag */
+export const TgFwLiveFlag = {
+  TG_FW_LIVE_GEN: 1,
+  TG_FW_LIVE_ON: 2,
+} as const;
+export type TgFwLiveFlag = (typeof TgFwLiveFlag)[keyof typeof TgFwLiveFlag];
+export const TG_FW_LIVE_GEN = TgFwLiveFlag.TG_FW_LIVE_GEN;
+export const TG_FW_LIVE_ON = TgFwLiveFlag.TG_FW_LIVE_ON;
+
 /** enum tg_fw_side */
 export const TgFwSide = {
   TG_FW_TO: 0,
