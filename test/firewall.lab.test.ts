@@ -4,15 +4,21 @@
 //  - an interface that is only filtered (the attacker's), where a source is
 //    dropped at ingress, counted exactly, also for a trafgen flood whose
 //    packets reach tc non-linear;
-//  - log lets through and counts; rule hits through the CLI, the API and
+//  - log lets through and counts, and each logged packet is an event in the
+//    store (tollgate events), the audit file, the live stream (tollgate
+//    events --follow) and /metrics; rule hits through the CLI, the API and
 //    /metrics; a reload changes the rules without reloading programs, and a
 //    policy without a security section switches the firewall off.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { examplePolicyYaml, findNode, httpBytes, ping, tenantNodes, trafgenBurst, udpBurst, type EndpointNode, type Topology } from '../lab/index.js';
 import { fetchAgentText } from '../src/api/client.js';
-import { runCli, startLabAgent, type AgentProcess, type LabAgent } from './helpers/agent.js';
+import { cliEntry, runCli, startLabAgent, type AgentProcess, type LabAgent } from './helpers/agent.js';
+import { packageRoot } from '../src/paths.js';
+import type { SecurityEvent } from '../src/events/event.js';
 
 const prefix = `tgf${Math.random().toString(36).slice(2, 5)}`;
 
@@ -92,11 +98,50 @@ describe('firewall in the lab', { concurrency: false }, () => {
     assert.ok(after.stats.dropped - before.stats.dropped >= count);
   });
 
-  test('log lets the packets through and counts them', async () => {
+  test('log lets the packets through, counts them, and each is an event in the store, the audit file, the live stream and /metrics', async () => {
     const before = await hits('log-9999');
-    const r = await udpBurst(internet, t1, 9999, [100], 20);
-    assert.equal(r.received?.packets, 20);
-    assert.equal((await hits('log-9999')) - before, 20);
+    // Follow the stream from before the burst: the events must arrive live.
+    const follow = spawn(process.execPath, ['--import', 'tsx', cliEntry, '--socket', agent.socket, 'events', '--follow', '--json', '--type', 'firewall.log'],
+      { cwd: packageRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    const streamed: SecurityEvent[] = [];
+    let partial = '';
+    let stderr = '';
+    follow.stderr.on('data', (d) => (stderr += d));
+    const got20 = new Promise<void>((resolve) => follow.stdout.on('data', (d: Buffer) => {
+      const lines = (partial + d.toString()).split('\n');
+      partial = lines.pop()!;
+      for (const l of lines) if (l.trim()) streamed.push(JSON.parse(l) as SecurityEvent);
+      if (streamed.length >= 20) resolve();
+    }));
+    const timeout = setTimeout(() => follow.kill('SIGKILL'), 60_000);
+    try {
+      await new Promise((r) => setTimeout(r, 1500)); // the CLI has subscribed
+      const r = await udpBurst(internet, t1, 9999, [100], 20);
+      assert.equal(r.received?.packets, 20);
+      assert.equal((await hits('log-9999')) - before, 20);
+      await Promise.race([got20, new Promise((_, rej) => follow.once('exit', () => rej(new Error(`events --follow exited: ${stderr}`))))]);
+    } finally {
+      clearTimeout(timeout);
+      follow.kill('SIGINT');
+    }
+    assert.equal(streamed.length, 20, 'the live stream delivered each logged packet once');
+    for (const e of streamed) {
+      assert.equal(e.rule, 'log-9999');
+      assert.equal(e.action, 'log');
+      assert.equal(e.tenant, t1.name);
+      assert.deepEqual({ ...e.flow, sport: 0 }, { protocol: 'udp', src: internet.ipv4, sport: 0, dst: t1.ipv4, dport: 9999 });
+    }
+    const cli = await runCli(['--socket', agent.socket, 'events', '--json', '--type', 'firewall.log', '--limit', '20']);
+    assert.equal(cli.code, 0, cli.stderr);
+    const stored = cli.stdout.trim().split('\n').map((l) => JSON.parse(l) as SecurityEvent);
+    assert.deepEqual(stored, streamed, 'the store holds what was streamed');
+    const audit = readFileSync(join(agent.dir, 'audit.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as SecurityEvent);
+    assert.deepEqual(audit.filter((e) => e.type === 'firewall.log').slice(-20), streamed, 'and so does the audit file');
+    const table = await runCli(['--socket', agent.socket, 'events', '--limit', '1']);
+    assert.match(table.stdout, new RegExp(`firewall\\.log\\s+${t1.name}\\s+udp ${internet.ipv4.replace(/\./g, '\\.')}:\\d+ > ${t1.ipv4.replace(/\./g, '\\.')}:9999\\s+log-9999\\s+log`));
+    const metrics = await fetchAgentText(agent.socket, '/metrics');
+    assert.match(metrics, /^tollgate_security_events_total\{type="firewall.log"\} 20$/m);
+    assert.match(metrics, /^tollgate_security_events_lost_total 0$/m);
   });
 
   test('hits through the CLI and /metrics', async () => {

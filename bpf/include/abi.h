@@ -472,10 +472,11 @@ struct tg_fw_gen {
 	struct tg_fw_mask from_tenant;
 	struct tg_fw_mask any_side;    /* rules that hold whichever side is a tenant, or none */
 	__u32 flags;                   /* enum tg_fw_gen_flag */
+	__u32 log_rate;                /* events a log rule (or the log default) may send per CPU and second */
 	__u8 default_action;           /* enum tg_fw_action: ALLOW, DENY or LOG */
-	__u8 pad[3];
+	__u8 pad[7];
 };
-_Static_assert(sizeof(struct tg_fw_gen) == 5 * sizeof(struct tg_fw_mask) + 8, "tg_fw_gen size");
+_Static_assert(sizeof(struct tg_fw_gen) == 5 * sizeof(struct tg_fw_mask) + 16, "tg_fw_gen size");
 
 /* Value of tg_fw_rules, indexed generation * TG_FW_MAX_RULES + bit. */
 struct tg_fw_rule {
@@ -523,5 +524,46 @@ enum tg_fw_stat {
 	TG_FW_FRAG_NO_PORTS = 11,  /* later fragment of a datagram whose ports were not seen, where they decide: dropped */
 	TG_FW_STAT_MAX = 12,
 };
+
+/*
+ * ---- Security events (docs/events.md) ----
+ *
+ * Records of the tg_sev_ring ring buffer, pinned so that events the datapath
+ * sends while no agent reads them wait in the ring for the next one. The
+ * datapath never waits for the reader: a record that finds the ring full is
+ * dropped and counted (TG_SEV_LOST), and enforcement does not change.
+ */
+enum tg_sev_type {
+	TG_SEV_FW_LOG = 1,   /* a packet matched a log rule, or the log default (slot 0) */
+};
+
+/* Index into tg_sev_stats (per-CPU array of __u64), monotonic for the life of the pin. */
+enum tg_sev_stat {
+	TG_SEV_LOST = 0,        /* the ring was full: the record was not sent */
+	TG_SEV_SUPPRESSED = 1,  /* over the rule's budget (tg_fw_gen.log_rate per CPU and second): not sent */
+	TG_SEV_SENT = 2,        /* records submitted to the ring */
+	TG_SEV_STAT_MAX = 3,
+};
+
+struct tg_sev {
+	__u64 at_ns;          /* TAI */
+	__u8 saddr_be[16];    /* IPv4: the first 4 bytes */
+	__u8 daddr_be[16];
+	__u32 type;           /* enum tg_sev_type */
+	__u32 slot;           /* the deciding rule's tg_fw_hits slot (0: the default action) */
+	__u32 to_tenant;      /* the tenant receiving the packet (0: none) */
+	__u32 from_tenant;    /* the tenant sending it (0: none) */
+	__u32 ifindex;        /* where the packet was seen */
+	__u32 bytes;          /* L3 length */
+	__be16 sport_be;      /* TCP/UDP/SCTP ports; 0 when the packet has none */
+	__be16 dport_be;
+	__u8 ip_ver;          /* 4 or 6 */
+	__u8 proto;
+	__u8 action;          /* enum tg_fw_action */
+	__u8 hook;            /* enum tg_hook */
+	__u32 detail;         /* by type; 0 for TG_SEV_FW_LOG */
+	__u32 pad;
+};
+_Static_assert(sizeof(struct tg_sev) == 80, "tg_sev size");
 
 #endif /* TOLLGATE_ABI_H */

@@ -83,8 +83,11 @@ TG_BTF_ANCHOR(enum tg_fw_gen_flag, tg_fw_gen_flag);
 TG_BTF_ANCHOR(enum tg_fw_live_flag, tg_fw_live_flag);
 TG_BTF_ANCHOR(enum tg_fw_side, tg_fw_side);
 TG_BTF_ANCHOR(enum tg_fw_stat, tg_fw_stat);
+TG_BTF_ANCHOR(enum tg_sev_type, tg_sev_type);
+TG_BTF_ANCHOR(enum tg_sev_stat, tg_sev_stat);
 /* Only ever a ring buffer record, which carries no BTF type. */
 const volatile struct tg_quota_event tg_btf_anchor_tg_quota_event = {};
+const volatile struct tg_sev tg_btf_anchor_tg_sev = {};
 /* tg_iface_key is used by no map (the array is indexed by a plain slot), so it is anchored. */
 const volatile struct tg_iface_key tg_btf_anchor_tg_iface_key = {};
 
@@ -1044,22 +1047,30 @@ static __always_inline void side_mask(struct tg_fw_mask *out, const struct tg_fw
 	__builtin_memcpy(out, m, sizeof(*out));
 }
 
-/* The rules the tenants on either side of the packet allow: see struct tg_fw_tenant_key. */
-static __always_inline void fw_sides(struct tg_fw_mask *m, const struct tg_fw_gen *g, const struct pkt_meta *p,
-				     __u32 hook, __u32 ifindex, __u32 gen)
+/* The tenants sending (src) and receiving (dst) the packet, 0 for nobody's side. */
+static __always_inline void fw_tenants(const struct pkt_meta *p, __u32 hook, __u32 ifindex, __u32 *src, __u32 *dst)
 {
-	struct tg_fw_mask to, from;
 	struct tg_meter_config *cfg;
-	__u32 zero = 0, mgen, owner, src, dst;
-	int i;
+	__u32 zero = 0, mgen, owner;
 
 	/* Tenants come from metering's maps, in metering's live generation. */
 	cfg = bpf_map_lookup_elem(&tg_meter_config, &zero);
 	mgen = cfg ? cfg->generation & 1 : 0;
 	owner = iface_owner(ifindex, mgen);
 	/* A tenant's own interface: it sends what enters the host there and receives what leaves. */
-	src = hook == TG_HOOK_INGRESS && owner ? owner : tenant_by_addr(p, p->saddr, mgen);
-	dst = hook == TG_HOOK_EGRESS && owner ? owner : tenant_by_addr(p, p->daddr, mgen);
+	*src = hook == TG_HOOK_INGRESS && owner ? owner : tenant_by_addr(p, p->saddr, mgen);
+	*dst = hook == TG_HOOK_EGRESS && owner ? owner : tenant_by_addr(p, p->daddr, mgen);
+}
+
+/* The rules the tenants on either side of the packet allow: see struct tg_fw_tenant_key. */
+static __always_inline void fw_sides(struct tg_fw_mask *m, const struct tg_fw_gen *g, const struct pkt_meta *p,
+				     __u32 hook, __u32 ifindex, __u32 gen)
+{
+	struct tg_fw_mask to, from;
+	__u32 src, dst;
+	int i;
+
+	fw_tenants(p, hook, ifindex, &src, &dst);
 	side_mask(&to, g, dst, TG_FW_TO, gen);
 	side_mask(&from, g, src, TG_FW_FROM, gen);
 #pragma unroll
@@ -1077,6 +1088,100 @@ static __always_inline bool fw_needs_sides(const struct tg_fw_mask *m, const str
 	for (i = 0; i < TG_FW_MASK_WORDS; i++)
 		any |= m->w[i] & ~g->any_side.w[i];
 	return any != 0;
+}
+
+/* ---- Security events (struct tg_sev) ---- */
+
+/* 4 MiB: about 50,000 records waiting for the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22);
+} tg_sev_ring SEC(".maps");
+
+/* enum tg_sev_stat: what became of the events the datapath had to send. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TG_SEV_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} tg_sev_stats SEC(".maps");
+
+/* Kernel-private: a rule's event budget on this CPU for the second that began at window_ns. */
+struct sev_budget {
+	__u64 window_ns;
+	__u64 used;
+};
+
+/* By rule slot (tg_fw_hits). Per CPU, so a budget never needs an atomic. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TG_FW_MAX_SLOTS);
+	__type(key, __u32);
+	__type(value, struct sev_budget);
+} tg_sev_budget SEC(".maps");
+
+static __always_inline void sev_stat(__u32 s)
+{
+	__u64 *n = bpf_map_lookup_elem(&tg_sev_stats, &s);
+
+	if (n)
+		*n += 1;
+}
+
+/*
+ * Whether slot may send another event this second on this CPU: a flood that
+ * matches a log rule costs the ring at most rate records per second and CPU,
+ * and the rest are counted, never queued.
+ */
+static __always_inline bool sev_budget(__u32 slot, __u32 rate)
+{
+	struct sev_budget *b = bpf_map_lookup_elem(&tg_sev_budget, &slot);
+	__u64 now = bpf_ktime_get_ns();
+
+	if (!b)
+		return false;
+	if (now - b->window_ns >= 1000000000ULL) {
+		b->window_ns = now;
+		b->used = 0;
+	}
+	if (b->used >= rate) {
+		sev_stat(TG_SEV_SUPPRESSED);
+		return false;
+	}
+	b->used += 1;
+	return true;
+}
+
+/* Sends one event about packet p; the ring being full is counted, never waited for. */
+static __always_inline void sev_packet(const struct pkt_meta *p, __u32 type, __u32 slot, __u32 action, __u32 hook,
+				       __u32 ifindex, __u32 detail)
+{
+	struct tg_sev *e = bpf_ringbuf_reserve(&tg_sev_ring, sizeof(*e), 0);
+	bool ports;
+
+	if (!e) {
+		sev_stat(TG_SEV_LOST);
+		return;
+	}
+	e->at_ns = bpf_ktime_get_tai_ns();
+	__builtin_memcpy(e->saddr_be, p->saddr, 16);
+	__builtin_memcpy(e->daddr_be, p->daddr, 16);
+	e->type = type;
+	e->slot = slot;
+	fw_tenants(p, hook, ifindex, &e->from_tenant, &e->to_tenant);
+	e->ifindex = ifindex;
+	e->bytes = p->l3_bytes;
+	ports = has_ports(p) && (p->flags & TG_PKT_HAS_L4);
+	e->sport_be = ports ? p->sport : 0;
+	e->dport_be = ports ? p->dport : 0;
+	e->ip_ver = p->ip_ver;
+	e->proto = p->l4_proto;
+	e->action = action;
+	e->hook = hook;
+	e->detail = detail;
+	e->pad = 0;
+	bpf_ringbuf_submit(e, 0);
+	sev_stat(TG_SEV_SENT);
 }
 
 /* The firewall's verdict on a parsed packet at a host-side hook. */
@@ -1168,6 +1273,8 @@ static __always_inline int fw_filter(void *ctx, enum pkt_ctx_kind kind, struct p
 		hits->packets += 1;
 		hits->bytes += p->l3_bytes;
 	}
+	if (action == TG_FW_LOG && sev_budget(slot, g->log_rate))
+		sev_packet(p, TG_SEV_FW_LOG, slot, action, hook, ifindex, 0);
 	if (action == TG_FW_DENY) {
 		fw_stat(TG_FW_DROPPED);
 		return VERDICT_DROP;

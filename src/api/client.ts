@@ -57,3 +57,51 @@ export async function fetchAgentText(socket: string, path: string, timeoutMs = 3
   if (status >= 400) throw failure(status, text);
   return text;
 }
+
+/**
+ * Follows a server-sent event stream until the agent closes it or `signal`
+ * aborts; each event's data is handed over parsed. Resolves when the stream
+ * ends, with the id of the last event seen (to resume from).
+ */
+export function streamAgent(socket: string, path: string, onEvent: (data: unknown, id: string | undefined) => void, opts: { lastEventId?: string; signal?: AbortSignal } = {}): Promise<string | undefined> {
+  return new Promise((resolve, reject) => {
+    let lastId = opts.lastEventId;
+    const headers: Record<string, string> = { accept: 'text/event-stream' };
+    if (lastId !== undefined) headers['last-event-id'] = lastId;
+    const req = request({ socketPath: socket, method: 'GET', path, headers, signal: opts.signal }, (res) => {
+      if ((res.statusCode ?? 500) >= 400) {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => reject(failure(res.statusCode ?? 500, Buffer.concat(chunks).toString('utf8'))));
+        return;
+      }
+      res.setEncoding('utf8');
+      let buf = '';
+      res.on('data', (chunk: string) => {
+        buf += chunk;
+        let end: number;
+        while ((end = buf.indexOf('\n\n')) >= 0) {
+          const block = buf.slice(0, end);
+          buf = buf.slice(end + 2);
+          let id: string | undefined;
+          const data: string[] = [];
+          for (const line of block.split('\n')) {
+            if (line.startsWith('id: ')) id = line.slice(4);
+            else if (line.startsWith('data: ')) data.push(line.slice(6));
+          }
+          if (data.length === 0) continue; // a comment (keep-alive)
+          if (id !== undefined) lastId = id;
+          onEvent(JSON.parse(data.join('\n')), id);
+        }
+      });
+      res.on('end', () => resolve(lastId));
+      res.on('error', (err) => (opts.signal?.aborted ? resolve(lastId) : reject(err)));
+    });
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      if (opts.signal?.aborted) resolve(lastId);
+      else if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') reject(new AgentUnreachable(`no agent is listening on ${socket} (start one with "tollgate agent --config policy.yaml", or pass --socket)`));
+      else reject(err);
+    });
+    req.end();
+  });
+}

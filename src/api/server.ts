@@ -14,8 +14,9 @@ import { flowRoutes, type FlowsContext } from './flows.js';
 import { billingRoutes, type BillingContext } from './billing.js';
 import { requireTokens, type Tokens } from './auth.js';
 import { securityRoutes, type SecurityContext } from './security.js';
+import { eventRoutes, type EventsContext } from './events.js';
 
-export interface AgentContext extends FlowsContext, BillingContext, SecurityContext {
+export interface AgentContext extends FlowsContext, BillingContext, SecurityContext, EventsContext {
   ledger: Ledger;
   exporter: Exporter;
   /** Re-reads and applies the policy file; rejects (changing nothing) when it is bad. */
@@ -57,6 +58,7 @@ export function buildApi(ctx: AgentContext, opts: { tokens?: Tokens } = {}): Fas
   flowRoutes(app, ctx);
   billingRoutes(app, ctx);
   securityRoutes(app, ctx);
+  eventRoutes(app, ctx);
   return app;
 }
 

@@ -4,7 +4,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import pino from 'pino';
 import { defaults } from '../paths.js';
 import { stringifyExact } from '../json.js';
-import { AgentError, callAgent, fetchAgentText } from '../api/client.js';
+import { AgentError, AgentUnreachable, callAgent, fetchAgentText, streamAgent } from '../api/client.js';
 import type { UsageGrouping } from '../store/index.js';
 import { csv } from '../csv.js';
 import { table, humanBytes } from './table.js';
@@ -42,8 +42,10 @@ program
   .option('--max-tenants <n>', 'size of the tenant counter array', positiveInt('--max-tenants', 1 << 20))
   .option('--max-classes <n>', 'traffic-class capacity of the counter array (class ids are never reused)', positiveInt('--max-classes', 256))
   .option('--flows-db <file>', 'flow analytics store, when metering.flows is enabled (default: flows.db next to the ledger)')
+  .option('--events-db <file>', 'security event store (default: events.db next to the ledger)')
+  .option('--audit-log <file>', 'append-only JSON-lines audit file of every security event (default: audit.jsonl next to the ledger)')
   .addOption(new Option('--log-level <level>', 'log level').choices(['debug', 'info', 'warn', 'error']).default('info'))
-  .action(async (o: { config: string; db: string; pinRoot: string; interval?: string; netns?: string; listen?: string; tokens?: string; maxTenants?: number; maxClasses?: number; flowsDb?: string; logLevel: string }) => {
+  .action(async (o: { config: string; db: string; pinRoot: string; interval?: string; netns?: string; listen?: string; tokens?: string; maxTenants?: number; maxClasses?: number; flowsDb?: string; eventsDb?: string; auditLog?: string; logLevel: string }) => {
     const { startAgent } = await import('../daemon/agent.js');
     const logger = pino({ name: 'tollgate', level: o.logLevel });
     // Handlers first: a signal while the agent starts (its API may already
@@ -265,6 +267,66 @@ program
     console.log(table(['rule', 'action', 'packets', 'bytes'], r.rules.map((x) => [x.name, x.action === 'default' ? `default (${r.defaultAction})` : x.action, String(x.packets), String(x.bytes)])));
     const reasons = Object.entries(r.stats).filter(([k, v]) => !['passed', 'dropped'].includes(k) && Number(v) > 0);
     console.log(`\npassed ${r.stats.passed}, dropped ${r.stats.dropped}${reasons.length ? `; ${reasons.map(([k, v]) => `${k} ${v}`).join(', ')}` : ''} (generation ${r.generation})`);
+  });
+
+interface EventRow {
+  id: number;
+  at: string;
+  type: string;
+  tenant: string | null;
+  flow: { protocol: string; src: string; sport: number | null; dst: string; dport: number | null } | null;
+  rule: string | null;
+  action: string | null;
+  detail: Record<string, unknown>;
+}
+const eventFlags = ['type', 'tenant', 'after', 'limit'] as const;
+const eventEndpoint = (host: string, port: number | null) => (port === null ? host : host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`);
+const eventCells = (e: EventRow): string[] => [
+  String(e.id), e.at, e.type, e.tenant ?? '-',
+  e.flow ? `${e.flow.protocol} ${eventEndpoint(e.flow.src, e.flow.sport)} > ${eventEndpoint(e.flow.dst, e.flow.dport)}` : '-',
+  e.rule ?? '-', e.action ?? '-',
+  e.flow ? '' : Object.entries(e.detail).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' '),
+];
+const EVENT_HEADER = ['id', 'time', 'type', 'tenant', 'packet', 'rule', 'action', 'detail'];
+
+program
+  .command('events')
+  .description('security events from the event store, oldest first; --follow then streams new ones as they happen (docs/events.md)')
+  .option('--type <type>', 'only this event type (firewall.log, events.lost, ...)')
+  .option('--tenant <name>', 'only events about this tenant')
+  .option('--after <id>', 'only events after this id (default: the latest --limit)')
+  .option('--limit <n>', 'at most this many stored events', positiveInt('--limit', 10_000), 20)
+  .option('-f, --follow', 'keep streaming new events until interrupted (resumes where it left off if the agent restarts)')
+  .option('--json', 'one JSON object per line')
+  .action(async (o: { type?: string; tenant?: string; after?: string; limit: number; follow?: boolean; json?: boolean }) => {
+    const q = new URLSearchParams();
+    for (const f of eventFlags) if (o[f] !== undefined) q.set(f, String(o[f]));
+    const { events, lastId } = await callAgent<{ events: EventRow[]; lastId: number }>(socket(), 'GET', `/v1/security/events?${q}`).catch((err: unknown) => {
+      throw flagError(err, eventFlags);
+    });
+    const show = (list: EventRow[], header: boolean) => {
+      if (o.json) for (const e of list) process.stdout.write(`${stringifyExact(e)}\n`);
+      else if (header) console.log(table(EVENT_HEADER, list.map(eventCells)));
+      else for (const e of list) console.log(eventCells(e).filter((c) => c !== '').join('  '));
+    };
+    if (events.length > 0) show(events, true);
+    else if (!o.json && !o.follow) console.log('no security events');
+    if (!o.follow) return;
+    const stop = new AbortController();
+    process.once('SIGINT', () => stop.abort());
+    process.once('SIGTERM', () => stop.abort());
+    const s = new URLSearchParams();
+    if (o.type) s.set('type', o.type);
+    if (o.tenant) s.set('tenant', o.tenant);
+    let resume = String(events.length ? events[events.length - 1]!.id : Math.max(lastId, Number(o.after ?? 0)));
+    while (!stop.signal.aborted) {
+      try {
+        resume = (await streamAgent(socket(), `/v1/security/events/stream?${s}`, (e) => show([e as EventRow], false), { lastEventId: resume, signal: stop.signal })) ?? resume;
+      } catch (err) {
+        if (!(err instanceof AgentUnreachable)) throw err;
+      }
+      if (!stop.signal.aborted) await new Promise((r) => setTimeout(r, 1000)); // the agent restarts or sent us away: resume
+    }
   });
 
 program

@@ -18,10 +18,13 @@ import { buildApi, listenUnix, type AgentContext } from '../api/server.js';
 import { loadTokens, type Tokens } from '../api/auth.js';
 import { Billing, InvoiceCloser, QuotaEnforcer, QuotaWatcher, WebhookSender, quotaClass, type EnforceContext, type QuotaAlert, type QuotaState } from '../billing/index.js';
 import { billingMetrics } from '../metrics/billing.js';
-import { securityMetrics } from '../metrics/security.js';
+import { eventMetrics, securityMetrics } from '../metrics/security.js';
 import { AlertStore } from '../store/index.js';
 import { lockPinRoot } from './lock.js';
 import { Firewall, unenforcedSecurity } from '../firewall/firewall.js';
+import { describeSev } from '../firewall/events.js';
+import { EventRecorder } from '../events/recorder.js';
+import { DatapathEvents } from '../events/datapath.js';
 
 export interface AgentOptions {
   config: string;
@@ -41,6 +44,10 @@ export interface AgentOptions {
   maxClasses?: number;
   /** Flow store (analytics, docs/flows.md); default flows.db next to the ledger. */
   flowsDb?: string;
+  /** Security event store (docs/events.md); default events.db next to the ledger. */
+  eventsDb?: string;
+  /** JSON-lines audit file of every security event; default audit.jsonl next to the ledger. */
+  auditLog?: string;
   logger?: Logger;
 }
 
@@ -161,7 +168,10 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
   let quotaWatcher: QuotaWatcher | undefined;
   let webhooks: WebhookSender | undefined;
   let quotaEvents: RingBufReader | undefined;
+  let secEvents: DatapathEvents | undefined;
+  let pruneEvents: NodeJS.Timeout | undefined;
   const apps: FastifyInstance[] = [];
+  let eventLog: EventRecorder | undefined;
 
   /**
    * Compiles and applies a policy: the idle generation is written, then made
@@ -216,6 +226,13 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
   };
 
   try {
+    const events = new EventRecorder({
+      db: opts.eventsDb ?? join(dirname(opts.db), 'events.db'),
+      audit: opts.auditLog ?? join(dirname(opts.db), 'audit.jsonl'),
+      onAuditError: (err) => log.error({ err }, 'writing the audit file failed; the event store has the events, and the next write catches the file up'),
+    });
+    eventLog = events;
+    if (events.caughtUp) log.warn({ events: events.caughtUp }, 'audit file caught up with events the store recorded before a crash');
     const first = apply(policy);
     const flows = new FlowRecorder(datapath, opts.flowsDb ?? join(dirname(opts.db), 'flows.db'), {
       onExport(r) {
@@ -267,6 +284,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
       },
     });
     securityMetrics(metrics.registry, () => firewall.status());
+    eventMetrics(metrics.registry, { counts: events.counts, kernel: () => secEvents?.stats(), streams: () => events.hub.subscribers });
     const alertStore = new AlertStore(ledger);
     let quotaStates: readonly QuotaState[] = [];
     const bm = billingMetrics(metrics.registry, { quotas: () => quotaStates, enforced: () => enforcer.status(), deliveries: () => alertStore.backlog() });
@@ -327,6 +345,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
       },
       alerts: (limit) => alertStore.recent(limit),
       security: () => firewall.status(),
+      events: { store: events.store, hub: events.hub },
       exporter: exp,
       reload,
       registry: metrics.registry,
@@ -373,8 +392,8 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
     rescan.unref();
     await exp.exportNow(); // opens the interval: first checkpoint right away
     enforce(policy, quotaWatcher.states(Date.now(), policy));
-    const events = datapath.quotaEvents();
-    quotaEvents = new RingBufReader(events.events, { lostCounter: { map: events.lost, index: 0 } });
+    const qev = datapath.quotaEvents();
+    quotaEvents = new RingBufReader(qev.events, { lostCounter: { map: qev.lost, index: 0 } });
     quotaEvents.on('records', (records) => {
       const doc = live?.doc ?? policy;
       let raised = false;
@@ -392,6 +411,42 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
     quotaEvents.on('lost', (n) => log.warn({ lost: String(n) }, 'quota events lost (ring buffer full); the ledger check raises their alerts'));
     quotaEvents.on('error', (err) => log.error({ err }, 'quota event reader failed'));
     await quotaEvents.ready;
+    const ifnames = new Map<number, string>();
+    const sev = datapath.securityEvents();
+    const taiMs = taiOffsetMs();
+    secEvents = await DatapathEvents.start({
+      ...sev,
+      recorder: events,
+      describe: (r) => describeSev(r, {
+        rule: (slot) => firewall.ruleAt(slot),
+        tenant: (id) => names.get(id) ?? `tenant-id-${id}`,
+        iface: (ifindex) => {
+          if (!ifnames.size) for (const a of datapath.listAttachments()) ifnames.set(a.ifindex, a.ifname);
+          return ifnames.get(ifindex) ?? null;
+        },
+      }, taiMs),
+      onLost(lost, total) {
+        const at = new Date().toISOString();
+        const alert = { type: 'security.events.lost', key: `security.events.lost:${sev.ring.id}:${total}`, lost: String(lost), total: String(total), at };
+        log.error(alert, 'security events lost: the datapath found its event ring full (enforcement was not affected)');
+        if (alertStore.record(alert.key, JSON.stringify(alert), (live?.doc ?? policy).alerts?.webhooks ?? [], Date.now())) {
+          webhooks?.runNow().catch(() => undefined);
+        }
+      },
+      onError: (err) => log.error({ err }, 'security event reader failed; events stay in the ring for the next read'),
+    });
+    const prune = () => {
+      const ev = (live?.doc ?? policy).security?.events;
+      try {
+        const n = events.store.prune(Date.now(), ev?.retention ?? 7 * 86_400_000, ev?.maxStored ?? 1_000_000);
+        if (n) log.debug({ events: n }, 'old security events pruned from the store');
+      } catch (err) {
+        log.error({ err }, 'pruning the event store failed; the next round retries');
+      }
+    };
+    prune();
+    pruneEvents = setInterval(prune, 60_000);
+    pruneEvents.unref();
     await applyFlows(policy);
     closer.start();
     await closer.runNow().catch(() => undefined); // reported by onError
@@ -409,6 +464,8 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
         await quotaWatcher?.stop();
         await webhooks?.stop();
         await quotaEvents?.stop();
+        clearInterval(pruneEvents);
+        await secEvents?.stop();
         await flows.stop(); // the kernel keeps recording flows for the next agent, like the counters
         await exp.stop();
         try {
@@ -419,6 +476,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
         for (const a of apps) await a.close();
         datapath.close(); // pins stay: counting goes on without us
         ledger.close();
+        events.close();
         unlock();
         resolveDone();
       })();
@@ -433,8 +491,11 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
     await quotaWatcher?.stop();
     await webhooks?.stop();
     await quotaEvents?.stop();
+    clearInterval(pruneEvents);
+    await secEvents?.stop();
     datapath.close();
     ledger.close();
+    eventLog?.close();
     throw err;
   }
 }

@@ -10,7 +10,7 @@ import {
 } from '../kernel/abi.gen.js';
 import { networkOf, parseCidr, type Cidr, type Family } from '../policy/cidr.js';
 import { lpmKey, type MapEntry } from '../policy/compile-metering.js';
-import type { SecuritySection } from '../policy/schema.js';
+import { PORT_PROTOCOLS, type SecuritySection } from '../policy/schema.js';
 
 export type FirewallRule = SecuritySection['rules'][number];
 export type FirewallAction = FirewallRule['action'];
@@ -21,7 +21,7 @@ export const ACTION_CODES: Readonly<Record<FirewallAction, number>> = {
 };
 
 /** Protocols whose packets carry ports the rules can match (tcp, udp, sctp). */
-export const PORT_PROTOCOLS: ReadonlySet<number> = new Set([6, 17, 132]);
+export { PORT_PROTOCOLS };
 
 /** Hit-counter slot 0 counts the default action. */
 export const DEFAULT_SLOT = 0;
@@ -240,7 +240,7 @@ export function compileFirewall(security: SecuritySection, ctx: FirewallContext)
   if (rules.some((r) => r.dst.length > 0)) flags |= TG_FW_DST;
   const gen: TgFwGen = {
     active: toMask(active), any_port: toMask(anyPort), to_tenant: toMask(toTenant), from_tenant: toMask(fromTenant), any_side: toMask(anySide),
-    flags, default_action: ACTION_CODES[security.defaultAction], pad: Buffer.alloc(3),
+    flags, log_rate: security.events.logRate, default_action: ACTION_CODES[security.defaultAction], pad: Buffer.alloc(7),
   };
   return {
     generation, gen, src, dst, protocols, ports, tenants, rules: ruleEntries,
@@ -251,5 +251,5 @@ export function compileFirewall(security: SecuritySection, ctx: FirewallContext)
 /** A generation that filters nothing (flags 0): what an absent security section compiles to. */
 export function emptyFwGen(): TgFwGen {
   const zero = toMask(0n);
-  return { active: zero, any_port: zero, to_tenant: zero, from_tenant: zero, any_side: zero, flags: 0, default_action: TG_FW_ALLOW, pad: Buffer.alloc(3) };
+  return { active: zero, any_port: zero, to_tenant: zero, from_tenant: zero, any_side: zero, flags: 0, log_rate: 0, default_action: TG_FW_ALLOW, pad: Buffer.alloc(7) };
 }

@@ -47,6 +47,8 @@ export class Firewall {
   readonly #maps: FirewallMaps;
   readonly #path: string;
   #slots: Map<string, number>;
+  /** #slots the other way round. */
+  #names = new Map<number, string>();
   #security: SecuritySection | undefined;
   /** #identity() of the rules live now (OFF: switched off), as this process wrote them; undefined until it wrote any. */
   #applied: string | undefined;
@@ -63,7 +65,17 @@ export class Firewall {
       throw new Error(`${slotFile}: not a firewall slot file (${(err as Error).message}); remove it to start the rule counters over`);
     }
     // Another counter map (a new pin): every slot counts from zero again.
-    if (saved.hitsId === maps.hitsId()) this.#slots = new Map(Object.entries(saved.slots));
+    if (saved.hitsId === maps.hitsId()) this.#setSlots(new Map(Object.entries(saved.slots)));
+  }
+
+  #setSlots(slots: Map<string, number>): void {
+    this.#slots = slots;
+    this.#names = new Map([...slots].map(([name, slot]) => [slot, name]));
+  }
+
+  /** The rule counted at a hit-counter slot; null for the default action (slot 0) and unknown slots. */
+  ruleAt(slot: number): string | null {
+    return slot === DEFAULT_SLOT ? null : this.#names.get(slot) ?? null;
   }
 
   /**
@@ -106,7 +118,7 @@ export class Firewall {
     this.#save(slots);
     this.#maps.apply(plan, fresh);
     this.#maps.collect(); // the new rules are live: the old ones can go
-    this.#slots = slots;
+    this.#setSlots(slots);
     this.#security = security;
     this.#applied = identity;
     return { generation: plan.generation, rules: security.rules.length };

@@ -286,6 +286,26 @@ export const TgQuotaStateFlag = {
 export type TgQuotaStateFlag = (typeof TgQuotaStateFlag)[keyof typeof TgQuotaStateFlag];
 export const TG_QUOTA_EXHAUSTED = TgQuotaStateFlag.TG_QUOTA_EXHAUSTED;
 
+/** enum tg_sev_stat */
+export const TgSevStat = {
+  TG_SEV_LOST: 0,
+  TG_SEV_SUPPRESSED: 1,
+  TG_SEV_SENT: 2,
+  TG_SEV_STAT_MAX: 3,
+} as const;
+export type TgSevStat = (typeof TgSevStat)[keyof typeof TgSevStat];
+export const TG_SEV_LOST = TgSevStat.TG_SEV_LOST;
+export const TG_SEV_SUPPRESSED = TgSevStat.TG_SEV_SUPPRESSED;
+export const TG_SEV_SENT = TgSevStat.TG_SEV_SENT;
+export const TG_SEV_STAT_MAX = TgSevStat.TG_SEV_STAT_MAX;
+
+/** enum tg_sev_type */
+export const TgSevType = {
+  TG_SEV_FW_LOG: 1,
+} as const;
+export type TgSevType = (typeof TgSevType)[keyof typeof TgSevType];
+export const TG_SEV_FW_LOG = TgSevType.TG_SEV_FW_LOG;
+
 /** struct tg_cgroup_key: 16 bytes */
 export interface TgCgroupKey {
   /** __u64 at offset 0 */
@@ -466,7 +486,7 @@ export const TgFwMask = struct<TgFwMask>(32, [
   ['w', 0, array(u64, 4)],
 ]);
 
-/** struct tg_fw_gen: 168 bytes */
+/** struct tg_fw_gen: 176 bytes */
 export interface TgFwGen {
   /** struct tg_fw_mask at offset 0 */
   active: TgFwMask;
@@ -480,20 +500,23 @@ export interface TgFwGen {
   any_side: TgFwMask;
   /** __u32 at offset 160 */
   flags: number;
-  /** __u8 at offset 164 */
+  /** __u32 at offset 164 */
+  log_rate: number;
+  /** __u8 at offset 168 */
   default_action: number;
-  /** __u8[3] at offset 165 */
+  /** __u8[7] at offset 169 */
   pad: Buffer;
 }
-export const TgFwGen = struct<TgFwGen>(168, [
+export const TgFwGen = struct<TgFwGen>(176, [
   ['active', 0, TgFwMask],
   ['any_port', 32, TgFwMask],
   ['to_tenant', 64, TgFwMask],
   ['from_tenant', 96, TgFwMask],
   ['any_side', 128, TgFwMask],
   ['flags', 160, u32],
-  ['default_action', 164, u8],
-  ['pad', 165, bytes(3)],
+  ['log_rate', 164, u32],
+  ['default_action', 168, u8],
+  ['pad', 169, bytes(7)],
 ]);
 
 /** struct tg_fw_rule: 8 bytes */
@@ -701,6 +724,63 @@ export const TgQuotaState = struct<TgQuotaState>(32, [
   ['tat_ns', 16, u64],
   ['flags', 24, u32],
   ['pad', 28, u32],
+]);
+
+/** struct tg_sev: 80 bytes */
+export interface TgSev {
+  /** __u64 at offset 0 */
+  at_ns: bigint;
+  /** __u8[16] at offset 8 */
+  saddr_be: Buffer;
+  /** __u8[16] at offset 24 */
+  daddr_be: Buffer;
+  /** __u32 at offset 40 */
+  type: number;
+  /** __u32 at offset 44 */
+  slot: number;
+  /** __u32 at offset 48 */
+  to_tenant: number;
+  /** __u32 at offset 52 */
+  from_tenant: number;
+  /** __u32 at offset 56 */
+  ifindex: number;
+  /** __u32 at offset 60 */
+  bytes: number;
+  /** __be16 at offset 64 */
+  sport_be: number;
+  /** __be16 at offset 66 */
+  dport_be: number;
+  /** __u8 at offset 68 */
+  ip_ver: number;
+  /** __u8 at offset 69 */
+  proto: number;
+  /** __u8 at offset 70 */
+  action: number;
+  /** __u8 at offset 71 */
+  hook: number;
+  /** __u32 at offset 72 */
+  detail: number;
+  /** __u32 at offset 76 */
+  pad: number;
+}
+export const TgSev = struct<TgSev>(80, [
+  ['at_ns', 0, u64],
+  ['saddr_be', 8, bytes(16)],
+  ['daddr_be', 24, bytes(16)],
+  ['type', 40, u32],
+  ['slot', 44, u32],
+  ['to_tenant', 48, u32],
+  ['from_tenant', 52, u32],
+  ['ifindex', 56, u32],
+  ['bytes', 60, u32],
+  ['sport_be', 64, u16],
+  ['dport_be', 66, u16],
+  ['ip_ver', 68, u8],
+  ['proto', 69, u8],
+  ['action', 70, u8],
+  ['hook', 71, u8],
+  ['detail', 72, u32],
+  ['pad', 76, u32],
 ]);
 
 /** struct tg_tenant_ref: 8 bytes */

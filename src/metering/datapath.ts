@@ -26,6 +26,8 @@ const PINNED_MAPS = [
   // The firewall goes on filtering with the last rules (fail-static); its counters stay monotonic.
   'tg_fw_live', 'tg_fw_gen', 'tg_fw_src_v4', 'tg_fw_src_v6', 'tg_fw_dst_v4', 'tg_fw_dst_v6', 'tg_fw_proto', 'tg_fw_port',
   'tg_fw_tenant', 'tg_fw_rules', 'tg_fw_hits', 'tg_fw_stats',
+  // Security events wait in the ring for the next agent; their loss counters stay monotonic.
+  'tg_sev_ring', 'tg_sev_stats',
 ] as const;
 
 /** Flows per batch call when reading tg_flows. */
@@ -467,6 +469,11 @@ export class MeteringDatapath {
   /** The ring buffer of quota events and its lost-record counter (struct tg_quota_event). */
   quotaEvents(): { events: BpfMap; lost: BpfMap } {
     return { events: this.obj.map('tg_quota_events'), lost: this.obj.map('tg_quota_lost') };
+  }
+
+  /** The ring buffer of security events (struct tg_sev) and its counters (enum tg_sev_stat). */
+  securityEvents(): { ring: BpfMap; stats: BpfMap } {
+    return { ring: this.obj.map('tg_sev_ring'), stats: this.obj.map('tg_sev_stats') };
   }
 
   /** One of the loaded programs, for BPF_PROG_TEST_RUN (tests and benchmarks). */

@@ -26,3 +26,40 @@ export function securityMetrics(registry: Registry, status: () => FirewallStatus
   registry.registerMetric(bytes);
   registry.registerMetric(packets);
 }
+
+export interface EventMetricsSource {
+  /** Events recorded by this agent, by type. */
+  counts: ReadonlyMap<string, number>;
+  /** The kernel's totals for the event ring (undefined before the reader runs). */
+  kernel(): { sent: bigint; lost: bigint; suppressed: bigint } | undefined;
+  streams(): number;
+}
+
+/** The security event stream: what was recorded, and what the datapath could not send. */
+export function eventMetrics(registry: Registry, src: EventMetricsSource): void {
+  new Gauge({
+    name: 'tollgate_security_events_total',
+    help: 'Security events recorded by this agent since it started, by type',
+    labelNames: ['type'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [type, n] of src.counts) this.set({ type }, n);
+    },
+  });
+  const kernel = (name: 'sent' | 'lost' | 'suppressed', help: string) => new Gauge({
+    name: `tollgate_security_events_${name}_total`,
+    help,
+    registers: [registry],
+    collect() {
+      const k = src.kernel();
+      if (k) this.set(Number(k[name]));
+    },
+  });
+  kernel('sent', 'Event records the datapath put into its ring (for the life of the ring\'s pin)');
+  kernel('lost', 'Event records the datapath dropped because its ring was full; each raises an events.lost event and alert');
+  kernel('suppressed', 'Events a log rule did not send because it was over security.events.logRate');
+  new Gauge({ name: 'tollgate_security_event_streams', help: 'Clients following the live event stream', registers: [registry], collect() {
+    this.set(src.streams());
+  } });
+}

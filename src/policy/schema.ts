@@ -432,6 +432,17 @@ const securitySchema = z.strictObject({
   defaultAction: z.enum(['allow', 'deny', 'log']).default('allow'),
   /** Evaluated in order; the first match decides. */
   rules: z.array(ruleSchema).max(MAX_SECURITY_RULES, { message: `at most ${MAX_SECURITY_RULES} rules; put prefixes that share a verdict into one rule's src or dst` }).default([]),
+  /** The security event stream (docs/events.md). */
+  events: z
+    .strictObject({
+      /** Events a log rule (or the log default) may send per second and CPU; the rest are counted as suppressed. */
+      logRate: z.int().min(1).max(1_000_000).default(1000),
+      /** Events older than this are deleted from the event store (the audit file keeps everything). */
+      retention: duration.default(7 * 86_400_000),
+      /** Events kept in the store at most, oldest deleted first. */
+      maxStored: z.int().min(1000).max(100_000_000).default(1_000_000),
+    })
+    .prefault({}),
   /** Standing rate limits, independent of rules. */
   rateLimits: z
     .array(
