@@ -61,7 +61,9 @@ export class AuditLog {
     const { lastId: last, cut } = this.tail();
     if (cut) appendFileSync(this.path, '\n'); // end the cut line, so the next one stands alone
     store.issueAfter(last);
-    let after = last;
+    // A file rotated away (renamed, or emptied) must not get the whole store again: start after
+    // what was written to the file, wherever it is now.
+    let after = Math.max(last, auditedId(store));
     let n = 0;
     for (;;) {
       const batch = store.list({ after, limit: CATCH_UP_BATCH });
@@ -69,6 +71,18 @@ export class AuditLog {
       this.append(batch);
       n += batch.length;
       after = batch[batch.length - 1]!.id;
+      markAudited(store, after);
     }
   }
+}
+
+const AUDITED = 'audit.lastId';
+
+/** The last id written to the audit file, kept in the store (the file may be rotated away). */
+export function auditedId(store: EventStore): number {
+  return Number(store.getState(AUDITED) ?? 0);
+}
+
+export function markAudited(store: EventStore, id: number): void {
+  store.setState(AUDITED, String(id));
 }

@@ -1,8 +1,8 @@
 // Records security events: the store numbers them, the audit file gets a
-// line each, live subscribers get them, and the per-type counts move, in
+// line each, the per-type counts move, and live subscribers get them, in
 // that order. A failed audit write is reported and does not stop the rest:
 // the store has the events, and the next start appends them to the file.
-import { AuditLog } from './audit.js';
+import { AuditLog, markAudited } from './audit.js';
 import type { NewEvent, SecurityEvent } from './event.js';
 import { EventHub } from './hub.js';
 import { EventStore } from './store.js';
@@ -43,7 +43,10 @@ export class EventRecorder {
     const out = this.store.append(events);
     try {
       if (this.#auditBehind) this.audit.catchUp(this.store); // these events included
-      else this.audit.append(out);
+      else if (out.length) {
+        this.audit.append(out);
+        markAudited(this.store, out[out.length - 1]!.id);
+      }
       this.#auditBehind = false;
     } catch (err) {
       this.#auditBehind = true;
