@@ -4,6 +4,7 @@ const benches: Record<string, () => Promise<{ main(argv: string[]): Promise<void
   pmacct: () => import('./pmacct.js'),
   flows: () => import('./flows.js'),
   security: () => import('./security.js'),
+  events: () => import('./events.js'),
 };
 
 const [name, ...rest] = process.argv.slice(2);

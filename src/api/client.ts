@@ -79,10 +79,11 @@ export function streamAgent(socket: string, path: string, onEvent: (data: unknow
       let buf = '';
       res.on('data', (chunk: string) => {
         buf += chunk;
+        let at = 0;
         let end: number;
-        while ((end = buf.indexOf('\n\n')) >= 0) {
-          const block = buf.slice(0, end);
-          buf = buf.slice(end + 2);
+        while ((end = buf.indexOf('\n\n', at)) >= 0) {
+          const block = buf.slice(at, end);
+          at = end + 2;
           let id: string | undefined;
           const data: string[] = [];
           for (const line of block.split('\n')) {
@@ -93,6 +94,7 @@ export function streamAgent(socket: string, path: string, onEvent: (data: unknow
           if (id !== undefined) lastId = id;
           onEvent(JSON.parse(data.join('\n')), id);
         }
+        buf = buf.slice(at); // once per chunk: slicing per event would copy a long chunk over and over
       });
       res.on('end', () => resolve(lastId));
       res.on('error', (err) => (opts.signal?.aborted ? resolve(lastId) : reject(err)));

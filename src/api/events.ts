@@ -15,7 +15,7 @@ export interface EventsContext {
 
 export const MAX_EVENTS_LIMIT = 10_000;
 /** A stream client this far behind is disconnected; it resumes from the store with Last-Event-ID. */
-export const STREAM_MAX_BUFFERED = 8 * 1024 * 1024;
+export const STREAM_MAX_BUFFERED = 32 * 1024 * 1024;
 const HEARTBEAT_MS = 15_000;
 const REPLAY_BATCH = 1000;
 
@@ -35,9 +35,9 @@ function events(ctx: EventsContext): { store: EventStore; hub: EventHub } {
 const matches = (q: { type?: string; tenant?: string }) => (e: SecurityEvent): boolean =>
   (q.type === undefined || e.type === q.type) && (q.tenant === undefined || e.tenant === q.tenant);
 
-function writeEvents(res: ServerResponse, list: readonly SecurityEvent[]): void {
+function writeEvents(res: ServerResponse, list: readonly SecurityEvent[], json: readonly string[]): void {
   let text = '';
-  for (const e of list) text += `id: ${e.id}\ndata: ${JSON.stringify(e)}\n\n`;
+  for (let i = 0; i < list.length; i++) text += `id: ${list[i]!.id}\ndata: ${json[i]}\n\n`;
   if (text) res.write(text);
 }
 
@@ -65,21 +65,21 @@ export function eventRoutes(app: FastifyInstance, ctx: EventsContext): void {
     res.write(': tollgate security events\n\n');
 
     // Subscribe first, replay second: events recorded during the replay wait in `held`.
-    let held: SecurityEvent[] | undefined = [];
+    let held: Array<[SecurityEvent, string]> | undefined = [];
     let last = from;
-    const send = (list: readonly SecurityEvent[]): void => {
-      const fresh = list.filter((e) => e.id > last && want(e));
-      if (fresh.length === 0) return;
-      writeEvents(res, fresh);
+    const send = (list: readonly SecurityEvent[], json: readonly string[] = list.map((e) => JSON.stringify(e))): void => {
+      const keep = list.flatMap((e, i) => (e.id > last && want(e) ? [i] : []));
+      if (keep.length === 0) return;
+      writeEvents(res, keep.map((i) => list[i]!), keep.map((i) => json[i]!));
       last = list[list.length - 1]!.id;
       if (res.writableLength > STREAM_MAX_BUFFERED) {
         res.end(': too far behind; reconnect with Last-Event-ID to resume from the store\n\n');
         close();
       }
     };
-    const unsubscribe = hub.subscribe((list) => {
-      if (held) held.push(...list);
-      else send(list);
+    const unsubscribe = hub.subscribe((list, json) => {
+      if (held) list.forEach((e, i) => held!.push([e, json[i]!]));
+      else send(list, json);
     });
     const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), HEARTBEAT_MS);
     heartbeat.unref();
@@ -107,6 +107,6 @@ export function eventRoutes(app: FastifyInstance, ctx: EventsContext): void {
     }
     const rest = held;
     held = undefined;
-    send(rest);
+    send(rest.map(([e]) => e), rest.map(([, j]) => j));
   });
 }

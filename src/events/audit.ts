@@ -18,10 +18,13 @@ export class AuditLog {
   constructor(readonly path: string) {}
 
   append(events: readonly SecurityEvent[]): void {
-    if (events.length === 0) return;
-    let text = '';
-    for (const e of events) text += JSON.stringify(e) + '\n';
-    appendFileSync(this.path, text, { mode: 0o640 });
+    this.appendLines(events.map((e) => JSON.stringify(e)));
+  }
+
+  /** Events already serialised, one JSON text each. */
+  appendLines(json: readonly string[]): void {
+    if (json.length === 0) return;
+    appendFileSync(this.path, json.join('\n') + '\n', { mode: 0o640 });
   }
 
   /** The id on the file's last complete line (0 for a missing or empty file), and whether the file ends inside a line. */

@@ -34,13 +34,22 @@ export class DatapathEvents {
   readonly #reader: RingBufReader;
   readonly #lostKey: string;
   readonly #timer: NodeJS.Timeout;
+  readonly #pending: Buffer[] = [];
+  #scheduled: NodeJS.Immediate | undefined;
 
   private constructor(opts: DatapathEventsOptions) {
     this.#opts = opts;
     this.#stats = new TypedMap(opts.stats, u32, u64);
     this.#lostKey = `kernel.lost.${opts.ring.id}`;
     this.#reader = new RingBufReader(opts.ring);
-    this.#reader.on('records', (records) => this.#take(records));
+    // Batches that arrive in the same turn of the event loop are stored in one transaction.
+    this.#reader.on('records', (records) => {
+      for (const r of records) this.#pending.push(r);
+      this.#scheduled ??= setImmediate(() => {
+        this.#scheduled = undefined;
+        this.#take(this.#pending.splice(0));
+      });
+    });
     this.#reader.on('error', (err) => opts.onError?.(err));
     this.#timer = setInterval(() => this.#guard(() => this.#checkLoss()), opts.checkMs ?? 1000);
     this.#timer.unref();
@@ -108,6 +117,8 @@ export class DatapathEvents {
   async stop(): Promise<void> {
     clearInterval(this.#timer);
     await this.#reader.stop();
-    this.#guard(() => this.#checkLoss());
+    if (this.#scheduled) clearImmediate(this.#scheduled);
+    this.#scheduled = undefined;
+    this.#take(this.#pending.splice(0));
   }
 }

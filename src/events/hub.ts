@@ -2,7 +2,8 @@
 // A subscriber that throws is dropped; nobody can slow the recorder down.
 import type { SecurityEvent } from './event.js';
 
-export type EventListener = (events: readonly SecurityEvent[]) => void;
+/** The events, and each one's JSON text (the same index). */
+export type EventListener = (events: readonly SecurityEvent[], json: readonly string[]) => void;
 
 export class EventHub {
   readonly #listeners = new Set<EventListener>();
@@ -16,11 +17,11 @@ export class EventHub {
     return this.#listeners.size;
   }
 
-  publish(events: readonly SecurityEvent[]): void {
+  publish(events: readonly SecurityEvent[], json: readonly string[] = events.map((e) => JSON.stringify(e))): void {
     if (events.length === 0) return;
     for (const l of [...this.#listeners]) {
       try {
-        l(events);
+        l(events, json);
       } catch {
         this.#listeners.delete(l);
       }

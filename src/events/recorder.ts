@@ -26,6 +26,9 @@ export class EventRecorder {
   readonly #onAuditError: (err: Error) => void;
   /** A write to the audit file failed: the next record catches the file up from the store. */
   #auditBehind = false;
+  /** The last id this process appended to the audit file, and when the store last heard of it. */
+  #audited = 0;
+  #markedAt = 0;
 
   constructor(opts: RecorderOptions) {
     this.store = EventStore.open(opts.db);
@@ -41,11 +44,14 @@ export class EventRecorder {
 
   record(events: readonly NewEvent[]): SecurityEvent[] {
     const out = this.store.append(events);
+    if (out.length === 0) return out;
+    const json = out.map((e) => JSON.stringify(e)); // once, for the file and every stream
     try {
       if (this.#auditBehind) this.audit.catchUp(this.store); // these events included
-      else if (out.length) {
-        this.audit.append(out);
-        markAudited(this.store, out[out.length - 1]!.id);
+      else {
+        this.audit.appendLines(json);
+        this.#audited = out[out.length - 1]!.id;
+        this.#markAudited(false);
       }
       this.#auditBehind = false;
     } catch (err) {
@@ -53,11 +59,23 @@ export class EventRecorder {
       this.#onAuditError(err as Error);
     }
     for (const e of out) this.counts.set(e.type, (this.counts.get(e.type) ?? 0) + 1);
-    this.hub.publish(out);
+    this.hub.publish(out, json);
     return out;
   }
 
+  /**
+   * Keeps the audit file's position in the store at most once a second (a
+   * transaction per batch would cost more than the batch), and at close: a
+   * file rotated away just before a crash gets at most that second again.
+   */
+  #markAudited(now: boolean): void {
+    if (this.#audited === 0 || (!now && Date.now() - this.#markedAt < 1000)) return;
+    markAudited(this.store, this.#audited);
+    this.#markedAt = Date.now();
+  }
+
   close(): void {
+    this.#markAudited(true);
     this.store.close();
   }
 }

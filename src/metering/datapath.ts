@@ -36,6 +36,30 @@ const FLOW_READ_CHUNK = 65_536;
 const FILL_MAPS = ['tg_tenant_v4', 'tg_tenant_v6', 'tg_class_v4', 'tg_class_v6', 'tg_frag_ports', 'tg_fw_src_v4', 'tg_fw_src_v6', 'tg_fw_dst_v4', 'tg_fw_dst_v6'] as const;
 
 export type Direction = 'ingress' | 'egress';
+
+/**
+ * The slots of a per-CPU array of struct tg_counter that counted anything,
+ * summed over CPUs, read from one packed batch: the billing array has
+ * tenants x classes x directions slots (131,072 by default), and an object
+ * per slot and CPU made every export block the event loop for ~300 ms.
+ */
+function nonZeroCounters(map: BpfMap): Array<{ index: number; packets: bigint; bytes: bigint }> {
+  const { count, keys, values: raw } = map.lookupBatchPacked();
+  const values = raw.byteOffset % 8 === 0 ? raw : new Uint8Array(raw); // a copy starts its own, aligned buffer
+  const per = map.valueBufferSize / 8; // u64 words per slot: (packets, bytes) per CPU
+  const v = new BigUint64Array(values.buffer, values.byteOffset, count * per);
+  const out: Array<{ index: number; packets: bigint; bytes: bigint }> = [];
+  for (let i = 0; i < count; i++) {
+    let packets = 0n;
+    let bytes = 0n;
+    for (let w = i * per; w < (i + 1) * per; w += 2) {
+      packets += v[w]!;
+      bytes += v[w + 1]!;
+    }
+    if (packets !== 0n || bytes !== 0n) out.push({ index: keys.readUInt32LE(i * 4), packets, bytes });
+  }
+  return out;
+}
 export type AttachMode = 'tc' | 'xdp-generic' | 'xdp-native';
 
 export interface CounterReading {
@@ -373,29 +397,16 @@ export class MeteringDatapath {
 
   /** Cumulative counters summed over CPUs, one reading per (tenant, class, direction) that saw traffic. */
   readCounters(): CounterReading[] {
-    const out: CounterReading[] = [];
-    for (const [index, c] of this.counters.entriesSum()) {
-      if (c.packets === 0n && c.bytes === 0n) continue;
+    return nonZeroCounters(this.counters.map).map(({ index, packets, bytes }) => {
       const row = Math.floor(index / TG_DIR_MAX); // tenant * maxClasses + class
-      out.push({
-        tenantId: Math.floor(row / this.maxClasses),
-        classId: row % this.maxClasses,
-        direction: index % TG_DIR_MAX === 0 ? 'ingress' : 'egress',
-        packets: c.packets,
-        bytes: c.bytes,
-      });
-    }
-    return out;
+      return { tenantId: Math.floor(row / this.maxClasses), classId: row % this.maxClasses, direction: index % TG_DIR_MAX === 0 ? 'ingress' : 'egress', packets, bytes };
+    });
   }
 
   /** Cumulative per-container counters (cgroup-attributed traffic) summed over CPUs, for slots that saw traffic. */
   readContainerCounters(): Array<{ slot: number; direction: Direction; packets: bigint; bytes: bigint }> {
-    const out: Array<{ slot: number; direction: Direction; packets: bigint; bytes: bigint }> = [];
-    for (const [index, c] of this.containerCounters.entriesSum()) {
-      if (c.packets === 0n && c.bytes === 0n) continue;
-      out.push({ slot: Math.floor(index / TG_DIR_MAX), direction: index % TG_DIR_MAX === 0 ? 'ingress' : 'egress', packets: c.packets, bytes: c.bytes });
-    }
-    return out;
+    return nonZeroCounters(this.containerCounters.map).map(({ index, packets, bytes }) =>
+      ({ slot: Math.floor(index / TG_DIR_MAX), direction: index % TG_DIR_MAX === 0 ? 'ingress' as const : 'egress' as const, packets, bytes }));
   }
 
   /** Per-reason packet counts (non_ip, truncated, fragment, ...). */
