@@ -9,7 +9,8 @@
 //     against nftables;
 //  3. policy update latency in the agent's datapath code: from the call that
 //     compiles and writes a new rule set to the first packet the new rule
-//     drops, for one rule and for a 10,000-prefix set, p50/p99.
+//     drops, for one rule and for a 10,000-prefix set, p50/p99;
+//  4. events from the kernel to the API stream (bench/events.ts; --skip-events).
 // The deny prefixes are /29s of 198.18.0.0/15 around the lab's subnets (the
 // attacker's /29 among them); nothing leaves the lab.
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
@@ -101,6 +102,7 @@ export async function main(argv: string[]): Promise<void> {
     options: {
       rounds: { type: 'string', default: '7' }, flood: { type: 'string', default: '300000' }, prefixes: { type: 'string', default: '10000' },
       seconds: { type: 'string', default: '4' }, updates: { type: 'string', default: '50' },
+      'skip-events': { type: 'boolean', default: false },
     },
   });
   const rounds = Number(values.rounds);
@@ -249,5 +251,9 @@ export async function main(argv: string[]): Promise<void> {
   } finally {
     disableStats();
     await labDown(prefix);
+  }
+  if (!values['skip-events']) {
+    console.log('');
+    await (await import('./events.js')).main([]);
   }
 }
