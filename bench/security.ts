@@ -21,7 +21,7 @@ import { enableBpfStats, ifindexOf, progInfo, removePins, withNetns } from '../s
 import { findNode, iperf3Transfer, labDown, labUp, pinDirPath, runInNetns, spawnInNetns, tenantNodes, trafgenBurst, waitExit, type EndpointNode, type Topology } from '../lab/index.js';
 import { MeteringDatapath } from '../src/metering/datapath.js';
 import { compileMetering, parsePolicy, type Policy } from '../src/policy/index.js';
-import { assignSlots, compileFirewall } from '../src/firewall/compile.js';
+import { assignSlots, compileFirewall, slotNames } from '../src/firewall/compile.js';
 
 const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 1000));
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -75,7 +75,7 @@ function startOurs(topo: Topology, pinRoot: string, doc: Policy): { dp: Metering
 
 /** As the agent applies rules: compile, write and switch, then (unless the caller times the switch) remove the replaced ones. */
 function applyRules(dp: MeteringDatapath, doc: Policy, tenantIds: ReadonlyMap<string, number>, previous = new Map<string, number>(), collect = true): Map<string, number> {
-  const { slots, fresh } = assignSlots(previous, doc.security!.rules.map((r) => r.name));
+  const { slots, fresh } = assignSlots(previous, slotNames(doc.security!));
   dp.firewall.apply(compileFirewall(doc.security!, { generation: dp.firewall.idleGeneration(), tenantIds, slots }), fresh);
   if (collect) dp.firewall.collect();
   return slots;

@@ -25,7 +25,8 @@ const prefix = `tgf${Math.random().toString(36).slice(2, 5)}`;
 interface Rules {
   enabled: boolean;
   generation: number;
-  rules: Array<{ name: string; action: string; packets: number; bytes: number }>;
+  rules: Array<{ name: string; action: string; packets: number; bytes: number; limited?: { packets: number; bytes: number } }>;
+  buckets: { used: number; capacity: number } | null;
   stats: Record<string, number>;
 }
 
@@ -37,6 +38,7 @@ function security(topo: Topology, t1: EndpointNode, internet: EndpointNode, atta
     - { name: web-from-internet, action: allow, tenant: ${t1.name}, src: [${internet.ipv4}/32], protocols: [tcp], ports: [${topo.servicePort}] }
     - { name: no-web-to-t1, action: deny, tenant: ${t1.name}, protocols: [tcp], ports: [${topo.servicePort}] }
 ${blockAttacker ? `    - { name: block-attacker, action: deny, direction: both, src: [${attacker.ipv4}/32, "${attacker.ipv6}/128"] }\n` : ''}    - { name: log-9999, action: log, protocols: [udp], ports: [9999] }
+    - { name: limit-7000, action: rate-limit, protocols: [udp], ports: [7000], rateLimit: { pps: 100, burst: 50, per: source } }
 `;
 }
 
@@ -144,11 +146,34 @@ describe('firewall in the lab', { concurrency: false }, () => {
     assert.match(metrics, /^tollgate_security_events_lost_total 0$/m);
   });
 
+  test('a per-source rate limit passes its burst and rate, drops the rest, and counts both exactly', async () => {
+    const before = await rules();
+    const rule = (r: Rules) => r.rules.find((x) => x.name === 'limit-7000')!;
+    const t0 = performance.now();
+    const r = await udpBurst(internet, t1, 7000, [100], 500, { burst: 500, timeoutMs: 3000 });
+    const seconds = (performance.now() - t0) / 1000;
+    const got = r.received!.packets;
+    const after = await rules();
+    assert.equal(rule(after).packets - rule(before).packets, 500, 'the rule decided every datagram');
+    assert.equal(rule(after).limited!.packets - rule(before).limited!.packets, 500 - got, 'what did not arrive was dropped by the limit, counted');
+    assert.ok(got >= 50, `at least the burst arrived (${got})`);
+    assert.ok(got <= 50 + Math.ceil(100 * seconds) + 1, `no more than burst + rate x time (${got} in ${seconds.toFixed(2)} s)`);
+    assert.equal(after.stats.rate_limited - before.stats.rate_limited, 500 - got);
+    assert.ok(after.buckets!.used >= 1);
+    const metrics = await fetchAgentText(agent.socket, '/metrics');
+    assert.match(metrics, /^tollgate_security_rate_limited_packets_total\{limit="limit-7000",kind="rule"\} \d+$/m);
+    assert.match(metrics, /^tollgate_security_rate_limit_buckets \d+$/m);
+    const events = await runCli(['--socket', agent.socket, 'events', '--json', '--type', 'firewall.rate_limited', '--limit', '1']);
+    const e = JSON.parse(events.stdout) as SecurityEvent;
+    assert.equal(e.rule, 'limit-7000');
+    assert.equal(e.flow?.dport, 7000);
+  });
+
   test('hits through the CLI and /metrics', async () => {
     const cli = await runCli(['--socket', agent.socket, 'rules', '--json']);
     assert.equal(cli.code, 0, cli.stderr);
     const j = JSON.parse(cli.stdout) as Rules;
-    assert.deepEqual(j.rules.map((r) => r.name), ['web-from-internet', 'no-web-to-t1', 'block-attacker', 'log-9999', '(default)']);
+    assert.deepEqual(j.rules.map((r) => r.name), ['web-from-internet', 'no-web-to-t1', 'block-attacker', 'log-9999', 'limit-7000', '(default)']);
     assert.ok(j.rules.find((r) => r.name === 'block-attacker')!.packets >= 20_000);
     const table = await runCli(['--socket', agent.socket, 'rules']);
     assert.match(table.stdout, /block-attacker\s+deny\s+\d+/);

@@ -434,6 +434,9 @@ enum tg_fw_limits {
 	TG_FW_MAX_SLOTS = 1024,
 	TG_FW_MAX_PREFIXES = 262144, /* per trie, both generations together */
 	TG_FW_MAX_TENANT_KEYS = 8192,
+	TG_RL_MAX = 64,              /* rate limits per generation: standing ones first, then rate-limit rules' */
+	TG_RL_MAX_STANDING = 16,     /* standing limits (security.rateLimits) a packet is checked against */
+	TG_RL_MAX_BUCKETS = 65536,   /* token buckets: sources, destinations, tenants being limited within their fill time */
 };
 
 /* What a rule (or the default) does with the packets it matches. */
@@ -474,7 +477,8 @@ struct tg_fw_gen {
 	__u32 flags;                   /* enum tg_fw_gen_flag */
 	__u32 log_rate;                /* events a log rule (or the log default) may send per CPU and second */
 	__u8 default_action;           /* enum tg_fw_action: ALLOW, DENY or LOG */
-	__u8 pad[7];
+	__u8 standing;                 /* standing rate limits: tg_rl_cfg indices 0 .. standing - 1 */
+	__u8 pad[6];
 };
 _Static_assert(sizeof(struct tg_fw_gen) == 5 * sizeof(struct tg_fw_mask) + 16, "tg_fw_gen size");
 
@@ -482,7 +486,8 @@ _Static_assert(sizeof(struct tg_fw_gen) == 5 * sizeof(struct tg_fw_mask) + 16, "
 struct tg_fw_rule {
 	__u32 slot;    /* hit counters (tg_fw_hits) */
 	__u8 action;   /* enum tg_fw_action */
-	__u8 pad[3];
+	__u8 limit;    /* RATE_LIMIT: 1 + index into this generation's tg_rl_cfg */
+	__u8 pad[2];
 };
 _Static_assert(sizeof(struct tg_fw_rule) == 8, "tg_fw_rule size");
 
@@ -522,8 +527,59 @@ enum tg_fw_stat {
 	TG_FW_BAD_L4 = 9,          /* TCP/UDP/SCTP/ICMP header cut off, or TCP data offset < 5 or past the datagram: dropped */
 	TG_FW_BAD_TCP_FLAGS = 10,  /* SYN with FIN or RST: dropped */
 	TG_FW_FRAG_NO_PORTS = 11,  /* later fragment of a datagram whose ports were not seen, where they decide: dropped */
-	TG_FW_STAT_MAX = 12,
+	TG_FW_RATE_LIMITED = 12,   /* over a rate limit (a rate-limit rule's or a standing one's): dropped */
+	TG_FW_RL_NO_BUCKET = 13,   /* a rate limit had no bucket left for a new key (TG_RL_MAX_BUCKETS in use): passed unlimited */
+	TG_FW_STAT_MAX = 14,
 };
+
+/*
+ * ---- Rate limits (docs/security.md, "Rate limits") ----
+ *
+ * Token buckets in tg_rl_state, one per limit and key (the packet's source or
+ * destination address, the limited tenant, or one for the whole limit). A
+ * bucket holds tokens in billionths (of a packet, of a byte), so refilling
+ * elapsed_ns * rate needs no division.
+ */
+enum tg_rl_per {
+	TG_RL_PER_SOURCE = 0,
+	TG_RL_PER_DESTINATION = 1,
+	TG_RL_PER_RULE = 2,         /* one bucket for everything the limit applies to */
+	TG_RL_PER_TENANT = 3,       /* one bucket per tenant on the limit's side */
+};
+
+/* Value of tg_rl_cfg, indexed generation * TG_RL_MAX + index. */
+struct tg_rl_cfg {
+	__u64 pps;            /* packets per second; 0: no packet limit */
+	__u64 pkt_cap;        /* burst in billionths of a packet */
+	__u64 pkt_fill_ns;    /* time an empty bucket takes to fill: pkt_cap / pps */
+	__u64 bytes_ps;       /* bytes (L3) per second; 0: no byte limit */
+	__u64 byte_cap;       /* burst in billionths of a byte */
+	__u64 byte_fill_ns;
+	__u32 slot;           /* counters (tg_fw_hits, tg_rl_drops) and the bucket's identity across reloads */
+	__u32 tenant_id;      /* standing limits: the tenant (0: any tenant) */
+	__u8 per;             /* enum tg_rl_per */
+	__u8 dirs;            /* standing limits: bit 1 << enum tg_direction, seen from the tenant */
+	__u8 pad[6];
+};
+_Static_assert(sizeof(struct tg_rl_cfg) == 64, "tg_rl_cfg size");
+
+struct tg_rl_key {
+	__u32 slot;           /* tg_rl_cfg.slot */
+	__u8 ip_ver;          /* 4 or 6 for an address key, 0 otherwise */
+	__u8 pad[3];
+	__u8 addr_be[16];     /* the address (IPv4 in the first 4 bytes), or the tenant id (u32), or zeros */
+};
+_Static_assert(sizeof(struct tg_rl_key) == 24, "tg_rl_key size");
+
+/* Value of tg_rl_state. The lock makes a bucket exact across CPUs. */
+struct tg_rl_bucket {
+	struct bpf_spin_lock lock;
+	__u32 pad;
+	__u64 pkt_tokens;     /* billionths of a packet */
+	__u64 byte_tokens;    /* billionths of a byte */
+	__u64 last_ns;        /* bpf_ktime_get_ns() of the last packet: the agent removes buckets idle past their fill time */
+};
+_Static_assert(sizeof(struct tg_rl_bucket) == 32, "tg_rl_bucket size");
 
 /*
  * ---- Security events (docs/events.md) ----
@@ -534,13 +590,14 @@ enum tg_fw_stat {
  * dropped and counted (TG_SEV_LOST), and enforcement does not change.
  */
 enum tg_sev_type {
-	TG_SEV_FW_LOG = 1,   /* a packet matched a log rule, or the log default (slot 0) */
+	TG_SEV_FW_LOG = 1,          /* a packet matched a log rule, or the log default (slot 0) */
+	TG_SEV_RATE_LIMITED = 2,    /* a rate limit dropped a packet (slot: the rule's or standing limit's) */
 };
 
 /* Index into tg_sev_stats (per-CPU array of __u64), monotonic for the life of the pin. */
 enum tg_sev_stat {
 	TG_SEV_LOST = 0,        /* the ring was full: the record was not sent */
-	TG_SEV_SUPPRESSED = 1,  /* over the rule's budget (tg_fw_gen.log_rate per CPU and second): not sent */
+	TG_SEV_SUPPRESSED = 1,  /* over the slot's budget (tg_fw_gen.log_rate per CPU and second): not sent */
 	TG_SEV_SENT = 2,        /* records submitted to the ring */
 	TG_SEV_STAT_MAX = 3,
 };

@@ -84,6 +84,7 @@ TG_BTF_ANCHOR(enum tg_fw_live_flag, tg_fw_live_flag);
 TG_BTF_ANCHOR(enum tg_fw_side, tg_fw_side);
 TG_BTF_ANCHOR(enum tg_fw_stat, tg_fw_stat);
 TG_BTF_ANCHOR(enum tg_sev_type, tg_sev_type);
+TG_BTF_ANCHOR(enum tg_rl_per, tg_rl_per);
 TG_BTF_ANCHOR(enum tg_sev_stat, tg_sev_stat);
 /* Only ever a ring buffer record, which carries no BTF type. */
 const volatile struct tg_quota_event tg_btf_anchor_tg_quota_event = {};
@@ -1184,6 +1185,167 @@ static __always_inline void sev_packet(const struct pkt_meta *p, __u32 type, __u
 	sev_stat(TG_SEV_SENT);
 }
 
+/* ---- Rate limits (struct tg_rl_cfg) ---- */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * TG_RL_MAX);
+	__type(key, __u32);
+	__type(value, struct tg_rl_cfg);
+} tg_rl_cfg SEC(".maps");
+
+
+/*
+ * A plain hash (spin locks are not allowed in LRU maps), preallocated. The
+ * agent removes buckets idle for longer than they take to fill (they are
+ * full: removing them changes nothing); a key that finds the map full is not
+ * limited, and counted (TG_FW_RL_NO_BUCKET).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TG_RL_MAX_BUCKETS);
+	__type(key, struct tg_rl_key);
+	__type(value, struct tg_rl_bucket);
+} tg_rl_state SEC(".maps");
+
+/* By counter slot: packets and bytes a limit dropped (tg_fw_hits has all it applied to). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TG_FW_MAX_SLOTS);
+	__type(key, __u32);
+	__type(value, struct tg_counter);
+} tg_rl_drops SEC(".maps");
+
+#define RL_UNIT 1000000000ULL
+
+static __always_inline __u64 rl_refill(__u64 tokens, __u64 elapsed, __u64 rate, __u64 cap, __u64 fill_ns)
+{
+	/* fill_ns = cap / rate: below it elapsed * rate <= cap, so the product cannot overflow */
+	if (elapsed >= fill_ns)
+		return cap;
+	tokens += elapsed * rate;
+	return tokens > cap ? cap : tokens;
+}
+
+/* Whether the packet conforms to limit c (and takes its tokens); key is the bucket's. */
+static __noinline bool rl_conform(const struct tg_rl_cfg *c, const struct tg_rl_key *key, __u32 bytes)
+{
+	struct tg_rl_bucket *b, fresh = {};
+	__u64 now = bpf_ktime_get_ns(), elapsed, pkt, byte, pkt_cost = RL_UNIT, byte_cost;
+	bool ok = true;
+
+	if (!c || !key)
+		return true;
+	b = bpf_map_lookup_elem(&tg_rl_state, key);
+	if (!b) {
+		/* A new key starts with a full bucket. */
+		fresh.pkt_tokens = c->pkt_cap;
+		fresh.byte_tokens = c->byte_cap;
+		fresh.last_ns = now;
+		bpf_map_update_elem(&tg_rl_state, key, &fresh, BPF_NOEXIST);
+		b = bpf_map_lookup_elem(&tg_rl_state, key);
+		if (!b) {
+			fw_stat(TG_FW_RL_NO_BUCKET);
+			return true;
+		}
+	}
+	byte_cost = (__u64)bytes * RL_UNIT;
+	bpf_spin_lock(&b->lock);
+	elapsed = now > b->last_ns ? now - b->last_ns : 0;
+	b->last_ns = now;
+	pkt = c->pps ? rl_refill(b->pkt_tokens, elapsed, c->pps, c->pkt_cap, c->pkt_fill_ns) : 0;
+	byte = c->bytes_ps ? rl_refill(b->byte_tokens, elapsed, c->bytes_ps, c->byte_cap, c->byte_fill_ns) : 0;
+	if ((c->pps && pkt < pkt_cost) || (c->bytes_ps && byte < byte_cost))
+		ok = false;
+	if (ok) {
+		pkt = c->pps ? pkt - pkt_cost : 0;
+		byte = c->bytes_ps ? byte - byte_cost : 0;
+	}
+	b->pkt_tokens = pkt;
+	b->byte_tokens = byte;
+	bpf_spin_unlock(&b->lock);
+	return ok;
+}
+
+/* The bucket key of limit c for packet p, whose tenant on the limit's side is tenant. */
+static __always_inline void rl_key(struct tg_rl_key *k, const struct tg_rl_cfg *c, const struct pkt_meta *p, __u32 tenant)
+{
+	__builtin_memset(k, 0, sizeof(*k));
+	k->slot = c->slot;
+	if (c->per == TG_RL_PER_SOURCE || c->per == TG_RL_PER_DESTINATION) {
+		k->ip_ver = p->ip_ver;
+		__builtin_memcpy(k->addr_be, c->per == TG_RL_PER_SOURCE ? p->saddr : p->daddr, 16);
+	} else if (c->per == TG_RL_PER_TENANT) {
+		__builtin_memcpy(k->addr_be, &tenant, sizeof(tenant));
+	}
+}
+
+/* tg_rl_check's which: the generation, the deciding rule's limit (1 + its tg_rl_cfg index, 0: none), the standing limits. */
+#define RL_WHICH(gen, rule_limit, standing) ((gen) | ((rule_limit) << 8) | ((standing) << 16))
+
+/*
+ * The slot of the first rate limit packet p exceeds (0: it conforms): the
+ * deciding rule's, then the standing limits whose tenant is on their side of
+ * the packet (src and dst: the tenants sending and receiving it). Global, so
+ * the verifier checks the limits once rather than on every path through the
+ * firewall (and a global function takes at most five arguments: RL_WHICH).
+ */
+__noinline __u32 tg_rl_check(struct pkt_meta *p, __u32 which, __u32 src, __u32 dst)
+{
+	const struct tg_rl_cfg *c;
+	struct tg_counter *hits;
+	struct tg_rl_key key;
+	__u32 idx, tenant, slot, gen = which & 1, rule_limit = (which >> 8) & 0xff, standing = (which >> 16) & 0xff;
+	int i;
+
+	if (!p)
+		return 0;
+	if (rule_limit) {
+		idx = gen * TG_RL_MAX + ((rule_limit - 1) & (TG_RL_MAX - 1));
+		c = bpf_map_lookup_elem(&tg_rl_cfg, &idx);
+		if (c) {
+			rl_key(&key, c, p, dst ? dst : src);
+			if (!rl_conform(c, &key, p->l3_bytes))
+				return c->slot;
+		}
+	}
+	for (i = 0; i < TG_RL_MAX_STANDING; i++) {
+		if (i >= standing)
+			break;
+		idx = gen * TG_RL_MAX + i;
+		c = bpf_map_lookup_elem(&tg_rl_cfg, &idx);
+		if (!c)
+			break;
+		/* Seen from the tenant: ingress limits what it receives, egress what it sends. */
+		if ((c->dirs & (1 << TG_DIR_INGRESS)) && dst && (!c->tenant_id || c->tenant_id == dst))
+			tenant = dst;
+		else if ((c->dirs & (1 << TG_DIR_EGRESS)) && src && (!c->tenant_id || c->tenant_id == src))
+			tenant = src;
+		else
+			continue;
+		slot = c->slot;
+		hits = bpf_map_lookup_elem(&tg_fw_hits, &slot);
+		if (hits) {
+			hits->packets += 1;
+			hits->bytes += p->l3_bytes;
+		}
+		rl_key(&key, c, p, tenant);
+		if (!rl_conform(c, &key, p->l3_bytes))
+			return slot;
+	}
+	return 0;
+}
+
+static __always_inline void rl_dropped(__u32 slot, __u32 bytes)
+{
+	struct tg_counter *d = bpf_map_lookup_elem(&tg_rl_drops, &slot);
+
+	if (d) {
+		d->packets += 1;
+		d->bytes += bytes;
+	}
+}
+
 /* The firewall's verdict on a parsed packet at a host-side hook. */
 static __always_inline int fw_filter(void *ctx, enum pkt_ctx_kind kind, struct pkt_meta *p, __u32 hook, __u32 ifindex)
 {
@@ -1191,7 +1353,7 @@ static __always_inline int fw_filter(void *ctx, enum pkt_ctx_kind kind, struct p
 	struct tg_fw_rule *rule;
 	struct tg_counter *hits;
 	struct tg_fw_mask m;
-	__u32 zero = 0, gen, why, idx, slot = 0, action;
+	__u32 zero = 0, gen, why, idx, slot = 0, action, src = 0, dst = 0, limited;
 	__u32 *live;
 	int bit;
 
@@ -1278,6 +1440,17 @@ static __always_inline int fw_filter(void *ctx, enum pkt_ctx_kind kind, struct p
 	if (action == TG_FW_DENY) {
 		fw_stat(TG_FW_DROPPED);
 		return VERDICT_DROP;
+	}
+	if ((action == TG_FW_RATE_LIMIT && rule && rule->limit) || g->standing) {
+		fw_tenants(p, hook, ifindex, &src, &dst);
+		limited = tg_rl_check(p, RL_WHICH(gen, action == TG_FW_RATE_LIMIT && rule ? rule->limit : 0, g->standing), src, dst);
+		if (limited) {
+			rl_dropped(limited, p->l3_bytes);
+			if (sev_budget(limited, g->log_rate))
+				sev_packet(p, TG_SEV_RATE_LIMITED, limited, TG_FW_RATE_LIMIT, hook, ifindex, 0);
+			why = TG_FW_RATE_LIMITED;
+			goto drop;
+		}
 	}
 	fw_stat(TG_FW_PASSED);
 	return VERDICT_PASS;

@@ -10,6 +10,6 @@ export interface SecurityContext {
 export function securityRoutes(app: FastifyInstance, ctx: SecurityContext): void {
   app.get('/v1/security/rules', async () => {
     const s = ctx.security?.();
-    return s ?? { enabled: false, generation: 0, defaultAction: null, rules: [], stats: {} };
+    return s ?? { enabled: false, generation: 0, defaultAction: null, rules: [], limits: [], buckets: null, stats: {} };
   });
 }

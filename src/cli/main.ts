@@ -258,13 +258,26 @@ program
   .description('the security rules in policy order with the packets and bytes each decided, then the default action; and what the firewall did (docs/security.md)')
   .option('--json', 'machine-readable output')
   .action(async (o: { json?: boolean }) => {
-    const r = await callAgent<{ enabled: boolean; generation: number; defaultAction: string | null; rules: Array<{ name: string; action: string; packets: number; bytes: number }>; stats: Record<string, number> }>(socket(), 'GET', '/v1/security/rules');
+    type Counted = { packets: number; bytes: number };
+    const r = await callAgent<{
+      enabled: boolean; generation: number; defaultAction: string | null; stats: Record<string, number>;
+      rules: Array<Counted & { name: string; action: string; limited?: Counted }>;
+      limits: Array<Counted & { name: string; tenant: string | null; direction: string; per: string; limited: Counted }>;
+      buckets: { used: number; capacity: number } | null;
+    }>(socket(), 'GET', '/v1/security/rules');
     if (o.json) return print(r);
     if (!r.enabled) {
       console.log('the firewall is off: the policy has no security section');
       return;
     }
-    console.log(table(['rule', 'action', 'packets', 'bytes'], r.rules.map((x) => [x.name, x.action === 'default' ? `default (${r.defaultAction})` : x.action, String(x.packets), String(x.bytes)])));
+    console.log(table(['rule', 'action', 'packets', 'bytes', 'rate-limited'], r.rules.map((x) =>
+      [x.name, x.action === 'default' ? `default (${r.defaultAction})` : x.action, String(x.packets), String(x.bytes), x.limited ? String(x.limited.packets) : ''])));
+    if (r.limits.length) {
+      console.log('');
+      console.log(table(['rate limit', 'tenant', 'direction', 'per', 'packets', 'rate-limited'], r.limits.map((l) =>
+        [l.name, l.tenant ?? 'any', l.direction, l.per, String(l.packets), String(l.limited.packets)])));
+    }
+    if (r.buckets && (r.buckets.used > 0 || r.limits.length || r.rules.some((x) => x.limited))) console.log(`\nrate-limit buckets: ${r.buckets.used} of ${r.buckets.capacity} in use`);
     const reasons = Object.entries(r.stats).filter(([k, v]) => !['passed', 'dropped'].includes(k) && Number(v) > 0);
     console.log(`\npassed ${r.stats.passed}, dropped ${r.stats.dropped}${reasons.length ? `; ${reasons.map(([k, v]) => `${k} ${v}`).join(', ')}` : ''} (generation ${r.generation})`);
   });

@@ -81,6 +81,7 @@ function provisionalIds(issued: ReadonlyArray<{ id: number; name: string }>, wan
 }
 
 const CGROUP_RESCAN_MS = 1000;
+const BUCKET_SWEEP_MS = 5000;
 
 export interface ReloadResult {
   generation: number;
@@ -170,6 +171,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
   let quotaEvents: RingBufReader | undefined;
   let secEvents: DatapathEvents | undefined;
   let pruneEvents: NodeJS.Timeout | undefined;
+  let sweepBuckets: NodeJS.Timeout | undefined;
   const apps: FastifyInstance[] = [];
   let eventLog: EventRecorder | undefined;
 
@@ -447,6 +449,15 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
     prune();
     pruneEvents = setInterval(prune, 60_000);
     pruneEvents.unref();
+    // Rate-limit buckets that are full again take room a new source may need.
+    sweepBuckets = setInterval(() => {
+      try {
+        firewall.sweepBuckets(process.hrtime.bigint());
+      } catch (err) {
+        log.error({ err }, 'sweeping rate-limit buckets failed; the next round retries');
+      }
+    }, BUCKET_SWEEP_MS);
+    sweepBuckets.unref();
     await applyFlows(policy);
     closer.start();
     await closer.runNow().catch(() => undefined); // reported by onError
@@ -465,6 +476,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
         await webhooks?.stop();
         await quotaEvents?.stop();
         clearInterval(pruneEvents);
+        clearInterval(sweepBuckets);
         await secEvents?.stop();
         await flows.stop(); // the kernel keeps recording flows for the next agent, like the counters
         await exp.stop();
@@ -492,6 +504,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
     await webhooks?.stop();
     await quotaEvents?.stop();
     clearInterval(pruneEvents);
+    clearInterval(sweepBuckets);
     await secEvents?.stop();
     datapath.close();
     ledger.close();

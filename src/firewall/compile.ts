@@ -6,7 +6,8 @@
 import {
   TG_FW_ALLOW, TG_FW_DENY, TG_FW_FROM, TG_FW_LOG, TG_FW_MASK_WORDS, TG_FW_MAX_PREFIXES, TG_FW_MAX_RULES, TG_FW_MAX_SLOTS,
   TG_FW_DST, TG_FW_MAX_TENANT_KEYS, TG_FW_ON, TG_FW_RATE_LIMIT, TG_FW_REDIRECT, TG_FW_SIDES, TG_FW_SRC, TG_FW_TENANT_KEYS, TG_FW_TO, TG_PORTS,
-  TG_PROTOCOLS, type TgFwGen, type TgFwMask, type TgFwRule, type TgFwTenantKey, type TgLpmV4Key, type TgLpmV6Key,
+  TG_PROTOCOLS, TG_RL_MAX, TG_RL_MAX_STANDING, TG_RL_PER_DESTINATION, TG_RL_PER_RULE, TG_RL_PER_SOURCE, TG_RL_PER_TENANT, TG_DIR_INGRESS, TG_DIR_EGRESS,
+  type TgFwGen, type TgFwMask, type TgFwRule, type TgFwTenantKey, type TgLpmV4Key, type TgLpmV6Key, type TgRlCfg,
 } from '../kernel/abi.gen.js';
 import { networkOf, parseCidr, type Cidr, type Family } from '../policy/cidr.js';
 import { lpmKey, type MapEntry } from '../policy/compile-metering.js';
@@ -40,7 +41,47 @@ export interface FirewallPlan {
   rules: MapEntry<number, TgFwRule>[];
   /** The rules in policy order with their hit-counter slots. */
   ruleSlots: Array<{ name: string; action: FirewallAction; slot: number }>;
+  /** Every rate-limit index of the generation (unused ones zero), index generation * TG_RL_MAX + i: standing limits first, then rules'. */
+  limits: MapEntry<number, TgRlCfg>[];
+  /** The standing limits in policy order with their counter slots. */
+  limitSlots: Array<{ name: string; slot: number }>;
 }
+
+export type RateLimit = NonNullable<FirewallRule['rateLimit']>;
+export type StandingLimit = SecuritySection['rateLimits'][number];
+
+/** The counter-slot name of a standing limit (rule names cannot hold a colon). */
+export const limitSlotName = (name: string): string => `limit:${name}`;
+
+/** Everything in a security section that needs a counter slot: the rules, then the standing limits. */
+export function slotNames(security: SecuritySection): string[] {
+  return [...security.rules.map((r) => r.name), ...security.rateLimits.map((l) => limitSlotName(l.name))];
+}
+
+const PER_CODES: Readonly<Record<RateLimit['per'], number>> = {
+  source: TG_RL_PER_SOURCE, destination: TG_RL_PER_DESTINATION, rule: TG_RL_PER_RULE, tenant: TG_RL_PER_TENANT,
+};
+const UNIT = 1_000_000_000n;
+/** A default byte burst (one second's worth) is capped here, so a bucket's billionths fit in a u64. */
+export const MAX_BURST_BYTES = 1_000_000_000;
+
+/** A limit's bucket parameters: burst defaults to one second's worth; tokens in billionths (abi.h, "Rate limits"). */
+export function limitCfg(l: RateLimit, slot: number, scope: { tenantId?: number; dirs?: number } = {}): TgRlCfg {
+  const pps = BigInt(l.pps ?? 0);
+  const bytesPs = BigInt(Math.floor((l.bps ?? 0) / 8));
+  const pktCap = pps ? BigInt(l.burst ?? l.pps!) * UNIT : 0n;
+  const byteCap = bytesPs ? BigInt(l.burstBytes ?? Math.min(Number(bytesPs), MAX_BURST_BYTES)) * UNIT : 0n;
+  const fill = (cap: bigint, rate: bigint) => (rate ? (cap + rate - 1n) / rate : 0n);
+  return {
+    pps, pkt_cap: pktCap, pkt_fill_ns: fill(pktCap, pps),
+    bytes_ps: bytesPs, byte_cap: byteCap, byte_fill_ns: fill(byteCap, bytesPs),
+    slot, tenant_id: scope.tenantId ?? 0, per: PER_CODES[l.per], dirs: scope.dirs ?? 0, pad: Buffer.alloc(6),
+  };
+}
+
+const DIRS: Readonly<Record<StandingLimit['direction'], number>> = {
+  ingress: 1 << TG_DIR_INGRESS, egress: 1 << TG_DIR_EGRESS, both: (1 << TG_DIR_INGRESS) | (1 << TG_DIR_EGRESS),
+};
 
 export interface FirewallContext {
   generation: 0 | 1;
@@ -172,7 +213,28 @@ export function compileFirewall(security: SecuritySection, ctx: FirewallContext)
     if (r.tenant !== undefined && !ctx.tenantIds.has(r.tenant)) problems.push(`security.rules[${i}].tenant: no tenant "${r.tenant}"`);
     if (!ctx.slots.has(r.name)) problems.push(`security.rules[${i}]: no hit-counter slot for rule "${r.name}"`);
   });
+  const standing = security.rateLimits;
+  standing.forEach((l, i) => {
+    if (l.tenant !== undefined && !ctx.tenantIds.has(l.tenant)) problems.push(`security.rateLimits[${i}].tenant: no tenant "${l.tenant}"`);
+    if (!ctx.slots.has(limitSlotName(l.name))) problems.push(`security.rateLimits[${i}]: no counter slot for limit "${l.name}"`);
+  });
+  const ruleLimits = rules.flatMap((r) => (r.action === 'rate-limit' && r.rateLimit ? [r] : []));
+  if (standing.length > TG_RL_MAX_STANDING) problems.push(`security.rateLimits: ${standing.length} limits, at most ${TG_RL_MAX_STANDING}`);
+  if (standing.length + ruleLimits.length > TG_RL_MAX) {
+    problems.push(`security.rules: ${ruleLimits.length} rate-limit rules and ${standing.length} standing limits, at most ${TG_RL_MAX} together`);
+  }
   if (problems.length) throw new FirewallCompileError(problems);
+
+  const limitAt = new Map<string, number>(); // rule name -> 1 + limit index
+  const cfgs: TgRlCfg[] = standing.map((l) => limitCfg(l, ctx.slots.get(limitSlotName(l.name))!, {
+    tenantId: l.tenant === undefined ? 0 : ctx.tenantIds.get(l.tenant)!, dirs: DIRS[l.direction],
+  }));
+  for (const r of ruleLimits) {
+    cfgs.push(limitCfg(r.rateLimit!, ctx.slots.get(r.name)!));
+    limitAt.set(r.name, cfgs.length);
+  }
+  const unused = limitCfg({ per: 'rule' }, 0);
+  const limits = Array.from({ length: TG_RL_MAX }, (_, i) => ({ key: generation * TG_RL_MAX + i, value: cfgs[i] ?? unused }));
 
   const active = rules.length === 0 ? 0n : ALL >> BigInt(TG_FW_MAX_RULES - rules.length);
   let anyPort = 0n;
@@ -230,7 +292,10 @@ export function compileFirewall(security: SecuritySection, ctx: FirewallContext)
 
   const ruleEntries = Array.from({ length: TG_FW_MAX_RULES }, (_, bit) => {
     const r = rules[bit];
-    return { key: generation * TG_FW_MAX_RULES + bit, value: { slot: r ? ctx.slots.get(r.name)! : 0, action: r ? ACTION_CODES[r.action] : 0, pad: Buffer.alloc(3) } };
+    return {
+      key: generation * TG_FW_MAX_RULES + bit,
+      value: { slot: r ? ctx.slots.get(r.name)! : 0, action: r ? ACTION_CODES[r.action] : 0, limit: r ? limitAt.get(r.name) ?? 0 : 0, pad: Buffer.alloc(2) },
+    };
   });
 
   let flags = TG_FW_ON;
@@ -240,16 +305,18 @@ export function compileFirewall(security: SecuritySection, ctx: FirewallContext)
   if (rules.some((r) => r.dst.length > 0)) flags |= TG_FW_DST;
   const gen: TgFwGen = {
     active: toMask(active), any_port: toMask(anyPort), to_tenant: toMask(toTenant), from_tenant: toMask(fromTenant), any_side: toMask(anySide),
-    flags, log_rate: security.events.logRate, default_action: ACTION_CODES[security.defaultAction], pad: Buffer.alloc(7),
+    flags, log_rate: security.events.logRate, default_action: ACTION_CODES[security.defaultAction], standing: standing.length, pad: Buffer.alloc(6),
   };
   return {
     generation, gen, src, dst, protocols, ports, tenants, rules: ruleEntries,
     ruleSlots: rules.map((r) => ({ name: r.name, action: r.action, slot: ctx.slots.get(r.name)! })),
+    limits,
+    limitSlots: standing.map((l) => ({ name: l.name, slot: ctx.slots.get(limitSlotName(l.name))! })),
   };
 }
 
 /** A generation that filters nothing (flags 0): what an absent security section compiles to. */
 export function emptyFwGen(): TgFwGen {
   const zero = toMask(0n);
-  return { active: zero, any_port: zero, to_tenant: zero, from_tenant: zero, any_side: zero, flags: 0, log_rate: 0, default_action: TG_FW_ALLOW, pad: Buffer.alloc(7) };
+  return { active: zero, any_port: zero, to_tenant: zero, from_tenant: zero, any_side: zero, flags: 0, log_rate: 0, default_action: TG_FW_ALLOW, standing: 0, pad: Buffer.alloc(6) };
 }

@@ -4,7 +4,7 @@
 // makes the rules live in the datapath with a generation switch.
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { Policy, SecuritySection } from '../policy/index.js';
-import { assignSlots, compileFirewall, DEFAULT_SLOT, type FirewallAction } from './compile.js';
+import { assignSlots, compileFirewall, DEFAULT_SLOT, limitSlotName, slotNames, type FirewallAction } from './compile.js';
 import type { FirewallMaps } from './maps.js';
 
 interface SlotFile {
@@ -12,11 +12,25 @@ interface SlotFile {
   slots: Record<string, number>;
 }
 
-export interface RuleStatus {
-  name: string;
-  action: FirewallAction | 'default';
+export interface Counted {
   packets: bigint;
   bytes: bigint;
+}
+
+export interface RuleStatus extends Counted {
+  name: string;
+  action: FirewallAction | 'default';
+  /** rate-limit rules: what the limit dropped (counted in packets and bytes too). */
+  limited?: Counted;
+}
+
+/** A standing limit: the packets it applied to, and those it dropped. */
+export interface LimitStatus extends Counted {
+  name: string;
+  tenant: string | null;
+  direction: string;
+  per: string;
+  limited: Counted;
 }
 
 export interface FirewallStatus {
@@ -25,6 +39,10 @@ export interface FirewallStatus {
   defaultAction: SecuritySection['defaultAction'] | null;
   /** The rules in policy order, then the default action's counters. */
   rules: RuleStatus[];
+  /** Standing rate limits (security.rateLimits) in policy order. */
+  limits: LimitStatus[];
+  /** Token buckets of the rate limits in use, and how many fit. */
+  buckets: { used: number; capacity: number };
   /** What the datapath did with the packets it filtered (passed, dropped, and why). */
   stats: Record<string, bigint>;
 }
@@ -34,9 +52,8 @@ export function unenforcedSecurity(security: SecuritySection | undefined): strin
   if (!security) return [];
   const out: string[] = [];
   security.rules.forEach((r, i) => {
-    if (r.action === 'rate-limit' || r.action === 'redirect') out.push(`security.rules[${i}] ("${r.name}"): action ${r.action} only counts its packets and lets them through`);
+    if (r.action === 'redirect') out.push(`security.rules[${i}] ("${r.name}"): action ${r.action} only counts its packets and lets them through`);
   });
-  if (security.rateLimits.length) out.push('security.rateLimits');
   for (const k of ['synflood', 'ddos', 'l7'] as const) if (security[k]) out.push(`security.${k}`);
   return out;
 }
@@ -50,6 +67,8 @@ export class Firewall {
   /** #slots the other way round. */
   #names = new Map<number, string>();
   #security: SecuritySection | undefined;
+  /** Per counter slot of a live rate limit: the time its buckets take to fill. */
+  #fillNs = new Map<number, bigint>();
   /** #identity() of the rules live now (OFF: switched off), as this process wrote them; undefined until it wrote any. */
   #applied: string | undefined;
 
@@ -73,6 +92,11 @@ export class Firewall {
     this.#names = new Map([...slots].map(([name, slot]) => [slot, name]));
   }
 
+  /** Removes token buckets that are full again (see FirewallMaps.sweepBuckets); returns how many. */
+  sweepBuckets(nowNs: bigint): number {
+    return this.#maps.sweepBuckets(this.#fillNs, nowNs);
+  }
+
   /** The rule counted at a hit-counter slot; null for the default action (slot 0) and unknown slots. */
   ruleAt(slot: number): string | null {
     return slot === DEFAULT_SLOT ? null : this.#names.get(slot) ?? null;
@@ -91,7 +115,7 @@ export class Firewall {
   /** Compiles the security section without touching the datapath: throws what apply would. */
   check(doc: Policy, tenantIds: ReadonlyMap<string, number>): void {
     if (!doc.security || this.#identity(doc.security, tenantIds) === this.#applied) return;
-    const { slots } = assignSlots(this.#slots, doc.security.rules.map((r) => r.name));
+    const { slots } = assignSlots(this.#slots, slotNames(doc.security));
     compileFirewall(doc.security, { generation: this.#maps.idleGeneration(), tenantIds, slots });
   }
 
@@ -107,33 +131,49 @@ export class Firewall {
         this.#maps.apply(undefined);
         this.#maps.collect();
         this.#security = undefined;
+        this.#fillNs = new Map();
         this.#applied = OFF;
       }
       return { generation: this.#maps.liveGeneration(), rules: 0 };
     }
     const identity = this.#identity(security, tenantIds);
     if (identity === this.#applied) return { generation: this.#maps.liveGeneration(), rules: security.rules.length };
-    const { slots, fresh } = assignSlots(this.#slots, security.rules.map((r) => r.name));
+    const { slots, fresh } = assignSlots(this.#slots, slotNames(security));
     const plan = compileFirewall(security, { generation: this.#maps.idleGeneration(), tenantIds, slots });
     this.#save(slots);
     this.#maps.apply(plan, fresh);
     this.#maps.collect(); // the new rules are live: the old ones can go
     this.#setSlots(slots);
     this.#security = security;
+    this.#fillNs = new Map(plan.limits.filter((e) => e.value.slot !== 0).map((e) => {
+      const c = e.value;
+      return [c.slot, c.pkt_fill_ns > c.byte_fill_ns ? c.pkt_fill_ns : c.byte_fill_ns];
+    }));
     this.#applied = identity;
     return { generation: plan.generation, rules: security.rules.length };
   }
 
   status(): FirewallStatus {
     const hits = this.#maps.readHits();
-    const count = (slot: number) => hits.get(slot) ?? { packets: 0n, bytes: 0n };
-    const rules: RuleStatus[] = (this.#security?.rules ?? []).map((r) => ({ name: r.name, action: r.action, ...count(this.#slots.get(r.name)!) }));
+    const drops = this.#maps.readLimitDrops();
+    const zero = { packets: 0n, bytes: 0n };
+    const count = (slot: number) => hits.get(slot) ?? zero;
+    const rules: RuleStatus[] = (this.#security?.rules ?? []).map((r) => {
+      const slot = this.#slots.get(r.name)!;
+      return { name: r.name, action: r.action, ...count(slot), ...(r.action === 'rate-limit' ? { limited: drops.get(slot) ?? zero } : {}) };
+    });
     if (this.#security) rules.push({ name: '(default)', action: 'default', ...count(DEFAULT_SLOT) });
+    const limits: LimitStatus[] = (this.#security?.rateLimits ?? []).map((l) => {
+      const slot = this.#slots.get(limitSlotName(l.name))!;
+      return { name: l.name, tenant: l.tenant ?? null, direction: l.direction, per: l.per, ...count(slot), limited: drops.get(slot) ?? zero };
+    });
     return {
       enabled: this.#maps.enabled(),
       generation: this.#maps.liveGeneration(),
       defaultAction: this.#security?.defaultAction ?? null,
       rules,
+      limits,
+      buckets: this.#maps.bucketFill(),
       stats: this.#maps.readStats(),
     };
   }

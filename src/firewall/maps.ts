@@ -6,8 +6,9 @@
 // benchmarks and the BPF_PROG_TEST_RUN tables.
 import { type BpfMap, type BpfObject, TypedMap, u32, u64 } from '../kernel/index.js';
 import {
-  TgCounter, TgFwGen, TgFwMask, TgFwRule, TgFwStat, TgFwTenantKey, TgLpmV4Key, TgLpmV6Key, TG_FW_LIVE_GEN, TG_FW_LIVE_ON, TG_FW_STAT_MAX, TG_PORTS,
+  TgCounter, TgFwGen, TgFwMask, TgFwRule, TgFwStat, TgFwTenantKey, TgLpmV4Key, TgLpmV6Key, TgRlBucket, TgRlCfg, TG_FW_LIVE_GEN, TG_FW_LIVE_ON, TG_FW_STAT_MAX, TG_PORTS,
 } from '../kernel/abi.gen.js';
+import { nonZeroCounters } from '../metering/counters.js';
 import { emptyFwGen, toMask, type FirewallPlan } from './compile.js';
 
 type Decoded<C extends { decode(...a: never[]): unknown }> = ReturnType<C['decode']>;
@@ -29,6 +30,9 @@ export class FirewallMaps {
   readonly #rules: TypedMap<number, Decoded<typeof TgFwRule>>;
   readonly #hits: TypedMap<number, Decoded<typeof TgCounter>>;
   readonly #stats: TypedMap<number, bigint>;
+  readonly #limits: TypedMap<number, Decoded<typeof TgRlCfg>>;
+  readonly #drops: TypedMap<number, Decoded<typeof TgCounter>>;
+  readonly #buckets: BpfMap;
   readonly #hitsId: string;
   /** Per generation, the port slots holding a non-zero mask; undefined until this process cleared the generation once. */
   readonly #portsSet: Array<Set<number> | undefined> = [undefined, undefined];
@@ -51,6 +55,9 @@ export class FirewallMaps {
     this.#rules = new TypedMap(obj.map('tg_fw_rules'), u32, TgFwRule);
     this.#hits = new TypedMap(obj.map('tg_fw_hits'), u32, TgCounter);
     this.#stats = new TypedMap(obj.map('tg_fw_stats'), u32, u64);
+    this.#limits = new TypedMap(obj.map('tg_rl_cfg'), u32, TgRlCfg);
+    this.#drops = new TypedMap(obj.map('tg_rl_drops'), u32, TgCounter);
+    this.#buckets = obj.map('tg_rl_state');
   }
 
   /** Identity of the hit-counter map: changes only when its pin is created afresh. */
@@ -80,7 +87,10 @@ export class FirewallMaps {
     if (!this.#clean[next]) this.#purge(next);
     this.#clean[next] = false;
     if (plan) this.#write(plan);
-    for (const slot of fresh) this.#hits.setAllCpus(slot, { packets: 0n, bytes: 0n });
+    for (const slot of fresh) {
+      this.#hits.setAllCpus(slot, { packets: 0n, bytes: 0n });
+      this.#drops.setAllCpus(slot, { packets: 0n, bytes: 0n });
+    }
     this.#live.set(0, next | (plan ? TG_FW_LIVE_ON : 0));
   }
 
@@ -106,6 +116,7 @@ export class FirewallMaps {
     this.#proto.setMany(plan.protocols.map((e) => [e.key, e.value]));
     this.#writePorts(plan);
     this.#rules.setMany(plan.rules.map((e) => [e.key, e.value]));
+    this.#limits.setMany(plan.limits.map((e) => [e.key, e.value]));
     this.#gen.set(plan.generation, plan.gen);
   }
 
@@ -138,7 +149,36 @@ export class FirewallMaps {
 
   /** Packets and L3 bytes per hit-counter slot, summed over CPUs. */
   readHits(): Map<number, { packets: bigint; bytes: bigint }> {
-    return new Map(this.#hits.entriesSum().filter(([, c]) => c.packets !== 0n || c.bytes !== 0n));
+    return new Map(nonZeroCounters(this.#hits.map).map(({ index, packets, bytes }) => [index, { packets, bytes }]));
+  }
+
+  /** Packets and L3 bytes a rate limit dropped, per counter slot. */
+  readLimitDrops(): Map<number, { packets: bigint; bytes: bigint }> {
+    return new Map(nonZeroCounters(this.#drops.map).map(({ index, packets, bytes }) => [index, { packets, bytes }]));
+  }
+
+  /**
+   * Removes the token buckets that have been idle for at least their limit's
+   * fill time (fillNs by counter slot): they are full again, so a missing
+   * bucket (created full by the next packet) is the same. Buckets of slots no
+   * limit holds any more go too. nowNs: CLOCK_MONOTONIC, bpf_ktime_get_ns's clock.
+   */
+  sweepBuckets(fillNs: ReadonlyMap<number, bigint>, nowNs: bigint): number {
+    const { count, keys, values } = this.#buckets.lookupBatchPacked();
+    const ksz = this.#buckets.keySize;
+    const vsz = this.#buckets.valueBufferSize;
+    const idle: Buffer[] = [];
+    for (let i = 0; i < count; i++) {
+      const fill = fillNs.get(keys.readUInt32LE(i * ksz)); // tg_rl_key.slot
+      const last = TgRlBucket.decode(values.subarray(i * vsz, (i + 1) * vsz)).last_ns;
+      if (fill === undefined || nowNs - last >= fill) idle.push(keys.subarray(i * ksz, (i + 1) * ksz));
+    }
+    return idle.length ? this.#buckets.deleteMany(Buffer.concat(idle)) : 0;
+  }
+
+  /** Token buckets in use (sources, destinations, tenants being limited) and how many fit (LRU: the oldest is evicted). */
+  bucketFill(): { used: number; capacity: number } {
+    return { used: this.#buckets.lookupBatchPacked().count, capacity: this.#buckets.maxEntries };
   }
 
   /** tg_fw_stats summed over CPUs, by name (passed, dropped, by_default, bad_ip, ...). */

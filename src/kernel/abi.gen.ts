@@ -77,6 +77,9 @@ export const TgFwLimits = {
   TG_FW_MAX_SLOTS: 1024,
   TG_FW_MAX_PREFIXES: 262144,
   TG_FW_MAX_TENANT_KEYS: 8192,
+  TG_RL_MAX: 64,
+  TG_RL_MAX_STANDING: 16,
+  TG_RL_MAX_BUCKETS: 65536,
 } as const;
 export type TgFwLimits = (typeof TgFwLimits)[keyof typeof TgFwLimits];
 export const TG_FW_MASK_WORDS = TgFwLimits.TG_FW_MASK_WORDS;
@@ -84,6 +87,9 @@ export const TG_FW_MAX_RULES = TgFwLimits.TG_FW_MAX_RULES;
 export const TG_FW_MAX_SLOTS = TgFwLimits.TG_FW_MAX_SLOTS;
 export const TG_FW_MAX_PREFIXES = TgFwLimits.TG_FW_MAX_PREFIXES;
 export const TG_FW_MAX_TENANT_KEYS = TgFwLimits.TG_FW_MAX_TENANT_KEYS;
+export const TG_RL_MAX = TgFwLimits.TG_RL_MAX;
+export const TG_RL_MAX_STANDING = TgFwLimits.TG_RL_MAX_STANDING;
+export const TG_RL_MAX_BUCKETS = TgFwLimits.TG_RL_MAX_BUCKETS;
 
 /** enum tg_fw_live_flag */
 export const TgFwLiveFlag = {
@@ -117,7 +123,9 @@ export const TgFwStat = {
   TG_FW_BAD_L4: 9,
   TG_FW_BAD_TCP_FLAGS: 10,
   TG_FW_FRAG_NO_PORTS: 11,
-  TG_FW_STAT_MAX: 12,
+  TG_FW_RATE_LIMITED: 12,
+  TG_FW_RL_NO_BUCKET: 13,
+  TG_FW_STAT_MAX: 14,
 } as const;
 export type TgFwStat = (typeof TgFwStat)[keyof typeof TgFwStat];
 export const TG_FW_PASSED = TgFwStat.TG_FW_PASSED;
@@ -132,6 +140,8 @@ export const TG_FW_EXT_LIMIT = TgFwStat.TG_FW_EXT_LIMIT;
 export const TG_FW_BAD_L4 = TgFwStat.TG_FW_BAD_L4;
 export const TG_FW_BAD_TCP_FLAGS = TgFwStat.TG_FW_BAD_TCP_FLAGS;
 export const TG_FW_FRAG_NO_PORTS = TgFwStat.TG_FW_FRAG_NO_PORTS;
+export const TG_FW_RATE_LIMITED = TgFwStat.TG_FW_RATE_LIMITED;
+export const TG_FW_RL_NO_BUCKET = TgFwStat.TG_FW_RL_NO_BUCKET;
 export const TG_FW_STAT_MAX = TgFwStat.TG_FW_STAT_MAX;
 
 /** enum tg_hook */
@@ -286,6 +296,19 @@ export const TgQuotaStateFlag = {
 export type TgQuotaStateFlag = (typeof TgQuotaStateFlag)[keyof typeof TgQuotaStateFlag];
 export const TG_QUOTA_EXHAUSTED = TgQuotaStateFlag.TG_QUOTA_EXHAUSTED;
 
+/** enum tg_rl_per */
+export const TgRlPer = {
+  TG_RL_PER_SOURCE: 0,
+  TG_RL_PER_DESTINATION: 1,
+  TG_RL_PER_RULE: 2,
+  TG_RL_PER_TENANT: 3,
+} as const;
+export type TgRlPer = (typeof TgRlPer)[keyof typeof TgRlPer];
+export const TG_RL_PER_SOURCE = TgRlPer.TG_RL_PER_SOURCE;
+export const TG_RL_PER_DESTINATION = TgRlPer.TG_RL_PER_DESTINATION;
+export const TG_RL_PER_RULE = TgRlPer.TG_RL_PER_RULE;
+export const TG_RL_PER_TENANT = TgRlPer.TG_RL_PER_TENANT;
+
 /** enum tg_sev_stat */
 export const TgSevStat = {
   TG_SEV_LOST: 0,
@@ -302,9 +325,11 @@ export const TG_SEV_STAT_MAX = TgSevStat.TG_SEV_STAT_MAX;
 /** enum tg_sev_type */
 export const TgSevType = {
   TG_SEV_FW_LOG: 1,
+  TG_SEV_RATE_LIMITED: 2,
 } as const;
 export type TgSevType = (typeof TgSevType)[keyof typeof TgSevType];
 export const TG_SEV_FW_LOG = TgSevType.TG_SEV_FW_LOG;
+export const TG_SEV_RATE_LIMITED = TgSevType.TG_SEV_RATE_LIMITED;
 
 /** struct tg_cgroup_key: 16 bytes */
 export interface TgCgroupKey {
@@ -504,7 +529,9 @@ export interface TgFwGen {
   log_rate: number;
   /** __u8 at offset 168 */
   default_action: number;
-  /** __u8[7] at offset 169 */
+  /** __u8 at offset 169 */
+  standing: number;
+  /** __u8[6] at offset 170 */
   pad: Buffer;
 }
 export const TgFwGen = struct<TgFwGen>(176, [
@@ -516,7 +543,8 @@ export const TgFwGen = struct<TgFwGen>(176, [
   ['flags', 160, u32],
   ['log_rate', 164, u32],
   ['default_action', 168, u8],
-  ['pad', 169, bytes(7)],
+  ['standing', 169, u8],
+  ['pad', 170, bytes(6)],
 ]);
 
 /** struct tg_fw_rule: 8 bytes */
@@ -525,13 +553,16 @@ export interface TgFwRule {
   slot: number;
   /** __u8 at offset 4 */
   action: number;
-  /** __u8[3] at offset 5 */
+  /** __u8 at offset 5 */
+  limit: number;
+  /** __u8[2] at offset 6 */
   pad: Buffer;
 }
 export const TgFwRule = struct<TgFwRule>(8, [
   ['slot', 0, u32],
   ['action', 4, u8],
-  ['pad', 5, bytes(3)],
+  ['limit', 5, u8],
+  ['pad', 6, bytes(2)],
 ]);
 
 /** struct tg_fw_tenant_key: 8 bytes */
@@ -724,6 +755,84 @@ export const TgQuotaState = struct<TgQuotaState>(32, [
   ['tat_ns', 16, u64],
   ['flags', 24, u32],
   ['pad', 28, u32],
+]);
+
+/** struct tg_rl_bucket: 32 bytes */
+export interface TgRlBucket {
+  /** __u8[4] at offset 0 */
+  lock: Buffer;
+  /** __u32 at offset 4 */
+  pad: number;
+  /** __u64 at offset 8 */
+  pkt_tokens: bigint;
+  /** __u64 at offset 16 */
+  byte_tokens: bigint;
+  /** __u64 at offset 24 */
+  last_ns: bigint;
+}
+export const TgRlBucket = struct<TgRlBucket>(32, [
+  ['lock', 0, bytes(4)],
+  ['pad', 4, u32],
+  ['pkt_tokens', 8, u64],
+  ['byte_tokens', 16, u64],
+  ['last_ns', 24, u64],
+]);
+
+/** struct tg_rl_cfg: 64 bytes */
+export interface TgRlCfg {
+  /** __u64 at offset 0 */
+  pps: bigint;
+  /** __u64 at offset 8 */
+  pkt_cap: bigint;
+  /** __u64 at offset 16 */
+  pkt_fill_ns: bigint;
+  /** __u64 at offset 24 */
+  bytes_ps: bigint;
+  /** __u64 at offset 32 */
+  byte_cap: bigint;
+  /** __u64 at offset 40 */
+  byte_fill_ns: bigint;
+  /** __u32 at offset 48 */
+  slot: number;
+  /** __u32 at offset 52 */
+  tenant_id: number;
+  /** __u8 at offset 56 */
+  per: number;
+  /** __u8 at offset 57 */
+  dirs: number;
+  /** __u8[6] at offset 58 */
+  pad: Buffer;
+}
+export const TgRlCfg = struct<TgRlCfg>(64, [
+  ['pps', 0, u64],
+  ['pkt_cap', 8, u64],
+  ['pkt_fill_ns', 16, u64],
+  ['bytes_ps', 24, u64],
+  ['byte_cap', 32, u64],
+  ['byte_fill_ns', 40, u64],
+  ['slot', 48, u32],
+  ['tenant_id', 52, u32],
+  ['per', 56, u8],
+  ['dirs', 57, u8],
+  ['pad', 58, bytes(6)],
+]);
+
+/** struct tg_rl_key: 24 bytes */
+export interface TgRlKey {
+  /** __u32 at offset 0 */
+  slot: number;
+  /** __u8 at offset 4 */
+  ip_ver: number;
+  /** __u8[3] at offset 5 */
+  pad: Buffer;
+  /** __u8[16] at offset 8 */
+  addr_be: Buffer;
+}
+export const TgRlKey = struct<TgRlKey>(24, [
+  ['slot', 0, u32],
+  ['ip_ver', 4, u8],
+  ['pad', 5, bytes(3)],
+  ['addr_be', 8, bytes(16)],
 ]);
 
 /** struct tg_sev: 80 bytes */

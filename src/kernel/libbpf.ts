@@ -84,6 +84,7 @@ function bindLibbpf(lib: LibraryHandle) {
     bpf_map_delete_elem: f('int bpf_map_delete_elem(int fd, const void *key)'),
     bpf_map_get_next_key: f('int bpf_map_get_next_key(int fd, const void *key, void *next)'),
     bpf_map_update_batch: f('int bpf_map_update_batch(int fd, const void *keys, const void *values, _Inout_ uint32_t *count, void *opts)'),
+    bpf_map_delete_batch: f('int bpf_map_delete_batch(int fd, const void *keys, _Inout_ uint32_t *count, void *opts)'),
     bpf_map_lookup_batch: f(
       'int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values, _Inout_ uint32_t *count, void *opts)',
     ),

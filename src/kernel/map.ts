@@ -205,6 +205,29 @@ export class BpfMap {
     return true;
   }
 
+  /**
+   * Deletes keys (packed back to back) with bpf_map_delete_batch; keys that
+   * are not there are skipped. Returns how many were deleted.
+   */
+  deleteMany(keys: Buffer): number {
+    if (keys.length % this.keySize !== 0) throw new RangeError(`deleteMany(${this.name}): ${keys.length} bytes is not a whole number of ${this.keySize}-byte keys`);
+    const total = keys.length / this.keySize;
+    let deleted = 0;
+    for (let at = 0; at < total;) {
+      const count = [total - at];
+      const r = libbpf().bpf_map_delete_batch(this.fd, keys.subarray(at * this.keySize), count, null) as number;
+      if (r < 0 && at === 0 && deleted === 0 && (r === -EINVAL || r === -ENOTSUPP || r === -EOPNOTSUPP) && count[0] === 0) {
+        for (let i = 0; i < total; i++) if (this.delete(keys.subarray(i * this.keySize, (i + 1) * this.keySize))) deleted++;
+        return deleted;
+      }
+      deleted += count[0]!;
+      at += count[0]!;
+      if (r === -ENOENT) at++; // that key was gone already: skip it
+      else if (r < 0) check(`bpf_map_delete_batch(${this.name})`, r);
+    }
+    return deleted;
+  }
+
   /** Walks the keys with get_next_key; entries changing meanwhile may be skipped or repeated. */
   *keys(): Generator<Buffer> {
     const fd = this.fd;

@@ -13,6 +13,7 @@ import { QuotaMaps } from './quota-maps.js';
 import { FirewallMaps } from '../firewall/maps.js';
 import { bpfObjectPath } from '../paths.js';
 import { FLOW_COUNTER_INDEX, type FlowCounters } from '../flows/counters.js';
+import { nonZeroCounters } from './counters.js';
 import { KEY_SIZE, VALUE_SIZE, monotonicNs, type FlowBuffers, type FlowSnapshot } from '../flows/snapshot.js';
 
 /** Maps that carry state across agent restarts and are therefore pinned. */
@@ -37,29 +38,6 @@ const FILL_MAPS = ['tg_tenant_v4', 'tg_tenant_v6', 'tg_class_v4', 'tg_class_v6',
 
 export type Direction = 'ingress' | 'egress';
 
-/**
- * The slots of a per-CPU array of struct tg_counter that counted anything,
- * summed over CPUs, read from one packed batch: the billing array has
- * tenants x classes x directions slots (131,072 by default), and an object
- * per slot and CPU made every export block the event loop for ~300 ms.
- */
-function nonZeroCounters(map: BpfMap): Array<{ index: number; packets: bigint; bytes: bigint }> {
-  const { count, keys, values: raw } = map.lookupBatchPacked();
-  const values = raw.byteOffset % 8 === 0 ? raw : new Uint8Array(raw); // a copy starts its own, aligned buffer
-  const per = map.valueBufferSize / 8; // u64 words per slot: (packets, bytes) per CPU
-  const v = new BigUint64Array(values.buffer, values.byteOffset, count * per);
-  const out: Array<{ index: number; packets: bigint; bytes: bigint }> = [];
-  for (let i = 0; i < count; i++) {
-    let packets = 0n;
-    let bytes = 0n;
-    for (let w = i * per; w < (i + 1) * per; w += 2) {
-      packets += v[w]!;
-      bytes += v[w + 1]!;
-    }
-    if (packets !== 0n || bytes !== 0n) out.push({ index: keys.readUInt32LE(i * 4), packets, bytes });
-  }
-  return out;
-}
 export type AttachMode = 'tc' | 'xdp-generic' | 'xdp-native';
 
 export interface CounterReading {

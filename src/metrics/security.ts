@@ -14,17 +14,27 @@ export function securityMetrics(registry: Registry, status: () => FirewallStatus
     labelNames: ['rule', 'action'] as const,
     registers: [registry],
     collect() {
-      for (const g of [this, bytes, packets]) g.reset();
+      for (const g of [this, bytes, packets, limited, applied]) g.reset();
       const s = status();
       for (const r of s.rules) {
         this.set({ rule: r.name, action: r.action }, Number(r.packets));
         bytes.set({ rule: r.name, action: r.action }, Number(r.bytes));
       }
       for (const [what, n] of Object.entries(s.stats)) packets.set({ what }, Number(n));
+      for (const r of s.rules) if (r.limited) limited.set({ limit: r.name, kind: 'rule' }, Number(r.limited.packets));
+      for (const l of s.limits) {
+        limited.set({ limit: l.name, kind: 'standing' }, Number(l.limited.packets));
+        applied.set({ limit: l.name }, Number(l.packets));
+      }
+      buckets.set(s.buckets.used);
+      capacity.set(s.buckets.capacity);
     },
   });
-  registry.registerMetric(bytes);
-  registry.registerMetric(packets);
+  const limited = new Gauge({ name: 'tollgate_security_rate_limited_packets_total', help: 'Packets a rate limit dropped (a rate-limit rule\'s, kind="rule", or a standing one\'s)', labelNames: ['limit', 'kind'] as const, registers: [] });
+  const applied = new Gauge({ name: 'tollgate_security_rate_limit_packets_total', help: 'Packets a standing rate limit applied to (passed or dropped)', labelNames: ['limit'] as const, registers: [] });
+  const buckets = new Gauge({ name: 'tollgate_security_rate_limit_buckets', help: 'Token buckets in use (sources, destinations or tenants being limited)', registers: [] });
+  const capacity = new Gauge({ name: 'tollgate_security_rate_limit_buckets_capacity', help: 'Token buckets that fit; a new key beyond them passes unlimited (what="rl_no_bucket")', registers: [] });
+  for (const g of [bytes, packets, limited, applied, buckets, capacity]) registry.registerMetric(g);
 }
 
 export interface EventMetricsSource {

@@ -389,14 +389,23 @@ const isolationSchema = z.strictObject({
 // ---- security -------------------------------------------------------------
 
 const limitShape = {
-  pps: z.int().min(1).optional(),
+  pps: z.int().min(1).max(1_000_000_000).optional(),
   bps: rate.optional(),
-  /** Packets (for pps) or bytes (for bps) allowed above the rate at once. */
-  burst: z.int().min(1).optional(),
-  per: z.enum(['source', 'destination', 'rule']).default('source'),
+  /** Packets a bucket holds (allowed at once above pps); default one second's worth. */
+  burst: z.int().min(1).max(1_000_000_000).optional(),
+  /** Bytes a bucket holds for bps; default one second's worth, at most 1GB. */
+  burstBytes: size.refine((b) => b >= 64 && b <= 1_000_000_000, { message: 'must be from 64 bytes to 1GB' }).optional(),
+  /** One bucket per source address, per destination address, per tenant on the limit's side, or one for the whole rule or limit. */
+  per: z.enum(['source', 'destination', 'rule', 'tenant']).default('source'),
 };
-const needsRate = (l: { pps?: number; bps?: number }): boolean => l.pps !== undefined || l.bps !== undefined;
-const limitSchema = z.strictObject(limitShape).refine(needsRate, { message: 'give pps, bps or both' });
+type LimitInput = { pps?: number; bps?: number; burst?: number; burstBytes?: number };
+const checkLimit = (l: LimitInput, ctx: z.RefinementCtx): void => {
+  if (l.pps === undefined && l.bps === undefined) ctx.addIssue({ code: 'custom', message: 'give pps, bps or both' });
+  if (l.burst !== undefined && l.pps === undefined) ctx.addIssue({ code: 'custom', path: ['burst'], message: 'a packet burst needs pps' });
+  if (l.burstBytes !== undefined && l.bps === undefined) ctx.addIssue({ code: 'custom', path: ['burstBytes'], message: 'a byte burst needs bps' });
+  if (l.bps !== undefined && (l.bps < 8 || l.bps > 8e12)) ctx.addIssue({ code: 'custom', path: ['bps'], message: 'must be from 8bit to 8tbit per second' });
+};
+const limitSchema = z.strictObject(limitShape).superRefine(checkLimit);
 
 const ruleSchema = z
   .strictObject({
@@ -448,8 +457,9 @@ const securitySchema = z.strictObject({
     .array(
       z
         .strictObject({ name: label('rate limit name'), tenant: label('tenant name').optional(), direction: direction.default('ingress'), ...limitShape })
-        .refine(needsRate, { message: 'give pps, bps or both' }),
+        .superRefine(checkLimit),
     )
+    .max(16, { message: 'at most 16 standing rate limits' })
     .default([]),
   synflood: z
     .strictObject({

@@ -8,7 +8,7 @@ import { BpfObject, TypedMap, u32 } from '../../src/kernel/index.js';
 import { TgCounter, TgMeterConfig } from '../../src/kernel/abi.gen.js';
 import { PolicyMaps } from '../../src/metering/policy-maps.js';
 import { compileMetering, parsePolicy, type SecuritySection } from '../../src/policy/index.js';
-import { assignSlots, compileFirewall } from '../../src/firewall/compile.js';
+import { assignSlots, compileFirewall, slotNames } from '../../src/firewall/compile.js';
 import { FirewallMaps } from '../../src/firewall/maps.js';
 import { FIXTURE_TENANTS, FIXTURE_TENANTS_YAML } from '../../src/firewall/firewall.fixture.js';
 import { ethernet, icmp, icmpv6, ipv4, ipv6, rawL4, tcp, udp, IPPROTO, TCP_FLAGS, type L3, type L4, type Ipv6Ext } from '../../lab/packets.js';
@@ -50,7 +50,7 @@ export class Harness {
   }
 
   applyParsed(security: SecuritySection): void {
-    const { slots, fresh } = assignSlots(this.slots, security.rules.map((r) => r.name));
+    const { slots, fresh } = assignSlots(this.slots, slotNames(security));
     this.slots = slots;
     this.fw.apply(compileFirewall(security, { generation: this.fw.idleGeneration(), tenantIds: IDS, slots }), fresh);
   }

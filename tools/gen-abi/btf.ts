@@ -110,6 +110,8 @@ export function abiFromBtf(types: readonly RawBtfType[], source: string, prefix 
         return { kind: 'array', elem, length };
       }
       case 'STRUCT':
+        // The kernel's lock word in a map value: opaque to userspace (a lookup copies it out zeroed).
+        if (t.name === 'bpf_spin_lock' && t.size === 4) return { kind: 'bytes', length: 4 };
         if (!t.name.startsWith(prefix)) {
           throw new AbiError(`${where}: embeds struct ${t.name || '(anonymous)'}, but only ${prefix}* structs are part of the ABI`);
         }
