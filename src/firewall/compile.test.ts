@@ -8,12 +8,13 @@ import assert from 'node:assert/strict';
 import {
   TG_FW_ALLOW, TG_FW_DENY, TG_FW_DST, TG_FW_FROM, TG_FW_LOG, TG_FW_MASK_WORDS, TG_FW_MAX_RULES, TG_FW_MAX_SLOTS, TG_FW_ON,
   TG_FW_RATE_LIMIT, TG_FW_REDIRECT, TG_FW_SIDES, TG_FW_SRC, TG_FW_TENANT_KEYS, TG_FW_TO, TG_PORTS, TG_PROTOCOLS,
-  type TgFwMask, type TgLpmV4Key, type TgLpmV6Key,
+  TG_DIR_EGRESS, TG_DIR_INGRESS, TG_RL_MAX, TG_RL_MAX_STANDING, TG_RL_PER_DESTINATION, TG_RL_PER_RULE, TG_RL_PER_SOURCE, TG_RL_PER_TENANT,
+  type TgFwMask, type TgLpmV4Key, type TgLpmV6Key, type TgRlCfg,
 } from '../kernel/abi.gen.js';
 import { formatCidr, parseAddress, parseCidr, parsePolicy, type MapEntry, type SecuritySection } from '../policy/index.js';
 import {
-  ACTION_CODES, assignSlots, compileFirewall, DEFAULT_SLOT, emptyFwGen, FirewallCompileError, fromMask, PORT_PROTOCOLS, toMask,
-  type FirewallPlan,
+  ACTION_CODES, assignSlots, compileFirewall, DEFAULT_SLOT, emptyFwGen, FirewallCompileError, fromMask, limitCfg, limitSlotName,
+  MAX_BURST_BYTES, PORT_PROTOCOLS, slotNames, toMask, type FirewallPlan, type RateLimit,
 } from './compile.js';
 import { evaluateRules, type RulePacket, type RuleVerdict } from './reference.js';
 import { FIXTURE_TENANTS_YAML, fixtureTenantOf, mulberry32, pick, randomAddr, randomCidr, randomDport, randomSecurity } from './firewall.fixture.js';
@@ -38,7 +39,7 @@ function secN(n: number, rule: (i: number) => Record<string, unknown> = () => ({
 }
 
 function compile(security: SecuritySection, generation: 0 | 1 = 0, tenantIds: ReadonlyMap<string, number> = IDS): FirewallPlan {
-  const { slots } = assignSlots(new Map(), security.rules.map((r) => r.name));
+  const { slots } = assignSlots(new Map(), slotNames(security));
   return compileFirewall(security, { generation, tenantIds, slots });
 }
 
@@ -380,11 +381,11 @@ describe('compileFirewall', () => {
     const slots = new Map([['a', 9], ['d', 3], ['l', 1], ['rl', 1000], ['rd', 2]]);
     const plan = compileFirewall(s, { generation: 0, tenantIds: IDS, slots });
     assert.equal(plan.rules.length, TG_FW_MAX_RULES);
-    assert.deepEqual(plan.rules.slice(0, 6).map((e) => [e.value.slot, e.value.action]), [
-      [9, TG_FW_ALLOW], [3, TG_FW_DENY], [1, TG_FW_LOG], [1000, TG_FW_RATE_LIMIT], [2, TG_FW_REDIRECT], [0, 0],
+    assert.deepEqual(plan.rules.slice(0, 6).map((e) => [e.value.slot, e.value.action, e.value.limit]), [
+      [9, TG_FW_ALLOW, 0], [3, TG_FW_DENY, 0], [1, TG_FW_LOG, 0], [1000, TG_FW_RATE_LIMIT, 1], [2, TG_FW_REDIRECT, 0], [0, 0, 0],
     ]);
     assert.deepEqual(ACTION_CODES, { allow: TG_FW_ALLOW, deny: TG_FW_DENY, log: TG_FW_LOG, 'rate-limit': TG_FW_RATE_LIMIT, redirect: TG_FW_REDIRECT });
-    assert.ok(plan.rules.slice(5).every((e) => e.value.slot === 0 && e.value.action === 0 && e.value.pad.equals(Buffer.alloc(3))));
+    assert.ok(plan.rules.slice(5).every((e) => e.value.slot === 0 && e.value.action === 0 && e.value.limit === 0 && e.value.pad.equals(Buffer.alloc(2))));
     assert.equal(plan.gen.default_action, TG_FW_LOG);
     assert.deepEqual(plan.ruleSlots, [
       { name: 'a', action: 'allow', slot: 9 }, { name: 'd', action: 'deny', slot: 3 }, { name: 'l', action: 'log', slot: 1 },
@@ -425,6 +426,206 @@ describe('compileFirewall', () => {
       assert.match(e.problems[0]!, /257 rules, at most 256/);
       return true;
     });
+  });
+});
+
+// ---- rate limits ----------------------------------------------------------------
+
+/** A tg_rl_cfg with every field given (unset ones zero), for exact comparisons. */
+function rl(v: Partial<TgRlCfg>): TgRlCfg {
+  return {
+    pps: 0n, pkt_cap: 0n, pkt_fill_ns: 0n, bytes_ps: 0n, byte_cap: 0n, byte_fill_ns: 0n,
+    slot: 0, tenant_id: 0, per: TG_RL_PER_SOURCE, dirs: 0, pad: Buffer.alloc(6), ...v,
+  };
+}
+
+const E9 = 1_000_000_000n;
+const INGRESS = 1 << TG_DIR_INGRESS;
+const EGRESS = 1 << TG_DIR_EGRESS;
+
+/** The problems compileFirewall reports (fails the test if it compiled). */
+function compileProblems(security: SecuritySection, ctx: Partial<Parameters<typeof compileFirewall>[1]> = {}): readonly string[] {
+  const slots = ctx.slots ?? assignSlots(new Map(), slotNames(security)).slots;
+  try {
+    compileFirewall(security, { generation: 0, tenantIds: IDS, slots, ...ctx });
+  } catch (e) {
+    assert.ok(e instanceof FirewallCompileError, `expected FirewallCompileError, got ${String(e)}`);
+    return e.problems;
+  }
+  assert.fail('compiled');
+}
+
+describe('rate limits', () => {
+  test('the ABI constants the compiler relies on', () => {
+    assert.deepEqual([TG_RL_MAX, TG_RL_MAX_STANDING], [64, 16]);
+    assert.deepEqual([TG_RL_PER_SOURCE, TG_RL_PER_DESTINATION, TG_RL_PER_RULE, TG_RL_PER_TENANT], [0, 1, 2, 3]);
+    assert.deepEqual([INGRESS, EGRESS], [1, 2]);
+    assert.equal(MAX_BURST_BYTES, 1_000_000_000);
+  });
+
+  test('limitCfg, pps only: burst defaults to pps; caps in billionths; fill = ceil(cap / pps)', () => {
+    assert.deepEqual(limitCfg({ pps: 100, per: 'source' }, 7), rl({ pps: 100n, pkt_cap: 100n * E9, pkt_fill_ns: 1_000_000_000n, slot: 7 }));
+    assert.deepEqual(limitCfg({ pps: 100, burst: 250, per: 'destination' }, 8),
+      rl({ pps: 100n, pkt_cap: 250n * E9, pkt_fill_ns: 2_500_000_000n, slot: 8, per: TG_RL_PER_DESTINATION }));
+    assert.deepEqual(limitCfg({ pps: 3, burst: 1, per: 'tenant' }, 9),
+      rl({ pps: 3n, pkt_cap: E9, pkt_fill_ns: 333_333_334n, slot: 9, per: TG_RL_PER_TENANT }), 'rounded up');
+    assert.deepEqual(limitCfg({ pps: 1_000_000_000, burst: 1_000_000_000, per: 'rule' }, 1),
+      rl({ pps: 1_000_000_000n, pkt_cap: E9 * E9, pkt_fill_ns: 1_000_000_000n, slot: 1, per: TG_RL_PER_RULE }), 'the largest packet bucket');
+  });
+
+  test('limitCfg, bps only: bytes_ps = floor(bps / 8); burstBytes defaults to one second of bytes', () => {
+    assert.deepEqual(limitCfg({ bps: 10_000_000, per: 'source' }, 2),
+      rl({ bytes_ps: 1_250_000n, byte_cap: 1_250_000n * E9, byte_fill_ns: 1_000_000_000n, slot: 2 }));
+    assert.deepEqual(limitCfg({ bps: 10_000_000, burstBytes: 1500, per: 'rule' }, 3),
+      rl({ bytes_ps: 1_250_000n, byte_cap: 1500n * E9, byte_fill_ns: 1_200_000n, slot: 3, per: TG_RL_PER_RULE }));
+    assert.deepEqual(limitCfg({ bps: 12_345, per: 'source' }, 4),
+      rl({ bytes_ps: 1543n, byte_cap: 1543n * E9, byte_fill_ns: 1_000_000_000n, slot: 4 }), '12345 / 8 rounded down');
+    assert.deepEqual(limitCfg({ bps: 12_345, burstBytes: 64_000, per: 'source' }, 4),
+      rl({ bytes_ps: 1543n, byte_cap: 64_000n * E9, byte_fill_ns: 41_477_640_960n, slot: 4 }), 'fill rounded up');
+    assert.deepEqual(limitCfg({ bps: 15, per: 'source' }, 5), rl({ bytes_ps: 1n, byte_cap: 1500n * E9, byte_fill_ns: 1500n * E9, slot: 5 }),
+      'the smallest rate, 1 byte/s: the default burst still holds a full-size packet (1500 bytes)');
+  });
+
+  test('limitCfg, both: the two buckets are independent', () => {
+    assert.deepEqual(limitCfg({ pps: 100, burst: 200, bps: 1_000_000_000, burstBytes: 64_000, per: 'rule' }, 40), rl({
+      pps: 100n, pkt_cap: 200n * E9, pkt_fill_ns: 2_000_000_000n,
+      bytes_ps: 125_000_000n, byte_cap: 64_000n * E9, byte_fill_ns: 512_000n,
+      slot: 40, per: TG_RL_PER_RULE,
+    }));
+  });
+
+  test('limitCfg: the default byte burst is at most 1GB, so caps fit a u64', () => {
+    assert.deepEqual(limitCfg({ bps: 8e9, per: 'source' }, 1), rl({ bytes_ps: E9, byte_cap: E9 * E9, byte_fill_ns: E9, slot: 1 }), '8gbit: exactly 1GB a second');
+    assert.deepEqual(limitCfg({ bps: 9e9, per: 'source' }, 1), rl({ bytes_ps: 1_125_000_000n, byte_cap: E9 * E9, byte_fill_ns: 888_888_889n, slot: 1 }));
+    assert.deepEqual(limitCfg({ bps: 8e12, per: 'source' }, 1), rl({ bytes_ps: 1_000_000_000_000n, byte_cap: E9 * E9, byte_fill_ns: 1_000_000n, slot: 1 }), '8tbit');
+    assert.deepEqual(limitCfg({ bps: 8e12, burstBytes: 64, per: 'source' }, 1),
+      rl({ bytes_ps: 1_000_000_000_000n, byte_cap: 64n * E9, byte_fill_ns: 1n, slot: 1 }), 'an explicit burst is kept; 0.064 ns rounds up to 1');
+    for (const c of [limitCfg({ pps: 1e9, burst: 1e9, bps: 8e12, burstBytes: 1e9, per: 'rule' }, 1)]) {
+      for (const v of [c.pkt_cap, c.byte_cap, c.pkt_fill_ns * c.pps, c.byte_fill_ns * c.bytes_ps]) assert.ok(v < 1n << 64n);
+    }
+  });
+
+  test('limitCfg: the scope gives a standing limit its tenant and directions; a parsed limit compiles the same', () => {
+    assert.deepEqual(limitCfg({ pps: 5, per: 'tenant' }, 12, { tenantId: 22, dirs: EGRESS }),
+      rl({ pps: 5n, pkt_cap: 5n * E9, pkt_fill_ns: E9, slot: 12, tenant_id: 22, per: TG_RL_PER_TENANT, dirs: EGRESS }));
+    const parsed: RateLimit = sec(['{ name: r, action: rate-limit, rateLimit: { pps: 100, burst: 200, bps: 1gbit, burstBytes: 64KB, per: rule } }']).rules[0]!.rateLimit!;
+    assert.deepEqual(limitCfg(parsed, 40), limitCfg({ pps: 100, burst: 200, bps: 1_000_000_000, burstBytes: 64_000, per: 'rule' }, 40));
+  });
+
+  test('slotNames: the rules in order, then limit:<name> for each standing limit', () => {
+    const s = sec(['{ name: b, action: deny }', '{ name: a, action: rate-limit, rateLimit: { pps: 1 } }'],
+      'rateLimits: [{ name: z, pps: 1 }, { name: b, bps: 1mbit }]');
+    assert.deepEqual(slotNames(s), ['b', 'a', 'limit:z', 'limit:b']);
+    assert.equal(limitSlotName('acme-in'), 'limit:acme-in');
+    assert.deepEqual(slotNames(sec([])), []);
+    const { slots } = assignSlots(new Map(), slotNames(s));
+    assert.deepEqual(Object.fromEntries(slots), { b: 1, a: 2, 'limit:z': 3, 'limit:b': 4 }, 'a rule and a limit may share a name: their slots differ');
+  });
+
+  // Two standing limits and two rate-limit rules among other rules.
+  const mixed = () => sec([
+    '{ name: a, action: allow }',
+    '{ name: rl-a, action: rate-limit, rateLimit: { pps: 10 } }',
+    '{ name: d, action: deny }',
+    '{ name: l, action: log }',
+    '{ name: rl-b, action: rate-limit, direction: egress, rateLimit: { bps: 8mbit, burstBytes: 1500, per: destination } }',
+    '{ name: z, action: allow }',
+  ], `rateLimits:
+    - { name: s1, tenant: beta, direction: egress, pps: 1000, per: tenant }
+    - { name: s2, direction: both, bps: 1gbit, per: rule }`);
+  const mixedSlots = new Map([['a', 9], ['rl-a', 3], ['d', 1], ['l', 2], ['rl-b', 40], ['z', 5], ['limit:s1', 17], ['limit:s2', 6]]);
+
+  test('the plan: standing limits first, then the rules\' limits in rule order; rules point at theirs (1 + index)', () => {
+    const plan = compileFirewall(mixed(), { generation: 1, tenantIds: IDS, slots: mixedSlots });
+    assert.equal(plan.limits.length, TG_RL_MAX);
+    assert.deepEqual(plan.limits.map((e) => e.key), Array.from({ length: TG_RL_MAX }, (_, i) => TG_RL_MAX + i), 'index generation * TG_RL_MAX + i');
+    assert.deepEqual(plan.limits.slice(0, 4).map((e) => e.value), [
+      rl({ pps: 1000n, pkt_cap: 1000n * E9, pkt_fill_ns: E9, slot: 17, tenant_id: 22, per: TG_RL_PER_TENANT, dirs: EGRESS }),
+      rl({ bytes_ps: 125_000_000n, byte_cap: 125_000_000n * E9, byte_fill_ns: E9, slot: 6, per: TG_RL_PER_RULE, dirs: INGRESS | EGRESS }),
+      rl({ pps: 10n, pkt_cap: 10n * E9, pkt_fill_ns: E9, slot: 3 }),
+      rl({ bytes_ps: 1_000_000n, byte_cap: 1500n * E9, byte_fill_ns: 1_500_000n, slot: 40, per: TG_RL_PER_DESTINATION }),
+    ]);
+    assert.deepEqual(plan.rules.slice(0, 7).map((e) => [e.value.slot, e.value.action, e.value.limit]), [
+      [9, TG_FW_ALLOW, 0], [3, TG_FW_RATE_LIMIT, 3], [1, TG_FW_DENY, 0], [2, TG_FW_LOG, 0], [40, TG_FW_RATE_LIMIT, 4], [5, TG_FW_ALLOW, 0], [0, 0, 0],
+    ]);
+    assert.ok(plan.rules.slice(6).every((e) => e.value.limit === 0), 'unused bits point at no limit');
+    assert.equal(plan.gen.standing, 2);
+    assert.deepEqual(plan.limitSlots, [{ name: 's1', slot: 17 }, { name: 's2', slot: 6 }]);
+    assert.deepEqual(plan.ruleSlots.map((r) => r.slot), [9, 3, 1, 2, 40, 5], 'standing limits are not rules');
+  });
+
+  test('unused limit entries are zero', () => {
+    for (const plan of [compileFirewall(mixed(), { generation: 0, tenantIds: IDS, slots: mixedSlots }), compile(sec([]))]) {
+      const used = plan.gen.standing + plan.rules.filter((e) => e.value.limit !== 0).length;
+      assert.equal(plan.limits.length, TG_RL_MAX);
+      plan.limits.slice(used).forEach((e, i) => assert.deepEqual(e.value, rl({}), `limit ${used + i}`));
+    }
+    const empty = compile(sec(['{ name: a, action: allow }']));
+    assert.equal(empty.gen.standing, 0);
+    assert.deepEqual(empty.limitSlots, []);
+    assert.deepEqual(emptyFwGen().standing, 0);
+  });
+
+  test('standing limits: the tenant\'s id (0: any tenant) and the directions as a bitmask', () => {
+    const s = sec([], `rateLimits:
+    - { name: in, tenant: alpha, direction: ingress, pps: 1 }
+    - { name: out, direction: egress, pps: 1 }
+    - { name: both, tenant: gamma, direction: both, pps: 1 }
+    - { name: dflt, pps: 1 }`);
+    const plan = compile(s);
+    assert.deepEqual(plan.limits.slice(0, 5).map((e) => [e.value.slot, e.value.tenant_id, e.value.dirs]), [
+      [1, 11, INGRESS], [2, 0, EGRESS], [3, 33, INGRESS | EGRESS], [4, 0, INGRESS], [0, 0, 0],
+    ]);
+    assert.deepEqual(plan.limitSlots, [{ name: 'in', slot: 1 }, { name: 'out', slot: 2 }, { name: 'both', slot: 3 }, { name: 'dflt', slot: 4 }]);
+    assert.equal(plan.gen.standing, 4);
+    assert.ok(plan.rules.every((e) => e.value.limit === 0));
+  });
+
+  test('a rule\'s limit has no tenant or directions: the rule decides where it applies', () => {
+    const plan = compile(sec(['{ name: r, action: rate-limit, direction: both, tenant: alpha, rateLimit: { pps: 1, per: tenant } }']));
+    assert.deepEqual(plan.limits[0]!.value, rl({ pps: 1n, pkt_cap: E9, pkt_fill_ns: E9, slot: 1, per: TG_RL_PER_TENANT }));
+    assert.equal(plan.rules[0]!.value.limit, 1);
+    assert.equal(plan.gen.standing, 0);
+  });
+
+  test('errors: a standing limit\'s unknown tenant and missing counter slot, with the rules\' problems', () => {
+    const s = sec(['{ name: r, action: rate-limit, tenant: beta, rateLimit: { pps: 1 } }'], `rateLimits:
+    - { name: g, tenant: gamma, pps: 1 }
+    - { name: x, pps: 1 }`);
+    // "x" has a slot under the rule namespace only: a standing limit's is limit:x.
+    const slots = new Map([['r', 1], ['limit:g', 2], ['x', 3]]);
+    assert.deepEqual(compileProblems(s, { tenantIds: new Map([['alpha', 11]]), slots }), [
+      'security.rules[0].tenant: no tenant "beta"',
+      'security.rateLimits[0].tenant: no tenant "gamma"',
+      'security.rateLimits[1]: no counter slot for limit "x"',
+    ]);
+    assert.throws(() => compileFirewall(s, { generation: 0, tenantIds: new Map([['alpha', 11]]), slots }), /3 problems/);
+  });
+
+  test(`errors: more than TG_RL_MAX (${TG_RL_MAX}) limits together, or more than ${TG_RL_MAX_STANDING} standing ones`, () => {
+    const policy = (rules: number, standing: number) => parsePolicy(JSON.stringify({
+      version: 1,
+      security: {
+        rules: Array.from({ length: rules }, (_, i) => ({ name: `r${i}`, action: 'rate-limit', rateLimit: { pps: i + 1 } })),
+        rateLimits: Array.from({ length: standing }, (_, i) => ({ name: `s${i}`, pps: 1000 + i })),
+      },
+    }), 'n.json').security!;
+    const full = compile(policy(TG_RL_MAX - TG_RL_MAX_STANDING, TG_RL_MAX_STANDING));
+    assert.equal(full.gen.standing, TG_RL_MAX_STANDING);
+    assert.equal(full.rules[TG_RL_MAX - TG_RL_MAX_STANDING - 1]!.value.limit, TG_RL_MAX, 'the last rule takes the last entry');
+    assert.equal(full.limits[TG_RL_MAX - 1]!.value.pps, BigInt(TG_RL_MAX - TG_RL_MAX_STANDING));
+    assert.equal(full.limits[TG_RL_MAX_STANDING - 1]!.value.pps, BigInt(1000 + TG_RL_MAX_STANDING - 1));
+    assert.ok(full.limits.every((e) => e.value.slot !== 0), 'every entry used');
+    assert.equal(compile(policy(TG_RL_MAX, 0)).rules[TG_RL_MAX - 1]!.value.limit, TG_RL_MAX, 'rules alone may use every entry');
+
+    assert.deepEqual(compileProblems(policy(TG_RL_MAX - TG_RL_MAX_STANDING + 1, TG_RL_MAX_STANDING)), [
+      `security.rules: ${TG_RL_MAX - TG_RL_MAX_STANDING + 1} rate-limit rules and ${TG_RL_MAX_STANDING} standing limits, at most ${TG_RL_MAX} together`,
+    ]);
+    assert.deepEqual(compileProblems(policy(TG_RL_MAX + 1, 0)), [`security.rules: ${TG_RL_MAX + 1} rate-limit rules and 0 standing limits, at most ${TG_RL_MAX} together`]);
+    // The schema stops a policy at 16 standing limits; the compiler checks on its own.
+    const base = policy(0, TG_RL_MAX_STANDING);
+    const over = { ...base, rateLimits: [...base.rateLimits, { ...base.rateLimits[0]!, name: 'extra' }] };
+    assert.deepEqual(compileProblems(over), [`security.rateLimits: ${TG_RL_MAX_STANDING + 1} limits, at most ${TG_RL_MAX_STANDING}`]);
   });
 });
 

@@ -64,13 +64,15 @@ const PER_CODES: Readonly<Record<RateLimit['per'], number>> = {
 const UNIT = 1_000_000_000n;
 /** A default byte burst (one second's worth) is capped here, so a bucket's billionths fit in a u64. */
 export const MAX_BURST_BYTES = 1_000_000_000;
+/** ... and is at least one full-size Ethernet packet, or a slow limit could never pass one. */
+export const MIN_BURST_BYTES = 1500;
 
-/** A limit's bucket parameters: burst defaults to one second's worth; tokens in billionths (abi.h, "Rate limits"). */
+/** A limit's bucket parameters: bursts default to one second's worth (bytes: at least 1500); tokens in billionths (abi.h, "Rate limits"). */
 export function limitCfg(l: RateLimit, slot: number, scope: { tenantId?: number; dirs?: number } = {}): TgRlCfg {
   const pps = BigInt(l.pps ?? 0);
   const bytesPs = BigInt(Math.floor((l.bps ?? 0) / 8));
   const pktCap = pps ? BigInt(l.burst ?? l.pps!) * UNIT : 0n;
-  const byteCap = bytesPs ? BigInt(l.burstBytes ?? Math.min(Number(bytesPs), MAX_BURST_BYTES)) * UNIT : 0n;
+  const byteCap = bytesPs ? BigInt(l.burstBytes ?? Math.min(Math.max(Number(bytesPs), MIN_BURST_BYTES), MAX_BURST_BYTES)) * UNIT : 0n;
   const fill = (cap: bigint, rate: bigint) => (rate ? (cap + rate - 1n) / rate : 0n);
   return {
     pps, pkt_cap: pktCap, pkt_fill_ns: fill(pktCap, pps),
@@ -233,7 +235,7 @@ export function compileFirewall(security: SecuritySection, ctx: FirewallContext)
     cfgs.push(limitCfg(r.rateLimit!, ctx.slots.get(r.name)!));
     limitAt.set(r.name, cfgs.length);
   }
-  const unused = limitCfg({ per: 'rule' }, 0);
+  const unused: TgRlCfg = { pps: 0n, pkt_cap: 0n, pkt_fill_ns: 0n, bytes_ps: 0n, byte_cap: 0n, byte_fill_ns: 0n, slot: 0, tenant_id: 0, per: 0, dirs: 0, pad: Buffer.alloc(6) };
   const limits = Array.from({ length: TG_RL_MAX }, (_, i) => ({ key: generation * TG_RL_MAX + i, value: cfgs[i] ?? unused }));
 
   const active = rules.length === 0 ? 0n : ALL >> BigInt(TG_FW_MAX_RULES - rules.length);
