@@ -28,6 +28,7 @@ function cFacts(abi: Abi): Record<string, string> {
     '#include <stdio.h>',
     '#include <stddef.h>',
     '#include <linux/types.h>',
+    '#include <linux/bpf.h>', // struct bpf_spin_lock, which a map value in abi.h embeds
     '#include "abi.h"',
     'int main(void) {',
   ];
