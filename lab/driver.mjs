@@ -28,7 +28,11 @@
 //   tcp-source --to ADDR --port P --bytes N --seconds S
 //        writes up to N bytes, and stops after S seconds whether or not they
 //        went out (a blocked connection never drains); prints {"written":..}.
+//   http-get --to ADDR --port P --count N [--path /health] [--timeout-ms T]
+//        N GETs one after the other, each on a new connection; prints
+//        {"ok":..,"failed":..,"errors":{message:count},"ms":{"p50":..,"p99":..,"max":..}}.
 import dgram from 'node:dgram';
+import http from 'node:http';
 import net from 'node:net';
 import { isIPv6 } from 'node:net';
 
@@ -229,6 +233,38 @@ if (mode === 'udp-recv') {
     };
     pump();
   });
+} else if (mode === 'http-get') {
+  const to = opts.to;
+  if (!to) fail('--to: required');
+  const port = intArg(opts, 'port', undefined, 1, 65535);
+  const count = intArg(opts, 'count', undefined, 1, 100_000);
+  const timeoutMs = intArg(opts, 'timeout-ms', 5000, 1, 600_000);
+  const path = opts.path ?? '/health';
+  const host = isIPv6(to) ? `[${to}]` : to;
+  const get = () => new Promise((resolve) => {
+    const t0 = performance.now();
+    const req = http.get(`http://${host}:${port}${path}`, { agent: false, timeout: timeoutMs }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode === 200 ? { ms: performance.now() - t0 } : { error: `HTTP ${res.statusCode}` }));
+      res.on('error', (e) => resolve({ error: e.message }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    req.on('error', (e) => resolve({ error: e.message }));
+  });
+  let ok = 0;
+  const errors = {};
+  const ms = [];
+  for (let i = 0; i < count; i++) {
+    const r = await get();
+    if (r.error) errors[r.error] = (errors[r.error] ?? 0) + 1;
+    else {
+      ok++;
+      ms.push(r.ms);
+    }
+  }
+  ms.sort((a, b) => a - b);
+  const q = (f) => (ms.length ? Math.round(ms[Math.min(ms.length - 1, Math.floor(ms.length * f))] * 10) / 10 : null);
+  process.stdout.write(JSON.stringify({ ok, failed: count - ok, errors, ms: { p50: q(0.5), p99: q(0.99), max: q(1) } }) + '\n');
 } else {
-  fail('usage: driver.mjs udp-recv|udp-send|tcp-recv|tcp-send|tcp-sink|tcp-source --port P ...');
+  fail('usage: driver.mjs udp-recv|udp-send|tcp-recv|tcp-send|tcp-sink|tcp-source|http-get --port P ...');
 }

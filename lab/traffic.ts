@@ -380,6 +380,24 @@ export async function httpBytes(from: EndpointNode, to: EndpointNode, n: number,
   return httpFromNetns(from.netns, `http://${host}:${opts.port ?? 8080}/bytes/${n}`, { timeoutMs: opts.timeoutMs ?? 30_000 });
 }
 
+export interface HttpRequestsResult {
+  ok: number;
+  failed: number;
+  /** Failure messages and how often each happened. */
+  errors: Record<string, number>;
+  /** Latency of the successful requests. */
+  ms: { p50: number | null; p99: number | null; max: number | null };
+}
+
+/** `count` GETs of `path` from `from` to `to`'s service, one after the other, each on a new TCP connection. */
+export async function httpRequests(from: EndpointNode, to: EndpointNode, count: number, opts: { family?: Family; port?: number; path?: string; timeoutMs?: number } = {}): Promise<HttpRequestsResult> {
+  checkInt('count', count, 1, 100_000);
+  const timeoutMs = opts.timeoutMs ?? 5000;
+  const r = await runInNetns(from.netns, process.execPath, [helperPath('driver.mjs'), 'http-get', '--to', addressOf(to, opts.family ?? 4), '--port', String(opts.port ?? 8080),
+    '--count', String(count), '--path', opts.path ?? '/health', '--timeout-ms', String(timeoutMs)], { timeoutMs: count * timeoutMs + 30_000 });
+  return JSON.parse(r.stdout.trim()) as HttpRequestsResult;
+}
+
 /** POST n bytes to /sink on `to`; resolves with the count the service read. */
 export async function httpSink(from: EndpointNode, to: EndpointNode, n: number, opts: { family?: Family; port?: number; timeoutMs?: number } = {}): Promise<number> {
   checkInt('n', n, 0, 256 * 1024 ** 2);

@@ -582,6 +582,60 @@ struct tg_rl_bucket {
 _Static_assert(sizeof(struct tg_rl_bucket) == 32, "tg_rl_bucket size");
 
 /*
+ * ---- SYN floods (docs/security.md, "SYN floods") ----
+ *
+ * The datapath counts SYNs per destination; the agent engages mitigation for
+ * a destination (tg_syn_guard) when they come faster than the policy allows.
+ * Then a SYN from a source not yet verified is answered, in place of the
+ * server, with a SYN-ACK whose acknowledgment number is a keyed hash of the
+ * connection (a cookie) and deliberately wrong: a real TCP stack answers it
+ * with a RST carrying the cookie as its sequence number (RFC 793, SYN-SENT)
+ * and sends its SYN again at once; the RST verifies the source
+ * (tg_syn_verified), whose SYNs then pass. Spoofed sources never answer.
+ */
+enum tg_syn_limits {
+	TG_SYN_MAX_DSTS = 4096,        /* destinations whose SYNs are counted (LRU) */
+	TG_SYN_MAX_GUARDED = 1024,     /* destinations under mitigation */
+	TG_SYN_MAX_VERIFIED = 65536,   /* verified sources (LRU) */
+	/* skb->mark of a challenge the datapath sent: no hook filters or meters it again. */
+	TG_SYN_CHALLENGE_MARK = 0x74675359,
+};
+
+enum tg_syn_action {
+	TG_SYN_CHALLENGE = 0,  /* answer unverified sources with a cookie (syncookie) */
+	TG_SYN_DROP = 1,       /* drop SYNs from unverified sources */
+	TG_SYN_LOG = 2,        /* only count and report */
+};
+
+/* Value of tg_syn_cfg (slot 0). */
+struct tg_syn_cfg {
+	__u64 key[2];          /* the cookie's secret (SipHash key), set by the agent */
+	__u64 verified_ns;     /* how long a verified source stays verified */
+	__u32 on;              /* count SYNs (the policy has synflood enabled) */
+	__u32 action;          /* enum tg_syn_action */
+};
+_Static_assert(sizeof(struct tg_syn_cfg) == 32, "tg_syn_cfg size");
+
+/* Key of tg_syn_dst, tg_syn_guard and tg_syn_verified. */
+struct tg_syn_addr {
+	__u8 ip_ver;           /* 4 or 6 */
+	__u8 pad[3];
+	__u8 addr_be[16];      /* IPv4: the first 4 bytes */
+};
+_Static_assert(sizeof(struct tg_syn_addr) == 20, "tg_syn_addr size");
+
+/* Value of tg_syn_dst (per CPU): what a destination's SYNs met. */
+struct tg_syn_count {
+	__u64 syns;            /* SYNs towards it */
+	__u64 synacks;         /* SYN-ACKs from it (its answers) */
+	__u64 challenged;      /* SYNs answered with a cookie */
+	__u64 dropped;         /* SYNs dropped (action drop, or a challenge that could not be sent) */
+	__u64 verified;        /* sources verified by their RST */
+	__u64 passed;          /* SYNs of verified sources let through during mitigation */
+};
+_Static_assert(sizeof(struct tg_syn_count) == 48, "tg_syn_count size");
+
+/*
  * ---- Security events (docs/events.md) ----
  *
  * Records of the tg_sev_ring ring buffer, pinned so that events the datapath

@@ -51,6 +51,7 @@
 
 #define TC_ACT_UNSPEC (-1)
 #define TC_ACT_SHOT 2
+#define TC_ACT_REDIRECT 7
 /* One load the compiler may neither repeat nor tear: the value is shared with other CPUs. */
 #define READ_ONCE(x) (*(volatile typeof(x) *)&(x))
 #define EEXIST 17 /* errno.h; vmlinux.h carries no macros */
@@ -85,6 +86,8 @@ TG_BTF_ANCHOR(enum tg_fw_side, tg_fw_side);
 TG_BTF_ANCHOR(enum tg_fw_stat, tg_fw_stat);
 TG_BTF_ANCHOR(enum tg_sev_type, tg_sev_type);
 TG_BTF_ANCHOR(enum tg_rl_per, tg_rl_per);
+TG_BTF_ANCHOR(enum tg_syn_limits, tg_syn_limits);
+TG_BTF_ANCHOR(enum tg_syn_action, tg_syn_action);
 TG_BTF_ANCHOR(enum tg_sev_stat, tg_sev_stat);
 /* Only ever a ring buffer record, which carries no BTF type. */
 const volatile struct tg_quota_event tg_btf_anchor_tg_quota_event = {};
@@ -364,7 +367,12 @@ static __always_inline void quota_exhausted(__u32 slot, struct tg_quota_state *s
 		quota_event(slot, TG_QEV_EXHAUSTED, 0, READ_ONCE(st->used), READ_ONCE(st->period_end_ns), now);
 }
 
-enum verdict { VERDICT_PASS = 0, VERDICT_DROP = 1 };
+/*
+ * PASS: go on (not judged by the firewall here: firewall off, not IP, or
+ * filtered where it entered); ALLOWED: the firewall judged it and lets it
+ * through; REDIRECT: answered in its place (bpf_redirect was called).
+ */
+enum verdict { VERDICT_PASS = 0, VERDICT_DROP = 1, VERDICT_REDIRECT = 2, VERDICT_ALLOWED = 3 };
 
 /*
  * One quota's say on a packet of `bytes`: refused when the quota is spent
@@ -985,6 +993,7 @@ static __always_inline __u32 l4_min_header(__u8 proto)
 #define TG_TCP_FIN 0x01
 #define TG_TCP_SYN 0x02
 #define TG_TCP_RST 0x04
+#define TG_TCP_ACK 0x10
 
 /*
  * Whether a packet can be judged by the rules at all. Returns 0 when it can,
@@ -1453,7 +1462,7 @@ static __always_inline int fw_filter(void *ctx, enum pkt_ctx_kind kind, struct p
 		}
 	}
 	fw_stat(TG_FW_PASSED);
-	return VERDICT_PASS;
+	return VERDICT_ALLOWED;
 drop:
 	fw_stat(why);
 	fw_stat(TG_FW_DROPPED);
@@ -1473,6 +1482,278 @@ __noinline int tg_fw_xdp(struct xdp_md *ctx, struct pkt_meta *p)
 	if (!p)
 		return VERDICT_PASS;
 	return fw_filter(ctx, TG_CTX_XDP, p, TG_HOOK_INGRESS, ctx->ingress_ifindex);
+}
+
+/* ---- SYN floods (abi.h, "SYN floods") ---- */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tg_syn_cfg);
+} tg_syn_cfg SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, TG_SYN_MAX_DSTS);
+	__type(key, struct tg_syn_addr);
+	__type(value, struct tg_syn_count);
+} tg_syn_dst SEC(".maps");
+
+/* Destinations under mitigation, written by the agent (value: when it engaged, CLOCK_REALTIME ms). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TG_SYN_MAX_GUARDED);
+	__type(key, struct tg_syn_addr);
+	__type(value, __u64);
+} tg_syn_guard SEC(".maps");
+
+/* Sources that answered a cookie: bpf_ktime_get_ns() when they did. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, TG_SYN_MAX_VERIFIED);
+	__type(key, struct tg_syn_addr);
+	__type(value, __u64);
+} tg_syn_verified SEC(".maps");
+
+static __always_inline bool syn_on(void)
+{
+	__u32 zero = 0;
+	struct tg_syn_cfg *c = bpf_map_lookup_elem(&tg_syn_cfg, &zero);
+
+	return c && c->on;
+}
+
+#define SIP_ROTL(x, b) (((x) << (b)) | ((x) >> (64 - (b))))
+#define SIP_ROUND(v0, v1, v2, v3)                                                       \
+	do {                                                                           \
+		v0 += v1; v1 = SIP_ROTL(v1, 13); v1 ^= v0; v0 = SIP_ROTL(v0, 32);     \
+		v2 += v3; v3 = SIP_ROTL(v3, 16); v3 ^= v2;                            \
+		v0 += v3; v3 = SIP_ROTL(v3, 21); v3 ^= v0;                            \
+		v2 += v1; v1 = SIP_ROTL(v1, 17); v1 ^= v2; v2 = SIP_ROTL(v2, 32);     \
+	} while (0)
+
+/* SipHash-2-4 of five words: the kernel's own SYN cookies use SipHash for the same reason (a keyed PRF). */
+static __always_inline __u64 siphash5(const __u64 *key, const __u64 *m)
+{
+	__u64 v0 = 0x736f6d6570736575ULL ^ key[0], v1 = 0x646f72616e646f6dULL ^ key[1];
+	__u64 v2 = 0x6c7967656e657261ULL ^ key[0], v3 = 0x7465646279746573ULL ^ key[1];
+	__u64 b = 40ULL << 56;
+	int i;
+
+#pragma unroll
+	for (i = 0; i < 5; i++) {
+		v3 ^= m[i];
+		SIP_ROUND(v0, v1, v2, v3);
+		SIP_ROUND(v0, v1, v2, v3);
+		v0 ^= m[i];
+	}
+	v3 ^= b;
+	SIP_ROUND(v0, v1, v2, v3);
+	SIP_ROUND(v0, v1, v2, v3);
+	v0 ^= b;
+	v2 ^= 0xff;
+#pragma unroll
+	for (i = 0; i < 4; i++)
+		SIP_ROUND(v0, v1, v2, v3);
+	return v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* The cookie of a client -> server connection (p as the client sent it) in a 2^36 ns (~69 s) window. */
+static __always_inline __u32 syn_cookie(const struct tg_syn_cfg *c, const struct pkt_meta *p, __u64 window)
+{
+	__u64 m[5];
+
+	__builtin_memcpy(m, p->saddr, 16);
+	__builtin_memcpy(&m[2], p->daddr, 16);
+	m[4] = ((__u64)p->sport << 48) | ((__u64)p->dport << 32) | (window & 0xffffffffULL);
+	return (__u32)siphash5(c->key, m);
+}
+
+static __always_inline struct tg_syn_count *syn_count(const __u8 *addr, __u8 ip_ver)
+{
+	struct tg_syn_addr k = { .ip_ver = ip_ver };
+	struct tg_syn_count *n, zero = {};
+
+	__builtin_memcpy(k.addr_be, addr, 16);
+	n = bpf_map_lookup_elem(&tg_syn_dst, &k);
+	if (n)
+		return n;
+	bpf_map_update_elem(&tg_syn_dst, &k, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&tg_syn_dst, &k);
+}
+
+/* Kernel-private scratch for building a challenge: too big for the stack under the hooks' own. */
+struct syn_scratch {
+	__u32 hdr[15];          /* the TCP header, up to 60 bytes */
+	__u8 mac[12];
+	__u8 addrs[32];         /* source then destination: 4 + 4 or 16 + 16 bytes */
+	__u8 tmp[16];
+	struct {                /* the checksum's pseudo header: IPv4 uses the first 12 bytes' layout below */
+		__u8 saddr[16];
+		__u8 daddr[16];
+		__be32 len;
+		__u8 zero[3];
+		__u8 proto;
+	} ps6;
+	struct {
+		__be32 saddr, daddr;
+		__u8 zero, proto;
+		__be16 len;
+	} ps4;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct syn_scratch);
+} tg_syn_scratch SEC(".maps");
+
+/*
+ * Turns the SYN in skb into the challenge: addresses, ports and MACs
+ * swapped, SYN-ACK with ack = cookie (unacceptable to the client, which
+ * answers with a RST carrying it), options blanked with NOPs, and sends it
+ * back where the SYN came from. A SYN with data (TCP Fast Open) is dropped:
+ * the client sends it again without data.
+ */
+static __noinline int syn_challenge(struct __sk_buff *skb, const struct pkt_meta *p, __u32 cookie, __u32 hook)
+{
+	__u32 l3 = p->l3_off, l4 = p->l4_off, tcp_len = (__u32)p->tcp_doff * 4, addr_at, addr_len, sum, i, zero = 0;
+	struct syn_scratch *x = bpf_map_lookup_elem(&tg_syn_scratch, &zero);
+	__u8 *h;
+	__u16 port;
+
+	if (!x || tcp_len < 20 || tcp_len > 60 || l4 < l3)
+		return VERDICT_DROP;
+	if (p->l3_bytes != l4 - l3 + tcp_len)
+		return VERDICT_DROP;
+	h = (__u8 *)x->hdr;
+	addr_at = p->ip_ver == 4 ? l3 + 12 : l3 + 8;
+	addr_len = p->ip_ver == 4 ? 8 : 32;
+	if (bpf_skb_load_bytes(skb, 0, x->mac, 12) || bpf_skb_load_bytes(skb, addr_at, x->addrs, addr_len) ||
+	    bpf_skb_load_bytes(skb, l4, x->hdr, tcp_len))
+		return VERDICT_DROP;
+	/* swap: MACs, addresses (the IPv4 header checksum is a sum of words: unchanged), ports */
+	__builtin_memcpy(x->tmp, x->mac, 6);
+	__builtin_memcpy(x->mac, x->mac + 6, 6);
+	__builtin_memcpy(x->mac + 6, x->tmp, 6);
+	if (p->ip_ver == 4) {
+		__builtin_memcpy(x->tmp, x->addrs, 4);
+		__builtin_memcpy(x->addrs, x->addrs + 4, 4);
+		__builtin_memcpy(x->addrs + 4, x->tmp, 4);
+	} else {
+		__builtin_memcpy(x->tmp, x->addrs, 16);
+		__builtin_memcpy(x->addrs, x->addrs + 16, 16);
+		__builtin_memcpy(x->addrs + 16, x->tmp, 16);
+	}
+	port = x->hdr[0] & 0xffff;
+	x->hdr[0] = (x->hdr[0] >> 16) | ((__u32)port << 16);
+	x->hdr[1] = bpf_htonl(cookie ^ 0x9e3779b9);   /* our sequence number: any */
+	x->hdr[2] = bpf_htonl(cookie);                /* the cookie, as an acknowledgment the client must refuse */
+	h[12] = (__u8)((tcp_len / 4) << 4);
+	h[13] = TG_TCP_SYN | TG_TCP_ACK;
+	h[14] = 0xff;
+	h[15] = 0xff;
+	h[16] = h[17] = h[18] = h[19] = 0;
+#pragma unroll
+	for (i = 20; i < 60; i++)
+		if (i < tcp_len)
+			h[i] = 1; /* NOP */
+	if (p->ip_ver == 4) {
+		__builtin_memcpy(&x->ps4.saddr, x->addrs, 4);
+		__builtin_memcpy(&x->ps4.daddr, x->addrs + 4, 4);
+		x->ps4.zero = 0;
+		x->ps4.proto = TG_IPPROTO_TCP;
+		x->ps4.len = bpf_htons(tcp_len);
+		sum = bpf_csum_diff(NULL, 0, (__be32 *)&x->ps4, sizeof(x->ps4), 0);
+	} else {
+		__builtin_memcpy(x->ps6.saddr, x->addrs, 32);
+		x->ps6.len = bpf_htonl(tcp_len);
+		x->ps6.zero[0] = x->ps6.zero[1] = x->ps6.zero[2] = 0;
+		x->ps6.proto = TG_IPPROTO_TCP;
+		sum = bpf_csum_diff(NULL, 0, (__be32 *)&x->ps6, sizeof(x->ps6), 0);
+	}
+	sum = bpf_csum_diff(NULL, 0, (__be32 *)x->hdr, tcp_len, sum);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	h[16] = (__u8)(~sum & 0xff);
+	h[17] = (__u8)((~sum >> 8) & 0xff);
+	if (bpf_skb_store_bytes(skb, 0, x->mac, 12, 0) || bpf_skb_store_bytes(skb, addr_at, x->addrs, addr_len, 0) ||
+	    bpf_skb_store_bytes(skb, l4, x->hdr, tcp_len, 0))
+		return VERDICT_DROP;
+	skb->mark = TG_SYN_CHALLENGE_MARK;
+	/* Back where it came from: out of the interface it entered, or into the one it was leaving by. */
+	bpf_redirect(skb->ifindex, hook == TG_HOOK_EGRESS ? BPF_F_INGRESS : 0);
+	return VERDICT_REDIRECT;
+}
+
+/* What SYN-flood mitigation does with a TCP packet the firewall let through (tc only). */
+__noinline int tg_syn_skb(struct __sk_buff *skb, struct pkt_meta *p, __u32 hook)
+{
+	struct tg_syn_addr src = {}, dst = {};
+	struct tg_syn_count *n;
+	struct tg_syn_cfg *c;
+	__u64 now, window, *at;
+	__u32 zero = 0, seq, cookie;
+	__u8 flags;
+
+	if (!p || p->l4_proto != TG_IPPROTO_TCP || !(p->flags & TG_PKT_HAS_L4) || p->frag_off)
+		return VERDICT_PASS;
+	c = bpf_map_lookup_elem(&tg_syn_cfg, &zero);
+	if (!c)
+		return VERDICT_PASS;
+	flags = p->tcp_flags;
+	if ((flags & (TG_TCP_SYN | TG_TCP_ACK)) == (TG_TCP_SYN | TG_TCP_ACK)) {
+		n = syn_count(p->saddr, p->ip_ver);
+		if (n)
+			n->synacks += 1;
+		return VERDICT_PASS;
+	}
+	dst.ip_ver = src.ip_ver = p->ip_ver;
+	__builtin_memcpy(dst.addr_be, p->daddr, 16);
+	__builtin_memcpy(src.addr_be, p->saddr, 16);
+	now = bpf_ktime_get_ns();
+	window = now >> 36;
+	if (flags & TG_TCP_SYN) {
+		n = syn_count(p->daddr, p->ip_ver);
+		if (n)
+			n->syns += 1;
+		if (!bpf_map_lookup_elem(&tg_syn_guard, &dst))
+			return VERDICT_PASS;
+		at = bpf_map_lookup_elem(&tg_syn_verified, &src);
+		if (at && now - *at < c->verified_ns) {
+			if (n)
+				n->passed += 1;
+			return VERDICT_PASS;
+		}
+		if (c->action == TG_SYN_LOG)
+			return VERDICT_PASS;
+		if (c->action == TG_SYN_CHALLENGE &&
+		    syn_challenge(skb, p, syn_cookie(c, p, window), hook) == VERDICT_REDIRECT) {
+			if (n)
+				n->challenged += 1;
+			return VERDICT_REDIRECT;
+		}
+		if (n)
+			n->dropped += 1;
+		return VERDICT_DROP;
+	}
+	if ((flags & TG_TCP_RST) && bpf_map_lookup_elem(&tg_syn_guard, &dst)) {
+		/* The answer to a challenge: seq is the cookie, of this window or the one before. */
+		if (bpf_skb_load_bytes(skb, p->l4_off + 4, &seq, 4))
+			return VERDICT_PASS;
+		seq = bpf_ntohl(seq);
+		cookie = syn_cookie(c, p, window);
+		if (seq != cookie && seq != syn_cookie(c, p, window - 1))
+			return VERDICT_PASS;
+		bpf_map_update_elem(&tg_syn_verified, &src, &now, BPF_ANY);
+		n = syn_count(p->daddr, p->ip_ver);
+		if (n)
+			n->verified += 1;
+		return VERDICT_DROP; /* the server never saw this connection */
+	}
+	return VERDICT_PASS;
 }
 
 /* Returns enum verdict: the only verdict metering makes. */
@@ -1537,10 +1818,21 @@ static __always_inline bool fw_on(void)
 static __always_inline int tc_hook(struct __sk_buff *skb, enum tg_hook hook, bool metered)
 {
 	struct pkt_meta p;
+	int v;
 
+	/* Our own SYN-flood challenge on its way out: neither filtered nor metered. */
+	if (skb->mark == TG_SYN_CHALLENGE_MARK)
+		return TC_ACT_UNSPEC;
 	tg_parse_ex(skb, TG_CTX_SKB, &p, false);
-	if (fw_on() && tg_fw_skb(skb, &p, hook) == VERDICT_DROP)
-		return TC_ACT_SHOT;
+	if (fw_on()) {
+		v = tg_fw_skb(skb, &p, hook);
+		if (v == VERDICT_ALLOWED && p.l4_proto == TG_IPPROTO_TCP && syn_on())
+			v = tg_syn_skb(skb, &p, hook);
+		if (v == VERDICT_DROP)
+			return TC_ACT_SHOT;
+		if (v == VERDICT_REDIRECT)
+			return TC_ACT_REDIRECT;
+	}
 	if (metered && meter(skb, TG_CTX_SKB, &p, hook, skb->ifindex) == VERDICT_DROP)
 		return TC_ACT_SHOT;
 	return TC_ACT_UNSPEC;

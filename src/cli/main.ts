@@ -264,6 +264,10 @@ program
       rules: Array<Counted & { name: string; action: string; limited?: Counted }>;
       limits: Array<Counted & { name: string; tenant: string | null; direction: string; per: string; limited: Counted }>;
       buckets: { used: number; capacity: number } | null;
+      synflood?: {
+        enabled: boolean; action: string | null; thresholdPps: number | null;
+        guarded: Array<{ address: string; tenant: string | null; since: string; rate: number; peak: number; counts: Record<'challenged' | 'verified' | 'passed' | 'dropped', number> }>;
+      };
     }>(socket(), 'GET', '/v1/security/rules');
     if (o.json) return print(r);
     if (!r.enabled) {
@@ -278,6 +282,13 @@ program
         [l.name, l.tenant ?? 'any', l.direction, l.per, String(l.packets), String(l.limited.packets)])));
     }
     if (r.buckets && (r.buckets.used > 0 || r.limits.length || r.rules.some((x) => x.limited))) console.log(`\nrate-limit buckets: ${r.buckets.used} of ${r.buckets.capacity} in use`);
+    const syn = r.synflood;
+    if (syn?.enabled) {
+      console.log(`\nSYN floods: ${syn.action} above ${syn.thresholdPps} SYN/s per destination; ${syn.guarded.length ? 'under mitigation:' : 'no destination under mitigation'}`);
+      for (const g of syn.guarded) {
+        console.log(`  ${g.address}${g.tenant ? ` (${g.tenant})` : ''} since ${g.since}: ${g.rate} SYN/s (peak ${g.peak}), challenged ${g.counts.challenged}, verified ${g.counts.verified}, passed ${g.counts.passed}, dropped ${g.counts.dropped}`);
+      }
+    }
     const reasons = Object.entries(r.stats).filter(([k, v]) => !['passed', 'dropped'].includes(k) && Number(v) > 0);
     console.log(`\npassed ${r.stats.passed}, dropped ${r.stats.dropped}${reasons.length ? `; ${reasons.map(([k, v]) => `${k} ${v}`).join(', ')}` : ''} (generation ${r.generation})`);
   });

@@ -25,6 +25,8 @@ import { Firewall, unenforcedSecurity } from '../firewall/firewall.js';
 import { describeSev } from '../firewall/events.js';
 import { EventRecorder } from '../events/recorder.js';
 import { DatapathEvents } from '../events/datapath.js';
+import { SynGuard } from '../firewall/synflood.js';
+import { cidrContains, parseAddress, parseCidr } from '../policy/cidr.js';
 
 export interface AgentOptions {
   config: string;
@@ -58,6 +60,14 @@ function parseListen(v: string): { host: string; port: number } {
     throw new Error(`--listen: must be a loopback host:port such as 127.0.0.1:9465 or [::1]:9465, got "${v}"`);
   }
   return { host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+}
+
+/** The tenant whose address selectors hold an address (for events), or null. */
+function tenantOfAddress(doc: Policy, address: string): string | null {
+  const a = parseAddress(address);
+  if (!a) return null;
+  const host = { ...a, prefix: a.family === 4 ? 32 : 128 };
+  return doc.tenants.find((t) => t.selectors.cidrs.some((c) => cidrContains(parseCidr(c), host)))?.name ?? null;
 }
 
 /** ifindex in the agent's namespace, or undefined when there is no such interface. */
@@ -174,6 +184,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
   let sweepBuckets: NodeJS.Timeout | undefined;
   const apps: FastifyInstance[] = [];
   let eventLog: EventRecorder | undefined;
+  let synGuard: SynGuard | undefined;
 
   /**
    * Compiles and applies a policy: the idle generation is written, then made
@@ -212,6 +223,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
       return { plan: compiled, ...datapath.install(compiled) };
     });
     const fw = firewall.apply(doc, tenantIds);
+    synGuard?.apply(doc.security?.synflood);
     live = { doc, cgroups };
     for (const c of plan.classes) {
       billable.set(c.id, c.billable);
@@ -234,6 +246,13 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
       onAuditError: (err) => log.error({ err }, 'writing the audit file failed; the event store has the events, and the next write catches the file up'),
     });
     eventLog = events;
+    synGuard = new SynGuard(datapath.synMaps(), {
+      tenantOf: (address) => tenantOfAddress(live?.doc ?? policy, address),
+      record: (list) => {
+        for (const e of events.record(list)) log.warn({ ...e.detail, tenant: e.tenant }, e.type === 'synflood.start' ? 'SYN flood: mitigation engaged' : 'SYN flood: mitigation ended');
+      },
+      onError: (err) => log.error({ err }, 'SYN-flood poll failed; the next one retries'),
+    });
     if (events.caughtUp) log.warn({ events: events.caughtUp }, 'audit file caught up with events the store recorded before a crash');
     const first = apply(policy);
     const flows = new FlowRecorder(datapath, opts.flowsDb ?? join(dirname(opts.db), 'flows.db'), {
@@ -285,7 +304,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
         log.error({ err }, 'closing billing periods failed; the next check retries');
       },
     });
-    securityMetrics(metrics.registry, () => firewall.status());
+    securityMetrics(metrics.registry, () => ({ ...firewall.status(), synflood: synGuard!.status() }));
     eventMetrics(metrics.registry, { counts: events.counts, kernel: () => secEvents?.stats(), streams: () => events.hub.subscribers });
     const alertStore = new AlertStore(ledger);
     let quotaStates: readonly QuotaState[] = [];
@@ -346,7 +365,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
         return enforcer.status().map((q) => ({ ...q, ledgerUsed: fromLedger.get(`${q.tenant}/${q.class}/${q.direction}`) ?? null }));
       },
       alerts: (limit) => alertStore.recent(limit),
-      security: () => firewall.status(),
+      security: () => ({ ...firewall.status(), synflood: synGuard!.status() }),
       events: { store: events.store, hub: events.hub },
       exporter: exp,
       reload,
@@ -446,6 +465,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
         log.error({ err }, 'pruning the event store failed; the next round retries');
       }
     };
+    synGuard.start();
     prune();
     pruneEvents = setInterval(prune, 60_000);
     pruneEvents.unref();
@@ -477,6 +497,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
         await quotaEvents?.stop();
         clearInterval(pruneEvents);
         clearInterval(sweepBuckets);
+        synGuard?.stop(); // guards stay pinned: mitigation goes on, the next agent ends it
         await secEvents?.stop();
         await flows.stop(); // the kernel keeps recording flows for the next agent, like the counters
         await exp.stop();
@@ -505,6 +526,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
     await quotaEvents?.stop();
     clearInterval(pruneEvents);
     clearInterval(sweepBuckets);
+    synGuard?.stop();
     await secEvents?.stop();
     datapath.close();
     ledger.close();

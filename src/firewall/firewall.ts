@@ -54,7 +54,7 @@ export function unenforcedSecurity(security: SecuritySection | undefined): strin
   security.rules.forEach((r, i) => {
     if (r.action === 'redirect') out.push(`security.rules[${i}] ("${r.name}"): action ${r.action} only counts its packets and lets them through`);
   });
-  for (const k of ['synflood', 'ddos', 'l7'] as const) if (security[k]) out.push(`security.${k}`);
+  for (const k of ['ddos', 'l7'] as const) if (security[k]) out.push(`security.${k}`);
   return out;
 }
 

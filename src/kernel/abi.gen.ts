@@ -331,6 +331,30 @@ export type TgSevType = (typeof TgSevType)[keyof typeof TgSevType];
 export const TG_SEV_FW_LOG = TgSevType.TG_SEV_FW_LOG;
 export const TG_SEV_RATE_LIMITED = TgSevType.TG_SEV_RATE_LIMITED;
 
+/** enum tg_syn_action */
+export const TgSynAction = {
+  TG_SYN_CHALLENGE: 0,
+  TG_SYN_DROP: 1,
+  TG_SYN_LOG: 2,
+} as const;
+export type TgSynAction = (typeof TgSynAction)[keyof typeof TgSynAction];
+export const TG_SYN_CHALLENGE = TgSynAction.TG_SYN_CHALLENGE;
+export const TG_SYN_DROP = TgSynAction.TG_SYN_DROP;
+export const TG_SYN_LOG = TgSynAction.TG_SYN_LOG;
+
+/** enum tg_syn_limits */
+export const TgSynLimits = {
+  TG_SYN_MAX_DSTS: 4096,
+  TG_SYN_MAX_GUARDED: 1024,
+  TG_SYN_MAX_VERIFIED: 65536,
+  TG_SYN_CHALLENGE_MARK: 1952928601,
+} as const;
+export type TgSynLimits = (typeof TgSynLimits)[keyof typeof TgSynLimits];
+export const TG_SYN_MAX_DSTS = TgSynLimits.TG_SYN_MAX_DSTS;
+export const TG_SYN_MAX_GUARDED = TgSynLimits.TG_SYN_MAX_GUARDED;
+export const TG_SYN_MAX_VERIFIED = TgSynLimits.TG_SYN_MAX_VERIFIED;
+export const TG_SYN_CHALLENGE_MARK = TgSynLimits.TG_SYN_CHALLENGE_MARK;
+
 /** struct tg_cgroup_key: 16 bytes */
 export interface TgCgroupKey {
   /** __u64 at offset 0 */
@@ -890,6 +914,63 @@ export const TgSev = struct<TgSev>(80, [
   ['hook', 71, u8],
   ['detail', 72, u32],
   ['pad', 76, u32],
+]);
+
+/** struct tg_syn_addr: 20 bytes */
+export interface TgSynAddr {
+  /** __u8 at offset 0 */
+  ip_ver: number;
+  /** __u8[3] at offset 1 */
+  pad: Buffer;
+  /** __u8[16] at offset 4 */
+  addr_be: Buffer;
+}
+export const TgSynAddr = struct<TgSynAddr>(20, [
+  ['ip_ver', 0, u8],
+  ['pad', 1, bytes(3)],
+  ['addr_be', 4, bytes(16)],
+]);
+
+/** struct tg_syn_cfg: 32 bytes */
+export interface TgSynCfg {
+  /** __u64[2] at offset 0 */
+  key: bigint[];
+  /** __u64 at offset 16 */
+  verified_ns: bigint;
+  /** __u32 at offset 24 */
+  on: number;
+  /** __u32 at offset 28 */
+  action: number;
+}
+export const TgSynCfg = struct<TgSynCfg>(32, [
+  ['key', 0, array(u64, 2)],
+  ['verified_ns', 16, u64],
+  ['on', 24, u32],
+  ['action', 28, u32],
+]);
+
+/** struct tg_syn_count: 48 bytes */
+export interface TgSynCount {
+  /** __u64 at offset 0 */
+  syns: bigint;
+  /** __u64 at offset 8 */
+  synacks: bigint;
+  /** __u64 at offset 16 */
+  challenged: bigint;
+  /** __u64 at offset 24 */
+  dropped: bigint;
+  /** __u64 at offset 32 */
+  verified: bigint;
+  /** __u64 at offset 40 */
+  passed: bigint;
+}
+export const TgSynCount = struct<TgSynCount>(48, [
+  ['syns', 0, u64],
+  ['synacks', 8, u64],
+  ['challenged', 16, u64],
+  ['dropped', 24, u64],
+  ['verified', 32, u64],
+  ['passed', 40, u64],
 ]);
 
 /** struct tg_tenant_ref: 8 bytes */

@@ -29,6 +29,8 @@ const PINNED_MAPS = [
   'tg_fw_tenant', 'tg_fw_rules', 'tg_fw_hits', 'tg_fw_stats',
   // Security events wait in the ring for the next agent; their loss counters stay monotonic.
   'tg_sev_ring', 'tg_sev_stats',
+  // SYN-flood mitigation goes on (and verified sources stay verified) while the agent restarts.
+  'tg_syn_cfg', 'tg_syn_dst', 'tg_syn_guard', 'tg_syn_verified',
 ] as const;
 
 /** Flows per batch call when reading tg_flows. */
@@ -463,6 +465,11 @@ export class MeteringDatapath {
   /** The ring buffer of security events (struct tg_sev) and its counters (enum tg_sev_stat). */
   securityEvents(): { ring: BpfMap; stats: BpfMap } {
     return { ring: this.obj.map('tg_sev_ring'), stats: this.obj.map('tg_sev_stats') };
+  }
+
+  /** The SYN-flood maps (abi.h, "SYN floods"): configuration, per-destination counts, guarded destinations, verified sources. */
+  synMaps(): { cfg: BpfMap; dst: BpfMap; guard: BpfMap; verified: BpfMap } {
+    return { cfg: this.obj.map('tg_syn_cfg'), dst: this.obj.map('tg_syn_dst'), guard: this.obj.map('tg_syn_guard'), verified: this.obj.map('tg_syn_verified') };
   }
 
   /** One of the loaded programs, for BPF_PROG_TEST_RUN (tests and benchmarks). */

@@ -465,8 +465,13 @@ const securitySchema = z.strictObject({
     .strictObject({
       enabled: z.boolean().default(true),
       /** SYNs per second towards one destination before mitigation starts. */
-      thresholdPps: z.int().min(1),
+      thresholdPps: z.int().min(1).max(100_000_000),
+      /** syncookie: unverified sources must answer a cookie; drop: their SYNs are dropped; log: events only. */
       action: z.enum(['syncookie', 'drop', 'log']).default('syncookie'),
+      /** How long the rate must stay below the threshold before mitigation ends. */
+      holdFor: duration.refine((ms) => ms >= 1000 && ms <= 3_600_000, { message: 'must be from 1s to 1h' }).default(10_000),
+      /** How long a source that answered a cookie keeps passing. */
+      verifiedFor: duration.refine((ms) => ms >= 1000 && ms <= 86_400_000, { message: 'must be from 1s to 24h' }).default(600_000),
     })
     .optional(),
   ddos: z
