@@ -7,7 +7,7 @@
 //        binds [::]:P (v4 and v6), prints "ready", counts datagrams; exits
 //        printing {"packets":..,"bytes":..} once N arrived, or L ms after its
 //        stdin closes, or after T ms at the latest.
-//   udp-send --to ADDR --port P --sizes 64,512 --count N [--burst B]
+//   udp-send --to ADDR --port P --sizes 64,512 --count N [--burst B] [--sport S]
 //        sends N datagrams of each payload size, yielding to the event loop
 //        every B datagrams so neither the veth backlog nor the receiver's
 //        socket buffer overflows; prints {"packets":..,"bytes":..} of what the
@@ -95,6 +95,13 @@ if (mode === 'udp-recv') {
     fail(`--sizes: must be a comma-separated list of payload sizes 0..65507, got ${JSON.stringify(opts.sizes)}`);
   }
   const sock = dgram.createSocket(isIPv6(to) ? 'udp6' : 'udp4');
+  if (opts.sport !== undefined) {
+    const sport = intArg(opts, 'sport', undefined, 1, 65535);
+    await new Promise((resolve, reject) => {
+      sock.once('error', reject);
+      sock.bind(sport, resolve);
+    }).catch((e) => fail(`--sport ${sport}: ${e.message}`));
+  }
   const send = (buf) =>
     new Promise((resolve, reject) => sock.send(buf, port, to, (err) => (err ? reject(err) : resolve())));
   let packets = 0;

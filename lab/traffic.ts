@@ -87,6 +87,8 @@ export interface UdpBurstOptions {
   timeoutMs?: number;
   /** Datagrams between yields of the sender (pacing); default 32. */
   burst?: number;
+  /** Source port (default: one the kernel picks), e.g. 53 to look like DNS reflection. */
+  sport?: number;
   /** Run the sender inside this cgroup v2 directory (absolute path), e.g. to play a container on the host network. */
   cgroup?: string;
 }
@@ -174,7 +176,7 @@ export async function udpBurst(
       from.netns,
       process.execPath,
       [helperPath('driver.mjs'), 'udp-send', '--to', address, '--port', String(port), '--sizes', sizes.join(','), '--count', String(count),
-        '--burst', String(opts.burst ?? 32)],
+        '--burst', String(opts.burst ?? 32), ...(opts.sport === undefined ? [] : ['--sport', String(checkInt('sport', opts.sport, 1, 65535))])],
       { timeoutMs, cgroup: opts.cgroup },
     );
     const sent = JSON.parse(r.stdout.trim()) as { packets: number; bytes: number };

@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { TypedMap, u32, u64 } from '../src/kernel/index.js';
-import { TgSynAddr, TgSynCfg, TgSynCount, TG_SYN_CHALLENGE, TG_SYN_CHALLENGE_MARK, TG_SYN_DROP, TG_SYN_LOG } from '../src/kernel/abi.gen.js';
+import { TgAddrKey, TgSynCfg, TgSynCount, TG_SYN_CHALLENGE, TG_SYN_CHALLENGE_MARK, TG_SYN_DROP, TG_SYN_LOG } from '../src/kernel/abi.gen.js';
 import { ethernet, inetChecksum, ipBytes, ipv4, ipv6, rawL4, IPPROTO, TCP_FLAGS } from '../lab/packets.js';
 import { Harness, OBJECT } from './helpers/firewall.js';
 
@@ -64,10 +64,10 @@ describe('SYN-flood mitigation under BPF_PROG_TEST_RUN', () => {
   let skipReason: string | undefined;
   let h: Harness;
   let cfg: TypedMap<number, TgSynCfg>;
-  let guard: TypedMap<TgSynAddr, bigint>;
-  let verified: TypedMap<TgSynAddr, bigint>;
-  let counts: TypedMap<TgSynAddr, TgSynCount>;
-  const addr = (a: string): TgSynAddr => {
+  let guard: TypedMap<TgAddrKey, bigint>;
+  let verified: TypedMap<TgAddrKey, bigint>;
+  let counts: TypedMap<TgAddrKey, TgSynCount>;
+  const addr = (a: string): TgAddrKey => {
     const b = ipBytes(a);
     const addr_be = Buffer.alloc(16);
     b.copy(addr_be);
@@ -85,9 +85,9 @@ describe('SYN-flood mitigation under BPF_PROG_TEST_RUN', () => {
     h = new Harness();
     h.apply('  rules: []\n');
     cfg = new TypedMap(h.obj.map('tg_syn_cfg'), u32, TgSynCfg);
-    guard = new TypedMap(h.obj.map('tg_syn_guard'), TgSynAddr, u64);
-    verified = new TypedMap(h.obj.map('tg_syn_verified'), TgSynAddr, u64);
-    counts = new TypedMap(h.obj.map('tg_syn_dst'), TgSynAddr, TgSynCount);
+    guard = new TypedMap(h.obj.map('tg_syn_guard'), TgAddrKey, u64);
+    verified = new TypedMap(h.obj.map('tg_syn_verified'), TgAddrKey, u64);
+    counts = new TypedMap(h.obj.map('tg_syn_dst'), TgAddrKey, TgSynCount);
     cfg.set(0, { key: [0x0123456789abcdefn, 0xfedcba9876543210n], verified_ns: 60_000_000_000n, on: 1, action: TG_SYN_CHALLENGE });
   });
   after(() => h?.close());

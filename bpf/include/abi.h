@@ -465,6 +465,10 @@ enum tg_fw_gen_flag {
 enum tg_fw_live_flag {
 	TG_FW_LIVE_GEN = 1 << 0, /* the live generation (0 or 1) */
 	TG_FW_LIVE_ON = 1 << 1,  /* the live generation filters: without it the firewall costs one array lookup */
+	TG_FW_LIVE_DDOS = 1 << 2,       /* count traffic per destination and source ("Floods and scans") */
+	TG_FW_LIVE_SCAN = 1 << 3,       /* count distinct ports per source */
+	TG_FW_LIVE_BLOCK_SRC = 1 << 4,  /* tg_block_src may hold entries: look it up */
+	TG_FW_LIVE_BLOCK_REFL = 1 << 5, /* tg_block_refl may hold entries */
 };
 
 /* Value of tg_fw_gen, indexed by generation. */
@@ -529,7 +533,9 @@ enum tg_fw_stat {
 	TG_FW_FRAG_NO_PORTS = 11,  /* later fragment of a datagram whose ports were not seen, where they decide: dropped */
 	TG_FW_RATE_LIMITED = 12,   /* over a rate limit (a rate-limit rule's or a standing one's): dropped */
 	TG_FW_RL_NO_BUCKET = 13,   /* a rate limit had no bucket left for a new key (TG_RL_MAX_BUCKETS in use): passed unlimited */
-	TG_FW_STAT_MAX = 14,
+	TG_FW_BLOCKED_SOURCE = 14, /* from a source under an automatic block (a scan, a flood): dropped */
+	TG_FW_BLOCKED_REFLECTION = 15, /* UDP from a reflection port to a destination under an amplification block: dropped */
+	TG_FW_STAT_MAX = 16,
 };
 
 /*
@@ -616,13 +622,13 @@ struct tg_syn_cfg {
 };
 _Static_assert(sizeof(struct tg_syn_cfg) == 32, "tg_syn_cfg size");
 
-/* Key of tg_syn_dst, tg_syn_guard and tg_syn_verified. */
-struct tg_syn_addr {
+/* An address as a map key: tg_syn_*, the flood and scan counters, the automatic blocks. */
+struct tg_addr_key {
 	__u8 ip_ver;           /* 4 or 6 */
 	__u8 pad[3];
 	__u8 addr_be[16];      /* IPv4: the first 4 bytes */
 };
-_Static_assert(sizeof(struct tg_syn_addr) == 20, "tg_syn_addr size");
+_Static_assert(sizeof(struct tg_addr_key) == 20, "tg_addr_key size");
 
 /* Value of tg_syn_dst (per CPU): what a destination's SYNs met. */
 struct tg_syn_count {
@@ -634,6 +640,51 @@ struct tg_syn_count {
 	__u64 passed;          /* SYNs of verified sources let through during mitigation */
 };
 _Static_assert(sizeof(struct tg_syn_count) == 48, "tg_syn_count size");
+
+/*
+ * ---- Floods and scans (docs/security.md, "Floods and scans") ----
+ *
+ * With security.ddos the datapath counts what the firewall lets through per
+ * destination and per source (and apart, UDP from reflection ports); with
+ * security.portscan it counts, per source, the distinct (destination,
+ * protocol, port) it sends TCP SYNs and UDP to. The agent reads the counts,
+ * and blocks with a time to live: sources (tg_block_src), and reflection
+ * traffic towards a destination (tg_block_refl). The datapath checks the
+ * expiry itself, so a block ends on time also without an agent. What to do
+ * is in tg_fw_live's TG_FW_LIVE_DDOS .. TG_FW_LIVE_BLOCK_REFL bits.
+ */
+enum tg_guard_limits {
+	TG_GUARD_MAX_DSTS = 4096,      /* destinations counted (LRU) */
+	TG_GUARD_MAX_SRCS = 16384,     /* sources counted (LRU) */
+	TG_GUARD_MAX_PAIRS = 65536,    /* (source, destination, port) seen by the scan counter (LRU) */
+	TG_GUARD_MAX_BLOCKS = 65536,   /* automatic blocks of each kind */
+};
+
+/* Value of tg_guard_dst and tg_guard_src (per CPU). */
+struct tg_traffic {
+	__u64 packets;
+	__u64 bytes;           /* L3 */
+	__u64 refl_packets;    /* UDP from a reflection port (tg_refl_port) */
+	__u64 refl_bytes;
+	__u64 scan_pairs;      /* tg_guard_src: distinct (destination, protocol, port) it sent to */
+};
+_Static_assert(sizeof(struct tg_traffic) == 40, "tg_traffic size");
+
+struct tg_scan_key {
+	__u8 ip_ver;
+	__u8 proto;
+	__be16 dport_be;
+	__u8 saddr_be[16];
+	__u8 daddr_be[16];
+};
+_Static_assert(sizeof(struct tg_scan_key) == 36, "tg_scan_key size");
+
+/* Value of tg_block_src and tg_block_refl. */
+struct tg_block {
+	__u64 expires_ns;      /* bpf_ktime_get_ns() after which the block no longer holds */
+	__u64 packets;         /* dropped by it (approximate across CPUs) */
+};
+_Static_assert(sizeof(struct tg_block) == 16, "tg_block size");
 
 /*
  * ---- Security events (docs/events.md) ----

@@ -88,6 +88,7 @@ TG_BTF_ANCHOR(enum tg_sev_type, tg_sev_type);
 TG_BTF_ANCHOR(enum tg_rl_per, tg_rl_per);
 TG_BTF_ANCHOR(enum tg_syn_limits, tg_syn_limits);
 TG_BTF_ANCHOR(enum tg_syn_action, tg_syn_action);
+TG_BTF_ANCHOR(enum tg_guard_limits, tg_guard_limits);
 TG_BTF_ANCHOR(enum tg_sev_stat, tg_sev_stat);
 /* Only ever a ring buffer record, which carries no BTF type. */
 const volatile struct tg_quota_event tg_btf_anchor_tg_quota_event = {};
@@ -1355,6 +1356,155 @@ static __always_inline void rl_dropped(__u32 slot, __u32 bytes)
 	}
 }
 
+/* ---- Floods and scans (abi.h) ---- */
+
+/* By UDP source port: 1 for the ports reflection attacks come from (ddos.reflectionPorts). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, TG_PORTS);
+	__type(key, __u32);
+	__type(value, __u8);
+} tg_refl_port SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, TG_GUARD_MAX_DSTS);
+	__type(key, struct tg_addr_key);
+	__type(value, struct tg_traffic);
+} tg_guard_dst SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, TG_GUARD_MAX_SRCS);
+	__type(key, struct tg_addr_key);
+	__type(value, struct tg_traffic);
+} tg_guard_src SEC(".maps");
+
+/* (source, destination, protocol, port) seen: a new one is a new pair for the source's scan count. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, TG_GUARD_MAX_PAIRS);
+	__type(key, struct tg_scan_key);
+	__type(value, __u8);
+} tg_scan_seen SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TG_GUARD_MAX_BLOCKS);
+	__type(key, struct tg_addr_key);
+	__type(value, struct tg_block);
+} tg_block_src SEC(".maps");
+
+/* Destinations whose UDP from reflection ports is dropped. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TG_GUARD_MAX_BLOCKS);
+	__type(key, struct tg_addr_key);
+	__type(value, struct tg_block);
+} tg_block_refl SEC(".maps");
+
+static __always_inline bool refl_port(const struct pkt_meta *p)
+{
+	__u32 port;
+	__u8 *r;
+
+	if (p->l4_proto != TG_IPPROTO_UDP || !(p->flags & TG_PKT_HAS_L4))
+		return false;
+	port = bpf_ntohs(p->sport);
+	r = bpf_map_lookup_elem(&tg_refl_port, &port);
+	return r && *r;
+}
+
+static __always_inline struct tg_traffic *traffic_of(void *map, const __u8 *addr, __u8 ip_ver)
+{
+	struct tg_addr_key k = { .ip_ver = ip_ver };
+	struct tg_traffic *t, zero = {};
+
+	__builtin_memcpy(k.addr_be, addr, 16);
+	t = bpf_map_lookup_elem(map, &k);
+	if (t)
+		return t;
+	bpf_map_update_elem(map, &k, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(map, &k);
+}
+
+static __always_inline bool blocked(void *map, const __u8 *addr, __u8 ip_ver, __u64 now)
+{
+	struct tg_addr_key k = { .ip_ver = ip_ver };
+	struct tg_block *b;
+
+	__builtin_memcpy(k.addr_be, addr, 16);
+	b = bpf_map_lookup_elem(map, &k);
+	if (!b || now >= b->expires_ns)
+		return false;
+	__sync_fetch_and_add(&b->packets, 1);
+	return true;
+}
+
+/* Global (checked once): the automatic blocks' say, 0 or the enum tg_fw_stat that drops the packet. */
+__noinline __u32 tg_guard_block(struct pkt_meta *p, __u32 live)
+{
+	__u64 now = bpf_ktime_get_ns();
+
+	if (!p)
+		return 0;
+	if ((live & TG_FW_LIVE_BLOCK_SRC) && blocked(&tg_block_src, p->saddr, p->ip_ver, now))
+		return TG_FW_BLOCKED_SOURCE;
+	if ((live & TG_FW_LIVE_BLOCK_REFL) && refl_port(p) && blocked(&tg_block_refl, p->daddr, p->ip_ver, now))
+		return TG_FW_BLOCKED_REFLECTION;
+	return 0;
+}
+
+/* Global: counts for flood detection (TG_FW_LIVE_DDOS in live) and scan detection (TG_FW_LIVE_SCAN). */
+__noinline int tg_guard_count(struct pkt_meta *p, __u32 live)
+{
+	struct tg_traffic *t;
+	struct tg_scan_key k = {};
+	bool refl;
+	__u8 one = 1;
+
+	if (!p)
+		return 0;
+	if (live & TG_FW_LIVE_DDOS) {
+		refl = refl_port(p);
+		t = traffic_of(&tg_guard_dst, p->daddr, p->ip_ver);
+		if (t) {
+			t->packets += 1;
+			t->bytes += p->l3_bytes;
+			if (refl) {
+				t->refl_packets += 1;
+				t->refl_bytes += p->l3_bytes;
+			}
+		}
+		t = traffic_of(&tg_guard_src, p->saddr, p->ip_ver);
+		if (t) {
+			t->packets += 1;
+			t->bytes += p->l3_bytes;
+			if (refl) {
+				t->refl_packets += 1;
+				t->refl_bytes += p->l3_bytes;
+			}
+		}
+	}
+	if ((live & TG_FW_LIVE_SCAN) && (p->flags & TG_PKT_HAS_L4) &&
+	    ((p->l4_proto == TG_IPPROTO_TCP && (p->tcp_flags & (TG_TCP_SYN | TG_TCP_ACK)) == TG_TCP_SYN) ||
+	     p->l4_proto == TG_IPPROTO_UDP)) {
+		k.ip_ver = p->ip_ver;
+		k.proto = p->l4_proto;
+		k.dport_be = p->dport;
+		__builtin_memcpy(k.saddr_be, p->saddr, 16);
+		__builtin_memcpy(k.daddr_be, p->daddr, 16);
+		if (bpf_map_update_elem(&tg_scan_seen, &k, &one, BPF_NOEXIST) == 0) {
+			t = traffic_of(&tg_guard_src, p->saddr, p->ip_ver);
+			if (t)
+				t->scan_pairs += 1;
+		}
+	}
+	return 0;
+}
+
+#define TG_FW_LIVE_GUARD_BLOCKS (TG_FW_LIVE_BLOCK_SRC | TG_FW_LIVE_BLOCK_REFL)
+
 /* The firewall's verdict on a parsed packet at a host-side hook. */
 static __always_inline int fw_filter(void *ctx, enum pkt_ctx_kind kind, struct pkt_meta *p, __u32 hook, __u32 ifindex)
 {
@@ -1363,13 +1513,16 @@ static __always_inline int fw_filter(void *ctx, enum pkt_ctx_kind kind, struct p
 	struct tg_counter *hits;
 	struct tg_fw_mask m;
 	__u32 zero = 0, gen, why, idx, slot = 0, action, src = 0, dst = 0, limited;
-	__u32 *live;
+	__u32 *live, lv;
 	int bit;
 
 	live = bpf_map_lookup_elem(&tg_fw_live, &zero);
-	if (!live || !(*live & TG_FW_LIVE_ON))
+	if (!live)
 		return VERDICT_PASS;
-	gen = *live & TG_FW_LIVE_GEN;
+	lv = READ_ONCE(*live);
+	if (!(lv & TG_FW_LIVE_ON))
+		return VERDICT_PASS;
+	gen = lv & TG_FW_LIVE_GEN;
 	g = bpf_map_lookup_elem(&tg_fw_gen, &gen);
 	if (!g || !(g->flags & TG_FW_ON))
 		return VERDICT_PASS;
@@ -1390,6 +1543,14 @@ static __always_inline int fw_filter(void *ctx, enum pkt_ctx_kind kind, struct p
 	}
 	if (why)
 		goto drop;
+	/* Automatic blocks hold whatever the rules say; a scan counts whatever they decide. */
+	if (lv & TG_FW_LIVE_GUARD_BLOCKS) {
+		why = tg_guard_block(p, lv);
+		if (why)
+			goto drop;
+	}
+	if (lv & TG_FW_LIVE_SCAN)
+		tg_guard_count(p, TG_FW_LIVE_SCAN);
 
 	/* Cheapest conditions first; a condition no rule has is skipped (its map holds every rule). */
 	__builtin_memcpy(&m, &g->active, sizeof(m));
@@ -1461,6 +1622,8 @@ static __always_inline int fw_filter(void *ctx, enum pkt_ctx_kind kind, struct p
 			goto drop;
 		}
 	}
+	if (lv & TG_FW_LIVE_DDOS)
+		tg_guard_count(p, TG_FW_LIVE_DDOS);
 	fw_stat(TG_FW_PASSED);
 	return VERDICT_ALLOWED;
 drop:
@@ -1496,7 +1659,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
 	__uint(max_entries, TG_SYN_MAX_DSTS);
-	__type(key, struct tg_syn_addr);
+	__type(key, struct tg_addr_key);
 	__type(value, struct tg_syn_count);
 } tg_syn_dst SEC(".maps");
 
@@ -1504,7 +1667,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, TG_SYN_MAX_GUARDED);
-	__type(key, struct tg_syn_addr);
+	__type(key, struct tg_addr_key);
 	__type(value, __u64);
 } tg_syn_guard SEC(".maps");
 
@@ -1512,7 +1675,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, TG_SYN_MAX_VERIFIED);
-	__type(key, struct tg_syn_addr);
+	__type(key, struct tg_addr_key);
 	__type(value, __u64);
 } tg_syn_verified SEC(".maps");
 
@@ -1572,7 +1735,7 @@ static __always_inline __u32 syn_cookie(const struct tg_syn_cfg *c, const struct
 
 static __always_inline struct tg_syn_count *syn_count(const __u8 *addr, __u8 ip_ver)
 {
-	struct tg_syn_addr k = { .ip_ver = ip_ver };
+	struct tg_addr_key k = { .ip_ver = ip_ver };
 	struct tg_syn_count *n, zero = {};
 
 	__builtin_memcpy(k.addr_be, addr, 16);
@@ -1691,7 +1854,7 @@ static __noinline int syn_challenge(struct __sk_buff *skb, const struct pkt_meta
 /* What SYN-flood mitigation does with a TCP packet the firewall let through (tc only). */
 __noinline int tg_syn_skb(struct __sk_buff *skb, struct pkt_meta *p, __u32 hook)
 {
-	struct tg_syn_addr src = {}, dst = {};
+	struct tg_addr_key src = {}, dst = {};
 	struct tg_syn_count *n;
 	struct tg_syn_cfg *c;
 	__u64 now, window, *at;

@@ -26,6 +26,7 @@ import { describeSev } from '../firewall/events.js';
 import { EventRecorder } from '../events/recorder.js';
 import { DatapathEvents } from '../events/datapath.js';
 import { SynGuard } from '../firewall/synflood.js';
+import { Guards } from '../firewall/guards.js';
 import { cidrContains, parseAddress, parseCidr } from '../policy/cidr.js';
 
 export interface AgentOptions {
@@ -185,6 +186,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
   const apps: FastifyInstance[] = [];
   let eventLog: EventRecorder | undefined;
   let synGuard: SynGuard | undefined;
+  let guards: Guards | undefined;
 
   /**
    * Compiles and applies a policy: the idle generation is written, then made
@@ -224,6 +226,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
     });
     const fw = firewall.apply(doc, tenantIds);
     synGuard?.apply(doc.security?.synflood);
+    guards?.apply(doc.security);
     live = { doc, cgroups };
     for (const c of plan.classes) {
       billable.set(c.id, c.billable);
@@ -253,8 +256,18 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
       },
       onError: (err) => log.error({ err }, 'SYN-flood poll failed; the next one retries'),
     });
+    guards = new Guards(datapath.firewall, datapath.guardMaps(), {
+      tenantOf: (address) => tenantOfAddress(live?.doc ?? policy, address),
+      record: (list) => {
+        for (const e of events.record(list)) log.warn({ ...e.detail, tenant: e.tenant }, e.type);
+      },
+      onError: (err) => log.error({ err }, 'flood and scan poll failed; the next one retries'),
+    });
     if (events.caughtUp) log.warn({ events: events.caughtUp }, 'audit file caught up with events the store recorded before a crash');
     const first = apply(policy);
+    // Detection runs from the start: before the API answers, the agent is already watching.
+    synGuard.start();
+    guards.start();
     const flows = new FlowRecorder(datapath, opts.flowsDb ?? join(dirname(opts.db), 'flows.db'), {
       onExport(r) {
         metrics.flowExportDuration.observe(r.durationMs / 1000);
@@ -304,7 +317,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
         log.error({ err }, 'closing billing periods failed; the next check retries');
       },
     });
-    securityMetrics(metrics.registry, () => ({ ...firewall.status(), synflood: synGuard!.status() }));
+    securityMetrics(metrics.registry, () => ({ ...firewall.status(), synflood: synGuard!.status(), guards: guards!.status() }));
     eventMetrics(metrics.registry, { counts: events.counts, kernel: () => secEvents?.stats(), streams: () => events.hub.subscribers });
     const alertStore = new AlertStore(ledger);
     let quotaStates: readonly QuotaState[] = [];
@@ -365,7 +378,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
         return enforcer.status().map((q) => ({ ...q, ledgerUsed: fromLedger.get(`${q.tenant}/${q.class}/${q.direction}`) ?? null }));
       },
       alerts: (limit) => alertStore.recent(limit),
-      security: () => ({ ...firewall.status(), synflood: synGuard!.status() }),
+      security: () => ({ ...firewall.status(), synflood: synGuard!.status(), guards: guards!.status() }),
       events: { store: events.store, hub: events.hub },
       exporter: exp,
       reload,
@@ -465,7 +478,6 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
         log.error({ err }, 'pruning the event store failed; the next round retries');
       }
     };
-    synGuard.start();
     prune();
     pruneEvents = setInterval(prune, 60_000);
     pruneEvents.unref();
@@ -498,6 +510,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
         clearInterval(pruneEvents);
         clearInterval(sweepBuckets);
         synGuard?.stop(); // guards stay pinned: mitigation goes on, the next agent ends it
+        guards?.stop(); // blocks stay pinned and expire by themselves
         await secEvents?.stop();
         await flows.stop(); // the kernel keeps recording flows for the next agent, like the counters
         await exp.stop();
@@ -527,6 +540,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
     clearInterval(pruneEvents);
     clearInterval(sweepBuckets);
     synGuard?.stop();
+    guards?.stop();
     await secEvents?.stop();
     datapath.close();
     ledger.close();

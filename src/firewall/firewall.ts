@@ -54,7 +54,8 @@ export function unenforcedSecurity(security: SecuritySection | undefined): strin
   security.rules.forEach((r, i) => {
     if (r.action === 'redirect') out.push(`security.rules[${i}] ("${r.name}"): action ${r.action} only counts its packets and lets them through`);
   });
-  for (const k of ['ddos', 'l7'] as const) if (security[k]) out.push(`security.${k}`);
+  if (security.ddos?.mitigation === 'rate-limit') out.push('security.ddos.mitigation: rate-limit only reports floods (use block-source to block them)');
+  if (security.l7) out.push('security.l7');
   return out;
 }
 

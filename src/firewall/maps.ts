@@ -9,6 +9,10 @@ import {
   TgCounter, TgFwGen, TgFwMask, TgFwRule, TgFwStat, TgFwTenantKey, TgLpmV4Key, TgLpmV6Key, TgRlBucket, TgRlCfg, TG_FW_LIVE_GEN, TG_FW_LIVE_ON, TG_FW_STAT_MAX, TG_PORTS,
 } from '../kernel/abi.gen.js';
 import { nonZeroCounters } from '../metering/counters.js';
+import { TG_FW_LIVE_BLOCK_REFL, TG_FW_LIVE_BLOCK_SRC, TG_FW_LIVE_DDOS, TG_FW_LIVE_SCAN } from '../kernel/abi.gen.js';
+
+/** tg_fw_live bits owned by the flood and scan guards (src/firewall/guards.ts), not by the rules. */
+export const GUARD_BITS = TG_FW_LIVE_DDOS | TG_FW_LIVE_SCAN | TG_FW_LIVE_BLOCK_SRC | TG_FW_LIVE_BLOCK_REFL;
 import { emptyFwGen, toMask, type FirewallPlan } from './compile.js';
 
 type Decoded<C extends { decode(...a: never[]): unknown }> = ReturnType<C['decode']>;
@@ -91,7 +95,7 @@ export class FirewallMaps {
       this.#hits.setAllCpus(slot, { packets: 0n, bytes: 0n });
       this.#drops.setAllCpus(slot, { packets: 0n, bytes: 0n });
     }
-    this.#live.set(0, next | (plan ? TG_FW_LIVE_ON : 0));
+    this.#live.set(0, next | (plan ? TG_FW_LIVE_ON : 0) | (this.#liveWord() & GUARD_BITS));
   }
 
   /**
@@ -187,6 +191,16 @@ export class FirewallMaps {
     const out: Record<string, bigint> = {};
     for (let i = 0; i < TG_FW_STAT_MAX; i++) out[FW_STAT_NAMES[i]!] = sums.get(i) ?? 0n;
     return out;
+  }
+
+  #liveWord(): number {
+    return this.#live.get(0) ?? 0;
+  }
+
+  /** Sets the floods-and-scans bits of tg_fw_live (TG_FW_LIVE_DDOS ..), keeping the generation's. */
+  setGuardFlags(flags: number): void {
+    if (flags & ~GUARD_BITS) throw new RangeError(`setGuardFlags: ${flags} has bits outside the guard flags`);
+    this.#live.set(0, (this.#liveWord() & ~GUARD_BITS) | flags);
   }
 
   /** Whether the live generation filters. */

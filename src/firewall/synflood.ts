@@ -7,14 +7,14 @@
 // Start and end are security events.
 import { randomBytes } from 'node:crypto';
 import { type BpfMap, TypedMap, u32, u64 } from '../kernel/index.js';
-import { TgSynAddr, TgSynCfg, TgSynCount, TG_SYN_CHALLENGE, TG_SYN_DROP, TG_SYN_LOG } from '../kernel/abi.gen.js';
+import { TgAddrKey, TgSynCfg, TgSynCount, TG_SYN_CHALLENGE, TG_SYN_DROP, TG_SYN_LOG } from '../kernel/abi.gen.js';
 import { formatAddress } from '../policy/cidr.js';
 import type { SecuritySection } from '../policy/index.js';
 import type { NewEvent } from '../events/event.js';
 
 export type SynfloodSection = NonNullable<SecuritySection['synflood']>;
 type Count = ReturnType<typeof TgSynCount.decode>;
-type Addr = ReturnType<typeof TgSynAddr.decode>;
+type Addr = ReturnType<typeof TgAddrKey.decode>;
 
 const ACTIONS: Readonly<Record<SynfloodSection['action'], number>> = { syncookie: TG_SYN_CHALLENGE, drop: TG_SYN_DROP, log: TG_SYN_LOG };
 const COUNTS = ['syns', 'synacks', 'challenged', 'dropped', 'verified', 'passed'] as const;
@@ -79,8 +79,8 @@ export class SynGuard {
 
   constructor(maps: { cfg: BpfMap; dst: BpfMap; guard: BpfMap }, opts: SynGuardOptions) {
     this.#cfg = new TypedMap(maps.cfg, u32, TgSynCfg);
-    this.#dst = new TypedMap(maps.dst, TgSynAddr, TgSynCount);
-    this.#guard = new TypedMap(maps.guard, TgSynAddr, u64);
+    this.#dst = new TypedMap(maps.dst, TgAddrKey, TgSynCount);
+    this.#guard = new TypedMap(maps.guard, TgAddrKey, u64);
     this.#opts = opts;
   }
 
@@ -109,8 +109,9 @@ export class SynGuard {
     }
   }
 
-  /** Polls every pollMs until stop(). */
+  /** Polls now (the baseline) and every pollMs until stop(). */
   start(): void {
+    if (!this.#timer) this.poll();
     this.#timer ??= setInterval(() => {
       try {
         this.poll();

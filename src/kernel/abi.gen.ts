@@ -95,10 +95,18 @@ export const TG_RL_MAX_BUCKETS = TgFwLimits.TG_RL_MAX_BUCKETS;
 export const TgFwLiveFlag = {
   TG_FW_LIVE_GEN: 1,
   TG_FW_LIVE_ON: 2,
+  TG_FW_LIVE_DDOS: 4,
+  TG_FW_LIVE_SCAN: 8,
+  TG_FW_LIVE_BLOCK_SRC: 16,
+  TG_FW_LIVE_BLOCK_REFL: 32,
 } as const;
 export type TgFwLiveFlag = (typeof TgFwLiveFlag)[keyof typeof TgFwLiveFlag];
 export const TG_FW_LIVE_GEN = TgFwLiveFlag.TG_FW_LIVE_GEN;
 export const TG_FW_LIVE_ON = TgFwLiveFlag.TG_FW_LIVE_ON;
+export const TG_FW_LIVE_DDOS = TgFwLiveFlag.TG_FW_LIVE_DDOS;
+export const TG_FW_LIVE_SCAN = TgFwLiveFlag.TG_FW_LIVE_SCAN;
+export const TG_FW_LIVE_BLOCK_SRC = TgFwLiveFlag.TG_FW_LIVE_BLOCK_SRC;
+export const TG_FW_LIVE_BLOCK_REFL = TgFwLiveFlag.TG_FW_LIVE_BLOCK_REFL;
 
 /** enum tg_fw_side */
 export const TgFwSide = {
@@ -125,7 +133,9 @@ export const TgFwStat = {
   TG_FW_FRAG_NO_PORTS: 11,
   TG_FW_RATE_LIMITED: 12,
   TG_FW_RL_NO_BUCKET: 13,
-  TG_FW_STAT_MAX: 14,
+  TG_FW_BLOCKED_SOURCE: 14,
+  TG_FW_BLOCKED_REFLECTION: 15,
+  TG_FW_STAT_MAX: 16,
 } as const;
 export type TgFwStat = (typeof TgFwStat)[keyof typeof TgFwStat];
 export const TG_FW_PASSED = TgFwStat.TG_FW_PASSED;
@@ -142,7 +152,22 @@ export const TG_FW_BAD_TCP_FLAGS = TgFwStat.TG_FW_BAD_TCP_FLAGS;
 export const TG_FW_FRAG_NO_PORTS = TgFwStat.TG_FW_FRAG_NO_PORTS;
 export const TG_FW_RATE_LIMITED = TgFwStat.TG_FW_RATE_LIMITED;
 export const TG_FW_RL_NO_BUCKET = TgFwStat.TG_FW_RL_NO_BUCKET;
+export const TG_FW_BLOCKED_SOURCE = TgFwStat.TG_FW_BLOCKED_SOURCE;
+export const TG_FW_BLOCKED_REFLECTION = TgFwStat.TG_FW_BLOCKED_REFLECTION;
 export const TG_FW_STAT_MAX = TgFwStat.TG_FW_STAT_MAX;
+
+/** enum tg_guard_limits */
+export const TgGuardLimits = {
+  TG_GUARD_MAX_DSTS: 4096,
+  TG_GUARD_MAX_SRCS: 16384,
+  TG_GUARD_MAX_PAIRS: 65536,
+  TG_GUARD_MAX_BLOCKS: 65536,
+} as const;
+export type TgGuardLimits = (typeof TgGuardLimits)[keyof typeof TgGuardLimits];
+export const TG_GUARD_MAX_DSTS = TgGuardLimits.TG_GUARD_MAX_DSTS;
+export const TG_GUARD_MAX_SRCS = TgGuardLimits.TG_GUARD_MAX_SRCS;
+export const TG_GUARD_MAX_PAIRS = TgGuardLimits.TG_GUARD_MAX_PAIRS;
+export const TG_GUARD_MAX_BLOCKS = TgGuardLimits.TG_GUARD_MAX_BLOCKS;
 
 /** enum tg_hook */
 export const TgHook = {
@@ -354,6 +379,33 @@ export const TG_SYN_MAX_DSTS = TgSynLimits.TG_SYN_MAX_DSTS;
 export const TG_SYN_MAX_GUARDED = TgSynLimits.TG_SYN_MAX_GUARDED;
 export const TG_SYN_MAX_VERIFIED = TgSynLimits.TG_SYN_MAX_VERIFIED;
 export const TG_SYN_CHALLENGE_MARK = TgSynLimits.TG_SYN_CHALLENGE_MARK;
+
+/** struct tg_addr_key: 20 bytes */
+export interface TgAddrKey {
+  /** __u8 at offset 0 */
+  ip_ver: number;
+  /** __u8[3] at offset 1 */
+  pad: Buffer;
+  /** __u8[16] at offset 4 */
+  addr_be: Buffer;
+}
+export const TgAddrKey = struct<TgAddrKey>(20, [
+  ['ip_ver', 0, u8],
+  ['pad', 1, bytes(3)],
+  ['addr_be', 4, bytes(16)],
+]);
+
+/** struct tg_block: 16 bytes */
+export interface TgBlock {
+  /** __u64 at offset 0 */
+  expires_ns: bigint;
+  /** __u64 at offset 8 */
+  packets: bigint;
+}
+export const TgBlock = struct<TgBlock>(16, [
+  ['expires_ns', 0, u64],
+  ['packets', 8, u64],
+]);
 
 /** struct tg_cgroup_key: 16 bytes */
 export interface TgCgroupKey {
@@ -859,6 +911,27 @@ export const TgRlKey = struct<TgRlKey>(24, [
   ['addr_be', 8, bytes(16)],
 ]);
 
+/** struct tg_scan_key: 36 bytes */
+export interface TgScanKey {
+  /** __u8 at offset 0 */
+  ip_ver: number;
+  /** __u8 at offset 1 */
+  proto: number;
+  /** __be16 at offset 2 */
+  dport_be: number;
+  /** __u8[16] at offset 4 */
+  saddr_be: Buffer;
+  /** __u8[16] at offset 20 */
+  daddr_be: Buffer;
+}
+export const TgScanKey = struct<TgScanKey>(36, [
+  ['ip_ver', 0, u8],
+  ['proto', 1, u8],
+  ['dport_be', 2, u16],
+  ['saddr_be', 4, bytes(16)],
+  ['daddr_be', 20, bytes(16)],
+]);
+
 /** struct tg_sev: 80 bytes */
 export interface TgSev {
   /** __u64 at offset 0 */
@@ -916,21 +989,6 @@ export const TgSev = struct<TgSev>(80, [
   ['pad', 76, u32],
 ]);
 
-/** struct tg_syn_addr: 20 bytes */
-export interface TgSynAddr {
-  /** __u8 at offset 0 */
-  ip_ver: number;
-  /** __u8[3] at offset 1 */
-  pad: Buffer;
-  /** __u8[16] at offset 4 */
-  addr_be: Buffer;
-}
-export const TgSynAddr = struct<TgSynAddr>(20, [
-  ['ip_ver', 0, u8],
-  ['pad', 1, bytes(3)],
-  ['addr_be', 4, bytes(16)],
-]);
-
 /** struct tg_syn_cfg: 32 bytes */
 export interface TgSynCfg {
   /** __u64[2] at offset 0 */
@@ -983,4 +1041,25 @@ export interface TgTenantRef {
 export const TgTenantRef = struct<TgTenantRef>(8, [
   ['tenant_id', 0, u32],
   ['flags', 4, u32],
+]);
+
+/** struct tg_traffic: 40 bytes */
+export interface TgTraffic {
+  /** __u64 at offset 0 */
+  packets: bigint;
+  /** __u64 at offset 8 */
+  bytes: bigint;
+  /** __u64 at offset 16 */
+  refl_packets: bigint;
+  /** __u64 at offset 24 */
+  refl_bytes: bigint;
+  /** __u64 at offset 32 */
+  scan_pairs: bigint;
+}
+export const TgTraffic = struct<TgTraffic>(40, [
+  ['packets', 0, u64],
+  ['bytes', 8, u64],
+  ['refl_packets', 16, u64],
+  ['refl_bytes', 24, u64],
+  ['scan_pairs', 32, u64],
 ]);

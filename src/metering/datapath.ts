@@ -31,6 +31,8 @@ const PINNED_MAPS = [
   'tg_sev_ring', 'tg_sev_stats',
   // SYN-flood mitigation goes on (and verified sources stay verified) while the agent restarts.
   'tg_syn_cfg', 'tg_syn_dst', 'tg_syn_guard', 'tg_syn_verified',
+  // Automatic blocks keep their time to live without an agent.
+  'tg_refl_port', 'tg_block_src', 'tg_block_refl',
 ] as const;
 
 /** Flows per batch call when reading tg_flows. */
@@ -470,6 +472,12 @@ export class MeteringDatapath {
   /** The SYN-flood maps (abi.h, "SYN floods"): configuration, per-destination counts, guarded destinations, verified sources. */
   synMaps(): { cfg: BpfMap; dst: BpfMap; guard: BpfMap; verified: BpfMap } {
     return { cfg: this.obj.map('tg_syn_cfg'), dst: this.obj.map('tg_syn_dst'), guard: this.obj.map('tg_syn_guard'), verified: this.obj.map('tg_syn_verified') };
+  }
+
+  /** The flood and scan maps (abi.h, "Floods and scans"). */
+  guardMaps(): { reflPort: BpfMap; dst: BpfMap; src: BpfMap; blockSrc: BpfMap; blockRefl: BpfMap } {
+    const m = (n: string) => this.obj.map(n);
+    return { reflPort: m('tg_refl_port'), dst: m('tg_guard_dst'), src: m('tg_guard_src'), blockSrc: m('tg_block_src'), blockRefl: m('tg_block_refl') };
   }
 
   /** One of the loaded programs, for BPF_PROG_TEST_RUN (tests and benchmarks). */

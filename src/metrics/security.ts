@@ -5,8 +5,9 @@
 import { Gauge, type Registry } from 'prom-client';
 import type { FirewallStatus } from '../firewall/firewall.js';
 import type { SynfloodStatus } from '../firewall/synflood.js';
+import type { GuardStatus } from '../firewall/guards.js';
 
-export function securityMetrics(registry: Registry, status: () => FirewallStatus & { synflood?: SynfloodStatus }): void {
+export function securityMetrics(registry: Registry, status: () => FirewallStatus & { synflood?: SynfloodStatus; guards?: GuardStatus }): void {
   const bytes = new Gauge({ name: 'tollgate_security_rule_bytes_total', help: 'L3 bytes each security rule (or the default action, rule "(default)") decided', labelNames: ['rule', 'action'] as const, registers: [] });
   const packets = new Gauge({ name: 'tollgate_security_packets_total', help: 'Packets the firewall let through or dropped, and why (enum tg_fw_stat: by_default, bad_ip, frag_no_ports, ...)', labelNames: ['what'] as const, registers: [] });
   new Gauge({
@@ -29,19 +30,26 @@ export function securityMetrics(registry: Registry, status: () => FirewallStatus
       }
       buckets.set(s.buckets.used);
       capacity.set(s.buckets.capacity);
+      if (s.guards) {
+        floods.set(s.guards.floods.length);
+        blocks.set({ kind: 'source' }, s.guards.blocks.sources);
+        blocks.set({ kind: 'reflection' }, s.guards.blocks.reflection);
+      }
       if (s.synflood) {
         guarded.set(s.synflood.guarded.length);
         for (const [what, n] of Object.entries(s.synflood.totals)) syn.set({ what }, Number(n));
       }
     },
   });
+  const floods = new Gauge({ name: 'tollgate_security_floods', help: 'Destinations under a flood (ddos) right now', registers: [] });
+  const blocks = new Gauge({ name: 'tollgate_security_auto_blocks', help: 'Automatic blocks in force: sources (scanners, flooders), reflection traffic to a destination', labelNames: ['kind'] as const, registers: [] });
   const guarded = new Gauge({ name: 'tollgate_security_synflood_guarded', help: 'Destinations under SYN-flood mitigation', registers: [] });
   const syn = new Gauge({ name: 'tollgate_security_syn_packets_total', help: 'SYN-flood counters over all destinations: syns, synacks (answers), challenged, verified (sources), passed, dropped', labelNames: ['what'] as const, registers: [] });
   const limited = new Gauge({ name: 'tollgate_security_rate_limited_packets_total', help: 'Packets a rate limit dropped (a rate-limit rule\'s, kind="rule", or a standing one\'s)', labelNames: ['limit', 'kind'] as const, registers: [] });
   const applied = new Gauge({ name: 'tollgate_security_rate_limit_packets_total', help: 'Packets a standing rate limit applied to (passed or dropped)', labelNames: ['limit'] as const, registers: [] });
   const buckets = new Gauge({ name: 'tollgate_security_rate_limit_buckets', help: 'Token buckets in use (sources, destinations or tenants being limited)', registers: [] });
   const capacity = new Gauge({ name: 'tollgate_security_rate_limit_buckets_capacity', help: 'Token buckets that fit; a new key beyond them passes unlimited (what="rl_no_bucket")', registers: [] });
-  for (const g of [bytes, packets, limited, applied, buckets, capacity, guarded, syn]) registry.registerMetric(g);
+  for (const g of [bytes, packets, limited, applied, buckets, capacity, guarded, syn, floods, blocks]) registry.registerMetric(g);
 }
 
 export interface EventMetricsSource {

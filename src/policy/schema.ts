@@ -477,13 +477,30 @@ const securitySchema = z.strictObject({
   ddos: z
     .strictObject({
       enabled: z.boolean().default(true),
+      /** Per destination address: packets (or bits) per second the firewall lets through before it is a flood. */
       thresholdPps: z.int().min(1).optional(),
       thresholdBps: rate.optional(),
-      window: duration.default(1000),
+      /** The rates are measured over this window. */
+      window: duration.refine((ms) => ms >= 200 && ms <= 60_000, { message: 'must be from 200ms to 1m' }).default(1000),
+      /** block-source: block the sources sending most (and reflection traffic); log: events only. */
       mitigation: z.enum(['block-source', 'rate-limit', 'log']).default('block-source'),
-      holdFor: duration.default(60_000),
+      /** Time to live of an automatic block, renewed while the flood lasts. */
+      holdFor: duration.refine((ms) => ms >= 1000 && ms <= 86_400_000, { message: 'must be from 1s to 24h' }).default(60_000),
+      /** UDP source ports of reflection/amplification attacks (DNS, NTP, SSDP, memcached, ...). */
+      reflectionPorts: z.array(z.int().min(1).max(65535)).max(1024).default([17, 19, 53, 111, 123, 137, 161, 389, 1900, 3283, 3702, 5353, 11211]),
     })
     .refine((d) => d.thresholdPps !== undefined || d.thresholdBps !== undefined, { message: 'give thresholdPps, thresholdBps or both' })
+    .optional(),
+  portscan: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /** Distinct (destination, protocol, port) one source may send TCP SYNs or UDP to within window. */
+      threshold: z.int().min(2).max(1_000_000).default(100),
+      window: duration.refine((ms) => ms >= 1000 && ms <= 3_600_000, { message: 'must be from 1s to 1h' }).default(10_000),
+      /** log: an event; block: an event and the source is dropped for blockFor. */
+      action: z.enum(['log', 'block']).default('log'),
+      blockFor: duration.refine((ms) => ms >= 1000 && ms <= 86_400_000, { message: 'must be from 1s to 24h' }).default(600_000),
+    })
     .optional(),
   l7: z
     .strictObject({
