@@ -264,6 +264,10 @@ program
       rules: Array<Counted & { name: string; action: string; limited?: Counted }>;
       limits: Array<Counted & { name: string; tenant: string | null; direction: string; per: string; limited: Counted }>;
       buckets: { used: number; capacity: number } | null;
+      guards?: {
+        floods: Array<{ destination: string; tenant: string | null; kind: string; since: string; peakPps: number; peakBps: number; blockedSources: number }>;
+        blocks: { sources: number; reflection: number };
+      };
       synflood?: {
         enabled: boolean; action: string | null; thresholdPps: number | null;
         guarded: Array<{ address: string; tenant: string | null; since: string; rate: number; peak: number; counts: Record<'challenged' | 'verified' | 'passed' | 'dropped', number> }>;
@@ -282,6 +286,12 @@ program
         [l.name, l.tenant ?? 'any', l.direction, l.per, String(l.packets), String(l.limited.packets)])));
     }
     if (r.buckets && (r.buckets.used > 0 || r.limits.length || r.rules.some((x) => x.limited))) console.log(`\nrate-limit buckets: ${r.buckets.used} of ${r.buckets.capacity} in use`);
+    if (r.guards && (r.guards.floods.length || r.guards.blocks.sources || r.guards.blocks.reflection)) {
+      console.log(`\nautomatic blocks: ${r.guards.blocks.sources} source(s), ${r.guards.blocks.reflection} reflection target(s)`);
+      for (const f of r.guards.floods) {
+        console.log(`  ${f.kind} flood to ${f.destination}${f.tenant ? ` (${f.tenant})` : ''} since ${f.since}: peak ${f.peakPps} pps, ${f.peakBps} bit/s${f.blockedSources ? `, ${f.blockedSources} source(s) blocked` : ''}`);
+      }
+    }
     const syn = r.synflood;
     if (syn?.enabled) {
       console.log(`\nSYN floods: ${syn.action} above ${syn.thresholdPps} SYN/s per destination; ${syn.guarded.length ? 'under mitigation:' : 'no destination under mitigation'}`);
