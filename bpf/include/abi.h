@@ -459,6 +459,7 @@ enum tg_fw_gen_flag {
 	TG_FW_SIDES = 1 << 2,       /* some rule depends on which side is a tenant */
 	TG_FW_SRC = 1 << 3,         /* some rule has source prefixes: look up tg_fw_src_* */
 	TG_FW_DST = 1 << 4,         /* some rule has destination prefixes: look up tg_fw_dst_* */
+	TG_FW_L7 = 1 << 5,          /* L7 signatures: scan TCP payload towards tg_l7_port ports (tc only) */
 };
 
 /* Bits of tg_fw_live (slot 0): one lookup tells the programs whether to filter and with which generation. */
@@ -535,7 +536,8 @@ enum tg_fw_stat {
 	TG_FW_RL_NO_BUCKET = 13,   /* a rate limit had no bucket left for a new key (TG_RL_MAX_BUCKETS in use): passed unlimited */
 	TG_FW_BLOCKED_SOURCE = 14, /* from a source under an automatic block (a scan, a flood): dropped */
 	TG_FW_BLOCKED_REFLECTION = 15, /* UDP from a reflection port to a destination under an amplification block: dropped */
-	TG_FW_STAT_MAX = 16,
+	TG_FW_L7_DENIED = 16,      /* its payload matched an L7 signature whose action is deny: dropped, the client reset */
+	TG_FW_STAT_MAX = 17,
 };
 
 /*
@@ -687,6 +689,30 @@ struct tg_block {
 _Static_assert(sizeof(struct tg_block) == 16, "tg_block size");
 
 /*
+ * ---- L7 signatures (docs/security.md, "L7 signatures") ----
+ *
+ * The signatures' patterns compiled by the agent into one deterministic
+ * automaton (Aho-Corasick's, built by subset construction so that
+ * case-insensitive letters are byte classes), walked over the first
+ * TG_L7_SCAN payload bytes of each TCP segment towards an L7 port, one array
+ * lookup per byte. Kept per generation like the rules.
+ */
+enum tg_l7_limits {
+	TG_L7_MAX_STATES = 1024,
+	TG_L7_MAX_SIGS = 64,
+	TG_L7_SCAN = 512,              /* payload bytes scanned per segment */
+	TG_L7_SIG_SHIFT = 16,          /* tg_l7_dfa value: next state | (1 + signature) << TG_L7_SIG_SHIFT */
+};
+
+/* Value of tg_l7_sig, indexed generation * TG_L7_MAX_SIGS + signature. */
+struct tg_l7_sig {
+	__u32 slot;            /* event budget (tg_sev_budget): TG_FW_MAX_SLOTS + signature */
+	__u8 action;           /* enum tg_fw_action: LOG or DENY */
+	__u8 pad[3];
+};
+_Static_assert(sizeof(struct tg_l7_sig) == 8, "tg_l7_sig size");
+
+/*
  * ---- Security events (docs/events.md) ----
  *
  * Records of the tg_sev_ring ring buffer, pinned so that events the datapath
@@ -697,6 +723,7 @@ _Static_assert(sizeof(struct tg_block) == 16, "tg_block size");
 enum tg_sev_type {
 	TG_SEV_FW_LOG = 1,          /* a packet matched a log rule, or the log default (slot 0) */
 	TG_SEV_RATE_LIMITED = 2,    /* a rate limit dropped a packet (slot: the rule's or standing limit's) */
+	TG_SEV_L7_MATCH = 3,        /* a segment's payload matched an L7 signature (detail: the signature's index) */
 };
 
 /* Index into tg_sev_stats (per-CPU array of __u64), monotonic for the life of the pin. */

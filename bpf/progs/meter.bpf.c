@@ -89,6 +89,7 @@ TG_BTF_ANCHOR(enum tg_rl_per, tg_rl_per);
 TG_BTF_ANCHOR(enum tg_syn_limits, tg_syn_limits);
 TG_BTF_ANCHOR(enum tg_syn_action, tg_syn_action);
 TG_BTF_ANCHOR(enum tg_guard_limits, tg_guard_limits);
+TG_BTF_ANCHOR(enum tg_l7_limits, tg_l7_limits);
 TG_BTF_ANCHOR(enum tg_sev_stat, tg_sev_stat);
 /* Only ever a ring buffer record, which carries no BTF type. */
 const volatile struct tg_quota_event tg_btf_anchor_tg_quota_event = {};
@@ -371,9 +372,10 @@ static __always_inline void quota_exhausted(__u32 slot, struct tg_quota_state *s
 /*
  * PASS: go on (not judged by the firewall here: firewall off, not IP, or
  * filtered where it entered); ALLOWED: the firewall judged it and lets it
- * through; REDIRECT: answered in its place (bpf_redirect was called).
+ * through; REDIRECT: answered in its place (bpf_redirect was called);
+ * RESET: dropped, and the sender (of a TCP segment) is to be reset.
  */
-enum verdict { VERDICT_PASS = 0, VERDICT_DROP = 1, VERDICT_REDIRECT = 2, VERDICT_ALLOWED = 3 };
+enum verdict { VERDICT_PASS = 0, VERDICT_DROP = 1, VERDICT_REDIRECT = 2, VERDICT_ALLOWED = 3, VERDICT_RESET = 4 };
 
 /*
  * One quota's say on a packet of `bytes`: refused when the quota is spent
@@ -1123,10 +1125,10 @@ struct sev_budget {
 	__u64 used;
 };
 
-/* By rule slot (tg_fw_hits). Per CPU, so a budget never needs an atomic. */
+/* By rule slot (tg_fw_hits), then L7 signature (TG_FW_MAX_SLOTS + index). Per CPU, so a budget never needs an atomic. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, TG_FW_MAX_SLOTS);
+	__uint(max_entries, TG_FW_MAX_SLOTS + TG_L7_MAX_SIGS);
 	__type(key, __u32);
 	__type(value, struct sev_budget);
 } tg_sev_budget SEC(".maps");
@@ -1505,6 +1507,9 @@ __noinline int tg_guard_count(struct pkt_meta *p, __u32 live)
 
 #define TG_FW_LIVE_GUARD_BLOCKS (TG_FW_LIVE_BLOCK_SRC | TG_FW_LIVE_BLOCK_REFL)
 
+/* "L7 signatures", below: the payload check, after the rules let a TCP segment through. */
+__noinline int tg_l7_skb(struct __sk_buff *skb, struct pkt_meta *p, __u32 gen, __u32 hook, __u32 log_rate);
+
 /* The firewall's verdict on a parsed packet at a host-side hook. */
 static __always_inline int fw_filter(void *ctx, enum pkt_ctx_kind kind, struct pkt_meta *p, __u32 hook, __u32 ifindex)
 {
@@ -1514,7 +1519,7 @@ static __always_inline int fw_filter(void *ctx, enum pkt_ctx_kind kind, struct p
 	struct tg_fw_mask m;
 	__u32 zero = 0, gen, why, idx, slot = 0, action, src = 0, dst = 0, limited;
 	__u32 *live, lv;
-	int bit;
+	int bit, verdict;
 
 	live = bpf_map_lookup_elem(&tg_fw_live, &zero);
 	if (!live)
@@ -1624,6 +1629,13 @@ static __always_inline int fw_filter(void *ctx, enum pkt_ctx_kind kind, struct p
 	}
 	if (lv & TG_FW_LIVE_DDOS)
 		tg_guard_count(p, TG_FW_LIVE_DDOS);
+	if (kind == TG_CTX_SKB && (g->flags & TG_FW_L7) && p->l4_proto == TG_IPPROTO_TCP) {
+		verdict = tg_l7_skb(ctx, p, gen, hook, g->log_rate);
+		if (verdict != VERDICT_ALLOWED) {
+			fw_stat(TG_FW_DROPPED);
+			return verdict;
+		}
+	}
 	fw_stat(TG_FW_PASSED);
 	return VERDICT_ALLOWED;
 drop:
@@ -1746,7 +1758,7 @@ static __always_inline struct tg_syn_count *syn_count(const __u8 *addr, __u8 ip_
 	return bpf_map_lookup_elem(&tg_syn_dst, &k);
 }
 
-/* Kernel-private scratch for building a challenge: too big for the stack under the hooks' own. */
+/* Kernel-private scratch for building a reply (tcp_reply): too big for the stack under the hooks' own. */
 struct syn_scratch {
 	__u32 hdr[15];          /* the TCP header, up to 60 bytes */
 	__u8 mac[12];
@@ -1774,29 +1786,49 @@ struct {
 } tg_syn_scratch SEC(".maps");
 
 /*
- * Turns the SYN in skb into the challenge: addresses, ports and MACs
- * swapped, SYN-ACK with ack = cookie (unacceptable to the client, which
- * answers with a RST carrying it), options blanked with NOPs, and sends it
- * back where the SYN came from. A SYN with data (TCP Fast Open) is dropped:
- * the client sends it again without data.
+ * Rewrites the TCP segment in skb into a reply to its sender, in place:
+ * MACs, addresses and ports swapped, the given sequence and acknowledgment
+ * numbers and flags, options blanked with NOPs, any payload cut off (the IP
+ * length and checksum follow), and sends it back where the segment came
+ * from: out of the interface it entered, or into the one it was leaving by.
+ * Used for SYN-flood challenges and L7 resets. Returns VERDICT_REDIRECT, or
+ * VERDICT_DROP when the packet could not be rewritten.
  */
-static __noinline int syn_challenge(struct __sk_buff *skb, const struct pkt_meta *p, __u32 cookie, __u32 hook)
+/* tcp_reply's how: the TCP flags, and the hook the segment is at (five arguments at most). */
+#define TCP_REPLY(flags, hook) ((flags) | ((hook) << 8))
+
+static __noinline int tcp_reply(struct __sk_buff *skb, const struct pkt_meta *p, __u32 seq, __u32 ack, __u32 how)
 {
-	__u32 l3 = p->l3_off, l4 = p->l4_off, tcp_len = (__u32)p->tcp_doff * 4, addr_at, addr_len, sum, i, zero = 0;
+	__u32 flags = how & 0xff, hook = how >> 8;
+	__u32 l3 = p->l3_off, l4 = p->l4_off, tcp_len = (__u32)p->tcp_doff * 4, addr_at, addr_len, sum, i, zero = 0, payload;
 	struct syn_scratch *x = bpf_map_lookup_elem(&tg_syn_scratch, &zero);
+	__be16 old_len, new_len;
 	__u8 *h;
 	__u16 port;
 
-	if (!x || tcp_len < 20 || tcp_len > 60 || l4 < l3)
+	if (!x || tcp_len < 20 || tcp_len > 60 || l4 < l3 || p->l3_bytes < l4 - l3 + tcp_len)
 		return VERDICT_DROP;
-	if (p->l3_bytes != l4 - l3 + tcp_len)
-		return VERDICT_DROP;
+	payload = p->l3_bytes - (l4 - l3) - tcp_len;
 	h = (__u8 *)x->hdr;
 	addr_at = p->ip_ver == 4 ? l3 + 12 : l3 + 8;
 	addr_len = p->ip_ver == 4 ? 8 : 32;
 	if (bpf_skb_load_bytes(skb, 0, x->mac, 12) || bpf_skb_load_bytes(skb, addr_at, x->addrs, addr_len) ||
 	    bpf_skb_load_bytes(skb, l4, x->hdr, tcp_len))
 		return VERDICT_DROP;
+	if (payload) {
+		/* The IP length loses the payload: IPv4 total length (and its checksum), or IPv6 payload length. */
+		if (bpf_skb_load_bytes(skb, p->ip_ver == 4 ? l3 + 2 : l3 + 4, &old_len, 2))
+			return VERDICT_DROP;
+		new_len = bpf_htons(bpf_ntohs(old_len) - payload);
+		if (bpf_skb_change_tail(skb, l4 + tcp_len, 0))
+			return VERDICT_DROP;
+		if (p->ip_ver == 4) {
+			if (bpf_l3_csum_replace(skb, l3 + 10, old_len, new_len, 2) || bpf_skb_store_bytes(skb, l3 + 2, &new_len, 2, 0))
+				return VERDICT_DROP;
+		} else if (bpf_skb_store_bytes(skb, l3 + 4, &new_len, 2, 0)) {
+			return VERDICT_DROP;
+		}
+	}
 	/* swap: MACs, addresses (the IPv4 header checksum is a sum of words: unchanged), ports */
 	__builtin_memcpy(x->tmp, x->mac, 6);
 	__builtin_memcpy(x->mac, x->mac + 6, 6);
@@ -1812,12 +1844,11 @@ static __noinline int syn_challenge(struct __sk_buff *skb, const struct pkt_meta
 	}
 	port = x->hdr[0] & 0xffff;
 	x->hdr[0] = (x->hdr[0] >> 16) | ((__u32)port << 16);
-	x->hdr[1] = bpf_htonl(cookie ^ 0x9e3779b9);   /* our sequence number: any */
-	x->hdr[2] = bpf_htonl(cookie);                /* the cookie, as an acknowledgment the client must refuse */
+	x->hdr[1] = bpf_htonl(seq);
+	x->hdr[2] = bpf_htonl(ack);
 	h[12] = (__u8)((tcp_len / 4) << 4);
-	h[13] = TG_TCP_SYN | TG_TCP_ACK;
-	h[14] = 0xff;
-	h[15] = 0xff;
+	h[13] = (__u8)flags;
+	h[14] = h[15] = (flags & TG_TCP_RST) ? 0 : 0xff;
 	h[16] = h[17] = h[18] = h[19] = 0;
 #pragma unroll
 	for (i = 20; i < 60; i++)
@@ -1846,9 +1877,138 @@ static __noinline int syn_challenge(struct __sk_buff *skb, const struct pkt_meta
 	    bpf_skb_store_bytes(skb, l4, x->hdr, tcp_len, 0))
 		return VERDICT_DROP;
 	skb->mark = TG_SYN_CHALLENGE_MARK;
-	/* Back where it came from: out of the interface it entered, or into the one it was leaving by. */
 	bpf_redirect(skb->ifindex, hook == TG_HOOK_EGRESS ? BPF_F_INGRESS : 0);
 	return VERDICT_REDIRECT;
+}
+
+/* ---- L7 signatures (abi.h) ---- */
+
+/* By generation * TG_PORTS + destination port: 1 where some signature looks. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * TG_PORTS);
+	__type(key, __u32);
+	__type(value, __u8);
+} tg_l7_port SEC(".maps");
+
+/* By (generation * TG_L7_MAX_STATES + state) * 256 + byte: the next state | (1 + signature) << TG_L7_SIG_SHIFT. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * TG_L7_MAX_STATES * 256);
+	__type(key, __u32);
+	__type(value, __u32);
+} tg_l7_dfa SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * TG_L7_MAX_SIGS);
+	__type(key, __u32);
+	__type(value, struct tg_l7_sig);
+} tg_l7_sig SEC(".maps");
+
+struct l7_scratch {
+	__u8 buf[TG_L7_SCAN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct l7_scratch);
+} tg_l7_scratch SEC(".maps");
+
+struct l7_walk {
+	__u32 base;   /* (generation * TG_L7_MAX_STATES) * 256 */
+	__u32 state;
+	__u32 n;      /* bytes to walk */
+	__u32 sig;    /* 1 + the signature matched, 0 while none */
+};
+
+/* One byte of the automaton (a bpf_loop step): 1 stops the walk. */
+static long l7_step(__u64 i, void *ctx)
+{
+	struct l7_walk *w = ctx;
+	struct l7_scratch *x;
+	__u32 zero = 0, key, *next;
+
+	if (i >= w->n)
+		return 1;
+	x = bpf_map_lookup_elem(&tg_l7_scratch, &zero);
+	if (!x)
+		return 1;
+	key = w->base + (w->state & (TG_L7_MAX_STATES - 1)) * 256 + x->buf[i & (TG_L7_SCAN - 1)];
+	next = bpf_map_lookup_elem(&tg_l7_dfa, &key);
+	if (!next)
+		return 1;
+	w->state = *next & ((1 << TG_L7_SIG_SHIFT) - 1);
+	w->sig = *next >> TG_L7_SIG_SHIFT;
+	return w->sig ? 1 : 0;
+}
+
+/*
+ * The signatures' say on a TCP segment the rules let through: VERDICT_ALLOWED,
+ * or VERDICT_RESET for a deny signature (the hook drops the segment and
+ * resets the client with tg_tcp_reset). Global: verified once.
+ */
+__noinline int tg_l7_skb(struct __sk_buff *skb, struct pkt_meta *p, __u32 gen, __u32 hook, __u32 log_rate)
+{
+	struct l7_walk w = {};
+	struct l7_scratch *x;
+	struct tg_l7_sig *sig;
+	__u32 zero = 0, idx, hdr, len, n;
+	__u8 *on;
+
+	if (!skb || !p || !(p->flags & TG_PKT_HAS_L4) || p->frag_off)
+		return VERDICT_ALLOWED;
+	gen &= 1;
+	idx = gen * TG_PORTS + bpf_ntohs(p->dport);
+	on = bpf_map_lookup_elem(&tg_l7_port, &idx);
+	if (!on || !*on)
+		return VERDICT_ALLOWED;
+	hdr = (p->l4_off - p->l3_off) + (__u32)p->tcp_doff * 4;
+	if (p->l3_bytes <= hdr)
+		return VERDICT_ALLOWED; /* no payload */
+	len = p->l3_bytes - hdr;
+	n = len > TG_L7_SCAN ? TG_L7_SCAN : len;
+	x = bpf_map_lookup_elem(&tg_l7_scratch, &zero);
+	if (!x || n < 1 || n > TG_L7_SCAN)
+		return VERDICT_ALLOWED;
+	if (bpf_skb_load_bytes(skb, p->l4_off + (__u32)p->tcp_doff * 4, x->buf, n))
+		return VERDICT_ALLOWED;
+	w.base = gen * TG_L7_MAX_STATES * 256;
+	w.n = n;
+	bpf_loop(n, l7_step, &w, 0);
+	if (!w.sig)
+		return VERDICT_ALLOWED;
+	idx = gen * TG_L7_MAX_SIGS + ((w.sig - 1) & (TG_L7_MAX_SIGS - 1));
+	sig = bpf_map_lookup_elem(&tg_l7_sig, &idx);
+	if (!sig)
+		return VERDICT_ALLOWED;
+	if (sev_budget(sig->slot, log_rate))
+		sev_packet(p, TG_SEV_L7_MATCH, 0, sig->action, hook, skb->ifindex, w.sig - 1);
+	if (sig->action != TG_FW_DENY)
+		return VERDICT_ALLOWED;
+	fw_stat(TG_FW_L7_DENIED);
+	return VERDICT_RESET;
+}
+
+/*
+ * Resets the sender of the TCP segment in skb in place of the segment (a
+ * deny signature's reset): seq is what it expects from its peer next, ack
+ * is past this segment. Global, and called from the hook itself, which keeps
+ * the call chain (and its stack) short.
+ */
+__noinline int tg_tcp_reset(struct __sk_buff *skb, struct pkt_meta *p, __u32 hook)
+{
+	__u32 hdr;
+	__be32 sa[2];
+
+	if (!skb || !p || !(p->flags & TG_PKT_HAS_L4))
+		return VERDICT_DROP;
+	hdr = (p->l4_off - p->l3_off) + (__u32)p->tcp_doff * 4;
+	if (p->l3_bytes < hdr || bpf_skb_load_bytes(skb, p->l4_off + 4, sa, 8))
+		return VERDICT_DROP;
+	return tcp_reply(skb, p, bpf_ntohl(sa[1]), bpf_ntohl(sa[0]) + (p->l3_bytes - hdr), TCP_REPLY(TG_TCP_RST | TG_TCP_ACK, hook));
 }
 
 /* What SYN-flood mitigation does with a TCP packet the firewall let through (tc only). */
@@ -1892,8 +2052,11 @@ __noinline int tg_syn_skb(struct __sk_buff *skb, struct pkt_meta *p, __u32 hook)
 		}
 		if (c->action == TG_SYN_LOG)
 			return VERDICT_PASS;
-		if (c->action == TG_SYN_CHALLENGE &&
-		    syn_challenge(skb, p, syn_cookie(c, p, window), hook) == VERDICT_REDIRECT) {
+		/* The challenge: a SYN-ACK whose ack is the cookie, which the client must refuse.
+		 * A SYN with data (TCP Fast Open) is dropped instead: the client sends it again without. */
+		cookie = syn_cookie(c, p, window);
+		if (c->action == TG_SYN_CHALLENGE && p->l3_bytes == p->l4_off - p->l3_off + (__u32)p->tcp_doff * 4 &&
+		    tcp_reply(skb, p, cookie ^ 0x9e3779b9, cookie, TCP_REPLY(TG_TCP_SYN | TG_TCP_ACK, hook)) == VERDICT_REDIRECT) {
 			if (n)
 				n->challenged += 1;
 			return VERDICT_REDIRECT;
@@ -1995,6 +2158,8 @@ static __always_inline int tc_hook(struct __sk_buff *skb, enum tg_hook hook, boo
 			return TC_ACT_SHOT;
 		if (v == VERDICT_REDIRECT)
 			return TC_ACT_REDIRECT;
+		if (v == VERDICT_RESET)
+			return tg_tcp_reset(skb, &p, hook) == VERDICT_REDIRECT ? TC_ACT_REDIRECT : TC_ACT_SHOT;
 	}
 	if (metered && meter(skb, TG_CTX_SKB, &p, hook, skb->ifindex) == VERDICT_DROP)
 		return TC_ACT_SHOT;

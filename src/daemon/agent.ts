@@ -453,6 +453,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
       recorder: events,
       describe: (r) => describeSev(r, {
         rule: (slot) => firewall.ruleAt(slot),
+        signature: (i) => firewall.signatureAt(i),
         tenant: (id) => names.get(id) ?? `tenant-id-${id}`,
         iface: (ifindex) => {
           if (!ifnames.size) for (const a of datapath.listAttachments()) ifnames.set(a.ifindex, a.ifname);

@@ -5,13 +5,14 @@
 // AND: the first rule, in document order, that matches (docs/security.md).
 import {
   TG_FW_ALLOW, TG_FW_DENY, TG_FW_FROM, TG_FW_LOG, TG_FW_MASK_WORDS, TG_FW_MAX_PREFIXES, TG_FW_MAX_RULES, TG_FW_MAX_SLOTS,
-  TG_FW_DST, TG_FW_MAX_TENANT_KEYS, TG_FW_ON, TG_FW_RATE_LIMIT, TG_FW_REDIRECT, TG_FW_SIDES, TG_FW_SRC, TG_FW_TENANT_KEYS, TG_FW_TO, TG_PORTS,
+  TG_FW_DST, TG_FW_L7, TG_FW_MAX_TENANT_KEYS, TG_FW_ON, TG_FW_RATE_LIMIT, TG_FW_REDIRECT, TG_FW_SIDES, TG_FW_SRC, TG_FW_TENANT_KEYS, TG_FW_TO, TG_PORTS,
   TG_PROTOCOLS, TG_RL_MAX, TG_RL_MAX_STANDING, TG_RL_PER_DESTINATION, TG_RL_PER_RULE, TG_RL_PER_SOURCE, TG_RL_PER_TENANT, TG_DIR_INGRESS, TG_DIR_EGRESS,
   type TgFwGen, type TgFwMask, type TgFwRule, type TgFwTenantKey, type TgLpmV4Key, type TgLpmV6Key, type TgRlCfg,
 } from '../kernel/abi.gen.js';
 import { networkOf, parseCidr, type Cidr, type Family } from '../policy/cidr.js';
 import { lpmKey, type MapEntry } from '../policy/compile-metering.js';
 import { PORT_PROTOCOLS, type SecuritySection } from '../policy/schema.js';
+import { compileL7, L7CompileError, type L7Plan } from './l7.js';
 
 export type FirewallRule = SecuritySection['rules'][number];
 export type FirewallAction = FirewallRule['action'];
@@ -45,6 +46,8 @@ export interface FirewallPlan {
   limits: MapEntry<number, TgRlCfg>[];
   /** The standing limits in policy order with their counter slots. */
   limitSlots: Array<{ name: string; slot: number }>;
+  /** L7 signatures (src/firewall/l7.ts), when the policy has some. */
+  l7?: L7Plan;
 }
 
 export type RateLimit = NonNullable<FirewallRule['rateLimit']>;
@@ -305,6 +308,16 @@ export function compileFirewall(security: SecuritySection, ctx: FirewallContext)
   if (anySide !== active) flags |= TG_FW_SIDES;
   if (rules.some((r) => r.src.length > 0)) flags |= TG_FW_SRC;
   if (rules.some((r) => r.dst.length > 0)) flags |= TG_FW_DST;
+  let l7: L7Plan | undefined;
+  if (security.l7 && security.l7.signatures.length > 0) {
+    try {
+      l7 = compileL7(security.l7, generation);
+    } catch (err) {
+      if (err instanceof L7CompileError) throw new FirewallCompileError([err.message]);
+      throw err;
+    }
+    flags |= TG_FW_L7;
+  }
   const gen: TgFwGen = {
     active: toMask(active), any_port: toMask(anyPort), to_tenant: toMask(toTenant), from_tenant: toMask(fromTenant), any_side: toMask(anySide),
     flags, log_rate: security.events.logRate, default_action: ACTION_CODES[security.defaultAction], standing: standing.length, pad: Buffer.alloc(6),
@@ -314,6 +327,7 @@ export function compileFirewall(security: SecuritySection, ctx: FirewallContext)
     ruleSlots: rules.map((r) => ({ name: r.name, action: r.action, slot: ctx.slots.get(r.name)! })),
     limits,
     limitSlots: standing.map((l) => ({ name: l.name, slot: ctx.slots.get(limitSlotName(l.name))! })),
+    l7,
   };
 }
 

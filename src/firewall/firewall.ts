@@ -55,7 +55,6 @@ export function unenforcedSecurity(security: SecuritySection | undefined): strin
     if (r.action === 'redirect') out.push(`security.rules[${i}] ("${r.name}"): action ${r.action} only counts its packets and lets them through`);
   });
   if (security.ddos?.mitigation === 'rate-limit') out.push('security.ddos.mitigation: rate-limit only reports floods (use block-source to block them)');
-  if (security.l7) out.push('security.l7');
   return out;
 }
 
@@ -68,6 +67,7 @@ export class Firewall {
   /** #slots the other way round. */
   #names = new Map<number, string>();
   #security: SecuritySection | undefined;
+  #signatures: string[] = [];
   /** Per counter slot of a live rate limit: the time its buckets take to fill. */
   #fillNs = new Map<number, bigint>();
   /** #identity() of the rules live now (OFF: switched off), as this process wrote them; undefined until it wrote any. */
@@ -96,6 +96,11 @@ export class Firewall {
   /** Removes token buckets that are full again (see FirewallMaps.sweepBuckets); returns how many. */
   sweepBuckets(nowNs: bigint): number {
     return this.#maps.sweepBuckets(this.#fillNs, nowNs);
+  }
+
+  /** The name of L7 signature index i of the live rules. */
+  signatureAt(i: number): string | null {
+    return this.#signatures[i] ?? null;
   }
 
   /** The rule counted at a hit-counter slot; null for the default action (slot 0) and unknown slots. */
@@ -146,6 +151,7 @@ export class Firewall {
     this.#maps.collect(); // the new rules are live: the old ones can go
     this.#setSlots(slots);
     this.#security = security;
+    this.#signatures = plan.l7?.names ?? [];
     this.#fillNs = new Map(plan.limits.filter((e) => e.value.slot !== 0).map((e) => {
       const c = e.value;
       return [c.slot, c.pkt_fill_ns > c.byte_fill_ns ? c.pkt_fill_ns : c.byte_fill_ns];

@@ -6,7 +6,7 @@
 // benchmarks and the BPF_PROG_TEST_RUN tables.
 import { type BpfMap, type BpfObject, TypedMap, u32, u64 } from '../kernel/index.js';
 import {
-  TgCounter, TgFwGen, TgFwMask, TgFwRule, TgFwStat, TgFwTenantKey, TgLpmV4Key, TgLpmV6Key, TgRlBucket, TgRlCfg, TG_FW_LIVE_GEN, TG_FW_LIVE_ON, TG_FW_STAT_MAX, TG_PORTS,
+  TgCounter, TgFwGen, TgFwMask, TgFwRule, TgFwStat, TgFwTenantKey, TgLpmV4Key, TgL7Sig, TgLpmV6Key, TgRlBucket, TgRlCfg, TG_FW_LIVE_GEN, TG_L7_MAX_STATES, TG_FW_LIVE_ON, TG_FW_STAT_MAX, TG_PORTS,
 } from '../kernel/abi.gen.js';
 import { nonZeroCounters } from '../metering/counters.js';
 import { TG_FW_LIVE_BLOCK_REFL, TG_FW_LIVE_BLOCK_SRC, TG_FW_LIVE_DDOS, TG_FW_LIVE_SCAN } from '../kernel/abi.gen.js';
@@ -14,6 +14,7 @@ import { TG_FW_LIVE_BLOCK_REFL, TG_FW_LIVE_BLOCK_SRC, TG_FW_LIVE_DDOS, TG_FW_LIV
 /** tg_fw_live bits owned by the flood and scan guards (src/firewall/guards.ts), not by the rules. */
 export const GUARD_BITS = TG_FW_LIVE_DDOS | TG_FW_LIVE_SCAN | TG_FW_LIVE_BLOCK_SRC | TG_FW_LIVE_BLOCK_REFL;
 import { emptyFwGen, toMask, type FirewallPlan } from './compile.js';
+import type { L7Plan } from './l7.js';
 
 type Decoded<C extends { decode(...a: never[]): unknown }> = ReturnType<C['decode']>;
 type Trie<K> = TypedMap<K, Decoded<typeof TgFwMask>>;
@@ -37,6 +38,7 @@ export class FirewallMaps {
   readonly #limits: TypedMap<number, Decoded<typeof TgRlCfg>>;
   readonly #drops: TypedMap<number, Decoded<typeof TgCounter>>;
   readonly #buckets: BpfMap;
+  readonly #l7: { port: BpfMap; dfa: BpfMap; sig: TypedMap<number, Decoded<typeof TgL7Sig>> };
   readonly #hitsId: string;
   /** Per generation, the port slots holding a non-zero mask; undefined until this process cleared the generation once. */
   readonly #portsSet: Array<Set<number> | undefined> = [undefined, undefined];
@@ -62,6 +64,7 @@ export class FirewallMaps {
     this.#limits = new TypedMap(obj.map('tg_rl_cfg'), u32, TgRlCfg);
     this.#drops = new TypedMap(obj.map('tg_rl_drops'), u32, TgCounter);
     this.#buckets = obj.map('tg_rl_state');
+    this.#l7 = { port: obj.map('tg_l7_port'), dfa: obj.map('tg_l7_dfa'), sig: new TypedMap(obj.map('tg_l7_sig'), u32, TgL7Sig) };
   }
 
   /** Identity of the hit-counter map: changes only when its pin is created afresh. */
@@ -121,6 +124,7 @@ export class FirewallMaps {
     this.#writePorts(plan);
     this.#rules.setMany(plan.rules.map((e) => [e.key, e.value]));
     this.#limits.setMany(plan.limits.map((e) => [e.key, e.value]));
+    if (plan.l7) this.#writeL7(plan.generation, plan.l7);
     this.#gen.set(plan.generation, plan.gen);
   }
 
@@ -140,6 +144,18 @@ export class FirewallMaps {
     for (const e of plan.ports) entries.push([u32.encode(e.key), TgFwMask.encode(e.value)]);
     this.#portMap.updateMany(entries);
     this.#portsSet[gen] = next;
+  }
+
+  /** A generation's L7 ports (all of them), automaton (the states it has: others are unreachable) and signatures. */
+  #writeL7(gen: 0 | 1, l7: L7Plan): void {
+    const ports: Array<readonly [Buffer, Buffer]> = [];
+    for (let p = 0; p < TG_PORTS; p++) ports.push([u32.encode(gen * TG_PORTS + p), Buffer.from([l7.ports[p]!])]);
+    this.#l7.port.updateMany(ports);
+    const base = gen * TG_L7_MAX_STATES * 256;
+    const dfa: Array<readonly [Buffer, Buffer]> = [];
+    for (let i = 0; i < l7.dfa.table.length; i++) dfa.push([u32.encode(base + i), u32.encode(l7.dfa.table[i]!)]);
+    this.#l7.dfa.updateMany(dfa);
+    this.#l7.sig.setMany(l7.sigs.map((e) => [e.key, e.value]));
   }
 
   /** Switches a generation off and removes its trie and tenant entries (its arrays are overwritten whole by the next write). */

@@ -62,6 +62,7 @@ export const TgFwGenFlag = {
   TG_FW_SIDES: 4,
   TG_FW_SRC: 8,
   TG_FW_DST: 16,
+  TG_FW_L7: 32,
 } as const;
 export type TgFwGenFlag = (typeof TgFwGenFlag)[keyof typeof TgFwGenFlag];
 export const TG_FW_ON = TgFwGenFlag.TG_FW_ON;
@@ -69,6 +70,7 @@ export const TG_FW_TENANT_KEYS = TgFwGenFlag.TG_FW_TENANT_KEYS;
 export const TG_FW_SIDES = TgFwGenFlag.TG_FW_SIDES;
 export const TG_FW_SRC = TgFwGenFlag.TG_FW_SRC;
 export const TG_FW_DST = TgFwGenFlag.TG_FW_DST;
+export const TG_FW_L7 = TgFwGenFlag.TG_FW_L7;
 
 /** enum tg_fw_limits */
 export const TgFwLimits = {
@@ -135,7 +137,8 @@ export const TgFwStat = {
   TG_FW_RL_NO_BUCKET: 13,
   TG_FW_BLOCKED_SOURCE: 14,
   TG_FW_BLOCKED_REFLECTION: 15,
-  TG_FW_STAT_MAX: 16,
+  TG_FW_L7_DENIED: 16,
+  TG_FW_STAT_MAX: 17,
 } as const;
 export type TgFwStat = (typeof TgFwStat)[keyof typeof TgFwStat];
 export const TG_FW_PASSED = TgFwStat.TG_FW_PASSED;
@@ -154,6 +157,7 @@ export const TG_FW_RATE_LIMITED = TgFwStat.TG_FW_RATE_LIMITED;
 export const TG_FW_RL_NO_BUCKET = TgFwStat.TG_FW_RL_NO_BUCKET;
 export const TG_FW_BLOCKED_SOURCE = TgFwStat.TG_FW_BLOCKED_SOURCE;
 export const TG_FW_BLOCKED_REFLECTION = TgFwStat.TG_FW_BLOCKED_REFLECTION;
+export const TG_FW_L7_DENIED = TgFwStat.TG_FW_L7_DENIED;
 export const TG_FW_STAT_MAX = TgFwStat.TG_FW_STAT_MAX;
 
 /** enum tg_guard_limits */
@@ -186,6 +190,19 @@ export const TgIfaceFlag = {
 export type TgIfaceFlag = (typeof TgIfaceFlag)[keyof typeof TgIfaceFlag];
 export const TG_IFACE_METERED = TgIfaceFlag.TG_IFACE_METERED;
 export const TG_IFACE_FILTERED = TgIfaceFlag.TG_IFACE_FILTERED;
+
+/** enum tg_l7_limits */
+export const TgL7Limits = {
+  TG_L7_MAX_STATES: 1024,
+  TG_L7_MAX_SIGS: 64,
+  TG_L7_SCAN: 512,
+  TG_L7_SIG_SHIFT: 16,
+} as const;
+export type TgL7Limits = (typeof TgL7Limits)[keyof typeof TgL7Limits];
+export const TG_L7_MAX_STATES = TgL7Limits.TG_L7_MAX_STATES;
+export const TG_L7_MAX_SIGS = TgL7Limits.TG_L7_MAX_SIGS;
+export const TG_L7_SCAN = TgL7Limits.TG_L7_SCAN;
+export const TG_L7_SIG_SHIFT = TgL7Limits.TG_L7_SIG_SHIFT;
 
 /** enum tg_limits */
 export const TgLimits = {
@@ -351,10 +368,12 @@ export const TG_SEV_STAT_MAX = TgSevStat.TG_SEV_STAT_MAX;
 export const TgSevType = {
   TG_SEV_FW_LOG: 1,
   TG_SEV_RATE_LIMITED: 2,
+  TG_SEV_L7_MATCH: 3,
 } as const;
 export type TgSevType = (typeof TgSevType)[keyof typeof TgSevType];
 export const TG_SEV_FW_LOG = TgSevType.TG_SEV_FW_LOG;
 export const TG_SEV_RATE_LIMITED = TgSevType.TG_SEV_RATE_LIMITED;
+export const TG_SEV_L7_MATCH = TgSevType.TG_SEV_L7_MATCH;
 
 /** enum tg_syn_action */
 export const TgSynAction = {
@@ -669,6 +688,21 @@ export interface TgIfaceKey {
 export const TgIfaceKey = struct<TgIfaceKey>(8, [
   ['ifindex', 0, u32],
   ['generation', 4, u32],
+]);
+
+/** struct tg_l7_sig: 8 bytes */
+export interface TgL7Sig {
+  /** __u32 at offset 0 */
+  slot: number;
+  /** __u8 at offset 4 */
+  action: number;
+  /** __u8[3] at offset 5 */
+  pad: Buffer;
+}
+export const TgL7Sig = struct<TgL7Sig>(8, [
+  ['slot', 0, u32],
+  ['action', 4, u8],
+  ['pad', 5, bytes(3)],
 ]);
 
 /** struct tg_lpm_v4_key: 12 bytes */

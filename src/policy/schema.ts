@@ -430,6 +430,9 @@ const ruleSchema = z
     if (r.action !== 'redirect' && r.redirectTo) ctx.addIssue({ code: 'custom', path: ['redirectTo'], message: 'only applies when action is redirect' });
   });
 
+/** Built-in L7 signature sets (their patterns: src/firewall/l7.ts). */
+export const L7_SET_NAMES = ['sql-injection', 'path-traversal', 'xss', 'shell-injection'] as const;
+
 /** Rules one policy may have: each is a bit of the datapath's masks (TG_FW_MAX_RULES). */
 export const MAX_SECURITY_RULES = 256;
 
@@ -508,13 +511,20 @@ const securitySchema = z.strictObject({
         z.strictObject({
           name: label('signature name'),
           protocol: z.enum(['http']).default('http'),
-          ports: z.array(port).default([{ from: 80, to: 80 }]),
-          /** Literal byte string searched in the first payload bytes. */
-          pattern: z.string().min(1).max(64),
+          /** Destination ports whose TCP payload is scanned. */
+          ports: z.array(port).min(1).default([{ from: 80, to: 80 }]),
+          /** Literal byte strings searched in the first payload bytes of each segment: one, several, or a built-in set. */
+          pattern: z.string().min(1).max(64).optional(),
+          patterns: z.array(z.string().min(1).max(64)).min(1).max(256).optional(),
+          set: z.enum(L7_SET_NAMES).optional(),
           caseInsensitive: z.boolean().default(true),
+          /** log: an event; deny: an event, the segment dropped and the client reset. */
           action: z.enum(['log', 'deny']).default('log'),
+        }).superRefine((sig, ctx) => {
+          const given = ['pattern', 'patterns', 'set'].filter((k) => sig[k as 'pattern' | 'patterns' | 'set'] !== undefined);
+          if (given.length !== 1) ctx.addIssue({ code: 'custom', message: `give exactly one of pattern, patterns or set${given.length ? ` (got ${given.join(' and ')})` : ''}` });
         }),
-      ),
+      ).max(64, { message: 'at most 64 signatures' }),
     })
     .optional(),
 });
