@@ -13,6 +13,8 @@ import {
   relativeCgroup,
   validatePrefix,
   CGROUP_DIR,
+  LAB_TENANT_V4,
+  LAB_TENANT_V6,
   type EndpointNode,
   type Topology,
 } from './topology.js';
@@ -197,6 +199,9 @@ async function setupLinks(topology: Topology): Promise<void> {
       `neigh replace ${n.gatewayIpv6} lladdr ${n.gatewayMac} dev eth0 nud permanent`,
       `route add default via ${n.gatewayIpv4} dev eth0`,
       `route add ::/0 via ${n.gatewayIpv6} dev eth0`,
+      // The honeypot answers for every tenant address ("AnyIP"): traffic the firewall redirects to it
+      // completes under the address the attacker used (docs/security.md, "Honeypot").
+      ...(n.role === 'honeypot' ? [`route add local ${LAB_TENANT_V4} dev lo`, `route add local ${LAB_TENANT_V6} dev lo`] : []),
     ]);
   });
   // operstate follows carrier through the kernel's linkwatch, which may lag

@@ -63,7 +63,7 @@ describe('floods and scans under BPF_PROG_TEST_RUN', () => {
     assert.equal(events.length, 1);
     assert.deepEqual(events[0], {
       at: t0 + 400, type: 'portscan.detected', tenant: null, flow: null, rule: null, action: 'block',
-      detail: { source: '198.19.66.6', ports: 10, windowSeconds: 10, threshold: 10, blockedForSeconds: 1 },
+      detail: { source: '198.19.66.6', ports: 10, windowSeconds: 10, threshold: 10, blockedForSeconds: 1, redirectedTo: null },
     });
     assert.equal(h.run('tg_filter_ingress', syn('198.19.66.6', '198.18.1.10', 80)), true, 'the scanner is blocked');
     assert.equal(h.run('tg_filter_ingress', syn('198.19.66.7', '198.18.1.10', 80)), false, 'others are not');

@@ -492,7 +492,8 @@ struct tg_fw_rule {
 	__u32 slot;    /* hit counters (tg_fw_hits) */
 	__u8 action;   /* enum tg_fw_action */
 	__u8 limit;    /* RATE_LIMIT: 1 + index into this generation's tg_rl_cfg */
-	__u8 pad[2];
+	__u8 honeypot; /* REDIRECT: 1 + index into this generation's tg_honeypot */
+	__u8 pad;
 };
 _Static_assert(sizeof(struct tg_fw_rule) == 8, "tg_fw_rule size");
 
@@ -517,7 +518,7 @@ _Static_assert(sizeof(struct tg_fw_tenant_key) == 8, "tg_fw_tenant_key size");
 /*
  * Index into tg_fw_stats (per-CPU array of __u64): what the firewall did
  * with the packets it saw. Every filtered packet bumps exactly one verdict
- * (PASSED, DROPPED); the other entries say why, several may move.
+ * (PASSED, DROPPED, REDIRECTED); the other entries say why, several may move.
  */
 enum tg_fw_stat {
 	TG_FW_PASSED = 0,          /* let through (allow, log, default allow) */
@@ -537,7 +538,8 @@ enum tg_fw_stat {
 	TG_FW_BLOCKED_SOURCE = 14, /* from a source under an automatic block (a scan, a flood): dropped */
 	TG_FW_BLOCKED_REFLECTION = 15, /* UDP from a reflection port to a destination under an amplification block: dropped */
 	TG_FW_L7_DENIED = 16,      /* its payload matched an L7 signature whose action is deny: dropped, the client reset */
-	TG_FW_STAT_MAX = 17,
+	TG_FW_REDIRECTED = 17,     /* sent to a honeypot (a redirect rule, or a source flagged for it) instead of its destination */
+	TG_FW_STAT_MAX = 18,
 };
 
 /*
@@ -681,12 +683,32 @@ struct tg_scan_key {
 };
 _Static_assert(sizeof(struct tg_scan_key) == 36, "tg_scan_key size");
 
+/*
+ * Where redirected packets go (docs/security.md, "Honeypot"): out of ifindex,
+ * to the neighbour via_be (family AF_INET or AF_INET6; 0: the packet's own
+ * destination, resolved on that interface). The honeypot accepts any
+ * destination address, so the attacker's session completes with it under the
+ * original address, and no state is kept per flow.
+ */
+struct tg_honeypot {
+	__u32 ifindex;
+	__u32 family;
+	__u8 via_be[16];
+};
+_Static_assert(sizeof(struct tg_honeypot) == 24, "tg_honeypot size");
+
+enum tg_honeypot_limits {
+	TG_HONEYPOT_MAX = 16,          /* honeypot targets per generation (tg_honeypot) */
+};
+
 /* Value of tg_block_src and tg_block_refl. */
 struct tg_block {
 	__u64 expires_ns;      /* bpf_ktime_get_ns() after which the block no longer holds */
-	__u64 packets;         /* dropped by it (approximate across CPUs) */
+	__u64 packets;         /* dropped (or redirected) by it (approximate across CPUs) */
+	__u64 idle_ns;         /* redirect: each packet moves expires_ns to now + idle_ns, so a flow is never cut over */
+	struct tg_honeypot to; /* to.ifindex != 0: redirect there instead of dropping */
 };
-_Static_assert(sizeof(struct tg_block) == 16, "tg_block size");
+_Static_assert(sizeof(struct tg_block) == 48, "tg_block size");
 
 /*
  * ---- L7 signatures (docs/security.md, "L7 signatures") ----
@@ -724,6 +746,7 @@ enum tg_sev_type {
 	TG_SEV_FW_LOG = 1,          /* a packet matched a log rule, or the log default (slot 0) */
 	TG_SEV_RATE_LIMITED = 2,    /* a rate limit dropped a packet (slot: the rule's or standing limit's) */
 	TG_SEV_L7_MATCH = 3,        /* a segment's payload matched an L7 signature (detail: the signature's index) */
+	TG_SEV_REDIRECTED = 4,      /* a redirect rule sent a packet to its honeypot */
 };
 
 /* Index into tg_sev_stats (per-CPU array of __u64), monotonic for the life of the pin. */

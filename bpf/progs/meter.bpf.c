@@ -54,6 +54,7 @@
 #define TC_ACT_REDIRECT 7
 /* One load the compiler may neither repeat nor tear: the value is shared with other CPUs. */
 #define READ_ONCE(x) (*(volatile typeof(x) *)&(x))
+#define WRITE_ONCE(x, v) (*(volatile typeof(x) *)&(x) = (v))
 #define EEXIST 17 /* errno.h; vmlinux.h carries no macros */
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -90,6 +91,7 @@ TG_BTF_ANCHOR(enum tg_syn_limits, tg_syn_limits);
 TG_BTF_ANCHOR(enum tg_syn_action, tg_syn_action);
 TG_BTF_ANCHOR(enum tg_guard_limits, tg_guard_limits);
 TG_BTF_ANCHOR(enum tg_l7_limits, tg_l7_limits);
+TG_BTF_ANCHOR(enum tg_honeypot_limits, tg_honeypot_limits);
 TG_BTF_ANCHOR(enum tg_sev_stat, tg_sev_stat);
 /* Only ever a ring buffer record, which carries no BTF type. */
 const volatile struct tg_quota_event tg_btf_anchor_tg_quota_event = {};
@@ -373,9 +375,10 @@ static __always_inline void quota_exhausted(__u32 slot, struct tg_quota_state *s
  * PASS: go on (not judged by the firewall here: firewall off, not IP, or
  * filtered where it entered); ALLOWED: the firewall judged it and lets it
  * through; REDIRECT: answered in its place (bpf_redirect was called);
- * RESET: dropped, and the sender (of a TCP segment) is to be reset.
+ * RESET: dropped, and the sender (of a TCP segment) is to be reset;
+ * HONEYPOT: to be sent to the honeypot in tg_hp_pick.
  */
-enum verdict { VERDICT_PASS = 0, VERDICT_DROP = 1, VERDICT_REDIRECT = 2, VERDICT_ALLOWED = 3, VERDICT_RESET = 4 };
+enum verdict { VERDICT_PASS = 0, VERDICT_DROP = 1, VERDICT_REDIRECT = 2, VERDICT_ALLOWED = 3, VERDICT_RESET = 4, VERDICT_HONEYPOT = 5 };
 
 /*
  * One quota's say on a packet of `bytes`: refused when the quota is spent
@@ -1405,6 +1408,33 @@ struct {
 	__type(value, struct tg_block);
 } tg_block_refl SEC(".maps");
 
+/* By generation * TG_HONEYPOT_MAX + index: redirect rules' targets. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * TG_HONEYPOT_MAX);
+	__type(key, __u32);
+	__type(value, struct tg_honeypot);
+} tg_honeypot SEC(".maps");
+
+/* Per CPU: the honeypot the firewall chose for the packet being processed (VERDICT_HONEYPOT). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tg_honeypot);
+} tg_hp_pick SEC(".maps");
+
+static __always_inline bool hp_pick(const struct tg_honeypot *hp)
+{
+	__u32 zero = 0;
+	struct tg_honeypot *pick = bpf_map_lookup_elem(&tg_hp_pick, &zero);
+
+	if (!pick || !hp || !hp->ifindex)
+		return false;
+	__builtin_memcpy(pick, hp, sizeof(*pick));
+	return true;
+}
+
 static __always_inline bool refl_port(const struct pkt_meta *p)
 {
 	__u32 port;
@@ -1430,7 +1460,8 @@ static __always_inline struct tg_traffic *traffic_of(void *map, const __u8 *addr
 	return bpf_map_lookup_elem(map, &k);
 }
 
-static __always_inline bool blocked(void *map, const __u8 *addr, __u8 ip_ver, __u64 now)
+/* The block in force for addr in map, or NULL; it counts the packet. */
+static __always_inline struct tg_block *blocked(void *map, const __u8 *addr, __u8 ip_ver, __u64 now)
 {
 	struct tg_addr_key k = { .ip_ver = ip_ver };
 	struct tg_block *b;
@@ -1438,20 +1469,33 @@ static __always_inline bool blocked(void *map, const __u8 *addr, __u8 ip_ver, __
 	__builtin_memcpy(k.addr_be, addr, 16);
 	b = bpf_map_lookup_elem(map, &k);
 	if (!b || now >= b->expires_ns)
-		return false;
+		return NULL;
 	__sync_fetch_and_add(&b->packets, 1);
-	return true;
+	return b;
 }
 
-/* Global (checked once): the automatic blocks' say, 0 or the enum tg_fw_stat that drops the packet. */
+/*
+ * Global (checked once): the automatic blocks' say, 0 or the enum tg_fw_stat
+ * that drops the packet, or TG_FW_REDIRECTED for a source sent to a honeypot
+ * (chosen in tg_hp_pick; its block lives on while it keeps sending).
+ */
 __noinline __u32 tg_guard_block(struct pkt_meta *p, __u32 live)
 {
 	__u64 now = bpf_ktime_get_ns();
+	struct tg_block *b;
 
 	if (!p)
 		return 0;
-	if ((live & TG_FW_LIVE_BLOCK_SRC) && blocked(&tg_block_src, p->saddr, p->ip_ver, now))
-		return TG_FW_BLOCKED_SOURCE;
+	if (live & TG_FW_LIVE_BLOCK_SRC) {
+		b = blocked(&tg_block_src, p->saddr, p->ip_ver, now);
+		if (b && b->to.ifindex && hp_pick(&b->to)) {
+			if (b->idle_ns)
+				WRITE_ONCE(b->expires_ns, now + b->idle_ns);
+			return TG_FW_REDIRECTED;
+		}
+		if (b)
+			return TG_FW_BLOCKED_SOURCE;
+	}
 	if ((live & TG_FW_LIVE_BLOCK_REFL) && refl_port(p) && blocked(&tg_block_refl, p->daddr, p->ip_ver, now))
 		return TG_FW_BLOCKED_REFLECTION;
 	return 0;
@@ -1551,6 +1595,8 @@ static __always_inline int fw_filter(void *ctx, enum pkt_ctx_kind kind, struct p
 	/* Automatic blocks hold whatever the rules say; a scan counts whatever they decide. */
 	if (lv & TG_FW_LIVE_GUARD_BLOCKS) {
 		why = tg_guard_block(p, lv);
+		if (why == TG_FW_REDIRECTED)
+			goto honeypot;
 		if (why)
 			goto drop;
 	}
@@ -1616,6 +1662,14 @@ static __always_inline int fw_filter(void *ctx, enum pkt_ctx_kind kind, struct p
 		fw_stat(TG_FW_DROPPED);
 		return VERDICT_DROP;
 	}
+	if (action == TG_FW_REDIRECT) {
+		idx = gen * TG_HONEYPOT_MAX + ((rule ? rule->honeypot - 1 : 0) & (TG_HONEYPOT_MAX - 1));
+		if (!rule || !rule->honeypot || !hp_pick(bpf_map_lookup_elem(&tg_honeypot, &idx)))
+			goto redirect_failed;
+		if (sev_budget(slot, g->log_rate))
+			sev_packet(p, TG_SEV_REDIRECTED, slot, action, hook, ifindex, 0);
+		goto honeypot;
+	}
 	if ((action == TG_FW_RATE_LIMIT && rule && rule->limit) || g->standing) {
 		fw_tenants(p, hook, ifindex, &src, &dst);
 		limited = tg_rl_check(p, RL_WHICH(gen, action == TG_FW_RATE_LIMIT && rule ? rule->limit : 0, g->standing), src, dst);
@@ -1638,6 +1692,15 @@ static __always_inline int fw_filter(void *ctx, enum pkt_ctx_kind kind, struct p
 	}
 	fw_stat(TG_FW_PASSED);
 	return VERDICT_ALLOWED;
+honeypot:
+	/* Only tc can send a packet elsewhere (bpf_redirect_neigh): in XDP a redirected packet is dropped. */
+	if (kind != TG_CTX_SKB)
+		goto redirect_failed;
+	fw_stat(TG_FW_REDIRECTED);
+	return VERDICT_HONEYPOT;
+redirect_failed:
+	fw_stat(TG_FW_DROPPED);
+	return VERDICT_DROP;
 drop:
 	fw_stat(why);
 	fw_stat(TG_FW_DROPPED);
@@ -2141,6 +2204,27 @@ static __always_inline bool fw_on(void)
  * later (read_ports). tg_meter_*: interfaces metered (and filtered);
  * tg_filter_*: interfaces only filtered (security.interfaces).
  */
+/* Sends the packet to the honeypot in tg_hp_pick: TC_ACT_REDIRECT, or TC_ACT_SHOT when it cannot (never to its destination). */
+__noinline int tg_honeypot_skb(struct __sk_buff *skb, struct pkt_meta *p)
+{
+	struct bpf_redir_neigh nh = {};
+	struct tg_honeypot *hp;
+	__u32 zero = 0;
+	long r;
+
+	hp = bpf_map_lookup_elem(&tg_hp_pick, &zero);
+	if (!skb || !p || !hp || !hp->ifindex)
+		return TC_ACT_SHOT;
+	if ((hp->family == 2 && p->ip_ver == 4) || (hp->family == 10 && p->ip_ver == 6)) {
+		nh.nh_family = hp->family;
+		__builtin_memcpy(nh.ipv6_nh, hp->via_be, 16); /* the union: IPv4 in the first 4 bytes */
+		r = bpf_redirect_neigh(hp->ifindex, &nh, sizeof(nh), 0);
+	} else {
+		r = bpf_redirect_neigh(hp->ifindex, NULL, 0, 0);
+	}
+	return r == TC_ACT_REDIRECT ? TC_ACT_REDIRECT : TC_ACT_SHOT;
+}
+
 static __always_inline int tc_hook(struct __sk_buff *skb, enum tg_hook hook, bool metered)
 {
 	struct pkt_meta p;
@@ -2160,6 +2244,8 @@ static __always_inline int tc_hook(struct __sk_buff *skb, enum tg_hook hook, boo
 			return TC_ACT_REDIRECT;
 		if (v == VERDICT_RESET)
 			return tg_tcp_reset(skb, &p, hook) == VERDICT_REDIRECT ? TC_ACT_REDIRECT : TC_ACT_SHOT;
+		if (v == VERDICT_HONEYPOT)
+			return tg_honeypot_skb(skb, &p);
 	}
 	if (metered && meter(skb, TG_CTX_SKB, &p, hook, skb->ifindex) == VERDICT_DROP)
 		return TC_ACT_SHOT;

@@ -213,7 +213,8 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
     const provisionalTenants = provisionalIds(ledger.tenants(), doc.tenants.map((t) => t.name), 1);
     const dry = inNetns(() => compile(provisionalTenants, provisionalIds(ledger.classes(), declared, DEFAULT_CLASS_ID + 1)));
     enforcer.check(doc, { tenantIds: provisionalTenants, classes: dry.classes, maxClasses: datapath.maxClasses }, Date.now());
-    firewall.check(doc, provisionalTenants);
+    const ifindexHere = (name: string) => inNetns(() => ifindexIfPresent(name));
+    firewall.check(doc, provisionalTenants, ifindexHere);
     const tenantIds = ledger.ensureTenants(doc.tenants.map((t) => t.name));
     const classIds = ledger.ensureClasses(declared);
     for (const t of ledger.tenants()) {
@@ -224,9 +225,9 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
       const compiled = compile(tenantIds, classIds);
       return { plan: compiled, ...datapath.install(compiled) };
     });
-    const fw = firewall.apply(doc, tenantIds);
+    const fw = firewall.apply(doc, tenantIds, ifindexHere);
     synGuard?.apply(doc.security?.synflood);
-    guards?.apply(doc.security);
+    guards?.apply(doc.security, ifindexHere);
     live = { doc, cgroups };
     for (const c of plan.classes) {
       billable.set(c.id, c.billable);

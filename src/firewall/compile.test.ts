@@ -376,16 +376,19 @@ describe('compileFirewall', () => {
       '{ name: d, action: deny }',
       '{ name: l, action: log }',
       '{ name: rl, action: rate-limit, rateLimit: { pps: 100 } }',
-      '{ name: rd, action: redirect, redirectTo: tg-hp0 }',
+      '{ name: rd, action: redirect, redirectTo: tg-hp0, redirectVia: 198.19.2.2 }',
     ], 'defaultAction: log');
     const slots = new Map([['a', 9], ['d', 3], ['l', 1], ['rl', 1000], ['rd', 2]]);
-    const plan = compileFirewall(s, { generation: 0, tenantIds: IDS, slots });
+    const plan = compileFirewall(s, { generation: 0, tenantIds: IDS, slots, ifindexOf: (n) => (n === 'tg-hp0' ? 7 : undefined) });
     assert.equal(plan.rules.length, TG_FW_MAX_RULES);
-    assert.deepEqual(plan.rules.slice(0, 6).map((e) => [e.value.slot, e.value.action, e.value.limit]), [
-      [9, TG_FW_ALLOW, 0], [3, TG_FW_DENY, 0], [1, TG_FW_LOG, 0], [1000, TG_FW_RATE_LIMIT, 1], [2, TG_FW_REDIRECT, 0], [0, 0, 0],
+    assert.deepEqual(plan.rules.slice(0, 6).map((e) => [e.value.slot, e.value.action, e.value.limit, e.value.honeypot]), [
+      [9, TG_FW_ALLOW, 0, 0], [3, TG_FW_DENY, 0, 0], [1, TG_FW_LOG, 0, 0], [1000, TG_FW_RATE_LIMIT, 1, 0], [2, TG_FW_REDIRECT, 0, 1], [0, 0, 0, 0],
     ]);
+    assert.deepEqual(plan.honeypots[0]!.value, { ifindex: 7, family: 2, via_be: Buffer.from([198, 19, 2, 2, ...new Array(12).fill(0)]) });
+    assert.ok(plan.honeypots.slice(1).every((e) => e.value.ifindex === 0));
+    assert.throws(() => compileFirewall(s, { generation: 0, tenantIds: IDS, slots }), /security\.rules\[4\]\.redirectTo: no interface "tg-hp0" here/);
     assert.deepEqual(ACTION_CODES, { allow: TG_FW_ALLOW, deny: TG_FW_DENY, log: TG_FW_LOG, 'rate-limit': TG_FW_RATE_LIMIT, redirect: TG_FW_REDIRECT });
-    assert.ok(plan.rules.slice(5).every((e) => e.value.slot === 0 && e.value.action === 0 && e.value.limit === 0 && e.value.pad.equals(Buffer.alloc(2))));
+    assert.ok(plan.rules.slice(5).every((e) => e.value.slot === 0 && e.value.action === 0 && e.value.limit === 0 && e.value.honeypot === 0 && e.value.pad === 0));
     assert.equal(plan.gen.default_action, TG_FW_LOG);
     assert.deepEqual(plan.ruleSlots, [
       { name: 'a', action: 'allow', slot: 9 }, { name: 'd', action: 'deny', slot: 3 }, { name: 'l', action: 'log', slot: 1 },

@@ -5,11 +5,11 @@
 // AND: the first rule, in document order, that matches (docs/security.md).
 import {
   TG_FW_ALLOW, TG_FW_DENY, TG_FW_FROM, TG_FW_LOG, TG_FW_MASK_WORDS, TG_FW_MAX_PREFIXES, TG_FW_MAX_RULES, TG_FW_MAX_SLOTS,
-  TG_FW_DST, TG_FW_L7, TG_FW_MAX_TENANT_KEYS, TG_FW_ON, TG_FW_RATE_LIMIT, TG_FW_REDIRECT, TG_FW_SIDES, TG_FW_SRC, TG_FW_TENANT_KEYS, TG_FW_TO, TG_PORTS,
+  TG_FW_DST, TG_FW_L7, TG_FW_MAX_TENANT_KEYS, TG_HONEYPOT_MAX, TG_FW_ON, TG_FW_RATE_LIMIT, TG_FW_REDIRECT, TG_FW_SIDES, TG_FW_SRC, TG_FW_TENANT_KEYS, TG_FW_TO, TG_PORTS,
   TG_PROTOCOLS, TG_RL_MAX, TG_RL_MAX_STANDING, TG_RL_PER_DESTINATION, TG_RL_PER_RULE, TG_RL_PER_SOURCE, TG_RL_PER_TENANT, TG_DIR_INGRESS, TG_DIR_EGRESS,
-  type TgFwGen, type TgFwMask, type TgFwRule, type TgFwTenantKey, type TgLpmV4Key, type TgLpmV6Key, type TgRlCfg,
+  type TgFwGen, type TgFwMask, type TgFwRule, type TgFwTenantKey, type TgHoneypot, type TgLpmV4Key, type TgLpmV6Key, type TgRlCfg,
 } from '../kernel/abi.gen.js';
-import { networkOf, parseCidr, type Cidr, type Family } from '../policy/cidr.js';
+import { networkOf, parseAddress, parseCidr, type Cidr, type Family } from '../policy/cidr.js';
 import { lpmKey, type MapEntry } from '../policy/compile-metering.js';
 import { PORT_PROTOCOLS, type SecuritySection } from '../policy/schema.js';
 import { compileL7, L7CompileError, type L7Plan } from './l7.js';
@@ -48,6 +48,8 @@ export interface FirewallPlan {
   limitSlots: Array<{ name: string; slot: number }>;
   /** L7 signatures (src/firewall/l7.ts), when the policy has some. */
   l7?: L7Plan;
+  /** Every redirect target of the generation (unused ones zero), index generation * TG_HONEYPOT_MAX + i. */
+  honeypots: MapEntry<number, TgHoneypot>[];
 }
 
 export type RateLimit = NonNullable<FirewallRule['rateLimit']>;
@@ -94,7 +96,21 @@ export interface FirewallContext {
   tenantIds: ReadonlyMap<string, number>;
   /** Rule name -> hit-counter slot (1..TG_FW_MAX_SLOTS-1); see assignSlots. */
   slots: ReadonlyMap<string, number>;
+  /** An interface's index where the datapath runs (redirect targets); undefined when there is none. */
+  ifindexOf?: (name: string) => number | undefined;
 }
+
+/** A honeypot target as the datapath has it: the interface, and the neighbour to send to (family 0: the packet's own destination). */
+export function honeypotOf(ifname: string, via: string | undefined, ifindexOf: ((name: string) => number | undefined) | undefined, field: string): TgHoneypot {
+  const ifindex = ifindexOf?.(ifname);
+  if (ifindex === undefined) throw new FirewallCompileError([`${field}: no interface "${ifname}" here`]);
+  const a = via === undefined ? undefined : parseAddress(via);
+  const via_be = Buffer.alloc(16);
+  a?.addr.copy(via_be);
+  return { ifindex, family: a ? (a.family === 4 ? AF_INET : AF_INET6) : 0, via_be };
+}
+const AF_INET = 2;
+const AF_INET6 = 10;
 
 export class FirewallCompileError extends Error {
   constructor(readonly problems: readonly string[]) {
@@ -295,11 +311,32 @@ export function compileFirewall(security: SecuritySection, ctx: FirewallContext)
   const portMask = maskMemo();
   const ports = [...portBits].sort(([a], [b]) => a - b).map(([p, bits]) => ({ key: generation * TG_PORTS + p, value: portMask(bits) }));
 
+  // Redirect targets: one entry per distinct (interface, neighbour).
+  const targets = new Map<string, number>(); // key -> 1 + index
+  const honeypots: TgHoneypot[] = [];
+  const honeypotAt = new Map<string, number>(); // rule name -> 1 + index
+  rules.forEach((r, i) => {
+    if (r.action !== 'redirect' || !r.redirectTo) return;
+    const key = `${r.redirectTo} ${r.redirectVia ?? ''}`;
+    let at = targets.get(key);
+    if (at === undefined) {
+      if (honeypots.length >= TG_HONEYPOT_MAX) throw new FirewallCompileError([`security.rules[${i}].redirectTo: more than ${TG_HONEYPOT_MAX} redirect targets`]);
+      honeypots.push(honeypotOf(r.redirectTo, r.redirectVia, ctx.ifindexOf, `security.rules[${i}].redirectTo`));
+      targets.set(key, (at = honeypots.length));
+    }
+    honeypotAt.set(r.name, at);
+  });
+  const none: TgHoneypot = { ifindex: 0, family: 0, via_be: Buffer.alloc(16) };
+  const honeypotEntries = Array.from({ length: TG_HONEYPOT_MAX }, (_, i) => ({ key: generation * TG_HONEYPOT_MAX + i, value: honeypots[i] ?? none }));
+
   const ruleEntries = Array.from({ length: TG_FW_MAX_RULES }, (_, bit) => {
     const r = rules[bit];
     return {
       key: generation * TG_FW_MAX_RULES + bit,
-      value: { slot: r ? ctx.slots.get(r.name)! : 0, action: r ? ACTION_CODES[r.action] : 0, limit: r ? limitAt.get(r.name) ?? 0 : 0, pad: Buffer.alloc(2) },
+      value: {
+        slot: r ? ctx.slots.get(r.name)! : 0, action: r ? ACTION_CODES[r.action] : 0, limit: r ? limitAt.get(r.name) ?? 0 : 0,
+        honeypot: r ? honeypotAt.get(r.name) ?? 0 : 0, pad: 0,
+      },
     };
   });
 
@@ -328,6 +365,7 @@ export function compileFirewall(security: SecuritySection, ctx: FirewallContext)
     limits,
     limitSlots: standing.map((l) => ({ name: l.name, slot: ctx.slots.get(limitSlotName(l.name))! })),
     l7,
+    honeypots: honeypotEntries,
   };
 }
 

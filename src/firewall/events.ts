@@ -1,7 +1,7 @@
 // Turns the datapath's event records (struct tg_sev) into security events:
 // addresses and protocol spelled out, ids replaced by the names the agent
 // knows them by (docs/events.md).
-import { TgSev, TG_HOOK_EGRESS, TG_SEV_FW_LOG, TG_SEV_L7_MATCH, TG_SEV_RATE_LIMITED } from '../kernel/abi.gen.js';
+import { TgSev, TG_HOOK_EGRESS, TG_SEV_FW_LOG, TG_SEV_L7_MATCH, TG_SEV_RATE_LIMITED, TG_SEV_REDIRECTED } from '../kernel/abi.gen.js';
 import { formatAddress } from '../policy/cidr.js';
 import { PORT_PROTOCOLS, PROTOCOLS } from '../policy/schema.js';
 import type { NewEvent } from '../events/event.js';
@@ -17,7 +17,7 @@ export interface EventNames {
 
 const protocolNames = new Map<number, string>(Object.entries(PROTOCOLS).map(([name, n]) => [n, name]));
 const actionNames = new Map<number, string>(Object.entries(ACTION_CODES).map(([name, n]) => [n, name]));
-const TYPES = new Map<number, string>([[TG_SEV_FW_LOG, 'firewall.log'], [TG_SEV_RATE_LIMITED, 'firewall.rate_limited'], [TG_SEV_L7_MATCH, 'l7.match']]);
+const TYPES = new Map<number, string>([[TG_SEV_FW_LOG, 'firewall.log'], [TG_SEV_RATE_LIMITED, 'firewall.rate_limited'], [TG_SEV_L7_MATCH, 'l7.match'], [TG_SEV_REDIRECTED, 'firewall.redirect']]);
 const SPORT_AT = 64;
 const DPORT_AT = 66;
 

@@ -4,7 +4,7 @@
 // makes the rules live in the datapath with a generation switch.
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { Policy, SecuritySection } from '../policy/index.js';
-import { assignSlots, compileFirewall, DEFAULT_SLOT, limitSlotName, slotNames, type FirewallAction } from './compile.js';
+import { assignSlots, compileFirewall, DEFAULT_SLOT, honeypotOf, limitSlotName, slotNames, type FirewallAction } from './compile.js';
 import type { FirewallMaps } from './maps.js';
 
 interface SlotFile {
@@ -51,9 +51,6 @@ export interface FirewallStatus {
 export function unenforcedSecurity(security: SecuritySection | undefined): string[] {
   if (!security) return [];
   const out: string[] = [];
-  security.rules.forEach((r, i) => {
-    if (r.action === 'redirect') out.push(`security.rules[${i}] ("${r.name}"): action ${r.action} only counts its packets and lets them through`);
-  });
   if (security.ddos?.mitigation === 'rate-limit') out.push('security.ddos.mitigation: rate-limit only reports floods (use block-source to block them)');
   return out;
 }
@@ -119,10 +116,12 @@ export class Firewall {
   }
 
   /** Compiles the security section without touching the datapath: throws what apply would. */
-  check(doc: Policy, tenantIds: ReadonlyMap<string, number>): void {
+  check(doc: Policy, tenantIds: ReadonlyMap<string, number>, ifindexOf?: (name: string) => number | undefined): void {
     if (!doc.security || this.#identity(doc.security, tenantIds) === this.#applied) return;
     const { slots } = assignSlots(this.#slots, slotNames(doc.security));
-    compileFirewall(doc.security, { generation: this.#maps.idleGeneration(), tenantIds, slots });
+    compileFirewall(doc.security, { generation: this.#maps.idleGeneration(), tenantIds, slots, ifindexOf });
+    const scan = doc.security.portscan;
+    if (scan?.enabled && scan.action === 'redirect') honeypotOf(scan.redirectTo!, scan.redirectVia, ifindexOf, 'security.portscan.redirectTo');
   }
 
   /**
@@ -130,7 +129,7 @@ export class Firewall {
    * it live; without one the firewall is switched off. Throws (changing
    * nothing) when the rules do not compile.
    */
-  apply(doc: Policy, tenantIds: ReadonlyMap<string, number>): { generation: 0 | 1; rules: number } {
+  apply(doc: Policy, tenantIds: ReadonlyMap<string, number>, ifindexOf?: (name: string) => number | undefined): { generation: 0 | 1; rules: number } {
     const security = doc.security;
     if (!security) {
       if (this.#applied !== OFF) {
@@ -145,7 +144,7 @@ export class Firewall {
     const identity = this.#identity(security, tenantIds);
     if (identity === this.#applied) return { generation: this.#maps.liveGeneration(), rules: security.rules.length };
     const { slots, fresh } = assignSlots(this.#slots, slotNames(security));
-    const plan = compileFirewall(security, { generation: this.#maps.idleGeneration(), tenantIds, slots });
+    const plan = compileFirewall(security, { generation: this.#maps.idleGeneration(), tenantIds, slots, ifindexOf });
     this.#save(slots);
     this.#maps.apply(plan, fresh);
     this.#maps.collect(); // the new rules are live: the old ones can go

@@ -12,11 +12,12 @@
 // Start, end and detection are security events. Blocks carry their expiry
 // into the datapath, which honours it without the agent.
 import { type BpfMap, TypedMap, u32 } from '../kernel/index.js';
-import { TgAddrKey, TgBlock, TgTraffic, TG_FW_LIVE_BLOCK_REFL, TG_FW_LIVE_BLOCK_SRC, TG_FW_LIVE_DDOS, TG_FW_LIVE_SCAN } from '../kernel/abi.gen.js';
+import { TgAddrKey, TgBlock, TgTraffic, type TgHoneypot, TG_FW_LIVE_BLOCK_REFL, TG_FW_LIVE_BLOCK_SRC, TG_FW_LIVE_DDOS, TG_FW_LIVE_SCAN } from '../kernel/abi.gen.js';
 import { formatAddress } from '../policy/cidr.js';
 import type { SecuritySection } from '../policy/index.js';
 import type { NewEvent } from '../events/event.js';
 import type { FirewallMaps } from './maps.js';
+import { honeypotOf } from './compile.js';
 
 export type DdosSection = NonNullable<SecuritySection['ddos']>;
 export type PortscanSection = NonNullable<SecuritySection['portscan']>;
@@ -28,6 +29,7 @@ export const HEAVY_SHARE = 0.1;
 /** Sources blocked at most per flood. */
 export const MAX_BLOCKED_PER_FLOOD = 1024;
 
+const NO_REDIRECT = { idle_ns: 0n, to: { ifindex: 0, family: 0, via_be: Buffer.alloc(16) } };
 const text = (k: Addr): string => formatAddress(k.ip_ver === 4 ? 4 : 6, k.addr_be.subarray(0, k.ip_ver === 4 ? 4 : 16));
 const id = (k: Addr): string => `${k.ip_ver}:${k.addr_be.toString('hex')}`;
 
@@ -79,6 +81,8 @@ export class Guards {
   /** Scanners flagged, by source id: when, so one scan is one event per window. */
   readonly #flagged = new Map<string, number>();
   #ports = '';
+  /** Where portscan.action redirect sends scanners. */
+  #scanTarget: TgHoneypot | undefined;
   #timer: NodeJS.Timeout | undefined;
 
   constructor(fw: FirewallMaps, maps: { reflPort: BpfMap; dst: BpfMap; src: BpfMap; blockSrc: BpfMap; blockRefl: BpfMap }, opts: GuardsOptions) {
@@ -95,10 +99,17 @@ export class Guards {
     return this.#opts.monoNs?.() ?? process.hrtime.bigint();
   }
 
-  /** Makes the policy's ddos and portscan sections live (counting on or off); blocks already made stay until they expire. */
-  apply(security: SecuritySection | undefined): void {
+  /**
+   * Makes the policy's ddos and portscan sections live (counting on or off);
+   * blocks already made stay until they expire. ifindexOf resolves
+   * portscan.redirectTo; a missing interface throws before anything changes.
+   */
+  apply(security: SecuritySection | undefined, ifindexOf?: (name: string) => number | undefined): void {
+    const scan = security?.portscan?.enabled ? security.portscan : undefined;
+    const target = scan?.action === 'redirect' ? honeypotOf(scan.redirectTo!, scan.redirectVia, ifindexOf, 'security.portscan.redirectTo') : undefined;
+    this.#scanTarget = target;
     this.#ddos = security?.ddos?.enabled ? security.ddos : undefined;
-    this.#scan = security?.portscan?.enabled ? security.portscan : undefined;
+    this.#scan = scan;
     const ports = JSON.stringify(this.#ddos?.reflectionPorts ?? []);
     if (ports !== this.#ports) {
       const wanted = new Set(this.#ddos?.reflectionPorts ?? []);
@@ -246,7 +257,7 @@ export class Guards {
   #renew(f: Flood, now: number): void {
     const expires = this.#mono() + BigInt(this.#ddos?.holdFor ?? 60_000) * 1_000_000n;
     const map = f.kind === 'amplification' ? this.#blockRefl : this.#blockSrc;
-    for (const k of f.kind === 'amplification' ? [f.key] : f.sources) map.set(k, { expires_ns: expires, packets: map.get(k)?.packets ?? 0n });
+    for (const k of f.kind === 'amplification' ? [f.key] : f.sources) map.set(k, { ...NO_REDIRECT, expires_ns: expires, packets: map.get(k)?.packets ?? 0n });
     f.renewedAt = now;
     this.#setFlags();
   }
@@ -277,13 +288,17 @@ export class Guards {
       if (last !== undefined && now - last < s.window) continue;
       this.#flagged.set(k, now);
       const address = text(t.key);
-      if (s.action === 'block') {
-        this.#blockSrc.set(t.key, { expires_ns: this.#mono() + BigInt(s.blockFor) * 1_000_000n, packets: 0n });
-        this.#setFlags();
-      }
+      const ttl = BigInt(s.blockFor) * 1_000_000n;
+      if (s.action === 'block') this.#blockSrc.set(t.key, { ...NO_REDIRECT, expires_ns: this.#mono() + ttl, packets: 0n });
+      // A redirected source stays redirected while it keeps sending (idle_ns): none of its flows is cut over to the real service.
+      if (s.action === 'redirect' && this.#scanTarget) this.#blockSrc.set(t.key, { expires_ns: this.#mono() + ttl, packets: 0n, idle_ns: ttl, to: this.#scanTarget });
+      if (s.action !== 'log') this.#setFlags();
       this.#opts.record([{
         at: now, type: 'portscan.detected', tenant: this.#opts.tenantOf(address), flow: null, rule: null, action: s.action,
-        detail: { source: address, ports: pairs, windowSeconds: s.window / 1000, threshold: s.threshold, blockedForSeconds: s.action === 'block' ? s.blockFor / 1000 : null },
+        detail: {
+          source: address, ports: pairs, windowSeconds: s.window / 1000, threshold: s.threshold,
+          blockedForSeconds: s.action === 'block' ? s.blockFor / 1000 : null, redirectedTo: s.action === 'redirect' ? s.redirectTo ?? null : null,
+        },
       }]);
     }
     for (const [k, at] of this.#flagged) if (now - at > s.window * 2) this.#flagged.delete(k);

@@ -6,7 +6,7 @@
 // benchmarks and the BPF_PROG_TEST_RUN tables.
 import { type BpfMap, type BpfObject, TypedMap, u32, u64 } from '../kernel/index.js';
 import {
-  TgCounter, TgFwGen, TgFwMask, TgFwRule, TgFwStat, TgFwTenantKey, TgLpmV4Key, TgL7Sig, TgLpmV6Key, TgRlBucket, TgRlCfg, TG_FW_LIVE_GEN, TG_L7_MAX_STATES, TG_FW_LIVE_ON, TG_FW_STAT_MAX, TG_PORTS,
+  TgCounter, TgFwGen, TgHoneypot, TgFwMask, TgFwRule, TgFwStat, TgFwTenantKey, TgLpmV4Key, TgL7Sig, TgLpmV6Key, TgRlBucket, TgRlCfg, TG_FW_LIVE_GEN, TG_L7_MAX_STATES, TG_FW_LIVE_ON, TG_FW_STAT_MAX, TG_PORTS,
 } from '../kernel/abi.gen.js';
 import { nonZeroCounters } from '../metering/counters.js';
 import { TG_FW_LIVE_BLOCK_REFL, TG_FW_LIVE_BLOCK_SRC, TG_FW_LIVE_DDOS, TG_FW_LIVE_SCAN } from '../kernel/abi.gen.js';
@@ -38,6 +38,7 @@ export class FirewallMaps {
   readonly #limits: TypedMap<number, Decoded<typeof TgRlCfg>>;
   readonly #drops: TypedMap<number, Decoded<typeof TgCounter>>;
   readonly #buckets: BpfMap;
+  readonly #honeypots: TypedMap<number, Decoded<typeof TgHoneypot>>;
   readonly #l7: { port: BpfMap; dfa: BpfMap; sig: TypedMap<number, Decoded<typeof TgL7Sig>> };
   readonly #hitsId: string;
   /** Per generation, the port slots holding a non-zero mask; undefined until this process cleared the generation once. */
@@ -64,6 +65,7 @@ export class FirewallMaps {
     this.#limits = new TypedMap(obj.map('tg_rl_cfg'), u32, TgRlCfg);
     this.#drops = new TypedMap(obj.map('tg_rl_drops'), u32, TgCounter);
     this.#buckets = obj.map('tg_rl_state');
+    this.#honeypots = new TypedMap(obj.map('tg_honeypot'), u32, TgHoneypot);
     this.#l7 = { port: obj.map('tg_l7_port'), dfa: obj.map('tg_l7_dfa'), sig: new TypedMap(obj.map('tg_l7_sig'), u32, TgL7Sig) };
   }
 
@@ -124,6 +126,7 @@ export class FirewallMaps {
     this.#writePorts(plan);
     this.#rules.setMany(plan.rules.map((e) => [e.key, e.value]));
     this.#limits.setMany(plan.limits.map((e) => [e.key, e.value]));
+    this.#honeypots.setMany(plan.honeypots.map((e) => [e.key, e.value]));
     if (plan.l7) this.#writeL7(plan.generation, plan.l7);
     this.#gen.set(plan.generation, plan.gen);
   }

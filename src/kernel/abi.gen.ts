@@ -138,7 +138,8 @@ export const TgFwStat = {
   TG_FW_BLOCKED_SOURCE: 14,
   TG_FW_BLOCKED_REFLECTION: 15,
   TG_FW_L7_DENIED: 16,
-  TG_FW_STAT_MAX: 17,
+  TG_FW_REDIRECTED: 17,
+  TG_FW_STAT_MAX: 18,
 } as const;
 export type TgFwStat = (typeof TgFwStat)[keyof typeof TgFwStat];
 export const TG_FW_PASSED = TgFwStat.TG_FW_PASSED;
@@ -158,6 +159,7 @@ export const TG_FW_RL_NO_BUCKET = TgFwStat.TG_FW_RL_NO_BUCKET;
 export const TG_FW_BLOCKED_SOURCE = TgFwStat.TG_FW_BLOCKED_SOURCE;
 export const TG_FW_BLOCKED_REFLECTION = TgFwStat.TG_FW_BLOCKED_REFLECTION;
 export const TG_FW_L7_DENIED = TgFwStat.TG_FW_L7_DENIED;
+export const TG_FW_REDIRECTED = TgFwStat.TG_FW_REDIRECTED;
 export const TG_FW_STAT_MAX = TgFwStat.TG_FW_STAT_MAX;
 
 /** enum tg_guard_limits */
@@ -172,6 +174,13 @@ export const TG_GUARD_MAX_DSTS = TgGuardLimits.TG_GUARD_MAX_DSTS;
 export const TG_GUARD_MAX_SRCS = TgGuardLimits.TG_GUARD_MAX_SRCS;
 export const TG_GUARD_MAX_PAIRS = TgGuardLimits.TG_GUARD_MAX_PAIRS;
 export const TG_GUARD_MAX_BLOCKS = TgGuardLimits.TG_GUARD_MAX_BLOCKS;
+
+/** enum tg_honeypot_limits */
+export const TgHoneypotLimits = {
+  TG_HONEYPOT_MAX: 16,
+} as const;
+export type TgHoneypotLimits = (typeof TgHoneypotLimits)[keyof typeof TgHoneypotLimits];
+export const TG_HONEYPOT_MAX = TgHoneypotLimits.TG_HONEYPOT_MAX;
 
 /** enum tg_hook */
 export const TgHook = {
@@ -369,11 +378,13 @@ export const TgSevType = {
   TG_SEV_FW_LOG: 1,
   TG_SEV_RATE_LIMITED: 2,
   TG_SEV_L7_MATCH: 3,
+  TG_SEV_REDIRECTED: 4,
 } as const;
 export type TgSevType = (typeof TgSevType)[keyof typeof TgSevType];
 export const TG_SEV_FW_LOG = TgSevType.TG_SEV_FW_LOG;
 export const TG_SEV_RATE_LIMITED = TgSevType.TG_SEV_RATE_LIMITED;
 export const TG_SEV_L7_MATCH = TgSevType.TG_SEV_L7_MATCH;
+export const TG_SEV_REDIRECTED = TgSevType.TG_SEV_REDIRECTED;
 
 /** enum tg_syn_action */
 export const TgSynAction = {
@@ -414,16 +425,37 @@ export const TgAddrKey = struct<TgAddrKey>(20, [
   ['addr_be', 4, bytes(16)],
 ]);
 
-/** struct tg_block: 16 bytes */
+/** struct tg_honeypot: 24 bytes */
+export interface TgHoneypot {
+  /** __u32 at offset 0 */
+  ifindex: number;
+  /** __u32 at offset 4 */
+  family: number;
+  /** __u8[16] at offset 8 */
+  via_be: Buffer;
+}
+export const TgHoneypot = struct<TgHoneypot>(24, [
+  ['ifindex', 0, u32],
+  ['family', 4, u32],
+  ['via_be', 8, bytes(16)],
+]);
+
+/** struct tg_block: 48 bytes */
 export interface TgBlock {
   /** __u64 at offset 0 */
   expires_ns: bigint;
   /** __u64 at offset 8 */
   packets: bigint;
+  /** __u64 at offset 16 */
+  idle_ns: bigint;
+  /** struct tg_honeypot at offset 24 */
+  to: TgHoneypot;
 }
-export const TgBlock = struct<TgBlock>(16, [
+export const TgBlock = struct<TgBlock>(48, [
   ['expires_ns', 0, u64],
   ['packets', 8, u64],
+  ['idle_ns', 16, u64],
+  ['to', 24, TgHoneypot],
 ]);
 
 /** struct tg_cgroup_key: 16 bytes */
@@ -650,14 +682,17 @@ export interface TgFwRule {
   action: number;
   /** __u8 at offset 5 */
   limit: number;
-  /** __u8[2] at offset 6 */
-  pad: Buffer;
+  /** __u8 at offset 6 */
+  honeypot: number;
+  /** __u8 at offset 7 */
+  pad: number;
 }
 export const TgFwRule = struct<TgFwRule>(8, [
   ['slot', 0, u32],
   ['action', 4, u8],
   ['limit', 5, u8],
-  ['pad', 6, bytes(2)],
+  ['honeypot', 6, u8],
+  ['pad', 7, u8],
 ]);
 
 /** struct tg_fw_tenant_key: 8 bytes */

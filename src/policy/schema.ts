@@ -8,7 +8,7 @@
 // amounts as canonical decimal strings, protocols as IANA numbers, ports as
 // { from, to }.
 import { z } from 'zod';
-import { normalizeCidr } from './cidr.js';
+import { normalizeCidr, parseAddress } from './cidr.js';
 import { cgroupGlobProblem } from './cgroup-match.js';
 import { parseDecimal, parseDuration, parseRate, parseSize, UnitError } from './units.js';
 import { isKnownCurrency } from '../billing/currencies.js';
@@ -388,6 +388,11 @@ const isolationSchema = z.strictObject({
 
 // ---- security -------------------------------------------------------------
 
+/** One IPv4 or IPv6 host address, kept in its canonical text. */
+const hostAddress = z.string().check((ctx) => {
+  if (!parseAddress(ctx.value)) ctx.issues.push({ code: 'custom', input: ctx.value, message: `expected an IPv4 or IPv6 address such as 198.18.0.1, got ${JSON.stringify(ctx.value)}` });
+});
+
 const limitShape = {
   pps: z.int().min(1).max(1_000_000_000).optional(),
   bps: rate.optional(),
@@ -421,6 +426,8 @@ const ruleSchema = z
     rateLimit: limitSchema.optional(),
     /** Interface that receives redirected packets (a honeypot). */
     redirectTo: ifname.optional(),
+    /** The honeypot's address on that interface (its MAC comes from the host's neighbour table); without it, the packet's own destination is resolved on that interface. */
+    redirectVia: hostAddress.optional(),
   })
   .superRefine(portsNeedPortProtocol)
   .superRefine((r, ctx) => {
@@ -428,6 +435,7 @@ const ruleSchema = z
     if (r.action !== 'rate-limit' && r.rateLimit) ctx.addIssue({ code: 'custom', path: ['rateLimit'], message: 'only applies when action is rate-limit' });
     if (r.action === 'redirect' && !r.redirectTo) ctx.addIssue({ code: 'custom', path: ['redirectTo'], message: 'required when action is redirect' });
     if (r.action !== 'redirect' && r.redirectTo) ctx.addIssue({ code: 'custom', path: ['redirectTo'], message: 'only applies when action is redirect' });
+    if (r.action !== 'redirect' && r.redirectVia) ctx.addIssue({ code: 'custom', path: ['redirectVia'], message: 'only applies when action is redirect' });
   });
 
 /** Built-in L7 signature sets (their patterns: src/firewall/l7.ts). */
@@ -500,9 +508,16 @@ const securitySchema = z.strictObject({
       /** Distinct (destination, protocol, port) one source may send TCP SYNs or UDP to within window. */
       threshold: z.int().min(2).max(1_000_000).default(100),
       window: duration.refine((ms) => ms >= 1000 && ms <= 3_600_000, { message: 'must be from 1s to 1h' }).default(10_000),
-      /** log: an event; block: an event and the source is dropped for blockFor. */
-      action: z.enum(['log', 'block']).default('log'),
+      /** log: an event; block: an event and the source is dropped for blockFor; redirect: its traffic goes to the honeypot instead. */
+      action: z.enum(['log', 'block', 'redirect']).default('log'),
+      /** block: how long; redirect: how long after the source's last packet (a flow in progress is never cut over). */
       blockFor: duration.refine((ms) => ms >= 1000 && ms <= 86_400_000, { message: 'must be from 1s to 24h' }).default(600_000),
+      redirectTo: ifname.optional(),
+      redirectVia: hostAddress.optional(),
+    })
+    .superRefine((s, ctx) => {
+      if (s.action === 'redirect' && !s.redirectTo) ctx.addIssue({ code: 'custom', path: ['redirectTo'], message: 'required when action is redirect' });
+      if (s.action !== 'redirect' && (s.redirectTo || s.redirectVia)) ctx.addIssue({ code: 'custom', path: [s.redirectTo ? 'redirectTo' : 'redirectVia'], message: 'only applies when action is redirect' });
     })
     .optional(),
   l7: z
