@@ -59,3 +59,22 @@ export abstract class PeriodicTask<R> {
     if (this.#running) await this.#running.catch(() => undefined);
   }
 }
+
+/**
+ * Synchronous work now and every ms (the SYN-flood and flood/scan polls): an
+ * exception goes to onError and the next round runs anyway. The timer does
+ * not keep the process alive. Returns what stops it.
+ */
+export function pollEvery(ms: number, fn: () => void, onError?: (err: Error) => void): () => void {
+  const round = () => {
+    try {
+      fn();
+    } catch (err) {
+      onError?.(err as Error);
+    }
+  };
+  round();
+  const timer = setInterval(round, ms);
+  timer.unref();
+  return () => clearInterval(timer);
+}

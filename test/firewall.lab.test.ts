@@ -15,7 +15,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { examplePolicyYaml, findNode, httpBytes, ping, tenantNodes, trafgenBurst, udpBurst, type EndpointNode, type Topology } from '../lab/index.js';
-import { fetchAgentText } from '../src/api/client.js';
+import { AgentError, callAgent, fetchAgentText } from '../src/api/client.js';
 import { cliEntry, runCli, startLabAgent, type AgentProcess, type LabAgent } from './helpers/agent.js';
 import { packageRoot } from '../src/paths.js';
 import type { SecurityEvent } from '../src/events/event.js';
@@ -180,6 +180,25 @@ describe('firewall in the lab', { concurrency: false }, () => {
     const metrics = await fetchAgentText(agent.socket, '/metrics');
     assert.match(metrics, /^tollgate_security_rule_packets_total\{rule="block-attacker",action="deny"\} \d+/m);
     assert.match(metrics, /^tollgate_security_packets_total\{what="dropped"\} \d+/m);
+  });
+
+  test('rules through the API replace the policy\'s at once, survive a reload, and go away with DELETE; a bad body changes nothing', async () => {
+    const put = (body: unknown) => callAgent<{ generation: number; rules: number; ms: number }>(agent.socket, 'PUT', '/v1/security/rules', 30_000, body);
+    await assert.rejects(put({ rules: [{ name: 'x', action: 'deny', src: ['198.18.0.0/33'] }] }),
+      (err: unknown) => err instanceof AgentError && err.status === 400 && err.field === 'rules.0.src.0');
+    await assert.rejects(put({ rules: [{ name: 'x', action: 'deny', tenant: 'nobody' }] }), (err: unknown) => err instanceof AgentError && err.status === 400 && /no tenant "nobody"/.test(err.message));
+    assert.equal((await agent.call<{ rulesFrom: string }>('GET', '/v1/security/rules')).rulesFrom, 'policy', 'refused bodies changed nothing');
+    const r = await put({ defaultAction: 'allow', rules: [{ name: 'api-block', action: 'deny', direction: 'both', src: [`${internet.ipv4}/32`] }] });
+    assert.equal(r.rules, 1);
+    assert.ok(r.ms < 1000, `applied in ${r.ms} ms`);
+    const now = await rules();
+    assert.deepEqual(now.rules.map((x) => x.name), ['api-block', '(default)']);
+    await assert.rejects(httpBytes(internet, t1, 10, { timeoutMs: 2000 }), 'the API rule holds');
+    await agent.call('POST', '/v1/reload');
+    await assert.rejects(httpBytes(internet, t1, 10, { timeoutMs: 2000 }), 'and survives a reload');
+    await callAgent(agent.socket, 'DELETE', '/v1/security/rules');
+    assert.equal((await agent.call<{ rulesFrom: string }>('GET', '/v1/security/rules')).rulesFrom, 'policy');
+    assert.equal((await httpBytes(internet, t1, 10)).status, 200, 'back to the policy\'s rules');
   });
 
   test('a reload changes the rules in place; without a security section the firewall is off', async () => {

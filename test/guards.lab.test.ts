@@ -9,8 +9,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { examplePolicyYaml, findNode, ping, runInNetns, tenantNodes, udpBurst, type EndpointNode, type Topology } from '../lab/index.js';
-import type { SecurityEvent } from '../src/events/event.js';
-import { startLabAgent, type AgentProcess, type LabAgent } from './helpers/agent.js';
+import { startLabAgent, waitForEvents, type AgentProcess, type LabAgent } from './helpers/agent.js';
 
 const prefix = `tgd${Math.random().toString(36).slice(2, 5)}`;
 
@@ -21,16 +20,7 @@ describe('floods and scans in the lab', { concurrency: false }, () => {
   let t1: EndpointNode;
   let internet: EndpointNode;
   let attacker: EndpointNode;
-  const events = async (type: string) => (await agent.call<{ events: SecurityEvent[] }>('GET', `/v1/security/events?type=${type}&limit=100`)).events;
-  const waitFor = async (type: string, n: number, ms: number) => {
-    const deadline = Date.now() + ms;
-    let e = await events(type);
-    while (e.length < n && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 200));
-      e = await events(type);
-    }
-    return e;
-  };
+  const waitFor = (type: string, n: number, ms: number) => waitForEvents(agent, type, n, ms);
 
   before(async () => {
     lab = await startLabAgent({

@@ -9,8 +9,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { examplePolicyYaml, findNode, httpFromNetns, runInNetns, tenantNodes, type EndpointNode, type Topology } from '../lab/index.js';
-import type { SecurityEvent } from '../src/events/event.js';
-import { startLabAgent, type AgentProcess, type LabAgent } from './helpers/agent.js';
+import { startLabAgent, waitForEvents, type AgentProcess, type LabAgent } from './helpers/agent.js';
 
 const prefix = `tgh${Math.random().toString(36).slice(2, 5)}`;
 
@@ -24,7 +23,6 @@ describe('honeypot redirect in the lab', { concurrency: false }, () => {
   let honeypot: EndpointNode;
   const health = async (from: EndpointNode) => JSON.parse((await httpFromNetns(from.netns, `http://${t1!.ipv4}:${topo.servicePort}/health`, { keepBody: true, timeoutMs: 5000 })).body) as { name: string };
   const served = async () => (JSON.parse((await httpFromNetns(topo.nodes.find((n) => n.role === 'internet')!.netns!, `http://${t1!.ipv4}:${topo.servicePort}/stats`, { keepBody: true })).body) as { requests: number }).requests;
-  const events = async (type: string) => (await agent.call<{ events: SecurityEvent[] }>('GET', `/v1/security/events?type=${type}&limit=100`)).events;
 
   before(async () => {
     lab = await startLabAgent({
@@ -59,23 +57,15 @@ describe('honeypot redirect in the lab', { concurrency: false }, () => {
     const trap = rules.rules.find((r) => r.name === 'trap')!.packets;
     assert.ok(trap >= 5 * 3, `the rule decided every packet of the sessions (${trap})`);
     assert.ok(rules.stats.redirected >= trap, `redirected ${rules.stats.redirected}`);
-    let e = await events('firewall.redirect');
-    for (let i = 0; i < 20 && e.length === 0; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      e = await events('firewall.redirect');
-    }
-    assert.ok(e.length >= 1, `firewall.redirect events: ${JSON.stringify(await agent.call('GET', '/v1/security/events?limit=5'))}`);
+    const e = await waitForEvents(agent, 'firewall.redirect', 1, 2000);
+    assert.ok(e.length >= 1, 'firewall.redirect events');
     assert.equal(e[0]!.rule, 'trap');
     assert.equal(e[0]!.flow?.dst, t1!.ipv4);
   });
 
   test('a scanner flagged for redirect goes to the honeypot while it keeps sending, then back to the real service', async () => {
     await runInNetns(internet.netns, 'hping3', ['-S', '-p', '++2000', '-c', '60', '-i', 'u2000', t1!.ipv4], { timeoutMs: 30_000, allowFail: true });
-    let scan: SecurityEvent | undefined;
-    for (let i = 0; i < 20 && !scan; i++) {
-      await new Promise((r) => setTimeout(r, 200));
-      [scan] = await events('portscan.detected');
-    }
+    const [scan] = await waitForEvents(agent, 'portscan.detected', 1, 4000);
     assert.ok(scan, 'portscan.detected');
     assert.equal(scan.detail.source, internet.ipv4);
     assert.equal(scan.action, 'redirect');

@@ -5,8 +5,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { examplePolicyYaml, findNode, httpRequests, tenantNodes, type EndpointNode, type Topology } from '../lab/index.js';
-import type { SecurityEvent } from '../src/events/event.js';
-import { startLabAgent, type AgentProcess, type LabAgent } from './helpers/agent.js';
+import { startLabAgent, waitForEvents, type AgentProcess, type LabAgent } from './helpers/agent.js';
 
 const prefix = `tgl${Math.random().toString(36).slice(2, 5)}`;
 
@@ -16,7 +15,6 @@ describe('L7 signatures in the lab', { concurrency: false }, () => {
   let topo: Topology;
   let t1: EndpointNode;
   let internet: EndpointNode;
-  const matches = async () => (await agent.call<{ events: SecurityEvent[] }>('GET', '/v1/security/events?type=l7.match&limit=100')).events;
 
   before(async () => {
     lab = await startLabAgent({
@@ -44,11 +42,7 @@ describe('L7 signatures in the lab', { concurrency: false }, () => {
     assert.deepEqual(Object.keys(attack.errors), ['read ECONNRESET'], `refused by a reset, not a timeout: ${JSON.stringify(attack.errors)}`);
     const logged = await httpRequests(internet, t1!, 3, { port: topo.servicePort, path: '/health?file=../../etc/hosts' });
     assert.equal(logged.ok, 3, 'log signatures let the request through');
-    let events: SecurityEvent[] = [];
-    for (let i = 0; i < 20 && events.length < 8; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      events = await matches();
-    }
+    const events = await waitForEvents(agent, 'l7.match', 8, 2000);
     assert.deepEqual(events.map((e) => `${e.rule}/${e.action}`).sort(), [...new Array(5).fill('sqli/deny'), ...new Array(3).fill('traversal/log')].sort());
     const e = events.find((x) => x.rule === 'sqli')!;
     assert.equal(e.tenant, t1!.name);

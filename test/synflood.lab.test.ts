@@ -7,8 +7,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { examplePolicyYaml, findNode, httpRequests, spawnInNetns, tenantNodes, waitExit, type EndpointNode, type Topology } from '../lab/index.js';
-import type { SecurityEvent } from '../src/events/event.js';
-import { startLabAgent, type AgentProcess, type LabAgent } from './helpers/agent.js';
+import { securityEvents, startLabAgent, waitForEvents, type AgentProcess, type LabAgent } from './helpers/agent.js';
 
 const prefix = `tgs${Math.random().toString(36).slice(2, 5)}`;
 const THRESHOLD = 2000;
@@ -21,7 +20,7 @@ describe('SYN flood in the lab', { concurrency: false }, () => {
   let t1: EndpointNode;
   let internet: EndpointNode;
   let attacker: EndpointNode;
-  const events = async (type: string) => (await agent.call<{ events: SecurityEvent[] }>('GET', `/v1/security/events?type=${type}&limit=100`)).events;
+  const events = (type: string) => securityEvents(agent, type);
 
   before(async () => {
     lab = await startLabAgent({
@@ -73,12 +72,7 @@ describe('SYN flood in the lab', { concurrency: false }, () => {
     assert.ok(g.counts.verified >= 1 && g.counts.passed >= 990, `the client was verified once and its SYNs passed (${g.counts.verified} verified, ${g.counts.passed} passed)`);
 
     // The end: the rate falls below the threshold, and holdFor later mitigation ends.
-    const deadline = Date.now() + 15_000;
-    let end: SecurityEvent | undefined;
-    while (!end && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 250));
-      [end] = await events('synflood.end');
-    }
+    const [end] = await waitForEvents(agent, 'synflood.end', 1, 15_000);
     assert.ok(end, 'synflood.end recorded');
     assert.ok(Date.parse(end.at) >= stopped, 'after the attack stopped');
     assert.ok(Date.parse(end.at) - stopped <= (HOLD_S + 2) * 1000, `within holdFor (+ a poll) of the attack's end: ${Date.parse(end.at) - stopped} ms`);

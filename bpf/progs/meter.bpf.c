@@ -55,6 +55,17 @@
 /* One load the compiler may neither repeat nor tear: the value is shared with other CPUs. */
 #define READ_ONCE(x) (*(volatile typeof(x) *)&(x))
 #define WRITE_ONCE(x, v) (*(volatile typeof(x) *)&(x) = (v))
+
+/* The value at key, inserted as *init first when missing; NULL only when the map is full (and cannot evict). */
+static __always_inline void *lookup_or_init(void *map, const void *key, const void *init)
+{
+	void *v = bpf_map_lookup_elem(map, key);
+
+	if (v)
+		return v;
+	bpf_map_update_elem(map, key, init, BPF_NOEXIST);
+	return bpf_map_lookup_elem(map, key);
+}
 #define EEXIST 17 /* errno.h; vmlinux.h carries no macros */
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -1251,18 +1262,14 @@ static __noinline bool rl_conform(const struct tg_rl_cfg *c, const struct tg_rl_
 
 	if (!c || !key)
 		return true;
-	b = bpf_map_lookup_elem(&tg_rl_state, key);
+	/* A new key starts with a full bucket. */
+	fresh.pkt_tokens = c->pkt_cap;
+	fresh.byte_tokens = c->byte_cap;
+	fresh.last_ns = now;
+	b = lookup_or_init(&tg_rl_state, key, &fresh);
 	if (!b) {
-		/* A new key starts with a full bucket. */
-		fresh.pkt_tokens = c->pkt_cap;
-		fresh.byte_tokens = c->byte_cap;
-		fresh.last_ns = now;
-		bpf_map_update_elem(&tg_rl_state, key, &fresh, BPF_NOEXIST);
-		b = bpf_map_lookup_elem(&tg_rl_state, key);
-		if (!b) {
-			fw_stat(TG_FW_RL_NO_BUCKET);
-			return true;
-		}
+		fw_stat(TG_FW_RL_NO_BUCKET);
+		return true;
 	}
 	byte_cost = (__u64)bytes * RL_UNIT;
 	bpf_spin_lock(&b->lock);
@@ -1450,14 +1457,10 @@ static __always_inline bool refl_port(const struct pkt_meta *p)
 static __always_inline struct tg_traffic *traffic_of(void *map, const __u8 *addr, __u8 ip_ver)
 {
 	struct tg_addr_key k = { .ip_ver = ip_ver };
-	struct tg_traffic *t, zero = {};
+	struct tg_traffic zero = {};
 
 	__builtin_memcpy(k.addr_be, addr, 16);
-	t = bpf_map_lookup_elem(map, &k);
-	if (t)
-		return t;
-	bpf_map_update_elem(map, &k, &zero, BPF_NOEXIST);
-	return bpf_map_lookup_elem(map, &k);
+	return lookup_or_init(map, &k, &zero);
 }
 
 /* The block in force for addr in map, or NULL; it counts the packet. */
@@ -1811,14 +1814,10 @@ static __always_inline __u32 syn_cookie(const struct tg_syn_cfg *c, const struct
 static __always_inline struct tg_syn_count *syn_count(const __u8 *addr, __u8 ip_ver)
 {
 	struct tg_addr_key k = { .ip_ver = ip_ver };
-	struct tg_syn_count *n, zero = {};
+	struct tg_syn_count zero = {};
 
 	__builtin_memcpy(k.addr_be, addr, 16);
-	n = bpf_map_lookup_elem(&tg_syn_dst, &k);
-	if (n)
-		return n;
-	bpf_map_update_elem(&tg_syn_dst, &k, &zero, BPF_NOEXIST);
-	return bpf_map_lookup_elem(&tg_syn_dst, &k);
+	return lookup_or_init(&tg_syn_dst, &k, &zero);
 }
 
 /* Kernel-private scratch for building a reply (tcp_reply): too big for the stack under the hooks' own. */

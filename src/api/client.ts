@@ -15,9 +15,12 @@ export interface ApiErrorBody {
 }
 
 /** A request to the agent: the status and body text, or AgentUnreachable. */
-function requestAgent(socket: string, method: 'GET' | 'POST', path: string, timeoutMs: number): Promise<{ status: number; text: string }> {
+type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';
+
+function requestAgent(socket: string, method: Method, path: string, timeoutMs: number, body?: unknown): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath: socket, method, path, timeout: timeoutMs }, (res) => {
+    const headers = body === undefined ? undefined : { 'content-type': 'application/json' };
+    const req = request({ socketPath: socket, method, path, timeout: timeoutMs, headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 500, text: Buffer.concat(chunks).toString('utf8') }));
@@ -28,7 +31,7 @@ function requestAgent(socket: string, method: 'GET' | 'POST', path: string, time
         reject(new AgentUnreachable(`no agent is listening on ${socket} (start one with "tollgate agent --config policy.yaml", or pass --socket)`));
       } else reject(err);
     });
-    req.end();
+    req.end(body === undefined ? undefined : JSON.stringify(body));
   });
 }
 
@@ -45,8 +48,8 @@ function failure(status: number, text: string): AgentError {
   return new AgentError(e ? e.message : `agent answered ${status}`, status, e?.code, e?.field);
 }
 
-export async function callAgent<T>(socket: string, method: 'GET' | 'POST', path: string, timeoutMs = 30_000): Promise<T> {
-  const { status, text } = await requestAgent(socket, method, path, timeoutMs);
+export async function callAgent<T>(socket: string, method: Method, path: string, timeoutMs = 30_000, body?: unknown): Promise<T> {
+  const { status, text } = await requestAgent(socket, method, path, timeoutMs, body);
   if (status >= 400) throw failure(status, text);
   return parseBody(status, text) as T;
 }

@@ -257,7 +257,23 @@ program
   .command('rules')
   .description('the security rules in policy order with the packets and bytes each decided, then the default action; and what the firewall did (docs/security.md)')
   .option('--json', 'machine-readable output')
-  .action(async (o: { json?: boolean }) => {
+  .option('--set <file>', 'replace the policy\'s rules with these (YAML or JSON: { rules: [...], defaultAction? }) until --reset, across reloads and restarts')
+  .option('--reset', 'go back to the policy\'s rules')
+  .action(async (o: { json?: boolean; set?: string; reset?: boolean }) => {
+    if (o.set !== undefined || o.reset) {
+      if (o.set !== undefined && o.reset) throw new Error('--set and --reset: give one of them');
+      let body: unknown;
+      if (o.set !== undefined) {
+        const { readFileSync } = await import('node:fs');
+        const { parse } = await import('yaml');
+        try {
+          body = parse(readFileSync(o.set, 'utf8'));
+        } catch (err) {
+          throw new Error(`--set ${o.set}: ${(err as Error).message}`);
+        }
+      }
+      return print(await callAgent(socket(), o.set !== undefined ? 'PUT' : 'DELETE', '/v1/security/rules', 30_000, body));
+    }
     type Counted = { packets: number; bytes: number };
     const r = await callAgent<{
       enabled: boolean; generation: number; defaultAction: string | null; stats: Record<string, number>;

@@ -27,6 +27,9 @@ import { EventRecorder } from '../events/recorder.js';
 import { DatapathEvents } from '../events/datapath.js';
 import { SynGuard } from '../firewall/synflood.js';
 import { Guards } from '../firewall/guards.js';
+import { RulesOverlay } from '../firewall/overlay.js';
+import { ApiError } from '../api/errors.js';
+import { securityRulesSchema } from '../policy/index.js';
 import { cidrContains, parseAddress, parseCidr } from '../policy/cidr.js';
 
 export interface AgentOptions {
@@ -198,6 +201,9 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
   const slots = ContainerSlots.open(join(dirname(opts.db), 'container-slots.json'), datapath.counterId());
   const enforcer = new QuotaEnforcer(datapath.quotas, taiOffsetMs());
   const firewall = new Firewall(datapath.firewall, join(dirname(opts.db), 'firewall-slots.json'));
+  const overlay = new RulesOverlay(join(dirname(opts.db), 'security-rules.json'));
+  if (overlay.current) log.warn({ rules: overlay.current.rules.length, since: overlay.current.at }, 'security rules set through the API replace the policy\'s (DELETE /v1/security/rules to go back)');
+  const ifindexHere = (name: string) => inNetns(() => ifindexIfPresent(name));
   const enforceContext = (): EnforceContext => ({ tenantIds: idOfTenant, classes: liveClasses, maxClasses: datapath.maxClasses });
   let live: { doc: Policy; cgroups: CgroupTenants } | undefined;
   const apply = (doc: Policy, cgroups = cgroupTenants(doc)): ReloadResult => {
@@ -213,8 +219,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
     const provisionalTenants = provisionalIds(ledger.tenants(), doc.tenants.map((t) => t.name), 1);
     const dry = inNetns(() => compile(provisionalTenants, provisionalIds(ledger.classes(), declared, DEFAULT_CLASS_ID + 1)));
     enforcer.check(doc, { tenantIds: provisionalTenants, classes: dry.classes, maxClasses: datapath.maxClasses }, Date.now());
-    const ifindexHere = (name: string) => inNetns(() => ifindexIfPresent(name));
-    firewall.check(doc, provisionalTenants, ifindexHere);
+    firewall.check(overlay.effective(doc), provisionalTenants, ifindexHere);
     const tenantIds = ledger.ensureTenants(doc.tenants.map((t) => t.name));
     const classIds = ledger.ensureClasses(declared);
     for (const t of ledger.tenants()) {
@@ -225,7 +230,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
       const compiled = compile(tenantIds, classIds);
       return { plan: compiled, ...datapath.install(compiled) };
     });
-    const fw = firewall.apply(doc, tenantIds, ifindexHere);
+    const fw = firewall.apply(overlay.effective(doc), tenantIds, ifindexHere);
     synGuard?.apply(doc.security?.synflood);
     guards?.apply(doc.security, ifindexHere);
     live = { doc, cgroups };
@@ -379,7 +384,34 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
         return enforcer.status().map((q) => ({ ...q, ledgerUsed: fromLedger.get(`${q.tenant}/${q.class}/${q.direction}`) ?? null }));
       },
       alerts: (limit) => alertStore.recent(limit),
-      security: () => ({ ...firewall.status(), synflood: synGuard!.status(), guards: guards!.status() }),
+      security: () => ({ ...firewall.status(), rulesFrom: overlay.current ? 'api' : 'policy', synflood: synGuard!.status(), guards: guards!.status() }),
+      setRules: async (body) => {
+        const parsed = securityRulesSchema.safeParse(body);
+        if (!parsed.success) {
+          const issue = parsed.error.issues[0]!;
+          const field = issue.path.join('.') || 'body';
+          throw new ApiError('BAD_REQUEST', `${field}: ${issue.message}`, field);
+        }
+        const t0 = performance.now();
+        const next = { ...parsed.data, at: new Date().toISOString() };
+        const doc = overlay.effective(live?.doc ?? policy, next);
+        try {
+          firewall.check(doc, idOfTenant, ifindexHere);
+        } catch (err) {
+          throw new ApiError('BAD_REQUEST', `rules not applied, nothing changed: ${(err as Error).message}`, 'rules');
+        }
+        overlay.save(next);
+        const r = firewall.apply(doc, idOfTenant, ifindexHere);
+        const ms = Math.round((performance.now() - t0) * 1000) / 1000;
+        log.info({ rules: r.rules, generation: r.generation, ms }, 'security rules set through the API');
+        return { ...r, ms };
+      },
+      clearRules: async () => {
+        overlay.clear();
+        const r = firewall.apply(live?.doc ?? policy, idOfTenant, ifindexHere);
+        log.info({ rules: r.rules, generation: r.generation }, 'security rules back to the policy\'s');
+        return r;
+      },
       events: { store: events.store, hub: events.hub },
       exporter: exp,
       reload,

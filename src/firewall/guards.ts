@@ -11,6 +11,7 @@
 //    is a scanner: an event, and with action block, a block for blockFor.
 // Start, end and detection are security events. Blocks carry their expiry
 // into the datapath, which honours it without the agent.
+import { pollEvery } from '../periodic.js';
 import { type BpfMap, TypedMap, u32 } from '../kernel/index.js';
 import { TgAddrKey, TgBlock, TgTraffic, type TgHoneypot, TG_FW_LIVE_BLOCK_REFL, TG_FW_LIVE_BLOCK_SRC, TG_FW_LIVE_DDOS, TG_FW_LIVE_SCAN } from '../kernel/abi.gen.js';
 import { formatAddress } from '../policy/cidr.js';
@@ -83,7 +84,7 @@ export class Guards {
   #ports = '';
   /** Where portscan.action redirect sends scanners. */
   #scanTarget: TgHoneypot | undefined;
-  #timer: NodeJS.Timeout | undefined;
+  #stop: (() => void) | undefined;
 
   constructor(fw: FirewallMaps, maps: { reflPort: BpfMap; dst: BpfMap; src: BpfMap; blockSrc: BpfMap; blockRefl: BpfMap }, opts: GuardsOptions) {
     this.#fw = fw;
@@ -133,20 +134,12 @@ export class Guards {
 
   /** Polls now (the baseline: what was counted before is no rate) and every pollMs until stop(). */
   start(): void {
-    if (!this.#timer) this.poll();
-    this.#timer ??= setInterval(() => {
-      try {
-        this.poll();
-      } catch (err) {
-        this.#opts.onError?.(err as Error);
-      }
-    }, this.#opts.pollMs ?? 200);
-    this.#timer.unref();
+    this.#stop ??= pollEvery(this.#opts.pollMs ?? 200, () => this.poll(), this.#opts.onError);
   }
 
   stop(): void {
-    clearInterval(this.#timer);
-    this.#timer = undefined;
+    this.#stop?.();
+    this.#stop = undefined;
   }
 
   #read(map: TypedMap<Addr, Traffic>): Map<string, Traffic & { key: Addr }> {

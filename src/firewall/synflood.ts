@@ -6,6 +6,7 @@
 // Mitigation ends once the rate has stayed below the threshold for holdFor.
 // Start and end are security events.
 import { randomBytes } from 'node:crypto';
+import { pollEvery } from '../periodic.js';
 import { type BpfMap, TypedMap, u32, u64 } from '../kernel/index.js';
 import { TgAddrKey, TgSynCfg, TgSynCount, TG_SYN_CHALLENGE, TG_SYN_DROP, TG_SYN_LOG } from '../kernel/abi.gen.js';
 import { formatAddress } from '../policy/cidr.js';
@@ -75,7 +76,7 @@ export class SynGuard {
   #last = new Map<string, Counts & { key: Addr }>();
   #lastAt = 0;
   readonly #guarded = new Map<string, Guarded>();
-  #timer: NodeJS.Timeout | undefined;
+  #stop: (() => void) | undefined;
 
   constructor(maps: { cfg: BpfMap; dst: BpfMap; guard: BpfMap }, opts: SynGuardOptions) {
     this.#cfg = new TypedMap(maps.cfg, u32, TgSynCfg);
@@ -111,20 +112,12 @@ export class SynGuard {
 
   /** Polls now (the baseline) and every pollMs until stop(). */
   start(): void {
-    if (!this.#timer) this.poll();
-    this.#timer ??= setInterval(() => {
-      try {
-        this.poll();
-      } catch (err) {
-        this.#opts.onError?.(err as Error);
-      }
-    }, this.#opts.pollMs ?? 200);
-    this.#timer.unref();
+    this.#stop ??= pollEvery(this.#opts.pollMs ?? 200, () => this.poll(), this.#opts.onError);
   }
 
   stop(): void {
-    clearInterval(this.#timer);
-    this.#timer = undefined;
+    this.#stop?.();
+    this.#stop = undefined;
   }
 
   #read(): Map<string, Counts & { key: Addr }> {

@@ -1,10 +1,10 @@
 // The policy document: schema, loading with precise errors, compilation.
 export { parsePolicy, loadPolicyFile, PolicyError, type PolicyIssue } from './load.js';
 export {
-  policySchema, notYetEnforced, ifnameProblem, ENFORCED_SECTIONS, RESERVED_SECTIONS, RESERVED_TENANT, DEFAULT_CLASS,
+  policySchema, securityRulesSchema, emptySecurity, notYetEnforced, ifnameProblem, ENFORCED_SECTIONS, RESERVED_SECTIONS, RESERVED_TENANT, DEFAULT_CLASS,
   PROTOCOLS, ATTACH_MODES,
   type Policy, type PolicyInput, type MeteringSection, type MeteringInterface, type AttachMode, type Tenant,
-  type TrafficClass, type Plan, type Quota, type AlertsSection, type IsolationScope, type SecuritySection, type PortRange,
+  type TrafficClass, type Plan, type Quota, type AlertsSection, type IsolationScope, type SecuritySection, type SecurityRules, type PortRange,
 } from './schema.js';
 export {
   compileMetering, diffEntries, emptyClassGen, ifaceSlot, entryId, lpmKey, CompileError,

@@ -544,6 +544,27 @@ const securitySchema = z.strictObject({
     .optional(),
 });
 
+/**
+ * The body of PUT /v1/security/rules: rules (and optionally the default
+ * action) that replace the policy's until DELETE (docs/security.md, "Rules
+ * through the API").
+ */
+export const securityRulesSchema = z.strictObject({
+  defaultAction: z.enum(['allow', 'deny', 'log']).optional(),
+  rules: z.array(ruleSchema).max(MAX_SECURITY_RULES, { message: `at most ${MAX_SECURITY_RULES} rules; put prefixes that share a verdict into one rule's src or dst` }),
+}).superRefine((b, ctx) => {
+  const seen = new Map<string, number>();
+  b.rules.forEach((r, i) => {
+    const first = seen.get(r.name);
+    if (first !== undefined) ctx.addIssue({ code: 'custom', path: ['rules', i, 'name'], message: `duplicate rule name "${r.name}" (first defined at rules[${first}])` });
+    else seen.set(r.name, i);
+  });
+});
+export type SecurityRules = z.output<typeof securityRulesSchema>;
+
+/** A security section with every default: what API-managed rules are added to when the policy has none. */
+export const emptySecurity = (): z.output<typeof securitySchema> => securitySchema.parse({});
+
 // ---- the document ---------------------------------------------------------
 
 export const policySchema = z.strictObject({

@@ -10,6 +10,7 @@ import { callAgent } from '../../src/api/client.js';
 import { removePins } from '../../src/kernel/index.js';
 import { lockFile } from '../../src/daemon/lock.js';
 import { labDown, labUp, pinDirPath, type Topology } from '../../lab/index.js';
+import type { SecurityEvent } from '../../src/events/event.js';
 
 export const cliEntry = join(packageRoot, 'src', 'cli', 'main.ts');
 
@@ -182,4 +183,20 @@ export function usageDelta(before: UsageTable, after: UsageTable): UsageTable {
     if (d.packets !== 0 || d.bytes !== 0) out.set(k, d);
   }
   return out;
+}
+
+/** The agent's stored security events of one type, oldest first (at most 100). */
+export async function securityEvents(agent: Pick<AgentProcess, 'call'>, type: string): Promise<SecurityEvent[]> {
+  return (await agent.call<{ events: SecurityEvent[] }>('GET', `/v1/security/events?type=${encodeURIComponent(type)}&limit=100`)).events;
+}
+
+/** Waits up to ms for at least n stored events of one type (events reach the store a few ms after the datapath sends them). */
+export async function waitForEvents(agent: Pick<AgentProcess, 'call'>, type: string, n: number, ms: number): Promise<SecurityEvent[]> {
+  const deadline = Date.now() + ms;
+  let e = await securityEvents(agent, type);
+  while (e.length < n && Date.now() < deadline) {
+    await sleep(100);
+    e = await securityEvents(agent, type);
+  }
+  return e;
 }
