@@ -252,7 +252,8 @@ tenants:
 security:
   interfaces: [{ name: ${attacker.hostIface}, mode: tc }]
 `);
-    const real = await startAgentProcess({ config, netns: topo.hostNetns, pinRoot, dir });
+    // The agent's default export interval (10 s), not the tests' 1 s.
+    const real = await startAgentProcess({ config, netns: topo.hostNetns, pinRoot, dir, interval: '10s' });
     const statsMap = BpfMap.openPinned(join(pinRoot, 'maps', 'tg_fw_stats'));
     try {
       const dropped = new TypedMap(statsMap, u32, u64);

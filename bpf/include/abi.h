@@ -460,6 +460,8 @@ enum tg_fw_gen_flag {
 	TG_FW_SRC = 1 << 3,         /* some rule has source prefixes: look up tg_fw_src_* */
 	TG_FW_DST = 1 << 4,         /* some rule has destination prefixes: look up tg_fw_dst_* */
 	TG_FW_L7 = 1 << 5,          /* L7 signatures: scan TCP payload towards tg_l7_port ports (tc only) */
+	TG_FW_PROTO = 1 << 6,       /* some rule has a protocol (or port) condition: look up tg_fw_proto */
+	TG_FW_PORTS = 1 << 7,       /* some rule has ports: look up tg_fw_port */
 };
 
 /* Bits of tg_fw_live (slot 0): one lookup tells the programs whether to filter and with which generation. */

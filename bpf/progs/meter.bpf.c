@@ -1558,20 +1558,15 @@ __noinline int tg_guard_count(struct pkt_meta *p, __u32 live)
 __noinline int tg_l7_skb(struct __sk_buff *skb, struct pkt_meta *p, __u32 gen, __u32 hook, __u32 log_rate);
 
 /* The firewall's verdict on a parsed packet at a host-side hook. */
-static __always_inline int fw_filter(void *ctx, enum pkt_ctx_kind kind, struct pkt_meta *p, __u32 hook, __u32 ifindex)
+static __always_inline int fw_filter(void *ctx, enum pkt_ctx_kind kind, struct pkt_meta *p, __u32 hook, __u32 ifindex, __u32 lv)
 {
 	const struct tg_fw_gen *g;
 	struct tg_fw_rule *rule;
 	struct tg_counter *hits;
 	struct tg_fw_mask m;
-	__u32 zero = 0, gen, why, idx, slot = 0, action, src = 0, dst = 0, limited;
-	__u32 *live, lv;
+	__u32 gen, why, idx, slot = 0, action, src = 0, dst = 0, limited;
 	int bit, verdict;
 
-	live = bpf_map_lookup_elem(&tg_fw_live, &zero);
-	if (!live)
-		return VERDICT_PASS;
-	lv = READ_ONCE(*live);
 	if (!(lv & TG_FW_LIVE_ON))
 		return VERDICT_PASS;
 	gen = lv & TG_FW_LIVE_GEN;
@@ -1608,13 +1603,17 @@ static __always_inline int fw_filter(void *ctx, enum pkt_ctx_kind kind, struct p
 
 	/* Cheapest conditions first; a condition no rule has is skipped (its map holds every rule). */
 	__builtin_memcpy(&m, &g->active, sizeof(m));
-	idx = gen * TG_PROTOCOLS + p->l4_proto;
-	mask_and(&m, bpf_map_lookup_elem(&tg_fw_proto, &idx));
+	if (g->flags & TG_FW_PROTO) {
+		idx = gen * TG_PROTOCOLS + p->l4_proto;
+		mask_and(&m, bpf_map_lookup_elem(&tg_fw_proto, &idx));
+	}
 	if (g->flags & TG_FW_SRC)
 		mask_and(&m, lpm_lookup(&tg_fw_src_v4, &tg_fw_src_v6, p, p->saddr, gen));
 	if (g->flags & TG_FW_DST)
 		mask_and(&m, lpm_lookup(&tg_fw_dst_v4, &tg_fw_dst_v6, p, p->daddr, gen));
-	if (has_ports(p) && (p->flags & TG_PKT_HAS_L4)) {
+	if (!(g->flags & TG_FW_PORTS)) {
+		/* No rule has ports: any_port holds every rule, and a fragment's ports cannot decide. */
+	} else if (has_ports(p) && (p->flags & TG_PKT_HAS_L4)) {
 		const struct tg_fw_mask *pm;
 		int i;
 
@@ -1711,18 +1710,19 @@ drop:
 }
 
 /* Global, so the verifier checks the firewall once per program rather than once per parser path. */
-__noinline int tg_fw_skb(struct __sk_buff *skb, struct pkt_meta *p, __u32 hook)
+/* live: tg_fw_live as the hook read it (once per packet). */
+__noinline int tg_fw_skb(struct __sk_buff *skb, struct pkt_meta *p, __u32 hook, __u32 live)
 {
 	if (!p)
 		return VERDICT_PASS;
-	return fw_filter(skb, TG_CTX_SKB, p, hook, skb->ifindex);
+	return fw_filter(skb, TG_CTX_SKB, p, hook, skb->ifindex, live);
 }
 
-__noinline int tg_fw_xdp(struct xdp_md *ctx, struct pkt_meta *p)
+__noinline int tg_fw_xdp(struct xdp_md *ctx, struct pkt_meta *p, __u32 live)
 {
 	if (!p)
 		return VERDICT_PASS;
-	return fw_filter(ctx, TG_CTX_XDP, p, TG_HOOK_INGRESS, ctx->ingress_ifindex);
+	return fw_filter(ctx, TG_CTX_XDP, p, TG_HOOK_INGRESS, ctx->ingress_ifindex, live);
 }
 
 /* ---- SYN floods (abi.h, "SYN floods") ---- */
@@ -2190,11 +2190,12 @@ static __always_inline int meter(void *ctx, enum pkt_ctx_kind kind, struct pkt_m
 }
 
 /* Whether the firewall filters at all: checked inline, so a datapath without rules makes no call. */
-static __always_inline bool fw_on(void)
+/* tg_fw_live: whether the firewall filters (TG_FW_LIVE_ON) and with which generation; one lookup per packet. */
+static __always_inline __u32 fw_live(void)
 {
 	__u32 zero = 0, *live = bpf_map_lookup_elem(&tg_fw_live, &zero);
 
-	return live && (*live & TG_FW_LIVE_ON);
+	return live ? READ_ONCE(*live) : 0;
 }
 
 /*
@@ -2227,14 +2228,16 @@ __noinline int tg_honeypot_skb(struct __sk_buff *skb, struct pkt_meta *p)
 static __always_inline int tc_hook(struct __sk_buff *skb, enum tg_hook hook, bool metered)
 {
 	struct pkt_meta p;
+	__u32 live;
 	int v;
 
 	/* Our own SYN-flood challenge on its way out: neither filtered nor metered. */
 	if (skb->mark == TG_SYN_CHALLENGE_MARK)
 		return TC_ACT_UNSPEC;
 	tg_parse_ex(skb, TG_CTX_SKB, &p, false);
-	if (fw_on()) {
-		v = tg_fw_skb(skb, &p, hook);
+	live = fw_live();
+	if (live & TG_FW_LIVE_ON) {
+		v = tg_fw_skb(skb, &p, hook, live);
 		if (v == VERDICT_ALLOWED && p.l4_proto == TG_IPPROTO_TCP && syn_on())
 			v = tg_syn_skb(skb, &p, hook);
 		if (v == VERDICT_DROP)
@@ -2254,9 +2257,11 @@ static __always_inline int tc_hook(struct __sk_buff *skb, enum tg_hook hook, boo
 static __always_inline int xdp_hook(struct xdp_md *ctx, bool metered)
 {
 	struct pkt_meta p;
+	__u32 live;
 
 	tg_parse_ex(ctx, TG_CTX_XDP, &p, false);
-	if (fw_on() && tg_fw_xdp(ctx, &p) == VERDICT_DROP)
+	live = fw_live();
+	if ((live & TG_FW_LIVE_ON) && tg_fw_xdp(ctx, &p, live) == VERDICT_DROP)
 		return XDP_DROP;
 	if (metered && meter(ctx, TG_CTX_XDP, &p, TG_HOOK_INGRESS, ctx->ingress_ifindex) == VERDICT_DROP)
 		return XDP_DROP;

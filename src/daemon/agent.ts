@@ -489,7 +489,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
         signature: (i) => firewall.signatureAt(i),
         tenant: (id) => names.get(id) ?? `tenant-id-${id}`,
         iface: (ifindex) => {
-          if (!ifnames.size) for (const a of datapath.listAttachments()) ifnames.set(a.ifindex, a.ifname);
+          if (!ifnames.has(ifindex)) for (const a of datapath.listAttachments()) ifnames.set(a.ifindex, a.ifname); // attachments change with reloads
           return ifnames.get(ifindex) ?? null;
         },
       }, taiMs),

@@ -7,7 +7,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   TG_FW_ALLOW, TG_FW_DENY, TG_FW_DST, TG_FW_FROM, TG_FW_LOG, TG_FW_MASK_WORDS, TG_FW_MAX_RULES, TG_FW_MAX_SLOTS, TG_FW_ON,
-  TG_FW_RATE_LIMIT, TG_FW_REDIRECT, TG_FW_SIDES, TG_FW_SRC, TG_FW_TENANT_KEYS, TG_FW_TO, TG_PORTS, TG_PROTOCOLS,
+  TG_FW_PORTS, TG_FW_PROTO, TG_FW_RATE_LIMIT, TG_FW_REDIRECT, TG_FW_SIDES, TG_FW_SRC, TG_FW_TENANT_KEYS, TG_FW_TO, TG_PORTS, TG_PROTOCOLS,
   TG_DIR_EGRESS, TG_DIR_INGRESS, TG_RL_MAX, TG_RL_MAX_STANDING, TG_RL_PER_DESTINATION, TG_RL_PER_RULE, TG_RL_PER_SOURCE, TG_RL_PER_TENANT,
   type TgFwMask, type TgLpmV4Key, type TgLpmV6Key, type TgRlCfg,
 } from '../kernel/abi.gen.js';
@@ -344,9 +344,11 @@ describe('compileFirewall', () => {
     assert.equal(flags(['{ name: a, action: deny, direction: both, tenant: gamma }']), TG_FW_ON | TG_FW_SIDES | TG_FW_TENANT_KEYS);
   });
 
-  test('flags: TG_FW_SRC / TG_FW_DST only when some rule has source / destination prefixes', () => {
+  test('flags: TG_FW_SRC / TG_FW_DST / TG_FW_PROTO / TG_FW_PORTS only when some rule has that condition', () => {
     const flags = (rules: string[]) => compile(sec(rules)).gen.flags;
-    assert.equal(flags(['{ name: a, action: deny, direction: both, protocols: [tcp], ports: [22] }']), TG_FW_ON);
+    assert.equal(flags(['{ name: a, action: deny, direction: both, protocols: [tcp], ports: [22] }']), TG_FW_ON | TG_FW_PROTO | TG_FW_PORTS);
+    assert.equal(flags(['{ name: a, action: deny, direction: both, protocols: [icmp] }']), TG_FW_ON | TG_FW_PROTO);
+    assert.equal(flags(['{ name: a, action: deny, direction: both, ports: [53] }']), TG_FW_ON | TG_FW_PROTO | TG_FW_PORTS, 'ports alone imply their protocols');
     assert.equal(flags(['{ name: a, action: deny, direction: both, src: [198.18.0.0/16] }', '{ name: b, action: deny, direction: both }']), TG_FW_ON | TG_FW_SRC);
     assert.equal(flags(['{ name: a, action: deny, direction: both, dst: ["2001:2::/48"] }']), TG_FW_ON | TG_FW_DST);
     assert.equal(flags(['{ name: a, action: deny, direction: both, src: [0.0.0.0/0], dst: [198.18.1.0/24] }']), TG_FW_ON | TG_FW_SRC | TG_FW_DST);

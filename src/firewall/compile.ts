@@ -5,7 +5,7 @@
 // AND: the first rule, in document order, that matches (docs/security.md).
 import {
   TG_FW_ALLOW, TG_FW_DENY, TG_FW_FROM, TG_FW_LOG, TG_FW_MASK_WORDS, TG_FW_MAX_PREFIXES, TG_FW_MAX_RULES, TG_FW_MAX_SLOTS,
-  TG_FW_DST, TG_FW_L7, TG_FW_MAX_TENANT_KEYS, TG_HONEYPOT_MAX, TG_FW_ON, TG_FW_RATE_LIMIT, TG_FW_REDIRECT, TG_FW_SIDES, TG_FW_SRC, TG_FW_TENANT_KEYS, TG_FW_TO, TG_PORTS,
+  TG_FW_DST, TG_FW_L7, TG_FW_MAX_TENANT_KEYS, TG_FW_PORTS, TG_FW_PROTO, TG_HONEYPOT_MAX, TG_FW_ON, TG_FW_RATE_LIMIT, TG_FW_REDIRECT, TG_FW_SIDES, TG_FW_SRC, TG_FW_TENANT_KEYS, TG_FW_TO, TG_PORTS,
   TG_PROTOCOLS, TG_RL_MAX, TG_RL_MAX_STANDING, TG_RL_PER_DESTINATION, TG_RL_PER_RULE, TG_RL_PER_SOURCE, TG_RL_PER_TENANT, TG_DIR_INGRESS, TG_DIR_EGRESS,
   type TgFwGen, type TgFwMask, type TgFwRule, type TgFwTenantKey, type TgHoneypot, type TgLpmV4Key, type TgLpmV6Key, type TgRlCfg,
 } from '../kernel/abi.gen.js';
@@ -345,6 +345,8 @@ export function compileFirewall(security: SecuritySection, ctx: FirewallContext)
   if (anySide !== active) flags |= TG_FW_SIDES;
   if (rules.some((r) => r.src.length > 0)) flags |= TG_FW_SRC;
   if (rules.some((r) => r.dst.length > 0)) flags |= TG_FW_DST;
+  if (rules.some((r) => r.protocols.length > 0 || r.ports.length > 0)) flags |= TG_FW_PROTO;
+  if (rules.some((r) => r.ports.length > 0)) flags |= TG_FW_PORTS;
   let l7: L7Plan | undefined;
   if (security.l7 && security.l7.signatures.length > 0) {
     try {

@@ -4,7 +4,7 @@
 // makes the rules live in the datapath with a generation switch.
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { Policy, SecuritySection } from '../policy/index.js';
-import { assignSlots, compileFirewall, DEFAULT_SLOT, honeypotOf, limitSlotName, slotNames, type FirewallAction } from './compile.js';
+import { assignSlots, compileFirewall, DEFAULT_SLOT, honeypotOf, limitSlotName, slotNames, type FirewallAction, type FirewallPlan } from './compile.js';
 import type { FirewallMaps } from './maps.js';
 
 interface SlotFile {
@@ -65,6 +65,8 @@ export class Firewall {
   #names = new Map<number, string>();
   #security: SecuritySection | undefined;
   #signatures: string[] = [];
+  /** The plan check() compiled last, for the apply() that follows it with the same rules. */
+  #checked: { identity: string; slots: Map<string, number>; fresh: number[]; plan: FirewallPlan } | undefined;
   /** Per counter slot of a live rate limit: the time its buckets take to fill. */
   #fillNs = new Map<number, bigint>();
   /** #identity() of the rules live now (OFF: switched off), as this process wrote them; undefined until it wrote any. */
@@ -117,9 +119,12 @@ export class Firewall {
 
   /** Compiles the security section without touching the datapath: throws what apply would. */
   check(doc: Policy, tenantIds: ReadonlyMap<string, number>, ifindexOf?: (name: string) => number | undefined): void {
-    if (!doc.security || this.#identity(doc.security, tenantIds) === this.#applied) return;
-    const { slots } = assignSlots(this.#slots, slotNames(doc.security));
-    compileFirewall(doc.security, { generation: this.#maps.idleGeneration(), tenantIds, slots, ifindexOf });
+    if (!doc.security) return;
+    const identity = this.#identity(doc.security, tenantIds);
+    if (identity === this.#applied) return;
+    const { slots, fresh } = assignSlots(this.#slots, slotNames(doc.security));
+    const plan = compileFirewall(doc.security, { generation: this.#maps.idleGeneration(), tenantIds, slots, ifindexOf });
+    this.#checked = { identity, slots, fresh, plan }; // apply() right after need not compile again
     const scan = doc.security.portscan;
     if (scan?.enabled && scan.action === 'redirect') honeypotOf(scan.redirectTo!, scan.redirectVia, ifindexOf, 'security.portscan.redirectTo');
   }
@@ -143,8 +148,14 @@ export class Firewall {
     }
     const identity = this.#identity(security, tenantIds);
     if (identity === this.#applied) return { generation: this.#maps.liveGeneration(), rules: security.rules.length };
-    const { slots, fresh } = assignSlots(this.#slots, slotNames(security));
-    const plan = compileFirewall(security, { generation: this.#maps.idleGeneration(), tenantIds, slots, ifindexOf });
+    const checked = this.#checked;
+    this.#checked = undefined;
+    const { slots, fresh, plan } = checked && checked.identity === identity && checked.plan.generation === this.#maps.idleGeneration()
+      ? checked
+      : (() => {
+          const a = assignSlots(this.#slots, slotNames(security));
+          return { ...a, plan: compileFirewall(security, { generation: this.#maps.idleGeneration(), tenantIds, slots: a.slots, ifindexOf }) };
+        })();
     this.#save(slots);
     this.#maps.apply(plan, fresh);
     this.#maps.collect(); // the new rules are live: the old ones can go

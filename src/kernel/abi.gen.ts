@@ -63,6 +63,8 @@ export const TgFwGenFlag = {
   TG_FW_SRC: 8,
   TG_FW_DST: 16,
   TG_FW_L7: 32,
+  TG_FW_PROTO: 64,
+  TG_FW_PORTS: 128,
 } as const;
 export type TgFwGenFlag = (typeof TgFwGenFlag)[keyof typeof TgFwGenFlag];
 export const TG_FW_ON = TgFwGenFlag.TG_FW_ON;
@@ -71,6 +73,8 @@ export const TG_FW_SIDES = TgFwGenFlag.TG_FW_SIDES;
 export const TG_FW_SRC = TgFwGenFlag.TG_FW_SRC;
 export const TG_FW_DST = TgFwGenFlag.TG_FW_DST;
 export const TG_FW_L7 = TgFwGenFlag.TG_FW_L7;
+export const TG_FW_PROTO = TgFwGenFlag.TG_FW_PROTO;
+export const TG_FW_PORTS = TgFwGenFlag.TG_FW_PORTS;
 
 /** enum tg_fw_limits */
 export const TgFwLimits = {
