@@ -111,6 +111,28 @@ describe('floods and scans under BPF_PROG_TEST_RUN', () => {
     assert.equal(h.stats().blocked_reflection, 201n);
   });
 
+  test('a flood measured in bits: it goes on while its block drops a threshold\'s worth of bytes, then ends', (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const { g, events, repeat } = setup(`
+  ddos: { thresholdBps: 20kbit, window: 1s, holdFor: 2s }
+`);
+    const t0 = Date.now();
+    g.poll(t0);
+    repeat(datagram('198.19.53.53', '198.18.1.30', 53), 100); // 100 x 36 bytes = 28,800 bit in the window
+    g.poll(t0 + 1000);
+    assert.equal(events.length, 1);
+    assert.equal(events[0]!.detail.kind, 'amplification');
+    assert.equal(events[0]!.detail.bps, 28_800);
+    repeat(datagram('198.19.53.53', '198.18.1.30', 53), 100); // dropped by the block: still a flood in bytes
+    g.poll(t0 + 2000);
+    g.poll(t0 + 3500);
+    assert.equal(events.length, 1, 'renewed, not ended: the block still drops 20kbit/s worth');
+    g.poll(t0 + 6000);
+    assert.equal(events.length, 2);
+    assert.equal(events[1]!.type, 'ddos.end');
+    assert.equal(events[1]!.detail.dropped, 100);
+  });
+
   test('volumetric: the heavy sources are blocked, light ones pass; mitigation log blocks nothing', (t) => {
     if (skipReason) return t.skip(skipReason);
     const { h, g, events, repeat } = setup(`

@@ -707,10 +707,11 @@ enum tg_honeypot_limits {
 struct tg_block {
 	__u64 expires_ns;      /* bpf_ktime_get_ns() after which the block no longer holds */
 	__u64 packets;         /* dropped (or redirected) by it (approximate across CPUs) */
+	__u64 bytes;           /* their L3 bytes */
 	__u64 idle_ns;         /* redirect: each packet moves expires_ns to now + idle_ns, so a flow is never cut over */
 	struct tg_honeypot to; /* to.ifindex != 0: redirect there instead of dropping */
 };
-_Static_assert(sizeof(struct tg_block) == 48, "tg_block size");
+_Static_assert(sizeof(struct tg_block) == 56, "tg_block size");
 
 /*
  * ---- L7 signatures (docs/security.md, "L7 signatures") ----

@@ -1464,7 +1464,7 @@ static __always_inline struct tg_traffic *traffic_of(void *map, const __u8 *addr
 }
 
 /* The block in force for addr in map, or NULL; it counts the packet. */
-static __always_inline struct tg_block *blocked(void *map, const __u8 *addr, __u8 ip_ver, __u64 now)
+static __always_inline struct tg_block *blocked(void *map, const __u8 *addr, __u8 ip_ver, __u64 now, __u32 bytes)
 {
 	struct tg_addr_key k = { .ip_ver = ip_ver };
 	struct tg_block *b;
@@ -1474,6 +1474,7 @@ static __always_inline struct tg_block *blocked(void *map, const __u8 *addr, __u
 	if (!b || now >= b->expires_ns)
 		return NULL;
 	__sync_fetch_and_add(&b->packets, 1);
+	__sync_fetch_and_add(&b->bytes, bytes);
 	return b;
 }
 
@@ -1490,7 +1491,7 @@ __noinline __u32 tg_guard_block(struct pkt_meta *p, __u32 live)
 	if (!p)
 		return 0;
 	if (live & TG_FW_LIVE_BLOCK_SRC) {
-		b = blocked(&tg_block_src, p->saddr, p->ip_ver, now);
+		b = blocked(&tg_block_src, p->saddr, p->ip_ver, now, p->l3_bytes);
 		if (b && b->to.ifindex && hp_pick(&b->to)) {
 			if (b->idle_ns)
 				WRITE_ONCE(b->expires_ns, now + b->idle_ns);
@@ -1499,7 +1500,7 @@ __noinline __u32 tg_guard_block(struct pkt_meta *p, __u32 live)
 		if (b)
 			return TG_FW_BLOCKED_SOURCE;
 	}
-	if ((live & TG_FW_LIVE_BLOCK_REFL) && refl_port(p) && blocked(&tg_block_refl, p->daddr, p->ip_ver, now))
+	if ((live & TG_FW_LIVE_BLOCK_REFL) && refl_port(p) && blocked(&tg_block_refl, p->daddr, p->ip_ver, now, p->l3_bytes))
 		return TG_FW_BLOCKED_REFLECTION;
 	return 0;
 }

@@ -30,7 +30,7 @@ export const HEAVY_SHARE = 0.1;
 /** Sources blocked at most per flood. */
 export const MAX_BLOCKED_PER_FLOOD = 1024;
 
-const NO_REDIRECT = { idle_ns: 0n, to: { ifindex: 0, family: 0, via_be: Buffer.alloc(16) } };
+const NO_REDIRECT = { bytes: 0n, idle_ns: 0n, to: { ifindex: 0, family: 0, via_be: Buffer.alloc(16) } };
 const text = (k: Addr): string => formatAddress(k.ip_ver === 4 ? 4 : 6, k.addr_be.subarray(0, k.ip_ver === 4 ? 4 : 16));
 const id = (k: Addr): string => `${k.ip_ver}:${k.addr_be.toString('hex')}`;
 
@@ -192,32 +192,40 @@ export class Guards {
     }
     // Floods go on while their blocks drop a flood's worth; otherwise the blocks run out and the flood ends.
     for (const f of [...this.#floods.values()]) {
-      const dropped = this.#droppedRate(f, base, secs, now);
-      const still = f.kind === 'amplification' ? over(dropped.pps, dropped.bps) : over(dropped.pps + this.#rate(snap, base, f, secs), 0);
+      const dropped = this.#droppedRate(f, base, now);
+      const allowed = this.#rate(snap, base, f, secs);
+      const still = f.kind === 'amplification' ? over(dropped.pps, dropped.bps) : over(dropped.pps + allowed.pps, dropped.bps + allowed.bps);
       if (still && d.mitigation !== 'log') this.#renew(f, now);
       else if (!still && now - f.renewedAt >= d.holdFor) this.#endFlood(f, now, 'below the thresholds for holdFor');
     }
   }
 
-  #rate(snap: Snapshot, base: Snapshot, f: Flood, secs: number): number {
+  /** What still reaches a flood's destination per second (what its blocks let by). */
+  #rate(snap: Snapshot, base: Snapshot, f: Flood, secs: number): { pps: number; bps: number } {
     const t = snap.dst.get(id(f.key));
     const b = base.dst.get(id(f.key));
-    return t ? Number(t.packets - (b?.packets ?? 0n)) / secs : 0;
+    if (!t) return { pps: 0, bps: 0 };
+    return { pps: Number(t.packets - (b?.packets ?? 0n)) / secs, bps: (Number(t.bytes - (b?.bytes ?? 0n)) * 8) / secs };
   }
 
   /** What a flood's blocks dropped per second over the window (from the blocks' own counters). */
-  #dropped = new Map<string, { at: number; packets: bigint }[]>();
-  #droppedRate(f: Flood, base: Snapshot, secs: number, now: number): { pps: number; bps: number } {
-    const keys = f.kind === 'amplification' ? [f.key] : f.sources;
+  #dropped = new Map<string, { at: number; packets: bigint; bytes: bigint }[]>();
+  #droppedRate(f: Flood, base: Snapshot, now: number): { pps: number; bps: number } {
     const map = f.kind === 'amplification' ? this.#blockRefl : this.#blockSrc;
-    let total = 0n;
-    for (const k of keys) total += map.get(k)?.packets ?? 0n;
+    let packets = 0n;
+    let bytes = 0n;
+    for (const k of f.kind === 'amplification' ? [f.key] : f.sources) {
+      const b = map.get(k);
+      packets += b?.packets ?? 0n;
+      bytes += b?.bytes ?? 0n;
+    }
     const hist = this.#dropped.get(id(f.key)) ?? [];
-    hist.push({ at: now, packets: total });
+    hist.push({ at: now, packets, bytes });
     while (hist.length > 1 && hist[0]!.at < base.at) hist.shift();
     this.#dropped.set(id(f.key), hist);
-    const pps = hist.length > 1 ? Number(total - hist[0]!.packets) / Math.max(secs, (hist[hist.length - 1]!.at - hist[0]!.at) / 1000) : 0;
-    return { pps, bps: 0 };
+    const secs = (now - hist[0]!.at) / 1000;
+    if (secs <= 0) return { pps: 0, bps: 0 };
+    return { pps: Number(packets - hist[0]!.packets) / secs, bps: (Number(bytes - hist[0]!.bytes) * 8) / secs };
   }
 
   #startFlood(key: Addr, kind: Flood['kind'], pps: number, bps: number, snap: Snapshot, base: Snapshot, secs: number, now: number): void {
@@ -250,7 +258,7 @@ export class Guards {
   #renew(f: Flood, now: number): void {
     const expires = this.#mono() + BigInt(this.#ddos?.holdFor ?? 60_000) * 1_000_000n;
     const map = f.kind === 'amplification' ? this.#blockRefl : this.#blockSrc;
-    for (const k of f.kind === 'amplification' ? [f.key] : f.sources) map.set(k, { ...NO_REDIRECT, expires_ns: expires, packets: map.get(k)?.packets ?? 0n });
+    for (const k of f.kind === 'amplification' ? [f.key] : f.sources) map.set(k, { ...NO_REDIRECT, expires_ns: expires, packets: map.get(k)?.packets ?? 0n, bytes: map.get(k)?.bytes ?? 0n });
     f.renewedAt = now;
     this.#setFlags();
   }
@@ -284,7 +292,7 @@ export class Guards {
       const ttl = BigInt(s.blockFor) * 1_000_000n;
       if (s.action === 'block') this.#blockSrc.set(t.key, { ...NO_REDIRECT, expires_ns: this.#mono() + ttl, packets: 0n });
       // A redirected source stays redirected while it keeps sending (idle_ns): none of its flows is cut over to the real service.
-      if (s.action === 'redirect' && this.#scanTarget) this.#blockSrc.set(t.key, { expires_ns: this.#mono() + ttl, packets: 0n, idle_ns: ttl, to: this.#scanTarget });
+      if (s.action === 'redirect' && this.#scanTarget) this.#blockSrc.set(t.key, { expires_ns: this.#mono() + ttl, packets: 0n, bytes: 0n, idle_ns: ttl, to: this.#scanTarget });
       if (s.action !== 'log') this.#setFlags();
       this.#opts.record([{
         at: now, type: 'portscan.detected', tenant: this.#opts.tenantOf(address), flow: null, rule: null, action: s.action,

@@ -444,22 +444,25 @@ export const TgHoneypot = struct<TgHoneypot>(24, [
   ['via_be', 8, bytes(16)],
 ]);
 
-/** struct tg_block: 48 bytes */
+/** struct tg_block: 56 bytes */
 export interface TgBlock {
   /** __u64 at offset 0 */
   expires_ns: bigint;
   /** __u64 at offset 8 */
   packets: bigint;
   /** __u64 at offset 16 */
+  bytes: bigint;
+  /** __u64 at offset 24 */
   idle_ns: bigint;
-  /** struct tg_honeypot at offset 24 */
+  /** struct tg_honeypot at offset 32 */
   to: TgHoneypot;
 }
-export const TgBlock = struct<TgBlock>(48, [
+export const TgBlock = struct<TgBlock>(56, [
   ['expires_ns', 0, u64],
   ['packets', 8, u64],
-  ['idle_ns', 16, u64],
-  ['to', 24, TgHoneypot],
+  ['bytes', 16, u64],
+  ['idle_ns', 24, u64],
+  ['to', 32, TgHoneypot],
 ]);
 
 /** struct tg_cgroup_key: 16 bytes */
