@@ -1,11 +1,10 @@
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { appendFileSync, existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { AuditLog } from './audit.js';
 import type { NewEvent, SecurityEvent } from './event.js';
 import { EventStore } from './store.js';
+import { eventFiles } from './events.fixture.js';
 
 const T0 = Date.UTC(2024, 0, 1);
 
@@ -23,17 +22,7 @@ function ev(i: number, over: Partial<NewEvent> = {}): NewEvent {
 }
 const batch = (from: number, to: number): NewEvent[] => Array.from({ length: to - from + 1 }, (_, k) => ev(from + k));
 
-let dir: string;
-let n = 0;
-before(() => {
-  dir = mkdtempSync(join(tmpdir(), 'tg-evu-'));
-});
-after(() => rmSync(dir, { recursive: true, force: true }));
-
-function paths(): { db: string; audit: string } {
-  n++;
-  return { db: join(dir, `a${n}.db`), audit: join(dir, `a${n}.jsonl`) };
-}
+const paths = eventFiles('a');
 
 function openStore(t: { after(fn: () => void): void }, path: string): EventStore {
   const s = EventStore.open(path);

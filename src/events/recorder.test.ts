@@ -1,13 +1,13 @@
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AuditLog } from './audit.js';
 import { numbered, type NewEvent, type SecurityEvent } from './event.js';
 import { EventHub } from './hub.js';
 import { EventRecorder } from './recorder.js';
 import { EventStore } from './store.js';
+import { eventFiles } from './events.fixture.js';
 
 const T0 = Date.UTC(2024, 0, 1);
 
@@ -15,17 +15,7 @@ function ev(type: string, i = 0): NewEvent {
   return { at: T0 + i, type, tenant: 'acme', flow: null, rule: null, action: null, detail: { i } };
 }
 
-let dir: string;
-let n = 0;
-before(() => {
-  dir = mkdtempSync(join(tmpdir(), 'tg-evu-'));
-});
-after(() => rmSync(dir, { recursive: true, force: true }));
-
-function paths(): { db: string; audit: string } {
-  n++;
-  return { db: join(dir, `r${n}.db`), audit: join(dir, `r${n}.jsonl`) };
-}
+const paths = eventFiles('r');
 
 function recorder(t: { after(fn: () => void): void }, opts: ConstructorParameters<typeof EventRecorder>[0]): EventRecorder {
   const r = new EventRecorder(opts);
@@ -213,7 +203,7 @@ describe('EventRecorder', () => {
 
   test('an audit path whose parent is a regular file: reported, then caught up from the start', (t) => {
     const p = paths();
-    const parent = join(dir, `blocker${n}`);
+    const parent = `${p.db}.blocker`;
     writeFileSync(parent, 'not a directory\n');
     const audit = join(parent, 'audit.jsonl');
     const errors: Error[] = [];
