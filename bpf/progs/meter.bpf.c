@@ -1253,8 +1253,12 @@ static __always_inline __u64 rl_refill(__u64 tokens, __u64 elapsed, __u64 rate, 
 	return tokens > cap ? cap : tokens;
 }
 
-/* Whether the packet conforms to limit c (and takes its tokens); key is the bucket's. */
-static __noinline bool rl_conform(const struct tg_rl_cfg *c, const struct tg_rl_key *key, __u32 bytes)
+/*
+ * Whether the packet conforms to limit c (and takes its tokens); key is the
+ * bucket's. Global: verified once, not once per standing limit the caller's
+ * loop might reach.
+ */
+__noinline bool tg_rl_conform(const struct tg_rl_cfg *c, const struct tg_rl_key *key, __u32 bytes)
 {
 	struct tg_rl_bucket *b, fresh = {};
 	__u64 now = bpf_ktime_get_ns(), elapsed, pkt, byte, pkt_cost = RL_UNIT, byte_cost;
@@ -1327,7 +1331,7 @@ __noinline __u32 tg_rl_check(struct pkt_meta *p, __u32 which, __u32 src, __u32 d
 		c = bpf_map_lookup_elem(&tg_rl_cfg, &idx);
 		if (c) {
 			rl_key(&key, c, p, dst ? dst : src);
-			if (!rl_conform(c, &key, p->l3_bytes))
+			if (!tg_rl_conform(c, &key, p->l3_bytes))
 				return c->slot;
 		}
 	}
@@ -1352,7 +1356,7 @@ __noinline __u32 tg_rl_check(struct pkt_meta *p, __u32 which, __u32 src, __u32 d
 			hits->bytes += p->l3_bytes;
 		}
 		rl_key(&key, c, p, tenant);
-		if (!rl_conform(c, &key, p->l3_bytes))
+		if (!tg_rl_conform(c, &key, p->l3_bytes))
 			return slot;
 	}
 	return 0;
@@ -1863,7 +1867,7 @@ struct {
 static __noinline int tcp_reply(struct __sk_buff *skb, const struct pkt_meta *p, __u32 seq, __u32 ack, __u32 how)
 {
 	__u32 flags = how & 0xff, hook = how >> 8;
-	__u32 l3 = p->l3_off, l4 = p->l4_off, tcp_len = (__u32)p->tcp_doff * 4, addr_at, addr_len, sum, i, zero = 0, payload;
+	__u32 l3 = p->l3_off, l4 = p->l4_off, tcp_len = (__u32)p->tcp_doff * 4, addr_at, addr_len, sum, zero = 0, payload;
 	struct syn_scratch *x = bpf_map_lookup_elem(&tg_syn_scratch, &zero);
 	__be16 old_len, new_len;
 	__u8 *h;
@@ -1913,10 +1917,9 @@ static __noinline int tcp_reply(struct __sk_buff *skb, const struct pkt_meta *p,
 	h[13] = (__u8)flags;
 	h[14] = h[15] = (flags & TG_TCP_RST) ? 0 : 0xff;
 	h[16] = h[17] = h[18] = h[19] = 0;
-#pragma unroll
-	for (i = 20; i < 60; i++)
-		if (i < tcp_len)
-			h[i] = 1; /* NOP */
+	/* Options become NOPs (only tcp_len bytes are written back: the rest of the 60 do not matter). */
+	x->hdr[5] = x->hdr[6] = x->hdr[7] = x->hdr[8] = x->hdr[9] = 0x01010101;
+	x->hdr[10] = x->hdr[11] = x->hdr[12] = x->hdr[13] = x->hdr[14] = 0x01010101;
 	if (p->ip_ver == 4) {
 		__builtin_memcpy(&x->ps4.saddr, x->addrs, 4);
 		__builtin_memcpy(&x->ps4.daddr, x->addrs + 4, 4);
