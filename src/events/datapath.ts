@@ -1,8 +1,9 @@
 // Reads the datapath's security events (the pinned tg_sev_ring) into the
-// recorder, and watches the kernel's counters of events that never made it
-// into the ring. Loss is reported once per lost record, also loss that
-// happened while no agent was running: the total already reported is kept
-// in the event store, per ring (a new pin counts from zero).
+// recorder, and reports the records that never made it into the ring (the
+// ring reader's lost counter, TG_SEV_LOST). Loss is reported once per lost
+// record, also loss that happened while no agent was running: the total
+// already reported is kept in the event store, per ring (a new pin counts
+// from zero).
 import { RingBufReader, TypedMap, u32, u64, type BpfMap } from '../kernel/index.js';
 import { TG_SEV_LOST, TG_SEV_SENT, TG_SEV_SUPPRESSED } from '../kernel/abi.gen.js';
 import type { NewEvent } from './event.js';
@@ -18,8 +19,6 @@ export interface DatapathEventsOptions {
   /** Records lost since the last report, and the ring's total. Also recorded as an "events.lost" event. */
   onLost?(lost: bigint, total: bigint): void;
   onError?(err: Error): void;
-  /** How often the loss counter is read when no records arrive; default 1 s. */
-  checkMs?: number;
 }
 
 export interface KernelEventStats {
@@ -33,7 +32,8 @@ export class DatapathEvents {
   readonly #stats: TypedMap<number, bigint>;
   readonly #reader: RingBufReader;
   readonly #lostKey: string;
-  readonly #timer: NodeJS.Timeout;
+  /** The ring's lost total already reported (kept in the store). */
+  #reported: bigint;
   readonly #pending: Buffer[] = [];
   #scheduled: NodeJS.Immediate | undefined;
 
@@ -41,7 +41,8 @@ export class DatapathEvents {
     this.#opts = opts;
     this.#stats = new TypedMap(opts.stats, u32, u64);
     this.#lostKey = `kernel.lost.${opts.ring.id}`;
-    this.#reader = new RingBufReader(opts.ring);
+    this.#reported = BigInt(opts.recorder.store.getState(this.#lostKey) ?? '0');
+    this.#reader = new RingBufReader(opts.ring, { lostCounter: { map: opts.stats, index: TG_SEV_LOST } });
     // Batches that arrive in the same turn of the event loop are stored in one transaction.
     this.#reader.on('records', (records) => {
       for (const r of records) this.#pending.push(r);
@@ -50,9 +51,8 @@ export class DatapathEvents {
         this.#take(this.#pending.splice(0));
       });
     });
+    this.#reader.on('lost', (n) => this.#guard(() => this.#report(n)));
     this.#reader.on('error', (err) => opts.onError?.(err));
-    this.#timer = setInterval(() => this.#guard(() => this.#checkLoss()), opts.checkMs ?? 1000);
-    this.#timer.unref();
   }
 
   /** Starts reading; resolves once the reader runs. Loss that happened while nobody read is reported right away. */
@@ -60,7 +60,7 @@ export class DatapathEvents {
     const d = new DatapathEvents(opts);
     try {
       await d.#reader.ready;
-      d.#checkLoss();
+      if (d.#reader.lostAtStart > d.#reported) d.#report(d.#reader.lostAtStart - d.#reported);
     } catch (err) {
       await d.stop();
       throw err;
@@ -96,26 +96,21 @@ export class DatapathEvents {
       }
       this.#opts.recorder.record(events);
     });
-    this.#guard(() => this.#checkLoss());
   }
 
-  #checkLoss(): void {
-    const { store } = this.#opts.recorder;
-    const total = this.stats().lost;
-    const reported = BigInt(store.getState(this.#lostKey) ?? '0');
-    if (total <= reported) return;
-    const lost = total - reported;
+  #report(lost: bigint): void {
+    const total = this.#reported + lost;
     this.#opts.recorder.record([{
       at: Date.now(), type: 'events.lost', tenant: null, flow: null, rule: null, action: null,
       detail: { lost: Number(lost), total: Number(total), reason: 'the datapath found its event ring full; enforcement was not affected' },
     }]);
-    store.setState(this.#lostKey, String(total));
+    this.#opts.recorder.store.setState(this.#lostKey, String(total));
+    this.#reported = total;
     this.#opts.onLost?.(lost, total);
   }
 
   /** Stops reading; what is still in the ring is delivered first. */
   async stop(): Promise<void> {
-    clearInterval(this.#timer);
     await this.#reader.stop();
     if (this.#scheduled) clearImmediate(this.#scheduled);
     this.#scheduled = undefined;

@@ -47,6 +47,8 @@ export class RingBufReader extends EventEmitter<RingBufReaderEvents> {
   #stopping = false;
   received = 0;
   lost = 0n;
+  /** With lostCounter: its value when the reader started (what was lost before; 'lost' reports increments past it). */
+  lostAtStart = 0n;
 
   constructor(map: BpfMap, opts: RingBufOptions = {}) {
     super();
@@ -78,6 +80,7 @@ export class RingBufReader extends EventEmitter<RingBufReaderEvents> {
       this.#worker.on('message', (m: RingBufWorkerMessage) => {
         switch (m.type) {
           case 'ready':
+            this.lostAtStart = BigInt(m.baselineLost);
             readyResolve();
             break;
           case 'records': {
