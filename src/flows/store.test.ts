@@ -117,9 +117,13 @@ test('opens only flow stores, and says why', (t) => {
   const ledgerLike = join(dir, 'ledger.db');
   const db = new Database(ledgerLike);
   db.pragma('application_id = 1414745159'); // 'TGLG', the ledger's
+  db.pragma('journal_mode = WAL'); // as the ledger is
   db.exec('CREATE TABLE usage (x)');
   db.close();
   assert.throws(() => FlowStore.open(ledgerLike), /ledger\.db is not a tollgate flow store \(application_id 1414745159\)/);
+  const left = new Database(ledgerLike, { readonly: true });
+  assert.equal(left.pragma('journal_mode', { simple: true }), 'wal', 'a refused file keeps its journal mode');
+  left.close();
   const other = join(dir, 'other.db');
   const o = new Database(other);
   o.exec('CREATE TABLE t (x)');

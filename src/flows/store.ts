@@ -177,6 +177,19 @@ export class FlowStore {
     const db = new Database(path);
     try {
       db.pragma(`busy_timeout = ${busy}`);
+      /** Whether the file is empty (to be made a flow store); throws unless it is one already. */
+      const fresh = (): boolean => {
+        const app = db.pragma('application_id', { simple: true }) as number;
+        const version = db.pragma('user_version', { simple: true }) as number;
+        const empty = (db.prepare("SELECT count(*) AS n FROM sqlite_schema WHERE type = 'table'").get() as { n: number }).n === 0;
+        if (app === 0 && version === 0 && empty) return true;
+        if (app !== FLOW_STORE_APPLICATION_ID) throw new Error(`${path} is not a tollgate flow store (application_id ${app}); flows get a file of their own`);
+        if (version !== SCHEMA_VERSION) throw new Error(`${path} has flow store schema ${version}, this code reads ${SCHEMA_VERSION}`);
+        return false;
+      };
+      // Identify the file before changing anything in it, journal mode included: pointed at the
+      // ledger by mistake, this must not take the ledger out of WAL mode.
+      fresh();
       // A rollback journal, not WAL: an interval is tens of MB of new pages, which WAL writes
       // twice (log, then checkpoint); a rollback journal writes them once and journals only the
       // pages it changes (freed pages are reused without). 2.5x faster for a million flows on the
@@ -185,18 +198,11 @@ export class FlowStore {
       db.pragma('synchronous = FULL');
       db.pragma('foreign_keys = ON');
       db.transaction(() => {
-        const app = db.pragma('application_id', { simple: true }) as number;
-        const version = db.pragma('user_version', { simple: true }) as number;
-        const empty = (db.prepare("SELECT count(*) AS n FROM sqlite_schema WHERE type = 'table'").get() as { n: number }).n === 0;
-        if (app === 0 && version === 0 && empty) {
-          db.exec(SCHEMA);
-          db.pragma(`application_id = ${FLOW_STORE_APPLICATION_ID}`);
-          db.pragma(`user_version = ${SCHEMA_VERSION}`);
-        } else if (app !== FLOW_STORE_APPLICATION_ID) {
-          throw new Error(`${path} is not a tollgate flow store (application_id ${app}); flows get a file of their own`);
-        } else if (version !== SCHEMA_VERSION) {
-          throw new Error(`${path} has flow store schema ${version}, this code reads ${SCHEMA_VERSION}`);
-        }
+        // again under the write lock: another process may have made it a flow store meanwhile
+        if (!fresh()) return;
+        db.exec(SCHEMA);
+        db.pragma(`application_id = ${FLOW_STORE_APPLICATION_ID}`);
+        db.pragma(`user_version = ${SCHEMA_VERSION}`);
       }).immediate();
       return new FlowStore(db, path, retentionMs, maxBytes);
     } catch (err) {
