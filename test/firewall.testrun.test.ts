@@ -14,6 +14,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import type { SecuritySection } from '../src/policy/index.js';
 import { DEFAULT_SLOT, PORT_PROTOCOLS } from '../src/firewall/compile.js';
+import { TG_FW_DST, TG_FW_HASH_SRC4, TG_FW_PFX_DST4, TG_FW_PFX_TABLES, TG_FW_SRC } from '../src/kernel/abi.gen.js';
 import { evaluateRules, type RulePacket } from '../src/firewall/reference.js';
 import { fixtureTenantOf, mulberry32, pick, randomAddr, randomDport, randomSecurity } from '../src/firewall/firewall.fixture.js';
 import { formatAddress } from '../src/policy/cidr.js';
@@ -185,10 +186,14 @@ describe('firewall under BPF_PROG_TEST_RUN', () => {
     const RULE_SETS = 40;
     const PER_SET = 2_560;
     let cases = 0;
+    const tables = { hashed: 0, trie: 0 }; // the prefix tables consulted, by how the datapath holds them
     const progs: Prog[] = ['tg_filter_ingress', 'tg_filter_egress', 'tg_filter_xdp'];
     for (let s = 0; s < RULE_SETS; s++) {
       const security = randomSecurity(rnd, s, 200); // every seventh set spans all four mask words
-      h!.applyParsed(security);
+      const { flags } = h!.applyParsed(security).gen;
+      for (let table = 0; table < TG_FW_PFX_TABLES; table++) {
+        if (flags & (table < TG_FW_PFX_DST4 ? TG_FW_SRC : TG_FW_DST)) tables[flags & (TG_FW_HASH_SRC4 << table) ? 'hashed' : 'trie']++;
+      }
       for (let i = 0; i < PER_SET; i++) {
         const { packet, frame, portsUnknown } = randomPacket(rnd, security);
         const want = evaluateRules(security.rules, security.defaultAction, IDS, packet, portsUnknown);
@@ -204,7 +209,8 @@ describe('firewall under BPF_PROG_TEST_RUN', () => {
       }
     }
     assert.ok(cases >= 100_000, `${cases} cases`);
-    t.diagnostic(`${cases} cases, seed ${seed} (TOLLGATE_FW_SEED=${seed} repeats it)`);
+    assert.ok(tables.hashed >= 10 && tables.trie >= 5, `both prefix-table forms are exercised: ${JSON.stringify(tables)}`);
+    t.diagnostic(`${cases} cases, seed ${seed} (TOLLGATE_FW_SEED=${seed} repeats it), prefix tables ${JSON.stringify(tables)}`);
   });
 });
 

@@ -462,7 +462,49 @@ enum tg_fw_gen_flag {
 	TG_FW_L7 = 1 << 5,          /* L7 signatures: scan TCP payload towards tg_l7_port ports (tc only) */
 	TG_FW_PROTO = 1 << 6,       /* some rule has a protocol (or port) condition: look up tg_fw_proto */
 	TG_FW_PORTS = 1 << 7,       /* some rule has ports: look up tg_fw_port */
+	/* A prefix table (enum tg_fw_pfx_table) kept as exact-match hashes by
+	 * length, in tg_fw_pfx_v4/v6, instead of in its trie: TG_FW_HASH_SRC4 << table. */
+	TG_FW_HASH_SRC4 = 1 << 8,
+	TG_FW_HASH_SRC6 = 1 << 9,
+	TG_FW_HASH_DST4 = 1 << 10,
+	TG_FW_HASH_DST6 = 1 << 11,
 };
+
+/*
+ * The four prefix tables of a generation: source and destination, IPv4 and
+ * IPv6. A table whose prefixes have at most TG_FW_PFX_LENS distinct lengths
+ * is kept as exact-match hashes, looked up once per length, longest first:
+ * for a deny list of /32s or /24s that is one hash lookup, where the LPM
+ * trie walks a node per prefix bit it shares with its neighbours (about
+ * 55 ns against 10 for 10,000 /29s). Other tables stay in the tries.
+ */
+enum tg_fw_pfx_table {
+	TG_FW_PFX_SRC4 = 0,
+	TG_FW_PFX_SRC6 = 1,
+	TG_FW_PFX_DST4 = 2,
+	TG_FW_PFX_DST6 = 3,
+	TG_FW_PFX_TABLES = 4,
+	TG_FW_PFX_LENS = 4, /* lengths a hashed table may have */
+};
+
+/* Keys of tg_fw_pfx_v4 / tg_fw_pfx_v6: a prefix of a hashed table, host bits zero. */
+struct tg_fw_pfx_v4_key {
+	__u8 generation;
+	__u8 table;     /* enum tg_fw_pfx_table */
+	__u8 prefixlen; /* 0 .. 32 */
+	__u8 pad;
+	__u8 addr_be[4];
+};
+_Static_assert(sizeof(struct tg_fw_pfx_v4_key) == 8, "tg_fw_pfx_v4_key size");
+
+struct tg_fw_pfx_v6_key {
+	__u8 generation;
+	__u8 table;
+	__u8 prefixlen; /* 0 .. 128 */
+	__u8 pad;
+	__u8 addr_be[16];
+};
+_Static_assert(sizeof(struct tg_fw_pfx_v6_key) == 20, "tg_fw_pfx_v6_key size");
 
 /* Bits of tg_fw_live (slot 0): one lookup tells the programs whether to filter and with which generation. */
 enum tg_fw_live_flag {
@@ -485,9 +527,11 @@ struct tg_fw_gen {
 	__u32 log_rate;                /* events a log rule (or the log default) may send per CPU and second */
 	__u8 default_action;           /* enum tg_fw_action: ALLOW, DENY or LOG */
 	__u8 standing;                 /* standing rate limits: tg_rl_cfg indices 0 .. standing - 1 */
-	__u8 pad[6];
+	__u8 pfx_n[TG_FW_PFX_TABLES];  /* a hashed table's lengths (TG_FW_HASH_SRC4 << table) ... */
+	__u8 pfx_lens[TG_FW_PFX_TABLES * TG_FW_PFX_LENS]; /* ... at table * TG_FW_PFX_LENS, longest first */
+	__u8 pad[2];
 };
-_Static_assert(sizeof(struct tg_fw_gen) == 5 * sizeof(struct tg_fw_mask) + 16, "tg_fw_gen size");
+_Static_assert(sizeof(struct tg_fw_gen) == 5 * sizeof(struct tg_fw_mask) + 32, "tg_fw_gen size");
 
 /* Value of tg_fw_rules, indexed generation * TG_FW_MAX_RULES + bit. */
 struct tg_fw_rule {

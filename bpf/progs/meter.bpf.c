@@ -93,6 +93,7 @@ TG_BTF_ANCHOR(enum tg_iface_flag, tg_iface_flag);
 TG_BTF_ANCHOR(enum tg_fw_limits, tg_fw_limits);
 TG_BTF_ANCHOR(enum tg_fw_action, tg_fw_action);
 TG_BTF_ANCHOR(enum tg_fw_gen_flag, tg_fw_gen_flag);
+TG_BTF_ANCHOR(enum tg_fw_pfx_table, tg_fw_pfx_table);
 TG_BTF_ANCHOR(enum tg_fw_live_flag, tg_fw_live_flag);
 TG_BTF_ANCHOR(enum tg_fw_side, tg_fw_side);
 TG_BTF_ANCHOR(enum tg_fw_stat, tg_fw_stat);
@@ -901,6 +902,23 @@ struct {
 	__type(value, struct tg_fw_mask);
 } tg_fw_dst_v6 SEC(".maps");
 
+/* The hashed prefix tables (abi.h, enum tg_fw_pfx_table): prefix -> the rules the trie would answer for it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 2 * TG_FW_MAX_PREFIXES);
+	__type(key, struct tg_fw_pfx_v4_key);
+	__type(value, struct tg_fw_mask);
+} tg_fw_pfx_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 2 * TG_FW_MAX_PREFIXES);
+	__type(key, struct tg_fw_pfx_v6_key);
+	__type(value, struct tg_fw_mask);
+} tg_fw_pfx_v6 SEC(".maps");
+
 /* generation * 256 + IP protocol -> rules that allow it. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -1557,6 +1575,82 @@ __noinline int tg_guard_count(struct pkt_meta *p, __u32 live)
 	return 0;
 }
 
+/* The high len bits of a 32-bit word, in network order. */
+static __always_inline __be32 prefix_word(__u32 len)
+{
+	if (len >= 32)
+		return 0xffffffff;
+	return bpf_htonl(len ? ~0U << (32 - len) : 0);
+}
+
+/*
+ * Global (checked once): ANDs into m the rules whose prefix condition in a
+ * hashed table (enum tg_fw_pfx_table) holds for the packet's address: the
+ * longest of the table's lengths that has an entry answers, no entry clears m.
+ */
+__noinline int tg_fw_pfx_and(struct tg_fw_mask *m, const struct pkt_meta *p, __u32 gen, __u32 table)
+{
+	const struct tg_fw_mask *v = NULL;
+	const struct tg_fw_gen *g;
+	__u32 i, j, n, len;
+	__be32 a[4], w[4];
+
+	if (!m || !p)
+		return 0;
+	table &= TG_FW_PFX_TABLES - 1;
+	g = bpf_map_lookup_elem(&tg_fw_gen, &gen);
+	n = g ? g->pfx_n[table] : 0;
+	__builtin_memcpy(a, table < TG_FW_PFX_DST4 ? p->saddr : p->daddr, 16);
+	if (p->ip_ver == 4) {
+		struct tg_fw_pfx_v4_key k = { .generation = gen, .table = table };
+
+#pragma unroll
+		for (i = 0; i < TG_FW_PFX_LENS; i++) {
+			if (i >= n || !g)
+				break;
+			len = g->pfx_lens[table * TG_FW_PFX_LENS + i];
+			k.prefixlen = len;
+			w[0] = a[0] & prefix_word(len);
+			__builtin_memcpy(k.addr_be, w, 4);
+			v = bpf_map_lookup_elem(&tg_fw_pfx_v4, &k);
+			if (v)
+				break;
+		}
+	} else {
+		struct tg_fw_pfx_v6_key k = { .generation = gen, .table = table };
+
+#pragma unroll
+		for (i = 0; i < TG_FW_PFX_LENS; i++) {
+			if (i >= n || !g)
+				break;
+			len = g->pfx_lens[table * TG_FW_PFX_LENS + i];
+			k.prefixlen = len;
+#pragma unroll
+			for (j = 0; j < 4; j++)
+				w[j] = a[j] & prefix_word(len > 32 * j ? len - 32 * j : 0);
+			__builtin_memcpy(k.addr_be, w, 16);
+			v = bpf_map_lookup_elem(&tg_fw_pfx_v6, &k);
+			if (v)
+				break;
+		}
+	}
+	mask_and(m, v);
+	return 0;
+}
+
+/* ANDs into m the rules whose source (side TG_FW_PFX_SRC4) or destination (TG_FW_PFX_DST4) prefixes hold. */
+static __always_inline void fw_prefixes(struct tg_fw_mask *m, const struct tg_fw_gen *g, const struct pkt_meta *p, __u32 gen, __u32 side)
+{
+	__u32 table = side + (p->ip_ver == 6);
+
+	if (g->flags & (TG_FW_HASH_SRC4 << table))
+		tg_fw_pfx_and(m, p, gen, table);
+	else if (side == TG_FW_PFX_SRC4)
+		mask_and(m, lpm_lookup(&tg_fw_src_v4, &tg_fw_src_v6, p, p->saddr, gen));
+	else
+		mask_and(m, lpm_lookup(&tg_fw_dst_v4, &tg_fw_dst_v6, p, p->daddr, gen));
+}
+
 #define TG_FW_LIVE_GUARD_BLOCKS (TG_FW_LIVE_BLOCK_SRC | TG_FW_LIVE_BLOCK_REFL)
 
 /* "L7 signatures", below: the payload check, after the rules let a TCP segment through. */
@@ -1613,9 +1707,9 @@ static __always_inline int fw_filter(void *ctx, enum pkt_ctx_kind kind, struct p
 		mask_and(&m, bpf_map_lookup_elem(&tg_fw_proto, &idx));
 	}
 	if (g->flags & TG_FW_SRC)
-		mask_and(&m, lpm_lookup(&tg_fw_src_v4, &tg_fw_src_v6, p, p->saddr, gen));
+		fw_prefixes(&m, g, p, gen, TG_FW_PFX_SRC4);
 	if (g->flags & TG_FW_DST)
-		mask_and(&m, lpm_lookup(&tg_fw_dst_v4, &tg_fw_dst_v6, p, p->daddr, gen));
+		fw_prefixes(&m, g, p, gen, TG_FW_PFX_DST4);
 	if (!(g->flags & TG_FW_PORTS)) {
 		/* No rule has ports: any_port holds every rule, and a fragment's ports cannot decide. */
 	} else if (has_ports(p) && (p->flags & TG_PKT_HAS_L4)) {

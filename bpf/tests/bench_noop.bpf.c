@@ -7,11 +7,14 @@
  * skb is a copy out of paged data; tg_skeleton is the least any meter can
  * do on top of that: one owner lookup by ifindex and one per-CPU counter
  * add, with no parse checks, reasons, generations or address attribution.
+ * tg_drop_all is a firewall's floor: it drops every packet unread, the most
+ * packets a tc program can drop on that hook.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 
 #define TC_ACT_UNSPEC (-1)
+#define TC_ACT_SHOT 2
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -42,6 +45,12 @@ SEC("tc")
 int tg_noop(struct __sk_buff *skb)
 {
 	return TC_ACT_UNSPEC;
+}
+
+SEC("tc")
+int tg_drop_all(struct __sk_buff *skb)
+{
+	return TC_ACT_SHOT;
 }
 
 SEC("tc")

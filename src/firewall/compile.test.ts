@@ -9,6 +9,7 @@ import {
   TG_FW_ALLOW, TG_FW_DENY, TG_FW_DST, TG_FW_FROM, TG_FW_LOG, TG_FW_MASK_WORDS, TG_FW_MAX_RULES, TG_FW_MAX_SLOTS, TG_FW_ON,
   TG_FW_PORTS, TG_FW_PROTO, TG_FW_RATE_LIMIT, TG_FW_REDIRECT, TG_FW_SIDES, TG_FW_SRC, TG_FW_TENANT_KEYS, TG_FW_TO, TG_PORTS, TG_PROTOCOLS,
   TG_DIR_EGRESS, TG_DIR_INGRESS, TG_RL_MAX, TG_RL_MAX_STANDING, TG_RL_PER_DESTINATION, TG_RL_PER_RULE, TG_RL_PER_SOURCE, TG_RL_PER_TENANT,
+  TG_FW_HASH_DST4, TG_FW_HASH_DST6, TG_FW_HASH_SRC4, TG_FW_HASH_SRC6, TG_FW_PFX_DST4, TG_FW_PFX_DST6, TG_FW_PFX_SRC4, TG_FW_PFX_SRC6,
   type TgFwMask, type TgLpmV4Key, type TgLpmV6Key, type TgRlCfg,
 } from '../kernel/abi.gen.js';
 import { formatCidr, parseAddress, parseCidr, parsePolicy, type MapEntry, type SecuritySection } from '../policy/index.js';
@@ -43,6 +44,7 @@ function compile(security: SecuritySection, generation: 0 | 1 = 0, tenantIds: Re
   return compileFirewall(security, { generation, tenantIds, slots });
 }
 
+const HASH_FLAGS = TG_FW_HASH_SRC4 | TG_FW_HASH_SRC6 | TG_FW_HASH_DST4 | TG_FW_HASH_DST6;
 const bit = (...rules: number[]): bigint => rules.reduce((acc, i) => acc | (1n << BigInt(i)), 0n);
 const lowBits = (n: number): bigint => (1n << BigInt(n)) - 1n;
 const bits = (m: TgFwMask): bigint => fromMask(m);
@@ -345,13 +347,50 @@ describe('compileFirewall', () => {
   });
 
   test('flags: TG_FW_SRC / TG_FW_DST / TG_FW_PROTO / TG_FW_PORTS only when some rule has that condition', () => {
-    const flags = (rules: string[]) => compile(sec(rules)).gen.flags;
+    const flags = (rules: string[]) => compile(sec(rules)).gen.flags & ~HASH_FLAGS; // the hashed tables: their own test
     assert.equal(flags(['{ name: a, action: deny, direction: both, protocols: [tcp], ports: [22] }']), TG_FW_ON | TG_FW_PROTO | TG_FW_PORTS);
     assert.equal(flags(['{ name: a, action: deny, direction: both, protocols: [icmp] }']), TG_FW_ON | TG_FW_PROTO);
     assert.equal(flags(['{ name: a, action: deny, direction: both, ports: [53] }']), TG_FW_ON | TG_FW_PROTO | TG_FW_PORTS, 'ports alone imply their protocols');
     assert.equal(flags(['{ name: a, action: deny, direction: both, src: [198.18.0.0/16] }', '{ name: b, action: deny, direction: both }']), TG_FW_ON | TG_FW_SRC);
     assert.equal(flags(['{ name: a, action: deny, direction: both, dst: ["2001:2::/48"] }']), TG_FW_ON | TG_FW_DST);
     assert.equal(flags(['{ name: a, action: deny, direction: both, src: [0.0.0.0/0], dst: [198.18.1.0/24] }']), TG_FW_ON | TG_FW_SRC | TG_FW_DST);
+  });
+
+  test('prefix tables with at most TG_FW_PFX_LENS lengths are hashed, longest first; their entries are the trie\'s', () => {
+    const plan = compile(sec([
+      '{ name: a, action: deny, direction: both, src: [198.18.1.0/24, 198.18.2.0/24, 198.18.0.0/16, 198.19.0.0/16, 198.18.1.128/25] }',
+      '{ name: b, action: allow, direction: both, src: [198.18.1.7/32, "2001:2::/48", "2001:2:0:1::/64"], dst: [198.18.0.0/15] }',
+      '{ name: c, action: log, direction: both, src: [198.18.1.0/24], dst: [198.18.1.0/24, 198.18.1.0/25, 198.18.1.0/26, 198.18.1.0/27, 198.18.1.0/28] }',
+    ]));
+    const g = plan.gen;
+    // Every rule has a source, so neither source /0 holds a rule: src v4 has 4 lengths (32, 25, 24, 16), src v6 two.
+    // Rule a has no destination: dst v4 has 7 lengths with its /0 (a trie), dst v6 just the /0.
+    assert.equal(g.flags & HASH_FLAGS, TG_FW_HASH_SRC4 | TG_FW_HASH_SRC6 | TG_FW_HASH_DST6);
+    assert.deepEqual([...g.pfx_n], [4, 2, 0, 1]);
+    assert.deepEqual([...g.pfx_lens.subarray(0, 4)], [32, 25, 24, 16]);
+    assert.deepEqual([...g.pfx_lens.subarray(4, 6)], [64, 48]);
+    const hashed = (table: number) => {
+      const entries = table % 2 === 0 ? plan.hashed.v4 : plan.hashed.v6;
+      return new Map(entries.filter((e) => e.key.table === table).map((e) => {
+        assert.equal(e.key.generation, 0);
+        assert.equal(e.key.pad, 0);
+        return [formatCidr({ family: table % 2 === 0 ? 4 : 6, addr: e.key.addr_be, prefix: e.key.prefixlen }), bits(e.value)];
+      }));
+    };
+    const withoutEmptyZero = (m: Map<string, bigint>) => new Map([...m].filter(([k, v]) => !(k.endsWith('/0') && v === 0n)));
+    assert.deepEqual(hashed(TG_FW_PFX_SRC4), withoutEmptyZero(trie(plan.src.v4, 4)));
+    assert.deepEqual(hashed(TG_FW_PFX_SRC6), withoutEmptyZero(trie(plan.src.v6, 6)));
+    assert.equal(hashed(TG_FW_PFX_SRC4).get('198.18.1.128/25'), bit(0, 2), 'a longer prefix carries the rules of those containing it');
+    assert.equal(hashed(TG_FW_PFX_DST4).size, 0);
+    assert.deepEqual(hashed(TG_FW_PFX_DST6), new Map([['::/0', bit(0)]]));
+
+    // A /0 that holds a rule (one with no condition on the side) is an entry and a length.
+    const zero = compile(sec(['{ name: a, action: deny, direction: both, src: [198.18.1.0/24] }', '{ name: b, action: allow, direction: both }']));
+    assert.deepEqual([...zero.gen.pfx_n], [2, 1, 0, 0], 'rule b holds for any IPv6 source: the v6 table is its /0');
+    assert.deepEqual([...zero.gen.pfx_lens.subarray(0, 2)], [24, 0]);
+    assert.ok(zero.hashed.v4.some((e) => e.key.prefixlen === 0 && bits(e.value) === bit(1)));
+    // A side no rule has a prefix on is not consulted, so not hashed.
+    assert.equal(compile(sec(['{ name: a, action: deny, direction: both, protocols: [tcp] }'])).gen.flags & HASH_FLAGS, 0);
   });
 
   test('the generation is in every key', () => {
@@ -362,7 +401,7 @@ describe('compileFirewall', () => {
     for (const g of [0, 1] as const) {
       const plan = compile(s, g);
       assert.equal(plan.generation, g);
-      for (const e of [...plan.src.v4, ...plan.src.v6, ...plan.dst.v4, ...plan.dst.v6]) assert.equal(e.key.generation, g);
+      for (const e of [...plan.src.v4, ...plan.src.v6, ...plan.dst.v4, ...plan.dst.v6, ...plan.hashed.v4, ...plan.hashed.v6]) assert.equal(e.key.generation, g);
       for (const e of plan.tenants) assert.equal(e.key.generation, g);
       assert.deepEqual(plan.protocols.map((e) => e.key), Array.from({ length: TG_PROTOCOLS }, (_, p) => g * TG_PROTOCOLS + p));
       assert.ok(plan.ports.length > 0);

@@ -6,8 +6,9 @@
 import {
   TG_FW_ALLOW, TG_FW_DENY, TG_FW_FROM, TG_FW_LOG, TG_FW_MASK_WORDS, TG_FW_MAX_PREFIXES, TG_FW_MAX_RULES, TG_FW_MAX_SLOTS,
   TG_FW_DST, TG_FW_L7, TG_FW_MAX_TENANT_KEYS, TG_FW_PORTS, TG_FW_PROTO, TG_HONEYPOT_MAX, TG_FW_ON, TG_FW_RATE_LIMIT, TG_FW_REDIRECT, TG_FW_SIDES, TG_FW_SRC, TG_FW_TENANT_KEYS, TG_FW_TO, TG_PORTS,
+  TG_FW_HASH_SRC4, TG_FW_PFX_DST4, TG_FW_PFX_DST6, TG_FW_PFX_LENS, TG_FW_PFX_SRC4, TG_FW_PFX_SRC6, TG_FW_PFX_TABLES,
   TG_PROTOCOLS, TG_RL_MAX, TG_RL_MAX_STANDING, TG_RL_PER_DESTINATION, TG_RL_PER_RULE, TG_RL_PER_SOURCE, TG_RL_PER_TENANT, TG_DIR_INGRESS, TG_DIR_EGRESS,
-  type TgFwGen, type TgFwMask, type TgFwRule, type TgFwTenantKey, type TgHoneypot, type TgLpmV4Key, type TgLpmV6Key, type TgRlCfg,
+  type TgFwGen, type TgFwMask, type TgFwRule, type TgFwTenantKey, type TgHoneypot, type TgFwPfxV4Key, type TgFwPfxV6Key, type TgLpmV4Key, type TgLpmV6Key, type TgRlCfg,
 } from '../kernel/abi.gen.js';
 import { networkOf, parseAddress, parseCidr, type Cidr, type Family } from '../policy/cidr.js';
 import { lpmKey, type MapEntry } from '../policy/compile-metering.js';
@@ -31,8 +32,10 @@ export const DEFAULT_SLOT = 0;
 export interface FirewallPlan {
   generation: 0 | 1;
   gen: TgFwGen;
+  /** The prefix tables as trie entries; the tables gen.flags marks hashed (TG_FW_HASH_SRC4 << table) are written as `hashed` instead. */
   src: { v4: MapEntry<TgLpmV4Key, TgFwMask>[]; v6: MapEntry<TgLpmV6Key, TgFwMask>[] };
   dst: { v4: MapEntry<TgLpmV4Key, TgFwMask>[]; v6: MapEntry<TgLpmV6Key, TgFwMask>[] };
+  hashed: { v4: MapEntry<TgFwPfxV4Key, TgFwMask>[]; v6: MapEntry<TgFwPfxV6Key, TgFwMask>[] };
   /** Every protocol of the generation, index generation * TG_PROTOCOLS + protocol. */
   protocols: MapEntry<number, TgFwMask>[];
   /** The ports some rule's ranges hold (index generation * TG_PORTS + port); every other port of the generation is 0. */
@@ -215,6 +218,29 @@ function prefixEntries(rules: readonly FirewallRule[], pick: (r: FirewallRule) =
   return out;
 }
 
+/**
+ * The prefix tables (of the sides some rule has prefixes on) with at most
+ * TG_FW_PFX_LENS distinct lengths, as the datapath's exact-match hashes
+ * (abi.h, enum tg_fw_pfx_table): the trie's entries less a /0 that holds no
+ * rule, since a lookup that finds nothing answers no rule too.
+ */
+function hashTables(src: FirewallPlan['src'] | undefined, dst: FirewallPlan['dst'] | undefined, generation: 0 | 1) {
+  const out = { v4: [] as FirewallPlan['hashed']['v4'], v6: [] as FirewallPlan['hashed']['v6'], flags: 0, n: Buffer.alloc(TG_FW_PFX_TABLES), lens: Buffer.alloc(TG_FW_PFX_TABLES * TG_FW_PFX_LENS) };
+  const tables = [[TG_FW_PFX_SRC4, src?.v4], [TG_FW_PFX_SRC6, src?.v6], [TG_FW_PFX_DST4, dst?.v4], [TG_FW_PFX_DST6, dst?.v6]] as const;
+  for (const [table, entries] of tables) {
+    if (!entries) continue;
+    const kept = entries.filter((e) => e.key.prefixlen > 8 || e.value.w.some((w) => w !== 0n));
+    const lengths = [...new Set(kept.map((e) => e.key.prefixlen - 8))].sort((a, b) => b - a);
+    if (lengths.length > TG_FW_PFX_LENS) continue;
+    out.flags |= TG_FW_HASH_SRC4 << table;
+    out.n[table] = lengths.length;
+    lengths.forEach((len, i) => (out.lens[table * TG_FW_PFX_LENS + i] = len));
+    const to = table === TG_FW_PFX_SRC6 || table === TG_FW_PFX_DST6 ? out.v6 : out.v4;
+    for (const e of kept) to.push({ key: { generation, table, prefixlen: e.key.prefixlen - 8, pad: 0, addr_be: e.key.addr_be }, value: e.value });
+  }
+  return out;
+}
+
 function prefixId(addr: Buffer, len: number): string {
   return `${addr.toString('hex')}/${len}`;
 }
@@ -347,6 +373,8 @@ export function compileFirewall(security: SecuritySection, ctx: FirewallContext)
   if (rules.some((r) => r.dst.length > 0)) flags |= TG_FW_DST;
   if (rules.some((r) => r.protocols.length > 0 || r.ports.length > 0)) flags |= TG_FW_PROTO;
   if (rules.some((r) => r.ports.length > 0)) flags |= TG_FW_PORTS;
+  const hashed = hashTables(flags & TG_FW_SRC ? src : undefined, flags & TG_FW_DST ? dst : undefined, generation);
+  flags |= hashed.flags;
   let l7: L7Plan | undefined;
   if (security.l7 && security.l7.signatures.length > 0) {
     try {
@@ -359,10 +387,11 @@ export function compileFirewall(security: SecuritySection, ctx: FirewallContext)
   }
   const gen: TgFwGen = {
     active: toMask(active), any_port: toMask(anyPort), to_tenant: toMask(toTenant), from_tenant: toMask(fromTenant), any_side: toMask(anySide),
-    flags, log_rate: security.events.logRate, default_action: ACTION_CODES[security.defaultAction], standing: standing.length, pad: Buffer.alloc(6),
+    flags, log_rate: security.events.logRate, default_action: ACTION_CODES[security.defaultAction], standing: standing.length,
+    pfx_n: hashed.n, pfx_lens: hashed.lens, pad: Buffer.alloc(2),
   };
   return {
-    generation, gen, src, dst, protocols, ports, tenants, rules: ruleEntries,
+    generation, gen, src, dst, hashed: { v4: hashed.v4, v6: hashed.v6 }, protocols, ports, tenants, rules: ruleEntries,
     ruleSlots: rules.map((r) => ({ name: r.name, action: r.action, slot: ctx.slots.get(r.name)! })),
     limits,
     limitSlots: standing.map((l) => ({ name: l.name, slot: ctx.slots.get(limitSlotName(l.name))! })),
@@ -374,5 +403,7 @@ export function compileFirewall(security: SecuritySection, ctx: FirewallContext)
 /** A generation that filters nothing (flags 0): what an absent security section compiles to. */
 export function emptyFwGen(): TgFwGen {
   const zero = toMask(0n);
-  return { active: zero, any_port: zero, to_tenant: zero, from_tenant: zero, any_side: zero, flags: 0, log_rate: 0, default_action: TG_FW_ALLOW, standing: 0, pad: Buffer.alloc(6) };
+  return { active: zero, any_port: zero, to_tenant: zero, from_tenant: zero, any_side: zero, flags: 0, log_rate: 0, default_action: TG_FW_ALLOW, standing: 0,
+    pfx_n: Buffer.alloc(TG_FW_PFX_TABLES), pfx_lens: Buffer.alloc(TG_FW_PFX_TABLES * TG_FW_PFX_LENS), pad: Buffer.alloc(2),
+  };
 }

@@ -6,7 +6,7 @@
 // benchmarks and the BPF_PROG_TEST_RUN tables.
 import { type BpfMap, type BpfObject, TypedMap, u32, u64 } from '../kernel/index.js';
 import {
-  TgCounter, TgFwGen, TgHoneypot, TgFwMask, TgFwRule, TgFwStat, TgFwTenantKey, TgLpmV4Key, TgL7Sig, TgLpmV6Key, TgRlBucket, TgRlCfg, TG_FW_LIVE_GEN, TG_L7_MAX_STATES, TG_FW_LIVE_ON, TG_FW_STAT_MAX, TG_PORTS,
+  TgCounter, TgFwGen, TgHoneypot, TgFwMask, TgFwRule, TgFwStat, TgFwTenantKey, TgLpmV4Key, TgL7Sig, TgFwPfxV4Key, TgFwPfxV6Key, TG_FW_HASH_SRC4, TG_FW_PFX_SRC4, TG_FW_PFX_SRC6, TG_FW_PFX_DST4, TG_FW_PFX_DST6, TgLpmV6Key, TgRlBucket, TgRlCfg, TG_FW_LIVE_GEN, TG_L7_MAX_STATES, TG_FW_LIVE_ON, TG_FW_STAT_MAX, TG_PORTS,
 } from '../kernel/abi.gen.js';
 import { nonZeroCounters } from '../metering/counters.js';
 import { TG_FW_LIVE_BLOCK_REFL, TG_FW_LIVE_BLOCK_SRC, TG_FW_LIVE_DDOS, TG_FW_LIVE_SCAN } from '../kernel/abi.gen.js';
@@ -29,6 +29,7 @@ export class FirewallMaps {
   readonly #live: TypedMap<number, number>;
   readonly #gen: TypedMap<number, Decoded<typeof TgFwGen>>;
   readonly #tries: { src4: Trie<Decoded<typeof TgLpmV4Key>>; src6: Trie<Decoded<typeof TgLpmV6Key>>; dst4: Trie<Decoded<typeof TgLpmV4Key>>; dst6: Trie<Decoded<typeof TgLpmV6Key>> };
+  readonly #hashed: { v4: TypedMap<Decoded<typeof TgFwPfxV4Key>, Decoded<typeof TgFwMask>>; v6: TypedMap<Decoded<typeof TgFwPfxV6Key>, Decoded<typeof TgFwMask>> };
   readonly #proto: TypedMap<number, Decoded<typeof TgFwMask>>;
   readonly #portMap: BpfMap;
   readonly #tenant: TypedMap<Decoded<typeof TgFwTenantKey>, Decoded<typeof TgFwMask>>;
@@ -56,6 +57,7 @@ export class FirewallMaps {
       dst4: new TypedMap(obj.map('tg_fw_dst_v4'), TgLpmV4Key, TgFwMask),
       dst6: new TypedMap(obj.map('tg_fw_dst_v6'), TgLpmV6Key, TgFwMask),
     };
+    this.#hashed = { v4: new TypedMap(obj.map('tg_fw_pfx_v4'), TgFwPfxV4Key, TgFwMask), v6: new TypedMap(obj.map('tg_fw_pfx_v6'), TgFwPfxV6Key, TgFwMask) };
     this.#proto = new TypedMap(obj.map('tg_fw_proto'), u32, TgFwMask);
     this.#portMap = obj.map('tg_fw_port');
     this.#tenant = new TypedMap(obj.map('tg_fw_tenant'), TgFwTenantKey, TgFwMask);
@@ -117,10 +119,13 @@ export class FirewallMaps {
 
   #write(plan: FirewallPlan): void {
     const t = this.#tries;
-    t.src4.setMany(plan.src.v4.map((e) => [e.key, e.value]));
-    t.src6.setMany(plan.src.v6.map((e) => [e.key, e.value]));
-    t.dst4.setMany(plan.dst.v4.map((e) => [e.key, e.value]));
-    t.dst6.setMany(plan.dst.v6.map((e) => [e.key, e.value]));
+    const inTrie = (table: number) => (plan.gen.flags & (TG_FW_HASH_SRC4 << table)) === 0;
+    if (inTrie(TG_FW_PFX_SRC4)) t.src4.setMany(plan.src.v4.map((e) => [e.key, e.value]));
+    if (inTrie(TG_FW_PFX_SRC6)) t.src6.setMany(plan.src.v6.map((e) => [e.key, e.value]));
+    if (inTrie(TG_FW_PFX_DST4)) t.dst4.setMany(plan.dst.v4.map((e) => [e.key, e.value]));
+    if (inTrie(TG_FW_PFX_DST6)) t.dst6.setMany(plan.dst.v6.map((e) => [e.key, e.value]));
+    this.#hashed.v4.setMany(plan.hashed.v4.map((e) => [e.key, e.value]));
+    this.#hashed.v6.setMany(plan.hashed.v6.map((e) => [e.key, e.value]));
     this.#tenant.setMany(plan.tenants.map((e) => [e.key, e.value]));
     this.#proto.setMany(plan.protocols.map((e) => [e.key, e.value]));
     this.#writePorts(plan);
@@ -161,13 +166,21 @@ export class FirewallMaps {
     this.#l7.sig.setMany(l7.sigs.map((e) => [e.key, e.value]));
   }
 
-  /** Switches a generation off and removes its trie and tenant entries (its arrays are overwritten whole by the next write). */
+  /** Switches a generation off and removes its prefix and tenant entries (its arrays are overwritten whole by the next write). */
   #purge(gen: 0 | 1): void {
     this.#gen.set(gen, emptyFwGen());
     for (const trie of Object.values(this.#tries) as Trie<{ generation: number }>[]) {
       for (const k of trie.keys()) if (k.generation === gen) trie.delete(k);
     }
     for (const k of this.#tenant.keys()) if (k.generation === gen) this.#tenant.delete(k);
+    for (const { map } of Object.values(this.#hashed)) {
+      // Read and deleted in batches: a 10,000-prefix list is two calls, not 20,000.
+      const { count, keys } = map.lookupBatchPacked();
+      const ksz = map.keySize;
+      const stale: Buffer[] = [];
+      for (let i = 0; i < count; i++) if (keys[i * ksz] === gen) stale.push(keys.subarray(i * ksz, (i + 1) * ksz)); // generation: byte 0
+      if (stale.length) map.deleteMany(Buffer.concat(stale));
+    }
   }
 
   /** Packets and L3 bytes per hit-counter slot, summed over CPUs. */

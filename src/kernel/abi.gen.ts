@@ -65,6 +65,10 @@ export const TgFwGenFlag = {
   TG_FW_L7: 32,
   TG_FW_PROTO: 64,
   TG_FW_PORTS: 128,
+  TG_FW_HASH_SRC4: 256,
+  TG_FW_HASH_SRC6: 512,
+  TG_FW_HASH_DST4: 1024,
+  TG_FW_HASH_DST6: 2048,
 } as const;
 export type TgFwGenFlag = (typeof TgFwGenFlag)[keyof typeof TgFwGenFlag];
 export const TG_FW_ON = TgFwGenFlag.TG_FW_ON;
@@ -75,6 +79,10 @@ export const TG_FW_DST = TgFwGenFlag.TG_FW_DST;
 export const TG_FW_L7 = TgFwGenFlag.TG_FW_L7;
 export const TG_FW_PROTO = TgFwGenFlag.TG_FW_PROTO;
 export const TG_FW_PORTS = TgFwGenFlag.TG_FW_PORTS;
+export const TG_FW_HASH_SRC4 = TgFwGenFlag.TG_FW_HASH_SRC4;
+export const TG_FW_HASH_SRC6 = TgFwGenFlag.TG_FW_HASH_SRC6;
+export const TG_FW_HASH_DST4 = TgFwGenFlag.TG_FW_HASH_DST4;
+export const TG_FW_HASH_DST6 = TgFwGenFlag.TG_FW_HASH_DST6;
 
 /** enum tg_fw_limits */
 export const TgFwLimits = {
@@ -113,6 +121,23 @@ export const TG_FW_LIVE_DDOS = TgFwLiveFlag.TG_FW_LIVE_DDOS;
 export const TG_FW_LIVE_SCAN = TgFwLiveFlag.TG_FW_LIVE_SCAN;
 export const TG_FW_LIVE_BLOCK_SRC = TgFwLiveFlag.TG_FW_LIVE_BLOCK_SRC;
 export const TG_FW_LIVE_BLOCK_REFL = TgFwLiveFlag.TG_FW_LIVE_BLOCK_REFL;
+
+/** enum tg_fw_pfx_table */
+export const TgFwPfxTable = {
+  TG_FW_PFX_SRC4: 0,
+  TG_FW_PFX_SRC6: 1,
+  TG_FW_PFX_DST4: 2,
+  TG_FW_PFX_DST6: 3,
+  TG_FW_PFX_TABLES: 4,
+  TG_FW_PFX_LENS: 4,
+} as const;
+export type TgFwPfxTable = (typeof TgFwPfxTable)[keyof typeof TgFwPfxTable];
+export const TG_FW_PFX_SRC4 = TgFwPfxTable.TG_FW_PFX_SRC4;
+export const TG_FW_PFX_SRC6 = TgFwPfxTable.TG_FW_PFX_SRC6;
+export const TG_FW_PFX_DST4 = TgFwPfxTable.TG_FW_PFX_DST4;
+export const TG_FW_PFX_DST6 = TgFwPfxTable.TG_FW_PFX_DST6;
+export const TG_FW_PFX_TABLES = TgFwPfxTable.TG_FW_PFX_TABLES;
+export const TG_FW_PFX_LENS = TgFwPfxTable.TG_FW_PFX_LENS;
 
 /** enum tg_fw_side */
 export const TgFwSide = {
@@ -645,7 +670,7 @@ export const TgFwMask = struct<TgFwMask>(32, [
   ['w', 0, array(u64, 4)],
 ]);
 
-/** struct tg_fw_gen: 176 bytes */
+/** struct tg_fw_gen: 192 bytes */
 export interface TgFwGen {
   /** struct tg_fw_mask at offset 0 */
   active: TgFwMask;
@@ -665,10 +690,14 @@ export interface TgFwGen {
   default_action: number;
   /** __u8 at offset 169 */
   standing: number;
-  /** __u8[6] at offset 170 */
+  /** __u8[4] at offset 170 */
+  pfx_n: Buffer;
+  /** __u8[16] at offset 174 */
+  pfx_lens: Buffer;
+  /** __u8[2] at offset 190 */
   pad: Buffer;
 }
-export const TgFwGen = struct<TgFwGen>(176, [
+export const TgFwGen = struct<TgFwGen>(192, [
   ['active', 0, TgFwMask],
   ['any_port', 32, TgFwMask],
   ['to_tenant', 64, TgFwMask],
@@ -678,7 +707,51 @@ export const TgFwGen = struct<TgFwGen>(176, [
   ['log_rate', 164, u32],
   ['default_action', 168, u8],
   ['standing', 169, u8],
-  ['pad', 170, bytes(6)],
+  ['pfx_n', 170, bytes(4)],
+  ['pfx_lens', 174, bytes(16)],
+  ['pad', 190, bytes(2)],
+]);
+
+/** struct tg_fw_pfx_v4_key: 8 bytes */
+export interface TgFwPfxV4Key {
+  /** __u8 at offset 0 */
+  generation: number;
+  /** __u8 at offset 1 */
+  table: number;
+  /** __u8 at offset 2 */
+  prefixlen: number;
+  /** __u8 at offset 3 */
+  pad: number;
+  /** __u8[4] at offset 4 */
+  addr_be: Buffer;
+}
+export const TgFwPfxV4Key = struct<TgFwPfxV4Key>(8, [
+  ['generation', 0, u8],
+  ['table', 1, u8],
+  ['prefixlen', 2, u8],
+  ['pad', 3, u8],
+  ['addr_be', 4, bytes(4)],
+]);
+
+/** struct tg_fw_pfx_v6_key: 20 bytes */
+export interface TgFwPfxV6Key {
+  /** __u8 at offset 0 */
+  generation: number;
+  /** __u8 at offset 1 */
+  table: number;
+  /** __u8 at offset 2 */
+  prefixlen: number;
+  /** __u8 at offset 3 */
+  pad: number;
+  /** __u8[16] at offset 4 */
+  addr_be: Buffer;
+}
+export const TgFwPfxV6Key = struct<TgFwPfxV6Key>(20, [
+  ['generation', 0, u8],
+  ['table', 1, u8],
+  ['prefixlen', 2, u8],
+  ['pad', 3, u8],
+  ['addr_be', 4, bytes(16)],
 ]);
 
 /** struct tg_fw_rule: 8 bytes */

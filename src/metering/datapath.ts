@@ -25,7 +25,7 @@ const PINNED_MAPS = [
   // A budget's bytes and period survive the agent (fail-static enforcement).
   'tg_quota_refs', 'tg_quota_cfg', 'tg_quota_state', 'tg_quota_drops',
   // The firewall goes on filtering with the last rules (fail-static); its counters stay monotonic.
-  'tg_fw_live', 'tg_fw_gen', 'tg_fw_src_v4', 'tg_fw_src_v6', 'tg_fw_dst_v4', 'tg_fw_dst_v6', 'tg_fw_proto', 'tg_fw_port',
+  'tg_fw_live', 'tg_fw_gen', 'tg_fw_src_v4', 'tg_fw_src_v6', 'tg_fw_dst_v4', 'tg_fw_dst_v6', 'tg_fw_pfx_v4', 'tg_fw_pfx_v6', 'tg_fw_proto', 'tg_fw_port',
   'tg_fw_tenant', 'tg_fw_rules', 'tg_fw_hits', 'tg_fw_stats',
   // Security events wait in the ring for the next agent; their loss counters stay monotonic.
   'tg_sev_ring', 'tg_sev_stats',

@@ -8,7 +8,7 @@ import { BpfObject, TypedMap, u32 } from '../../src/kernel/index.js';
 import { TgCounter, TgMeterConfig } from '../../src/kernel/abi.gen.js';
 import { PolicyMaps } from '../../src/metering/policy-maps.js';
 import { compileMetering, parsePolicy, type SecuritySection } from '../../src/policy/index.js';
-import { assignSlots, compileFirewall, slotNames } from '../../src/firewall/compile.js';
+import { assignSlots, compileFirewall, slotNames, type FirewallPlan } from '../../src/firewall/compile.js';
 import { FirewallMaps } from '../../src/firewall/maps.js';
 import { FIXTURE_TENANTS, FIXTURE_TENANTS_YAML } from '../../src/firewall/firewall.fixture.js';
 import { ethernet, icmp, icmpv6, ipv4, ipv6, rawL4, tcp, udp, IPPROTO, TCP_FLAGS, type L3, type L4, type Ipv6Ext } from '../../lab/packets.js';
@@ -49,10 +49,12 @@ export class Harness {
     return security;
   }
 
-  applyParsed(security: SecuritySection): void {
+  applyParsed(security: SecuritySection): FirewallPlan {
     const { slots, fresh } = assignSlots(this.slots, slotNames(security));
     this.slots = slots;
-    this.fw.apply(compileFirewall(security, { generation: this.fw.idleGeneration(), tenantIds: IDS, slots }), fresh);
+    const plan = compileFirewall(security, { generation: this.fw.idleGeneration(), tenantIds: IDS, slots });
+    this.fw.apply(plan, fresh);
+    return plan;
   }
 
   hitCount(slot: number): bigint {
