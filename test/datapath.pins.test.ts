@@ -1,13 +1,15 @@
 // Pins left by another build: the metering datapath replaces pinned policy,
 // flow and diagnostic maps whose shape changed (an upgrade, a new capacity)
 // and adopts the billing counters as they are, or refuses to start when the
-// counters themselves do not fit, changing nothing.
+// counters themselves do not fit, changing nothing. Adopted counters are read
+// whatever tenant they belong to.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { BpfMap, BpfObject, removePins } from '../src/kernel/index.js';
-import { TgClassGen } from '../src/kernel/abi.gen.js';
+import { BpfMap, BpfObject, numPossibleCpus, removePins, TypedMap, u32 } from '../src/kernel/index.js';
+import { TG_DIR_MAX, TgClassGen, TgCounter } from '../src/kernel/abi.gen.js';
+import { compileMetering, parsePolicy } from '../src/policy/index.js';
 import { MeteringDatapath } from '../src/metering/datapath.js';
 import { pinDirPath } from '../lab/index.js';
 import { fixture, kernelReady } from './kernel/helpers.js';
@@ -60,4 +62,33 @@ test('pinned maps of another shape: policy and flow maps replaced, counters adop
   assert.throws(() => MeteringDatapath.open({ pinRoot: PIN_ROOT, maxFlows: 2048 }), /tg_meter_counters.*does not match the object's definition/);
   assert.equal(pinned('tg_meter_counters', (m) => m.valueSize), 8, 'the counter pin is left as it was');
   assert.ok(existsSync(join(MAPS, 'tg_class_gen')));
+});
+
+test('billing counters: every tenant an adopted pin counted is read, then the rows of each tenant installed since', (t) => {
+  if (!kernelReady(t, 'kernel_maps')) return;
+  removePins(PIN_ROOT);
+  t.after(() => removePins(PIN_ROOT));
+  const slot = (d: MeteringDatapath, tenant: number, dir: number) => (tenant * d.maxClasses) * TG_DIR_MAX + dir;
+  const write = (index: number, packets: bigint) =>
+    pinned('tg_meter_counters', (m) => new TypedMap(m, u32, TgCounter).setAllCpus(index, { packets, bytes: packets * 100n }));
+  const read = (d: MeteringDatapath) => new Map(d.readCounters().map((r) => [`${r.tenantId}/${r.direction}`, r.packets]));
+  const cpus = BigInt(numPossibleCpus());
+
+  const first = MeteringDatapath.open({ pinRoot: PIN_ROOT });
+  write(slot(first, 5, 1), 3n); // an earlier agent's tenant 5
+  first.close();
+
+  const second = MeteringDatapath.open({ pinRoot: PIN_ROOT });
+  try {
+    assert.equal(read(second).get('5/egress'), 3n * cpus, 'the first read takes the whole array');
+    const doc = parsePolicy('version: 1\ntenants:\n  - name: big\n    selectors: { cidrs: [198.18.9.0/24] }\n', 'pins');
+    second.applyPlan(compileMetering(doc, { tenantIds: new Map([['big', 3000]]), ifindexOf: () => undefined, generation: second.liveGeneration() === 0 ? 1 : 0 }));
+    write(slot(second, 3000, 0), 5n);
+    write(slot(second, 5, 1), 4n);
+    const now = read(second);
+    assert.equal(now.get('3000/ingress'), 5n * cpus, 'a tenant installed after the first read');
+    assert.equal(now.get('5/egress'), 4n * cpus, 'the adopted tenant is still read');
+  } finally {
+    second.close();
+  }
 });

@@ -386,13 +386,13 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
       alerts: (limit) => alertStore.recent(limit),
       security: () => ({ ...firewall.status(), rulesFrom: overlay.current ? 'api' : 'policy', synflood: synGuard!.status(), guards: guards!.status() }),
       setRules: async (body) => {
+        const t0 = performance.now();
         const parsed = securityRulesSchema.safeParse(body);
         if (!parsed.success) {
           const issue = parsed.error.issues[0]!;
           const field = issue.path.join('.') || 'body';
           throw new ApiError('BAD_REQUEST', `${field}: ${issue.message}`, field);
         }
-        const t0 = performance.now();
         const next = { ...parsed.data, at: new Date().toISOString() };
         const doc = overlay.effective(live?.doc ?? policy, next);
         try {

@@ -85,6 +85,8 @@ export class Guards {
   /** Where portscan.action redirect sends scanners. */
   #scanTarget: TgHoneypot | undefined;
   #stop: (() => void) | undefined;
+  /** Whether the block maps held entries when #setFlags last looked (true until it has: an earlier agent's). */
+  #blocksHeld = true;
 
   constructor(fw: FirewallMaps, maps: { reflPort: BpfMap; dst: BpfMap; src: BpfMap; blockSrc: BpfMap; blockRefl: BpfMap }, opts: GuardsOptions) {
     this.#fw = fw;
@@ -130,6 +132,7 @@ export class Guards {
     if (this.#blockSrc.map.lookupBatchPacked().count > 0) flags |= TG_FW_LIVE_BLOCK_SRC;
     if (this.#blockRefl.map.lookupBatchPacked().count > 0) flags |= TG_FW_LIVE_BLOCK_REFL;
     this.#fw.setGuardFlags(flags);
+    this.#blocksHeld = (flags & (TG_FW_LIVE_BLOCK_SRC | TG_FW_LIVE_BLOCK_REFL)) !== 0;
   }
 
   /** Polls now (the baseline: what was counted before is no rate) and every pollMs until stop(). */
@@ -307,6 +310,7 @@ export class Guards {
 
   /** Removes blocks past their expiry (the datapath already ignores them) and clears the lookup bits when none are left. */
   #expire(): void {
+    if (!this.#blocksHeld) return; // only this agent adds blocks, and #setFlags saw none
     const mono = this.#mono();
     let changed = false;
     for (const map of [this.#blockSrc, this.#blockRefl]) {

@@ -13,6 +13,7 @@ import { TG_FW_LIVE_BLOCK_REFL, TG_FW_LIVE_BLOCK_SRC, TG_FW_LIVE_DDOS, TG_FW_LIV
 
 /** tg_fw_live bits owned by the flood and scan guards (src/firewall/guards.ts), not by the rules. */
 export const GUARD_BITS = TG_FW_LIVE_DDOS | TG_FW_LIVE_SCAN | TG_FW_LIVE_BLOCK_SRC | TG_FW_LIVE_BLOCK_REFL;
+import type { MapEntry } from '../policy/compile-metering.js';
 import { emptyFwGen, toMask, type FirewallPlan } from './compile.js';
 import type { L7Plan } from './l7.js';
 
@@ -44,6 +45,8 @@ export class FirewallMaps {
   readonly #hitsId: string;
   /** Per generation, the port slots holding a non-zero mask; undefined until this process cleared the generation once. */
   readonly #portsSet: Array<Set<number> | undefined> = [undefined, undefined];
+  /** Per generation, the prefix and tenant keys (packed, by map) this process wrote since it emptied it; undefined until it did once. */
+  readonly #written: Array<Array<readonly [BpfMap, Buffer]> | undefined> = [undefined, undefined];
   /** Per generation, whether this process emptied its tries and tenant keys since it last wrote them. */
   readonly #clean = [false, false];
 
@@ -119,14 +122,22 @@ export class FirewallMaps {
 
   #write(plan: FirewallPlan): void {
     const t = this.#tries;
+    const written: Array<readonly [BpfMap, Buffer]> = [];
+    const keyed = <K, V>(map: TypedMap<K, V>, entries: ReadonlyArray<MapEntry<K, V>>) => {
+      if (entries.length === 0) return;
+      const { keys, values } = map.pack(entries.map((e) => [e.key, e.value]));
+      map.map.updatePacked(keys, values);
+      written.push([map.map, keys]);
+    };
     const inTrie = (table: number) => (plan.gen.flags & (TG_FW_HASH_SRC4 << table)) === 0;
-    if (inTrie(TG_FW_PFX_SRC4)) t.src4.setMany(plan.src.v4.map((e) => [e.key, e.value]));
-    if (inTrie(TG_FW_PFX_SRC6)) t.src6.setMany(plan.src.v6.map((e) => [e.key, e.value]));
-    if (inTrie(TG_FW_PFX_DST4)) t.dst4.setMany(plan.dst.v4.map((e) => [e.key, e.value]));
-    if (inTrie(TG_FW_PFX_DST6)) t.dst6.setMany(plan.dst.v6.map((e) => [e.key, e.value]));
-    this.#hashed.v4.setMany(plan.hashed.v4.map((e) => [e.key, e.value]));
-    this.#hashed.v6.setMany(plan.hashed.v6.map((e) => [e.key, e.value]));
-    this.#tenant.setMany(plan.tenants.map((e) => [e.key, e.value]));
+    if (inTrie(TG_FW_PFX_SRC4)) keyed(t.src4, plan.src.v4);
+    if (inTrie(TG_FW_PFX_SRC6)) keyed(t.src6, plan.src.v6);
+    if (inTrie(TG_FW_PFX_DST4)) keyed(t.dst4, plan.dst.v4);
+    if (inTrie(TG_FW_PFX_DST6)) keyed(t.dst6, plan.dst.v6);
+    keyed(this.#hashed.v4, plan.hashed.v4);
+    keyed(this.#hashed.v6, plan.hashed.v6);
+    keyed(this.#tenant, plan.tenants);
+    this.#written[plan.generation] = written;
     this.#proto.setMany(plan.protocols.map((e) => [e.key, e.value]));
     this.#writePorts(plan);
     this.#rules.setMany(plan.rules.map((e) => [e.key, e.value]));
@@ -141,7 +152,7 @@ export class FirewallMaps {
    * where the generation's previous rules had ports. The first write of a
    * generation in this process clears all of it (an earlier agent's rules).
    */
-  #writePorts(plan: FirewallPlan): void {
+  #writePorts(plan: Pick<FirewallPlan, 'generation' | 'ports'>): void {
     const gen = plan.generation;
     const base = gen * TG_PORTS;
     const next = new Set(plan.ports.map((e) => e.key));
@@ -166,21 +177,33 @@ export class FirewallMaps {
     this.#l7.sig.setMany(l7.sigs.map((e) => [e.key, e.value]));
   }
 
-  /** Switches a generation off and removes its prefix and tenant entries (its arrays are overwritten whole by the next write). */
+  /**
+   * Switches a generation off and removes its prefix and tenant entries (its
+   * arrays are overwritten whole by the next write): the keys this process
+   * wrote, or, the first time, every key of the generation found in the maps
+   * (an earlier agent's).
+   */
   #purge(gen: 0 | 1): void {
     this.#gen.set(gen, emptyFwGen());
-    for (const trie of Object.values(this.#tries) as Trie<{ generation: number }>[]) {
-      for (const k of trie.keys()) if (k.generation === gen) trie.delete(k);
+    const known = this.#written[gen];
+    if (known) {
+      for (const [map, keys] of known) map.deleteMany(keys);
+    } else {
+      for (const trie of Object.values(this.#tries) as Trie<{ generation: number }>[]) {
+        for (const k of trie.keys()) if (k.generation === gen) trie.delete(k);
+      }
+      for (const k of this.#tenant.keys()) if (k.generation === gen) this.#tenant.delete(k);
+      for (const { map } of Object.values(this.#hashed)) {
+        const { count, keys } = map.lookupBatchPacked();
+        const ksz = map.keySize;
+        const stale: Buffer[] = [];
+        for (let i = 0; i < count; i++) if (keys[i * ksz] === gen) stale.push(keys.subarray(i * ksz, (i + 1) * ksz)); // generation: byte 0
+        if (stale.length) map.deleteMany(Buffer.concat(stale));
+      }
     }
-    for (const k of this.#tenant.keys()) if (k.generation === gen) this.#tenant.delete(k);
-    for (const { map } of Object.values(this.#hashed)) {
-      // Read and deleted in batches: a 10,000-prefix list is two calls, not 20,000.
-      const { count, keys } = map.lookupBatchPacked();
-      const ksz = map.keySize;
-      const stale: Buffer[] = [];
-      for (let i = 0; i < count; i++) if (keys[i * ksz] === gen) stale.push(keys.subarray(i * ksz, (i + 1) * ksz)); // generation: byte 0
-      if (stale.length) map.deleteMany(Buffer.concat(stale));
-    }
+    this.#written[gen] = [];
+    // An unknown generation's ports too (all 65,536), now rather than in the next write, where they would delay a switch.
+    if (!this.#portsSet[gen]) this.#writePorts({ generation: gen, ports: [] });
   }
 
   /** Packets and L3 bytes per hit-counter slot, summed over CPUs. */

@@ -129,9 +129,15 @@ export class SynGuard {
   /** One round: rates since the last poll, then engage or end mitigation per destination. */
   poll(now = Date.now()): void {
     const p = this.#policy;
+    if (!p) {
+      // Off: nothing to decide, and apply() has lifted every guard. The first poll once on is the baseline.
+      this.#last = new Map();
+      this.#lastAt = 0;
+      return;
+    }
     const counts = this.#read();
     const seconds = this.#lastAt ? (now - this.#lastAt) / 1000 : 0;
-    if (p && seconds > 0) {
+    if (seconds > 0) {
       for (const [id, c] of counts) {
         const before = this.#last.get(id) ?? zero();
         const syns = Number(c.syns - before.syns);

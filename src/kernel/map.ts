@@ -178,18 +178,29 @@ export class BpfMap {
    * entry. Not atomic as a whole: entries already written stay on error.
    */
   updateMany(entries: ReadonlyArray<readonly [Buffer, Buffer]>, opts: { chunk?: number } = {}): void {
-    const chunk = opts.chunk ?? 4096;
-    if (!Number.isInteger(chunk) || chunk <= 0) throw new RangeError(`updateMany: chunk must be a positive integer, got ${chunk}`);
     for (const [k, v] of entries) {
       this.#checkKey(k);
       this.#checkValue(v);
     }
-    for (let at = 0; at < entries.length; at += chunk) {
-      const part = entries.slice(at, at + chunk);
-      const count = [part.length];
-      const r = libbpf().bpf_map_update_batch(this.fd, Buffer.concat(part.map(([k]) => k)), Buffer.concat(part.map(([, v]) => v)), count, null) as number;
+    this.updatePacked(Buffer.concat(entries.map(([k]) => k)), Buffer.concat(entries.map(([, v]) => v)), opts);
+  }
+
+  /** updateMany with the keys and the values already packed back to back (no object per entry). */
+  updatePacked(keys: Buffer, values: Buffer, opts: { chunk?: number } = {}): void {
+    const chunk = opts.chunk ?? 4096;
+    if (!Number.isInteger(chunk) || chunk <= 0) throw new RangeError(`updateMany: chunk must be a positive integer, got ${chunk}`);
+    const ksz = this.keySize;
+    const vsz = this.valueBufferSize;
+    const total = keys.length / ksz;
+    if (!Number.isInteger(total) || values.length !== total * vsz) {
+      throw new RangeError(`updateMany(${this.name}): ${keys.length} key bytes and ${values.length} value bytes are not whole ${ksz}- and ${vsz}-byte entries, as many of each`);
+    }
+    for (let at = 0; at < total; at += chunk) {
+      const n = Math.min(chunk, total - at);
+      const count = [n];
+      const r = libbpf().bpf_map_update_batch(this.fd, keys.subarray(at * ksz, (at + n) * ksz), values.subarray(at * vsz, (at + n) * vsz), count, null) as number;
       if (r < 0 && at === 0 && (r === -EINVAL || r === -ENOTSUPP || r === -EOPNOTSUPP)) {
-        for (const [k, v] of entries) this.update(k, v);
+        for (let i = 0; i < total; i++) this.update(keys.subarray(i * ksz, (i + 1) * ksz), values.subarray(i * vsz, (i + 1) * vsz));
         return;
       }
       check(`bpf_map_update_batch(${this.name})`, r);
@@ -267,16 +278,21 @@ export class BpfMap {
    * process has touched before, where a fresh allocation takes a page fault
    * per 4 KiB as the kernel fills it (half the time of a 1M-flow read on the
    * reference host). `storage` is what keys and values are views of, to be
-   * lent to a later read once they are no longer needed.
+   * lent to a later read once they are no longer needed. `limit`: at most
+   * this many entries (an array's first `limit`, in index order).
    */
-  lookupBatchPacked(opts: { chunk?: number; into?: PackedStorage } = {}): PackedEntries {
+  lookupBatchPacked(opts: { chunk?: number; into?: PackedStorage; limit?: number } = {}): PackedEntries {
     let chunk = opts.chunk ?? 4096;
     if (!Number.isInteger(chunk) || chunk <= 0) throw new RangeError(`lookupBatch: chunk must be a positive integer, got ${chunk}`);
+    const limit = opts.limit ?? Infinity;
+    if (limit !== Infinity && (!Number.isInteger(limit) || limit < 0)) throw new RangeError(`lookupBatch: limit must be a non-negative integer, got ${limit}`);
     const fd = this.fd;
     const ksz = this.keySize;
     const vsz = this.valueBufferSize;
-    // Room for the whole map plus one chunk (a batch never returns more than asked).
-    let cap = this.maxEntries + chunk;
+    // Room for two chunks to start with (a batch never returns more than asked), doubled as
+    // entries come: sized for the whole map, a big and mostly empty hash map (the guards'
+    // 65,536 blocks) cost megabytes of zeroed memory per read.
+    let cap = Math.min(this.maxEntries, limit, chunk) + chunk;
     const lent = opts.into && opts.into.keys.length >= cap * ksz && opts.into.values.length >= cap * vsz ? opts.into : undefined;
     if (lent) cap = Math.min(Math.floor(lent.keys.length / ksz), Math.floor(lent.values.length / vsz));
     let keys = lent?.keys ?? Buffer.alloc(cap * ksz);
@@ -288,17 +304,19 @@ export class BpfMap {
     const outBatch = Buffer.alloc(tokenSize);
     for (;;) {
       if (count + chunk > cap) {
-        // A hash map holds a few more than max_entries while entries are replaced: grow.
-        cap = count + 2 * chunk;
+        cap = Math.max(2 * cap, count + 2 * chunk);
         keys = Buffer.concat([keys.subarray(0, count * ksz), Buffer.alloc((cap - count) * ksz)]);
         values = Buffer.concat([values.subarray(0, count * vsz), Buffer.alloc((cap - count) * vsz)]);
       }
-      const n = [chunk];
+      if (count >= limit) return { count, keys: keys.subarray(0, count * ksz), values: values.subarray(0, count * vsz), storage: { keys, values } };
+      const n = [Math.min(chunk, limit - count)];
       const r = libbpf().bpf_map_lookup_batch(fd, inBatch, outBatch, keys.subarray(count * ksz), values.subarray(count * vsz), n, null) as number;
       if (r < 0 && r !== -ENOENT) {
         if (inBatch === null && (r === -EINVAL || r === -ENOTSUPP || r === -EOPNOTSUPP)) return this.#iteratePacked();
         // a hash bucket holds more entries than fit: retry the same cursor with room
         if (r === -ENOSPC && n[0] === 0) {
+          // The next bucket holds more entries than the limit leaves room for: stop short of it.
+          if (limit - count < chunk) return { count, keys: keys.subarray(0, count * ksz), values: values.subarray(0, count * vsz), storage: { keys, values } };
           chunk *= 2;
           continue;
         }

@@ -68,7 +68,21 @@ export class TypedMap<K, V> {
   /** Writes many entries in batches (not for per-CPU maps: use set per key there). */
   setMany(entries: ReadonlyArray<readonly [K, V]>): void {
     if (this.map.perCpu) throw new Error(`TypedMap(${this.map.name}).setMany: per-CPU maps are not supported`);
-    this.map.updateMany(entries.map(([k, v]) => [this.key.encode(k), this.value.encode(v)] as const));
+    const { keys, values } = this.pack(entries);
+    this.map.updatePacked(keys, values);
+  }
+
+  /** Entries encoded back to back, as updatePacked and deleteMany (the keys) take them. */
+  pack(entries: ReadonlyArray<readonly [K, V]>): { keys: Buffer; values: Buffer } {
+    const ks = this.key.size;
+    const vs = this.value.size;
+    const keys = Buffer.alloc(entries.length * ks);
+    const values = Buffer.alloc(entries.length * vs);
+    entries.forEach(([k, v], i) => {
+      this.key.encode(k, keys, i * ks);
+      this.value.encode(v, values, i * vs);
+    });
+    return { keys, values };
   }
 
   delete(k: K): boolean {

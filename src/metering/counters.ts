@@ -7,9 +7,10 @@ import type { BpfMap } from '../kernel/index.js';
  * summed over CPUs, read from one packed batch: the billing array has
  * tenants x classes x directions slots (131,072 by default), and an object
  * per slot and CPU made every export block the event loop for ~300 ms.
+ * limit: only the first slots (those that can have counted anything).
  */
-export function nonZeroCounters(map: BpfMap): Array<{ index: number; packets: bigint; bytes: bigint }> {
-  const { count, keys, values: raw } = map.lookupBatchPacked();
+export function nonZeroCounters(map: BpfMap, limit?: number): Array<{ index: number; packets: bigint; bytes: bigint }> {
+  const { count, keys, values: raw } = map.lookupBatchPacked({ limit });
   const values = raw.byteOffset % 8 === 0 ? raw : new Uint8Array(raw); // a copy starts its own, aligned buffer
   const per = map.valueBufferSize / 8; // u64 words per slot: (packets, bytes) per CPU
   const v = new BigUint64Array(values.buffer, values.byteOffset, count * per);

@@ -191,6 +191,24 @@ test('a packed batch read fills lent buffers when they are big enough, and fresh
   assert.equal(sum(fresh), want);
 });
 
+test('a packed batch read stops at a limit: an array\'s first entries, in index order', (t) => {
+  if (!kernelReady(t, 'kernel_maps')) return;
+  const obj = loaded(t);
+  const m = obj.map('kt_array');
+  const a = new TypedMap(m, u32, u64);
+  for (let i = 0; i < 64; i++) a.set(i, BigInt(i) * 5n);
+  for (const [limit, chunk] of [[0, 8], [1, 8], [20, 8], [24, 8], [64, 8], [1000, 7]] as const) {
+    const p = m.lookupBatchPacked({ limit, chunk });
+    const n = Math.min(limit, 64);
+    assert.equal(p.count, n, `limit ${limit}`);
+    for (let i = 0; i < n; i++) {
+      assert.equal(p.keys.readUInt32LE(i * 4), i);
+      assert.equal(p.values.readBigUInt64LE(i * 8), BigInt(i) * 5n);
+    }
+  }
+  assert.throws(() => m.lookupBatchPacked({ limit: -1 }), /limit must be a non-negative integer/);
+});
+
 test('bad key and value sizes are refused with the map name and sizes', (t) => {
   if (!kernelReady(t, 'kernel_maps')) return;
   const obj = loaded(t);
