@@ -32,7 +32,7 @@ import { compileMetering, parsePolicy, type Policy } from '../src/policy/index.j
 import { assignSlots, compileFirewall, slotNames } from '../src/firewall/compile.js';
 
 /** Update rounds of each kind run before the timed ones (cold code, first writes of a generation). */
-const WARMUP = 3;
+const WARMUP = 10;
 interface ApiSample {
   /** From the call to the first packet dropped. */
   ms: number;

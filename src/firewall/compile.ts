@@ -321,12 +321,14 @@ export function compileFirewall(security: SecuritySection, ctx: FirewallContext)
     if (n > TG_FW_MAX_PREFIXES / 2) throw new FirewallCompileError([`security.rules: ${n} distinct ${what} prefixes in one family, at most ${TG_FW_MAX_PREFIXES / 2}`]);
   }
 
+  const ruleBits = rules.map((_, i) => bitOf(i));
+  const protoMask = maskMemo(); // a few distinct rule sets over 256 protocols
   const protocols = Array.from({ length: TG_PROTOCOLS }, (_, p) => {
     let bits = 0n;
     rules.forEach((r, i) => {
-      if (protocolMatches(r, p)) bits |= bitOf(i);
+      if (protocolMatches(r, p)) bits |= ruleBits[i]!;
     });
-    return { key: generation * TG_PROTOCOLS + p, value: toMask(bits) };
+    return { key: generation * TG_PROTOCOLS + p, value: protoMask(bits) };
   });
 
   const portBits = new Map<number, bigint>();

@@ -273,6 +273,7 @@ export class BpfObject {
       if (r >= 0) {
         forward();
         this.#logBufs.clear();
+        for (const m of this.#maps.values()) m.loadedInObject();
         return;
       }
       const failed = this.#failedProgram(log);

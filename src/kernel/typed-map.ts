@@ -78,9 +78,17 @@ export class TypedMap<K, V> {
     const vs = this.value.size;
     const keys = Buffer.alloc(entries.length * ks);
     const values = Buffer.alloc(entries.length * vs);
+    // Entries often share one value object (the firewall's masks): encoded once, then copied.
+    const encodedAt = new Map<V, number>();
     entries.forEach(([k, v], i) => {
       this.key.encode(k, keys, i * ks);
-      this.value.encode(v, values, i * vs);
+      const at = encodedAt.get(v);
+      if (at === undefined) {
+        this.value.encode(v, values, i * vs);
+        encodedAt.set(v, i * vs);
+      } else {
+        values.copy(values, i * vs, at, at + vs);
+      }
     });
     return { keys, values };
   }

@@ -68,6 +68,23 @@ test('setMaxEntries before load, refused after', (t) => {
   assert.throws(() => obj.setMaxEntries('kt_hash', 20), /already loaded/);
 });
 
+test('an object\'s map: its fd is the kernel\'s once loaded, and refused once the object is closed', (t) => {
+  if (!kernelReady(t, 'kernel_maps')) return;
+  const obj = BpfObject.open(fixture('kernel_maps'));
+  t.after(() => obj.close());
+  const m = obj.map('kt_hash');
+  assert.throws(() => m.fd, /not loaded yet/);
+  obj.load();
+  const fd = m.fd;
+  assert.ok(fd > 2);
+  assert.equal(m.fd, fd, 'the same fd every time');
+  assert.equal(m.maxEntries, 16384);
+  new TypedMap(m, u32, u64).set(1, 2n);
+  obj.close();
+  assert.throws(() => m.fd, /is closed/);
+  assert.throws(() => m.update(Buffer.alloc(4), Buffer.alloc(8)), /is closed/);
+});
+
 test('a rejected program raises VerifierError with the full log and a short message', (t) => {
   if (!kernelReady(t, 'kernel_reject')) return;
   const warnings: string[] = [];
