@@ -26,7 +26,7 @@ import { TG_FW_DROPPED } from '../src/kernel/abi.gen.js';
 import { callAgent } from '../src/api/client.js';
 import { bpfObjectPath } from '../src/paths.js';
 import { cleanupAgentDir, startAgentProcess } from '../test/helpers/agent.js';
-import { findNode, iperf3Transfer, labDown, labUp, pinDirPath, runInNetns, spawnInNetns, tenantNodes, trafgenBurst, waitExit, type EndpointNode, type Topology } from '../lab/index.js';
+import { findNode, iperf3Transfer, labDown, labUp, pinDirPath, runInNetns, tenantNodes, trafgenBurst, trafgenTrickle, type EndpointNode, type Topology } from '../lab/index.js';
 import { MeteringDatapath } from '../src/metering/datapath.js';
 import { compileMetering, parsePolicy, type Policy } from '../src/policy/index.js';
 import { assignSlots, compileFirewall, slotNames } from '../src/firewall/compile.js';
@@ -41,6 +41,8 @@ interface ApiSample {
   /** What the agent reports it spent on the call. */
   agentMs: number;
 }
+/** Spacing of the probe packets that show when an update starts dropping. */
+const PROBE_GAP_US = 250;
 /** Frames of the burst that measures trafgen's start-up (see pps). */
 const STARTUP_PROBE = 2000;
 const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 1000));
@@ -253,8 +255,7 @@ security:
       const dropped = new TypedMap(statsMap, u32, u64);
       const drops = () => dropped.getSum(TG_FW_DROPPED) ?? 0n;
       const put = (rules: unknown[]) => callAgent<{ ms: number }>(real.socket, 'PUT', '/v1/security/rules', 30_000, { rules });
-      const trickle = spawnInNetns(attacker.netns, 'ping', ['-n', '-q', '-i', '0.001', '-c', String(updates * 2 * 1000), '-w', String(updates * 4 + 60), tenant!.ipv4], { stdio: 'ignore' });
-      const trickleExit = waitExit(trickle, (updates * 4 + 70) * 1000);
+      const trickle = trafgenTrickle(attacker, tenant!, PROBE_GAP_US, updates * 4 + 60);
       try {
         await new Promise((r) => setTimeout(r, 500));
         const measure = async (rules: unknown[]): Promise<ApiSample> => {
@@ -270,7 +271,7 @@ security:
         };
         const off = async () => {
           await put([]);
-          await new Promise((r) => setTimeout(r, 20)); // packets already past the switch land before the next base; ping paces itself back to 1 ms
+          await new Promise((r) => setTimeout(r, 20)); // packets already past the switch land before the next base
         };
         const oneRule = [{ name: 'probe', action: 'deny', direction: 'both', src: [`${attacker.ipv4}/32`] }];
         const bigSet = [{ name: 'blocklist', action: 'deny', direction: 'both', src: prefixes }];
@@ -283,8 +284,7 @@ security:
           }
         }
       } finally {
-        if (trickle.exitCode === null) trickle.kill('SIGKILL');
-        await trickleExit;
+        await trickle.stop();
       }
     } finally {
       statsMap.close();
@@ -310,7 +310,7 @@ security:
       console.log(`| of which the HTTP call / the agent's own handling (validate, compile, write, switch, as it reports), p50 / p99 | ${q((x) => x.http, 0.5)} / ${q((x) => x.http, 0.99)} ms; ${q((x) => x.agentMs, 0.5)} / ${q((x) => x.agentMs, 0.99)} ms |`);
     }
     console.log(`| the first call after the agent started (cold code; not counted above), one rule / ${prefixes.length}-prefix set | ${firstCall.map((x) => x.toFixed(1)).join(' / ')} ms |`);
-    console.log(`(each kind in its own series after ${WARMUP} warm-up calls; a 1 ms ping trickle from the attacker; the first drop is read from the pinned tg_fw_stats, so detection adds up to 1 ms)`);
+    console.log(`(each kind in its own series after ${WARMUP} warm-up calls; a UDP packet from the attacker every ${PROBE_GAP_US} us (trafgen); the first drop is read from the pinned tg_fw_stats, so detection adds up to about ${PROBE_GAP_US / 1000} ms)`);
   } finally {
     disableStats();
     await labDown(prefix);

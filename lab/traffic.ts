@@ -464,6 +464,43 @@ export interface TrafgenResult extends Truth {
   received: { packets: number; payloadBytes: number } | null;
 }
 
+/** trafgen's config (in a directory of its own, for the caller to remove) and arguments for `count` UDP packets. */
+function trafgenRun(from: EndpointNode, to: EndpointNode, family: Family, port: number, payloadSize: number, count: number, gapUs?: number): { dir: string; args: string[]; frame: Buffer } {
+  const frame = udpFrame({
+    srcMac: from.mac, dstMac: from.gatewayMac,
+    src: addressOf(from, family), dst: addressOf(to, family),
+    srcPort: 40000, dstPort: port, payloadSize,
+  });
+  const dir = mkdtempSync(join(tmpdir(), 'tollgate-trafgen-'));
+  const conf = join(dir, 'udp.cfg');
+  writeFileSync(conf, trafgenConfig(frame));
+  // --no-sock-mem/--notouch-irq (their short forms are broken in 0.6.8): leave the machine's socket memory defaults and IRQ affinity alone;
+  // -P 1: one sender process, so --num is exact.
+  const args = ['--dev', 'eth0', '--conf', conf, '--num', String(count), '--cpus', '1', '--no-sock-mem', '--notouch-irq'];
+  if (gapUs !== undefined) args.push('--gap', `${checkInt('gapUs', gapUs, 0, 1_000_000)}us`);
+  return { dir, args, frame };
+}
+
+/**
+ * A steady trickle of small UDP packets from `from` to `to`, one every
+ * `gapUs`, for at most `seconds` (it stops by itself) or until stop(): a
+ * probe that shows when a rule starts dropping, paced by the clock alone
+ * (ping paces itself by the replies a rule stops).
+ */
+export function trafgenTrickle(from: EndpointNode, to: EndpointNode, gapUs: number, seconds: number): { stop(): Promise<void> } {
+  checkInt('gapUs', gapUs, 10, 1_000_000);
+  checkInt('seconds', seconds, 1, 3600);
+  const { dir, args } = trafgenRun(from, to, 4, randomPort(), 18, Math.ceil((seconds * 1e6) / gapUs), gapUs);
+  const child = spawnInNetns(from.netns, 'trafgen', args, { stdio: 'ignore' });
+  const exited = waitExit(child, (seconds + 10) * 1000).finally(() => rmSync(dir, { recursive: true, force: true }));
+  return {
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
 /**
  * `count` UDP packets of `payloadSize` from `from` to `to` through an AF_PACKET
  * TX ring (trafgen): these reach tc programs with only the Ethernet header in
@@ -475,20 +512,9 @@ export async function trafgenBurst(from: EndpointNode, to: EndpointNode, count: 
   checkInt('payloadSize', payloadSize, 0, maxPayload(family, UDP_HDR));
   const port = checkInt('port', opts.port ?? randomPort(), 1, 65535);
   const timeoutMs = opts.timeoutMs ?? 60_000;
-  const frame = udpFrame({
-    srcMac: from.mac, dstMac: from.gatewayMac,
-    src: addressOf(from, family), dst: addressOf(to, family),
-    srcPort: 40000, dstPort: port, payloadSize,
-  });
-  const dir = mkdtempSync(join(tmpdir(), 'tollgate-trafgen-'));
-  const conf = join(dir, 'udp.cfg');
-  writeFileSync(conf, trafgenConfig(frame));
+  const { dir, args, frame } = trafgenRun(from, to, family, port, payloadSize, count, opts.gapUs);
   const receiver = opts.receive === false ? null : await startUdpReceiver(to.netns, port, count, timeoutMs);
   try {
-    // --no-sock-mem/--notouch-irq (their short forms are broken in 0.6.8): leave the machine's socket memory defaults and IRQ affinity alone;
-    // -P 1: one sender process, so --num is exact.
-    const args = ['--dev', 'eth0', '--conf', conf, '--num', String(count), '--cpus', '1', '--no-sock-mem', '--notouch-irq'];
-    if (opts.gapUs !== undefined) args.push('--gap', `${checkInt('gapUs', opts.gapUs, 0, 1_000_000)}us`);
     const r = await runInNetns(from.netns, 'trafgen', args, { timeoutMs });
     const out = /(\d+) packets outgoing/.exec(r.stdout + r.stderr);
     if (!out || Number(out[1]) !== count) {
