@@ -9,11 +9,11 @@ import {
   TgCounter, TgFwGen, TgHoneypot, TgFwMask, TgFwRule, TgFwStat, TgFwTenantKey, TgLpmV4Key, TgL7Sig, TgFwPfxV4Key, TgFwPfxV6Key, TG_FW_HASH_SRC4, TG_FW_PFX_SRC4, TG_FW_PFX_SRC6, TG_FW_PFX_DST4, TG_FW_PFX_DST6, TgLpmV6Key, TgRlBucket, TgRlCfg, TG_FW_LIVE_GEN, TG_L7_MAX_STATES, TG_FW_LIVE_ON, TG_FW_STAT_MAX, TG_PORTS,
 } from '../kernel/abi.gen.js';
 import { nonZeroCounters } from '../metering/counters.js';
+import type { MapEntry } from '../policy/compile-metering.js';
 import { TG_FW_LIVE_BLOCK_REFL, TG_FW_LIVE_BLOCK_SRC, TG_FW_LIVE_DDOS, TG_FW_LIVE_SCAN } from '../kernel/abi.gen.js';
 
 /** tg_fw_live bits owned by the flood and scan guards (src/firewall/guards.ts), not by the rules. */
 export const GUARD_BITS = TG_FW_LIVE_DDOS | TG_FW_LIVE_SCAN | TG_FW_LIVE_BLOCK_SRC | TG_FW_LIVE_BLOCK_REFL;
-import type { MapEntry } from '../policy/compile-metering.js';
 import { emptyFwGen, toMask, type FirewallPlan } from './compile.js';
 import type { L7Plan } from './l7.js';
 
@@ -47,7 +47,7 @@ export class FirewallMaps {
   readonly #portsSet: Array<Set<number> | undefined> = [undefined, undefined];
   /** Per generation, the prefix and tenant keys (packed, by map) this process wrote since it emptied it; undefined until it did once. */
   readonly #written: Array<Array<readonly [BpfMap, Buffer]> | undefined> = [undefined, undefined];
-  /** Per generation, whether this process emptied its tries and tenant keys since it last wrote them. */
+  /** Per generation, whether this process emptied its prefix and tenant keys since it last wrote them. */
   readonly #clean = [false, false];
 
   constructor(obj: BpfObject) {

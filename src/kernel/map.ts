@@ -298,6 +298,7 @@ export class BpfMap {
     let keys = lent?.keys ?? Buffer.alloc(cap * ksz);
     let values = lent?.values ?? Buffer.alloc(cap * vsz);
     let count = 0;
+    const done = (): PackedEntries => ({ count, keys: keys.subarray(0, count * ksz), values: values.subarray(0, count * vsz), storage: { keys, values } });
     // The batch cursor is opaque to us; a u64 covers every map type's token.
     const tokenSize = Math.max(ksz, 8);
     let inBatch: Buffer | null = null;
@@ -308,7 +309,7 @@ export class BpfMap {
         keys = Buffer.concat([keys.subarray(0, count * ksz), Buffer.alloc((cap - count) * ksz)]);
         values = Buffer.concat([values.subarray(0, count * vsz), Buffer.alloc((cap - count) * vsz)]);
       }
-      if (count >= limit) return { count, keys: keys.subarray(0, count * ksz), values: values.subarray(0, count * vsz), storage: { keys, values } };
+      if (count >= limit) return done();
       const n = [Math.min(chunk, limit - count)];
       const r = libbpf().bpf_map_lookup_batch(fd, inBatch, outBatch, keys.subarray(count * ksz), values.subarray(count * vsz), n, null) as number;
       if (r < 0 && r !== -ENOENT) {
@@ -316,14 +317,14 @@ export class BpfMap {
         // a hash bucket holds more entries than fit: retry the same cursor with room
         if (r === -ENOSPC && n[0] === 0) {
           // The next bucket holds more entries than the limit leaves room for: stop short of it.
-          if (limit - count < chunk) return { count, keys: keys.subarray(0, count * ksz), values: values.subarray(0, count * vsz), storage: { keys, values } };
+          if (limit - count < chunk) return done();
           chunk *= 2;
           continue;
         }
         check(`bpf_map_lookup_batch(${this.name})`, r);
       }
       count += n[0]!;
-      if (r === -ENOENT) return { count, keys: keys.subarray(0, count * ksz), values: values.subarray(0, count * vsz), storage: { keys, values } };
+      if (r === -ENOENT) return done();
       inBatch = Buffer.from(outBatch);
     }
   }
