@@ -116,7 +116,7 @@ export async function main(argv: string[]): Promise<void> {
     args: argv,
     options: {
       rounds: { type: 'string', default: '7' }, flood: { type: 'string', default: '2000000' }, prefixes: { type: 'string', default: '10000' },
-      seconds: { type: 'string', default: '4' }, updates: { type: 'string', default: '50' },
+      seconds: { type: 'string', default: '4' }, updates: { type: 'string', default: '200' },
       'skip-events': { type: 'boolean', default: false },
     },
   });
