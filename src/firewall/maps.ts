@@ -6,7 +6,7 @@
 // benchmarks and the BPF_PROG_TEST_RUN tables.
 import { type BpfMap, type BpfObject, TypedMap, u32, u64 } from '../kernel/index.js';
 import {
-  TgCounter, TgFwGen, TgHoneypot, TgFwMask, TgFwRule, TgFwStat, TgFwTenantKey, TgLpmV4Key, TgL7Sig, TgFwPfxV4Key, TgFwPfxV6Key, TG_FW_HASH_SRC4, TG_FW_PFX_SRC4, TG_FW_PFX_SRC6, TG_FW_PFX_DST4, TG_FW_PFX_DST6, TgLpmV6Key, TgRlBucket, TgRlCfg, TG_FW_LIVE_GEN, TG_L7_MAX_STATES, TG_FW_LIVE_ON, TG_FW_STAT_MAX, TG_PORTS,
+  TgCounter, TgFwGen, TgHoneypot, TgFwMask, TgFwRule, TgFwStat, TgFwTenantKey, TgLpmV4Key, TgL7Sig, TgFwPfxV4Key, TgFwPfxV6Key, TG_FW_HASH_SRC4, TG_FW_PFX_SRC4, TG_FW_PFX_SRC6, TG_FW_PFX_DST4, TG_FW_PFX_DST6, TgLpmV6Key, TgRlBucket, TgRlCfg, TG_FW_LIVE_GEN, TG_FW_PROTO, TG_L7_MAX_STATES, TG_FW_LIVE_ON, TG_FW_STAT_MAX, TG_PORTS,
 } from '../kernel/abi.gen.js';
 import { nonZeroCounters } from '../metering/counters.js';
 import type { MapEntry } from '../policy/compile-metering.js';
@@ -47,6 +47,8 @@ export class FirewallMaps {
   readonly #portsSet: Array<Set<number> | undefined> = [undefined, undefined];
   /** Per generation, the prefix and tenant keys (packed, by map) this process wrote since it emptied it; undefined until it did once. */
   readonly #written: Array<Array<readonly [BpfMap, Buffer]> | undefined> = [undefined, undefined];
+  /** Per generation, how many rule entries from the first may be non-zero; undefined until this process wrote them all once. */
+  readonly #rulesWritten: Array<number | undefined> = [undefined, undefined];
   /** Per generation, whether this process emptied its prefix and tenant keys since it last wrote them. */
   readonly #clean = [false, false];
 
@@ -138,9 +140,15 @@ export class FirewallMaps {
     keyed(this.#hashed.v6, plan.hashed.v6);
     keyed(this.#tenant, plan.tenants);
     this.#written[plan.generation] = written;
-    this.#proto.setMany(plan.protocols.map((e) => [e.key, e.value]));
+    // The protocol masks are read only with TG_FW_PROTO; another generation's never are.
+    if (plan.gen.flags & TG_FW_PROTO) this.#proto.setMany(plan.protocols.map((e) => [e.key, e.value]));
     this.#writePorts(plan);
-    this.#rules.setMany(plan.rules.map((e) => [e.key, e.value]));
+    // Rule bits past the rules are never read (the active mask holds none): those the generation
+    // had are zeroed, the rest are already (all 256 the first time in this process).
+    const ruleCount = plan.ruleSlots.length;
+    const rulesTo = Math.max(ruleCount, this.#rulesWritten[plan.generation] ?? plan.rules.length);
+    this.#rules.setMany(plan.rules.slice(0, rulesTo).map((e) => [e.key, e.value]));
+    this.#rulesWritten[plan.generation] = ruleCount;
     this.#limits.setMany(plan.limits.map((e) => [e.key, e.value]));
     this.#honeypots.setMany(plan.honeypots.map((e) => [e.key, e.value]));
     if (plan.l7) this.#writeL7(plan.generation, plan.l7);
