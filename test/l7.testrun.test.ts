@@ -148,4 +148,24 @@ describe('L7 signatures under BPF_PROG_TEST_RUN', () => {
     assert.equal(run(dataFrame(Buffer.alloc(0))).rv, TC_ACT_UNSPEC);
     assert.notEqual(TC_ACT_SHOT, TC_ACT_UNSPEC);
   });
+
+  test('the ports follow the signatures through updates of both generations', (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const attack = Buffer.from('GET /?id=1 UNION SELECT 1 HTTP/1.1\r\n\r\n');
+    const on = (ports: number[]) => h.apply(`
+  l7:
+    signatures:
+      - { name: sqli, set: sql-injection, ports: [${ports.join(', ')}], action: deny }
+`);
+    try {
+      for (const ports of [[8443], [9000, 9001], [8443], [80]]) {
+        on(ports);
+        for (const port of [80, 8080, 8443, 9000, 9001]) {
+          assert.equal(run(dataFrame(attack, port)).rv, ports.includes(port) ? TC_ACT_REDIRECT : TC_ACT_UNSPEC, `ports ${ports}: ${port}`);
+        }
+      }
+    } finally {
+      h.apply(SECURITY);
+    }
+  });
 });

@@ -47,6 +47,8 @@ export class FirewallMaps {
   readonly #portsSet: Array<Set<number> | undefined> = [undefined, undefined];
   /** Per generation, the prefix and tenant keys (packed, by map) this process wrote since it emptied it; undefined until it did once. */
   readonly #written: Array<Array<readonly [BpfMap, Buffer]> | undefined> = [undefined, undefined];
+  /** Per generation, the L7 ports this process last wrote; undefined until it wrote them all once. */
+  readonly #l7Ports: Array<Uint8Array | undefined> = [undefined, undefined];
   /** Per generation, how many rule entries from the first may be non-zero; undefined until this process wrote them all once. */
   readonly #rulesWritten: Array<number | undefined> = [undefined, undefined];
   /** Per generation, whether this process emptied its prefix and tenant keys since it last wrote them. */
@@ -173,15 +175,31 @@ export class FirewallMaps {
     this.#portsSet[gen] = next;
   }
 
-  /** A generation's L7 ports (all of them), automaton (the states it has: others are unreachable) and signatures. */
+  /** A generation's L7 ports, automaton (the states it has: others are unreachable) and signatures. */
   #writeL7(gen: 0 | 1, l7: L7Plan): void {
-    const ports: Array<readonly [Buffer, Buffer]> = [];
-    for (let p = 0; p < TG_PORTS; p++) ports.push([u32.encode(gen * TG_PORTS + p), Buffer.from([l7.ports[p]!])]);
-    this.#l7.port.updateMany(ports);
+    // Ports: those that changed since this process last wrote the generation's (all 65,536 the first time).
+    const before = this.#l7Ports[gen];
+    const changed: number[] = [];
+    for (let p = 0; p < TG_PORTS; p++) if (!before || before[p] !== l7.ports[p]) changed.push(p);
+    const portMap = this.#l7.port;
+    const pv = portMap.valueBufferSize;
+    const portKeys = Buffer.alloc(changed.length * 4);
+    const portValues = Buffer.alloc(changed.length * pv);
+    changed.forEach((p, i) => {
+      portKeys.writeUInt32LE(gen * TG_PORTS + p, i * 4);
+      portValues[i * pv] = l7.ports[p]!;
+    });
+    if (changed.length) portMap.updatePacked(portKeys, portValues);
+    this.#l7Ports[gen] = Uint8Array.from(l7.ports);
     const base = gen * TG_L7_MAX_STATES * 256;
-    const dfa: Array<readonly [Buffer, Buffer]> = [];
-    for (let i = 0; i < l7.dfa.table.length; i++) dfa.push([u32.encode(base + i), u32.encode(l7.dfa.table[i]!)]);
-    this.#l7.dfa.updateMany(dfa);
+    const n = l7.dfa.table.length;
+    const dfaKeys = Buffer.alloc(n * 4);
+    const dfaValues = Buffer.alloc(n * 4);
+    for (let i = 0; i < n; i++) {
+      dfaKeys.writeUInt32LE(base + i, i * 4);
+      dfaValues.writeUInt32LE(l7.dfa.table[i]!, i * 4);
+    }
+    this.#l7.dfa.updatePacked(dfaKeys, dfaValues);
     this.#l7.sig.setMany(l7.sigs.map((e) => [e.key, e.value]));
   }
 
