@@ -183,13 +183,13 @@ function bitOf(i: number): bigint {
  */
 function prefixEntries(rules: readonly FirewallRule[], pick: (r: FirewallRule) => readonly string[], generation: 0 | 1) {
   let any = 0n;
-  const named = new Map<string, { cidr: Cidr; bits: bigint }>();
+  const named = new Map<number | string, { cidr: Cidr; bits: bigint }>();
   rules.forEach((r, i) => {
     const cidrs = pick(r);
     if (cidrs.length === 0) any |= bitOf(i);
     for (const text of cidrs) {
       const cidr = parseCidr(text);
-      const id = `${cidr.family}/${cidr.addr.toString('hex')}/${cidr.prefix}`;
+      const id = prefixId(cidr.family, cidr.addr, cidr.prefix);
       const e = named.get(id) ?? { cidr, bits: 0n };
       e.bits |= bitOf(i);
       named.set(id, e);
@@ -202,14 +202,14 @@ function prefixEntries(rules: readonly FirewallRule[], pick: (r: FirewallRule) =
     const zero: Cidr = { family, addr: Buffer.alloc(width / 8), prefix: 0 };
     const list = [...named.values()].filter((e) => e.cidr.family === family);
     if (!list.some((e) => e.cidr.prefix === 0)) list.push({ cidr: zero, bits: 0n });
-    const byId = new Map(list.map((e) => [prefixId(e.cidr.addr, e.cidr.prefix), e.bits]));
+    const byId = new Map(list.map((e) => [prefixId(family, e.cidr.addr, e.cidr.prefix), e.bits]));
     const lengths = [...new Set(list.map((e) => e.cidr.prefix))].sort((a, b) => a - b);
     for (const { cidr } of list) {
       // Every named prefix containing this one is its truncation to a length some prefix has.
       let bits = any;
       for (const len of lengths) {
         if (len > cidr.prefix) break;
-        bits |= byId.get(prefixId(networkOf(cidr.addr, len), len)) ?? 0n;
+        bits |= byId.get(prefixId(family, cidr.addr, len)) ?? 0n;
       }
       const entry = { key: lpmKey(generation, cidr.addr, cidr.prefix), value: mask(bits) };
       (family === 4 ? out.v4 : out.v6).push(entry as MapEntry<TgLpmV4Key & TgLpmV6Key, TgFwMask>);
@@ -241,8 +241,14 @@ function hashTables(src: FirewallPlan['src'] | undefined, dst: FirewallPlan['dst
   return out;
 }
 
-function prefixId(addr: Buffer, len: number): string {
-  return `${addr.toString('hex')}/${len}`;
+/**
+ * Identity of addr's network of length len: a number for IPv4 (no string or
+ * copy per prefix: a 10,000-prefix list looks up every prefix at each
+ * length), a string for IPv6.
+ */
+function prefixId(family: Family, addr: Buffer, len: number): number | string {
+  if (family === 4) return len * 2 ** 32 + (len === 0 ? 0 : (addr.readUInt32BE(0) & (-1 << (32 - len))) >>> 0);
+  return `${len}/${networkOf(addr, len).toString('latin1')}`;
 }
 
 /** Whether a rule's protocol condition holds for protocol p (ports alone imply tcp, udp or sctp). */
