@@ -4,7 +4,7 @@
 // removed afterwards (collect). Packets see the old rules or the new ones,
 // never a mix, and no program is reloaded. Shared by the agent, the
 // benchmarks and the BPF_PROG_TEST_RUN tables.
-import { type BpfMap, type BpfObject, TypedMap, u32, u64 } from '../kernel/index.js';
+import { type BpfMap, type BpfObject, TypedMap, u8, u32, u64 } from '../kernel/index.js';
 import {
   TgCounter, TgFwGen, TgHoneypot, TgFwMask, TgFwRule, TgFwStat, TgFwTenantKey, TgLpmV4Key, TgL7Sig, TgFwPfxV4Key, TgFwPfxV6Key, TG_FW_HASH_SRC4, TG_FW_PFX_SRC4, TG_FW_PFX_SRC6, TG_FW_PFX_DST4, TG_FW_PFX_DST6, TgLpmV6Key, TgRlBucket, TgRlCfg, TG_FW_LIVE_GEN, TG_FW_PROTO, TG_L7_MAX_STATES, TG_FW_LIVE_ON, TG_FW_STAT_MAX, TG_PORTS,
 } from '../kernel/abi.gen.js';
@@ -41,7 +41,7 @@ export class FirewallMaps {
   readonly #drops: TypedMap<number, Decoded<typeof TgCounter>>;
   readonly #buckets: BpfMap;
   readonly #honeypots: TypedMap<number, Decoded<typeof TgHoneypot>>;
-  readonly #l7: { port: BpfMap; dfa: BpfMap; sig: TypedMap<number, Decoded<typeof TgL7Sig>> };
+  readonly #l7: { port: TypedMap<number, number>; dfa: TypedMap<number, number>; sig: TypedMap<number, Decoded<typeof TgL7Sig>> };
   readonly #hitsId: string;
   /** Per generation, the port slots holding a non-zero mask; undefined until this process cleared the generation once. */
   readonly #portsSet: Array<Set<number> | undefined> = [undefined, undefined];
@@ -75,7 +75,7 @@ export class FirewallMaps {
     this.#drops = new TypedMap(obj.map('tg_rl_drops'), u32, TgCounter);
     this.#buckets = obj.map('tg_rl_state');
     this.#honeypots = new TypedMap(obj.map('tg_honeypot'), u32, TgHoneypot);
-    this.#l7 = { port: obj.map('tg_l7_port'), dfa: obj.map('tg_l7_dfa'), sig: new TypedMap(obj.map('tg_l7_sig'), u32, TgL7Sig) };
+    this.#l7 = { port: new TypedMap(obj.map('tg_l7_port'), u32, u8), dfa: new TypedMap(obj.map('tg_l7_dfa'), u32, u32), sig: new TypedMap(obj.map('tg_l7_sig'), u32, TgL7Sig) };
   }
 
   /** Identity of the hit-counter map: changes only when its pin is created afresh. */
@@ -179,27 +179,12 @@ export class FirewallMaps {
   #writeL7(gen: 0 | 1, l7: L7Plan): void {
     // Ports: those that changed since this process last wrote the generation's (all 65,536 the first time).
     const before = this.#l7Ports[gen];
-    const changed: number[] = [];
-    for (let p = 0; p < TG_PORTS; p++) if (!before || before[p] !== l7.ports[p]) changed.push(p);
-    const portMap = this.#l7.port;
-    const pv = portMap.valueBufferSize;
-    const portKeys = Buffer.alloc(changed.length * 4);
-    const portValues = Buffer.alloc(changed.length * pv);
-    changed.forEach((p, i) => {
-      portKeys.writeUInt32LE(gen * TG_PORTS + p, i * 4);
-      portValues[i * pv] = l7.ports[p]!;
-    });
-    if (changed.length) portMap.updatePacked(portKeys, portValues);
+    const ports: Array<readonly [number, number]> = [];
+    for (let p = 0; p < TG_PORTS; p++) if (!before || before[p] !== l7.ports[p]) ports.push([gen * TG_PORTS + p, l7.ports[p]!]);
+    this.#l7.port.setMany(ports);
     this.#l7Ports[gen] = Uint8Array.from(l7.ports);
     const base = gen * TG_L7_MAX_STATES * 256;
-    const n = l7.dfa.table.length;
-    const dfaKeys = Buffer.alloc(n * 4);
-    const dfaValues = Buffer.alloc(n * 4);
-    for (let i = 0; i < n; i++) {
-      dfaKeys.writeUInt32LE(base + i, i * 4);
-      dfaValues.writeUInt32LE(l7.dfa.table[i]!, i * 4);
-    }
-    this.#l7.dfa.updatePacked(dfaKeys, dfaValues);
+    this.#l7.dfa.setMany(Array.from(l7.dfa.table, (next, i) => [base + i, next] as const));
     this.#l7.sig.setMany(l7.sigs.map((e) => [e.key, e.value]));
   }
 
