@@ -156,8 +156,12 @@ export class Firewall {
           const a = assignSlots(this.#slots, slotNames(security));
           return { ...a, plan: compileFirewall(security, { generation: this.#maps.idleGeneration(), tenantIds, slots: a.slots, ifindexOf }) };
         })();
-    this.#save(slots);
     this.#maps.apply(plan, fresh);
+    // The slots reach the disk after the switch, off the path to the first
+    // packet the rules act on: they are assignSlots(the file's slots, the
+    // rule names), which a restarted agent derives the same, so a crash in
+    // between costs at most the new rules' first hits.
+    this.#save(slots);
     this.#maps.collect(); // the new rules are live: the old ones can go
     this.#setSlots(slots);
     this.#security = security;
