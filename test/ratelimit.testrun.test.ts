@@ -110,6 +110,19 @@ describe('rate limits under BPF_PROG_TEST_RUN', () => {
     assert.equal(h.stats().rate_limited, 3n);
   });
 
+  test('a limit changed by an update holds, each time its generation is written again', (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const h = harness('  rules: []\n');
+    // Bursts 3, 1, 3, 1, 2: generations 1, 0, 1, 0, 1 (the firewall skips rewriting an array that
+    // holds what it wrote there last, so this catches a skip that compares the wrong thing).
+    [3, 1, 3, 1, 2].forEach((burst, i) => {
+      h.apply(`  rules:\n    - { name: limit, action: rate-limit, protocols: [udp], rateLimit: { pps: 1, burst: ${burst}, per: source } }\n`);
+      const src = `198.19.40.${i + 1}`; // a bucket of its own each time
+      const verdicts = send(h, 'tg_filter_ingress', Array.from({ length: burst + 1 }, () => datagram(src, '198.18.1.10')));
+      assert.deepEqual(verdicts, [...Array(burst).fill('pass'), 'drop'], `update ${i + 1}: burst ${burst}`);
+    });
+  });
+
   test('a bucket refills at the rate, up to its burst', async (t) => {
     if (skipReason) return t.skip(skipReason);
     const h = harness(`

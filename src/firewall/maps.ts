@@ -51,6 +51,8 @@ export class FirewallMaps {
   readonly #l7Ports: Array<Uint8Array | undefined> = [undefined, undefined];
   /** Per generation, how many rule entries from the first may be non-zero; undefined until this process wrote them all once. */
   readonly #rulesWritten: Array<number | undefined> = [undefined, undefined];
+  /** Per generation: the values this process last wrote to an array that is written whole (by map name). */
+  readonly #wholeWritten = [new Map<string, Buffer>(), new Map<string, Buffer>()];
   /** Per generation, whether this process emptied its prefix and tenant keys since it last wrote them. */
   readonly #clean = [false, false];
 
@@ -151,10 +153,18 @@ export class FirewallMaps {
     const rulesTo = Math.max(ruleCount, this.#rulesWritten[plan.generation] ?? plan.rules.length);
     this.#rules.setMany(plan.rules.slice(0, rulesTo).map((e) => [e.key, e.value]));
     this.#rulesWritten[plan.generation] = ruleCount;
-    this.#limits.setMany(plan.limits.map((e) => [e.key, e.value]));
-    this.#honeypots.setMany(plan.honeypots.map((e) => [e.key, e.value]));
+    this.#writeWhole(this.#limits, plan.generation, plan.limits);
+    this.#writeWhole(this.#honeypots, plan.generation, plan.honeypots);
     if (plan.l7) this.#writeL7(plan.generation, plan.l7);
     this.#gen.set(plan.generation, plan.gen);
+  }
+
+  /** A generation's part of an array map, written whole unless it holds what this process wrote there last. */
+  #writeWhole<V>(map: TypedMap<number, V>, gen: 0 | 1, entries: ReadonlyArray<MapEntry<number, V>>): void {
+    const { keys, values } = map.pack(entries.map((e) => [e.key, e.value]));
+    if (this.#wholeWritten[gen]!.get(map.map.name)?.equals(values)) return;
+    map.map.updatePacked(keys, values);
+    this.#wholeWritten[gen]!.set(map.map.name, values);
   }
 
   /**
