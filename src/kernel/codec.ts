@@ -85,17 +85,23 @@ export function struct<T extends object>(size: number, fields: readonly Field<T>
 
 /**
  * Sums per-CPU values field by field. Numeric fields add (bigint stays
- * bigint); anything else is taken from the first CPU.
+ * bigint), arrays element by element (a struct's counter array such as
+ * tg_sys_counts.n); anything else is taken from the first CPU.
  */
 export function sumPerCpu<T extends object>(values: readonly T[]): T {
   if (values.length === 0) throw new RangeError('no per-CPU values to sum');
-  const out = { ...values[0] } as Record<string, unknown>;
-  for (const v of values.slice(1)) {
-    for (const [k, x] of Object.entries(v)) {
-      const acc = out[k];
-      if (typeof acc === 'bigint' && typeof x === 'bigint') out[k] = acc + x;
-      else if (typeof acc === 'number' && typeof x === 'number') out[k] = acc + x;
-    }
+  return values.slice(1).reduce<unknown>((acc, v) => addFields(acc, v), values[0]) as T;
+}
+
+/** a + b for numbers and bigints, element by element for arrays, field by field for objects; else a. */
+function addFields(a: unknown, b: unknown): unknown {
+  if (typeof a === 'bigint' && typeof b === 'bigint') return a + b;
+  if (typeof a === 'number' && typeof b === 'number') return a + b;
+  if (Array.isArray(a) && Array.isArray(b)) return a.map((x, i) => addFields(x, b[i]));
+  if (a !== null && typeof a === 'object' && b !== null && typeof b === 'object' && !Buffer.isBuffer(a)) {
+    const out: Record<string, unknown> = { ...a };
+    for (const [k, x] of Object.entries(b)) out[k] = addFields(out[k], x);
+    return out;
   }
-  return out as T;
+  return a;
 }
