@@ -825,4 +825,38 @@ struct tg_sev {
 };
 _Static_assert(sizeof(struct tg_sev) == 80, "tg_sev size");
 
+/* ---- syscall monitoring (bpf/progs/sysmon.bpf.c, docs/isolation.md) ---- */
+
+enum tg_sys_limits {
+	/* Syscall numbers counted one by one: x86_64's table ends below 512.
+	 * A power of two, so the program can index n[nr & (TG_SYSCALL_NR - 1)]. */
+	TG_SYSCALL_NR = 512,
+	/* Where a number at or beyond TG_SYSCALL_NR is counted (x32's, or one
+	 * a future kernel adds): no x86_64 syscall has it. */
+	TG_SYSCALL_OTHER = 511,
+	/* Containers monitored at once: slots of tg_sys_counts; slot 0 unused. */
+	TG_MAX_SYS_SLOTS = 1024,
+	/* Cgroups tg_sys_cgroup maps: containers and the cgroups below them. */
+	TG_MAX_SYS_CGROUPS = 16384,
+};
+_Static_assert((TG_SYSCALL_NR & (TG_SYSCALL_NR - 1)) == 0, "TG_SYSCALL_NR is a power of two");
+
+/* Value of tg_sys_cgroup (key: cgroup id, the task's own cgroup). */
+struct tg_sys_ref {
+	__u32 slot;  /* the container's tg_sys_counts slot */
+	__u32 scope; /* the policy's isolation scope (index + 1; 0: none) */
+	/* Set by the agent each time it gives the slot to a container: a
+	 * reading of the slot continues an earlier one only if both the slot
+	 * and the lease are the same (the program never reads it). */
+	__u32 lease;
+	__u32 pad;
+};
+_Static_assert(sizeof(struct tg_sys_ref) == 16, "tg_sys_ref size");
+
+/* Value of tg_sys_counts (per-CPU, indexed by slot): syscalls entered, by number. */
+struct tg_sys_counts {
+	__u64 n[TG_SYSCALL_NR];
+};
+_Static_assert(sizeof(struct tg_sys_counts) == 8 * TG_SYSCALL_NR, "tg_sys_counts size");
+
 #endif /* TOLLGATE_ABI_H */

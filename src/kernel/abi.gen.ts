@@ -439,6 +439,19 @@ export const TG_SYN_MAX_GUARDED = TgSynLimits.TG_SYN_MAX_GUARDED;
 export const TG_SYN_MAX_VERIFIED = TgSynLimits.TG_SYN_MAX_VERIFIED;
 export const TG_SYN_CHALLENGE_MARK = TgSynLimits.TG_SYN_CHALLENGE_MARK;
 
+/** enum tg_sys_limits */
+export const TgSysLimits = {
+  TG_SYSCALL_NR: 512,
+  TG_SYSCALL_OTHER: 511,
+  TG_MAX_SYS_SLOTS: 1024,
+  TG_MAX_SYS_CGROUPS: 16384,
+} as const;
+export type TgSysLimits = (typeof TgSysLimits)[keyof typeof TgSysLimits];
+export const TG_SYSCALL_NR = TgSysLimits.TG_SYSCALL_NR;
+export const TG_SYSCALL_OTHER = TgSysLimits.TG_SYSCALL_OTHER;
+export const TG_MAX_SYS_SLOTS = TgSysLimits.TG_MAX_SYS_SLOTS;
+export const TG_MAX_SYS_CGROUPS = TgSysLimits.TG_MAX_SYS_CGROUPS;
+
 /** struct tg_addr_key: 20 bytes */
 export interface TgAddrKey {
   /** __u8 at offset 0 */
@@ -1178,6 +1191,33 @@ export const TgSynCount = struct<TgSynCount>(48, [
   ['dropped', 24, u64],
   ['verified', 32, u64],
   ['passed', 40, u64],
+]);
+
+/** struct tg_sys_counts: 4096 bytes */
+export interface TgSysCounts {
+  /** __u64[512] at offset 0 */
+  n: bigint[];
+}
+export const TgSysCounts = struct<TgSysCounts>(4096, [
+  ['n', 0, array(u64, 512)],
+]);
+
+/** struct tg_sys_ref: 16 bytes */
+export interface TgSysRef {
+  /** __u32 at offset 0 */
+  slot: number;
+  /** __u32 at offset 4 */
+  scope: number;
+  /** __u32 at offset 8 */
+  lease: number;
+  /** __u32 at offset 12 */
+  pad: number;
+}
+export const TgSysRef = struct<TgSysRef>(16, [
+  ['slot', 0, u32],
+  ['scope', 4, u32],
+  ['lease', 8, u32],
+  ['pad', 12, u32],
 ]);
 
 /** struct tg_tenant_ref: 8 bytes */

@@ -23,6 +23,8 @@ export interface ProgInfo {
   id: number;
   type: number;
   name: string;
+  /** The kernel's hash of the program's instructions (hex): equal tags, same program. */
+  tag: string;
   /** Cumulative run time; only counts while stats are enabled (see stats.ts). */
   runTimeNs: bigint;
   runCnt: bigint;
@@ -35,6 +37,7 @@ export function progInfo(fd: number): ProgInfo {
     type: b.readUInt32LE(0),
     id: b.readUInt32LE(4),
     name: cstr(b, 64, 16),
+    tag: b.subarray(8, 16).toString('hex'),
     runTimeNs: b.readBigUInt64LE(192),
     runCnt: b.readBigUInt64LE(200),
     recursionMisses: b.readBigUInt64LE(208),

@@ -26,6 +26,9 @@ const XDP_FLAGS_DRV_MODE = 1 << 2;
 /** sizeof(struct bpf_link_create_opts) in libbpf 1.1 */
 const LINK_CREATE_OPTS_SIZE = 64;
 
+/** enum bpf_prog_type BPF_PROG_TYPE_RAW_TRACEPOINT */
+const PROG_TYPE_RAW_TRACEPOINT = 17;
+
 export type XdpMode = 'native' | 'generic';
 export type TcxDirection = 'ingress' | 'egress';
 
@@ -163,8 +166,12 @@ export class BpfProgram {
     if (ctx !== undefined && !Buffer.isBuffer(ctx)) throw new TypeError('testRun: ctx must be a Buffer');
     const repeat = opts.repeat ?? 1;
     if (!Number.isInteger(repeat) || repeat < 1) throw new RangeError(`testRun: repeat must be a positive integer, got ${repeat}`);
+    // The kernel runs a raw tracepoint program once, on the context alone: it
+    // refuses repeat, data and an output context for that type.
+    const rawTp = this.type === PROG_TYPE_RAW_TRACEPOINT;
+    if (rawTp && (repeat !== 1 || data || opts.ctxOutSize)) throw new RangeError('testRun: a raw_tp program runs once on ctx alone (no repeat, data or ctxOutSize)');
     const dataOutSize = opts.dataOutSize ?? (data ? data.length + 256 : 0);
-    const ctxOutSize = opts.ctxOutSize ?? (ctx ? ctx.length : 0);
+    const ctxOutSize = opts.ctxOutSize ?? (ctx && !rawTp ? ctx.length : 0);
     for (const [field, v] of [['dataOutSize', dataOutSize], ['ctxOutSize', ctxOutSize]] as const)
       if (!Number.isInteger(v) || v < 0) throw new RangeError(`testRun: ${field} must be a non-negative integer, got ${v}`);
     const dataOut = dataOutSize > 0 ? Buffer.alloc(dataOutSize) : null;
@@ -180,7 +187,7 @@ export class BpfProgram {
       ctx_size_in: ctx?.length ?? 0,
       ctx_size_out: ctxOutSize,
       retval: 0,
-      repeat,
+      repeat: rawTp ? 0 : repeat,
       duration: 0,
       flags: 0,
       cpu: 0,

@@ -14,6 +14,10 @@ export interface TenantContainer {
   runtime: string;
   tenant: string;
   cgroupId: bigint;
+  /** Relative to the cgroup2 mount. */
+  cgroupPath: string;
+  /** The cgroups below the container's own (a runtime's payload cgroup, systemd in a container). */
+  below: bigint[];
 }
 
 export interface CgroupTenants {
@@ -40,8 +44,19 @@ export function cgroupTenants(policy: Policy): CgroupTenants {
     let tenant: string | undefined;
     for (let p = cg.cgroupPath; tenant === undefined && p.length > 1; p = p.slice(0, p.lastIndexOf('/')) || '/') tenant = byPath.get(p);
     if (tenant === undefined) continue;
-    containers.push({ id: c.id, runtime: c.runtime, tenant, cgroupId: cg.cgroupId });
+    containers.push({ id: c.id, runtime: c.runtime, tenant, cgroupId: cg.cgroupId, cgroupPath: cg.cgroupPath, below: [] });
     out.set(cg.cgroupId, tenant);
+  }
+  // The walk lists parents first, so a container is known before the cgroups below it.
+  const byContainerPath = new Map(containers.map((c) => [c.cgroupPath, c]));
+  for (const cg of cgroups) {
+    for (let p = cg.cgroupPath.slice(0, cg.cgroupPath.lastIndexOf('/')); p.length > 0; p = p.slice(0, p.lastIndexOf('/'))) {
+      const c = byContainerPath.get(p);
+      if (c) {
+        c.below.push(cg.cgroupId);
+        break;
+      }
+    }
   }
   return { tenants: out, containers };
 }

@@ -1,0 +1,132 @@
+// Syscall monitoring in the kernel: the sys_enter program driven through
+// BPF_PROG_TEST_RUN, then real processes in container cgroups counted by
+// the attached tracepoint, into the store, across an agent restart.
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, rmdirSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { cgroup2Root } from '../src/kernel/index.js';
+import { TG_SYSCALL_OTHER } from '../src/kernel/abi.gen.js';
+import { SysmonDatapath } from '../src/sysmon/datapath.js';
+import { SyscallMonitor, type MonitoredContainer } from '../src/sysmon/monitor.js';
+import { SyscallStore } from '../src/sysmon/store.js';
+import { syscallNumber } from '../src/sysmon/syscalls.js';
+import { kernelReady, pinDir, tag } from './kernel/helpers.js';
+
+const nr = (name: string): number => syscallNumber(name)!;
+
+function ownCgroupId(): bigint {
+  const path = readFileSync('/proc/self/cgroup', 'utf8').split('\n').find((l) => l.startsWith('0::'))!.slice(3);
+  return statSync(join(cgroup2Root(), path), { bigint: true }).ino;
+}
+
+/** raw_tp context: args[0] (struct pt_regs *, unused) and args[1], the syscall number. */
+const ctx = (n: number): Buffer => {
+  const b = Buffer.alloc(16);
+  b.writeBigUInt64LE(BigInt(n), 8);
+  return b;
+};
+
+function open(t: TestContext, pins: string): SysmonDatapath {
+  const dp = SysmonDatapath.open({ pinRoot: pins });
+  t.after(() => dp.close());
+  return dp;
+}
+
+test('sys_enter counts by number into the slot of the task\'s cgroup, and nothing for unmapped cgroups', (t) => {
+  if (!kernelReady(t)) return;
+  const dp = open(t, pinDir(t));
+  const run = (n: number) => dp.program.testRun({ ctx: ctx(n) });
+  dp.setCgroups(new Map([[ownCgroupId(), { slot: 3, scope: 1, lease: 7, pad: 0 }]]));
+  const table: Array<[string, number, number, number]> = [
+    // name, syscall number fed, index counted, expected count after the row
+    ['getpid', nr('getpid'), nr('getpid'), 1],
+    ['getpid again', nr('getpid'), nr('getpid'), 2],
+    ['read (number 0)', 0, 0, 1],
+    ['the last counted number', TG_SYSCALL_OTHER - 1, TG_SYSCALL_OTHER - 1, 1],
+    ['a number beyond the table (x32 bit set)', 0x40000000 + 1, TG_SYSCALL_OTHER, 1],
+    ['512', 512, TG_SYSCALL_OTHER, 2],
+  ];
+  for (const [name, fed, index, want] of table) {
+    run(fed);
+    assert.equal(dp.counts(3)[index], BigInt(want), name);
+  }
+  assert.equal(dp.counts(3).reduce((a, b) => a + b, 0n), 6n, 'nothing else counted');
+  dp.setCgroups(new Map());
+  run(nr('getpid'));
+  assert.equal(dp.counts(3)[nr('getpid')], 2n, 'an unmapped cgroup is not counted');
+  dp.zero(3);
+  assert.equal(dp.counts(3).reduce((a, b) => a + b, 0n), 0n);
+  assert.throws(() => dp.counts(0), /slot must be an integer in \[1, 1023\], got 0/);
+});
+
+/** A docker-style container cgroup (`tgsm-<tag>/docker/<id>`) with a payload cgroup below it, removed at the end. */
+function containerCgroup(t: TestContext, id: string): { container: string; payload: string; path: string } {
+  const root = join(cgroup2Root(), `tgsm-${tag()}`);
+  const container = join(root, 'docker', id);
+  const payload = join(container, 'payload');
+  mkdirSync(payload, { recursive: true });
+  t.after(() => {
+    for (const d of [payload, container, join(root, 'docker'), root]) rmdirSync(d); // the processes ran to the end inside
+  });
+  return { container, payload, path: container.slice(cgroup2Root().length) };
+}
+
+/** `node -e code` run inside a cgroup (the shell moves itself there, then execs). */
+function runIn(cgroup: string | undefined, code: string): void {
+  const node = `exec ${JSON.stringify(process.execPath)} -e ${JSON.stringify(code)}`;
+  const r = spawnSync('sh', ['-c', cgroup ? `echo $$ > ${join(cgroup, 'cgroup.procs')} && ${node}` : node], { timeout: 20_000, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+}
+
+const GETPPID_1000 = 'for (let i = 0; i < 1000; i++) process.ppid';
+
+test('a monitored container\'s processes are counted, in its payload cgroup too; others are not; a restarted agent goes on from the store', (t) => {
+  if (!kernelReady(t)) return;
+  const pins = pinDir(t);
+  const dir = mkdtempSync(join(tmpdir(), 'tgsm-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const id = 'a1'.repeat(32);
+  const cg = containerCgroup(t, id);
+  const ino = (p: string) => statSync(p, { bigint: true }).ino;
+  const container: MonitoredContainer = {
+    id, runtime: 'docker', tenant: 'acme', cgroupId: ino(cg.container), cgroupPath: cg.path, below: [ino(cg.payload)], scope: 0,
+  };
+
+  const start = () => {
+    const dp = SysmonDatapath.open({ pinRoot: pins });
+    const store = SyscallStore.open(join(dir, 'syscalls.db'));
+    return { dp, store, monitor: new SyscallMonitor(dp, store), close: () => (store.close(), dp.close()) };
+  };
+  const a = start();
+  assert.deepEqual(a.monitor.apply([container]), { monitored: 1, unassigned: [], adopted: false });
+  assert.equal(a.dp.enabled, true);
+  const getppid = () => a.monitor.seen(id)!.find((s) => s.nr === nr('getppid'))?.count ?? 0n;
+
+  runIn(cg.container, GETPPID_1000);
+  runIn(cg.payload, GETPPID_1000);
+  assert.equal(getppid(), 2000n, 'the container and the cgroup below it');
+  runIn(undefined, GETPPID_1000);
+  assert.equal(getppid(), 2000n, 'a process outside the container is not counted');
+  const seen = a.monitor.seen(id)!;
+  for (const name of ['execve', 'mmap', 'openat', 'exit_group']) assert.ok(seen.some((s) => s.nr === nr(name)), `${name} seen`);
+  const slot = a.monitor.monitored()[0]!.slot;
+  a.close();
+
+  // A restarted agent: the same pins and store; the pinned link and the slot are adopted.
+  runIn(cg.container, GETPPID_1000); // while no agent runs: counted in the kernel
+  const b = start();
+  t.after(() => b.close());
+  assert.deepEqual(b.monitor.apply([container]), { monitored: 1, unassigned: [], adopted: true });
+  assert.equal(b.monitor.monitored()[0]!.slot, slot);
+  assert.equal(b.monitor.seen(id)!.find((s) => s.nr === nr('getppid'))!.count, 3000n, 'nothing lost or counted twice across the restart');
+
+  // The container goes away: its last counts are stored, the tracepoint is detached.
+  runIn(cg.container, GETPPID_1000);
+  assert.deepEqual(b.monitor.apply([]), { monitored: 0, unassigned: [] });
+  assert.equal(b.dp.enabled, false);
+  assert.equal(b.store.seen(id).find((s) => s.nr === nr('getppid'))!.count, 4000n);
+  assert.equal(b.monitor.seen('ff'.repeat(32)), undefined);
+});
