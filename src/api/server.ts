@@ -15,8 +15,9 @@ import { billingRoutes, type BillingContext } from './billing.js';
 import { requireTokens, type Tokens } from './auth.js';
 import { securityRoutes, type SecurityContext } from './security.js';
 import { eventRoutes, type EventsContext } from './events.js';
+import { isolationRoutes, type IsolationContext } from './isolation.js';
 
-export interface AgentContext extends FlowsContext, BillingContext, SecurityContext, EventsContext {
+export interface AgentContext extends FlowsContext, BillingContext, SecurityContext, EventsContext, IsolationContext {
   ledger: Ledger;
   exporter: Exporter;
   /** Re-reads and applies the policy file; rejects (changing nothing) when it is bad. */
@@ -59,6 +60,7 @@ export function buildApi(ctx: AgentContext, opts: { tokens?: Tokens } = {}): Fas
   billingRoutes(app, ctx);
   securityRoutes(app, ctx);
   eventRoutes(app, ctx);
+  isolationRoutes(app, ctx);
   return app;
 }
 

@@ -379,6 +379,64 @@ program
     }
   });
 
+type ContainerRow = {
+  id: string; runtime: string; cgroup: string; cgroupId: string; pod: { uid: string; qos: string } | null; tenant: string | null; monitored: boolean;
+  isolation: { index: number; bandwidth?: { rate: number; burst: number }; maxConnections?: number; destinations?: { default: string; rules: unknown[] }; syscalls?: { mode: string; deny: string[] }; sensitivePaths?: string[] } | null;
+};
+
+/** The isolation scope's limits in one cell: "bw 100mbit/256KiB, conns 2000, ...". */
+function limitsCell(i: ContainerRow['isolation']): string {
+  if (!i) return '-';
+  const parts = [`scope ${i.index}`];
+  if (i.bandwidth) parts.push(`bandwidth ${i.bandwidth.rate / 1e6}mbit burst ${humanBytes(i.bandwidth.burst)}`);
+  if (i.maxConnections !== undefined) parts.push(`connections ${i.maxConnections}`);
+  if (i.destinations) parts.push(`destinations ${i.destinations.default} + ${i.destinations.rules.length} rules`);
+  if (i.syscalls) parts.push(`syscalls ${i.syscalls.mode} ${i.syscalls.deny.join(',')}`);
+  if (i.sensitivePaths) parts.push(`paths ${i.sensitivePaths.length}`);
+  return parts.join(', ');
+}
+
+program
+  .command('containers')
+  .description('the containers on this host (from the cgroup v2 tree): id, runtime, cgroup, tenant, the isolation scope that governs them and its limits, whether their syscalls are monitored (docs/isolation.md)')
+  .option('--json', 'machine-readable output')
+  .action(async (o: { json?: boolean }) => {
+    const r = await callAgent<{ containers: ContainerRow[] }>(socket(), 'GET', '/v1/containers');
+    if (o.json) return print(r);
+    if (r.containers.length === 0) return console.log('no containers');
+    console.log(table(['CONTAINER', 'RUNTIME', 'TENANT', 'MONITORED', 'CGROUP', 'LIMITS'],
+      r.containers.map((c) => [c.id.slice(0, 12), c.runtime, c.tenant, c.monitored ? 'yes' : 'no', c.cgroup, limitsCell(c.isolation)])));
+  });
+
+/** An API error about the container id or since, as the CLI flag that carried it. */
+const containerFlagError = (err: unknown): unknown => {
+  if (err instanceof AgentError && err.field === 'id') return new Error(`--container: ${err.message.replace(/^id: /, '')}`);
+  return flagError(err, ['since']);
+};
+
+type SyscallsBody = {
+  container: { id: string; runtime: string; tenant: string; cgroup: string }; since: string | null;
+  syscalls: Array<{ name: string | null; nr: number; count: string | number; firstSeen: string; lastSeen: string }>;
+};
+
+program
+  .command('syscalls')
+  .description("what a monitored container's processes asked the kernel for: syscalls by count, first and last seen, kept across agent and container restarts (docs/isolation.md)")
+  .requiredOption('--container <id>', 'container id or a unique prefix of it')
+  .option('--since <time>', 'ISO time or age (15m, 2h, 7d): only syscalls seen at or after it')
+  .option('--json', 'machine-readable output')
+  .action(async (o: { container: string; since?: string; json?: boolean }) => {
+    const q = new URLSearchParams(o.since ? { since: o.since } : {});
+    const r = await callAgent<SyscallsBody>(socket(), 'GET', `/v1/containers/${encodeURIComponent(o.container)}/syscalls?${q}`).catch((err: unknown) => {
+      throw containerFlagError(err);
+    });
+    if (o.json) return print(r);
+    console.log(`${r.container.id.slice(0, 12)} (${r.container.runtime}, tenant ${r.container.tenant}) ${r.container.cgroup}`);
+    console.log(table(['SYSCALL', 'NR', 'COUNT', 'FIRST SEEN', 'LAST SEEN'],
+      r.syscalls.map((c) => [c.name ?? '(unknown)', c.nr, BigInt(c.count), c.firstSeen, c.lastSeen])));
+    console.log(`\n${r.syscalls.length} distinct syscalls${r.since ? ` since ${r.since}` : ''}`);
+  });
+
 program
   .command('token')
   .description('make an API token for the --listen API; prints the token once and the line for the --tokens file')

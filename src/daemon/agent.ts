@@ -31,6 +31,7 @@ import { RulesOverlay } from '../firewall/overlay.js';
 import { ApiError } from '../api/errors.js';
 import { securityRulesSchema } from '../policy/index.js';
 import { cidrContains, parseAddress, parseCidr } from '../policy/cidr.js';
+import { Isolation } from '../isolation/isolation.js';
 
 export interface AgentOptions {
   config: string;
@@ -126,8 +127,8 @@ async function socketInUse(path: string): Promise<boolean> {
 export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const log = opts.logger ?? pino({ name: 'tollgate' });
   const policy: Policy = loadPolicyFile(opts.config);
-  for (const section of notYetEnforced(policy)) {
-    log.warn({ section }, `policy section "${section}" is accepted but not enforced by this version yet`);
+  for (const key of notYetEnforced(policy)) {
+    log.warn({ key }, `policy key "${key}" is accepted but not enforced by this version yet`);
   }
   const intervalMs = opts.interval ? parseDuration(opts.interval, '--interval') : policy.metering.interval;
   if (intervalMs < 1000) throw new RangeError(`--interval: must be at least 1s, got ${opts.interval}`);
@@ -190,6 +191,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
   let eventLog: EventRecorder | undefined;
   let synGuard: SynGuard | undefined;
   let guards: Guards | undefined;
+  let isolation: Isolation | undefined;
 
   /**
    * Compiles and applies a policy: the idle generation is written, then made
@@ -206,6 +208,11 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
   const ifindexHere = (name: string) => inNetns(() => ifindexIfPresent(name));
   const enforceContext = (): EnforceContext => ({ tenantIds: idOfTenant, classes: liveClasses, maxClasses: datapath.maxClasses });
   let live: { doc: Policy; cgroups: CgroupTenants } | undefined;
+  const applyIsolation = (doc: Policy, cgroups: CgroupTenants): void => {
+    const r = isolation?.apply(doc, cgroups);
+    if (r) log.info({ ...r }, 'containers monitored');
+    if (r?.unassigned.length) log.warn({ containers: r.unassigned }, 'no syscall slot left: these containers are not monitored');
+  };
   const apply = (doc: Policy, cgroups = cgroupTenants(doc)): ReloadResult => {
     const assigned = slots.assign(cgroups.containers);
     if (assigned.unassigned.length) log.warn({ containers: assigned.unassigned }, 'no container counter slot left: billed to the tenant, missing from the per-container breakdown');
@@ -233,6 +240,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
     const fw = firewall.apply(overlay.effective(doc), tenantIds, ifindexHere);
     synGuard?.apply(doc.security?.synflood);
     guards?.apply(doc.security, ifindexHere);
+    applyIsolation(doc, cgroups);
     live = { doc, cgroups };
     for (const c of plan.classes) {
       billable.set(c.id, c.billable);
@@ -270,7 +278,9 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
       onError: (err) => log.error({ err }, 'flood and scan poll failed; the next one retries'),
     });
     if (events.caughtUp) log.warn({ events: events.caughtUp }, 'audit file caught up with events the store recorded before a crash');
+    const iso = (isolation = Isolation.open({ pinRoot: opts.pinRoot, syscallsDb: join(dirname(opts.db), 'syscalls.db') }));
     const first = apply(policy);
+    iso.start((err) => log.error({ err }, 'moving syscall counts into the store failed; the next round retries'));
     // Detection runs from the start: before the API answers, the agent is already watching.
     synGuard.start();
     guards.start();
@@ -384,6 +394,11 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
         return enforcer.status().map((q) => ({ ...q, ledgerUsed: fromLedger.get(`${q.tenant}/${q.class}/${q.direction}`) ?? null }));
       },
       alerts: (limit) => alertStore.recent(limit),
+      isolation: {
+        containers: () => iso.containers(live?.cgroups),
+        resolve: (id) => iso.resolve(id),
+        syscalls: (id, since) => iso.syscalls(id, since),
+      },
       security: () => ({ ...firewall.status(), rulesFrom: overlay.current ? 'api' : 'policy', synflood: synGuard!.status(), guards: guards!.status() }),
       setRules: async (body) => {
         const t0 = performance.now();
@@ -452,6 +467,10 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
       try {
         const now = cgroupTenants(live.doc);
         if (!sameCgroupTenants(now, live.cgroups)) log.info({ ...apply(live.doc, now) }, 'cgroups changed, policy re-applied');
+        else {
+          applyIsolation(live.doc, now); // the same tenants' cgroups, maybe other cgroups below containers
+          live = { doc: live.doc, cgroups: now };
+        }
       } catch (err) {
         log.error({ err }, 'cgroup rescan failed; the next one retries');
       }
@@ -555,6 +574,11 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
         }
         for (const a of apps) await a.close();
         datapath.close(); // pins stay: counting goes on without us
+        try {
+          isolation?.stop(); // monitoring stays pinned too; the store gets the last counts
+        } catch (err) {
+          log.error({ err }, 'storing the last syscall counts failed; the next agent moves them from the kernel');
+        }
         ledger.close();
         events.close();
         unlock();
@@ -577,6 +601,11 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
     guards?.stop();
     await secEvents?.stop();
     datapath.close();
+    try {
+      isolation?.stop();
+    } catch {
+      // the error that stopped the start matters more
+    }
     ledger.close();
     eventLog?.close();
     throw err;

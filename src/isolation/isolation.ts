@@ -1,0 +1,138 @@
+// The isolation capability in the agent: which containers the policy's
+// isolation scopes govern, their syscall monitoring (src/sysmon), and what
+// the API shows of containers. The agent hands it every policy it applies
+// and every cgroup rescan.
+import { discoverContainers, type Container } from '../containers/index.js';
+import type { CgroupTenants } from '../metering/cgroup-tenants.js';
+import type { IsolationScope, Policy } from '../policy/index.js';
+import { SysmonDatapath } from '../sysmon/datapath.js';
+import { SyscallMonitor, type ApplyResult, type MonitoredContainer } from '../sysmon/monitor.js';
+import { SyscallStore, type SeenSyscall } from '../sysmon/store.js';
+import { assertSyscallArch } from '../sysmon/syscalls.js';
+import { scopeContainers } from './scopes.js';
+
+/** How often kernel counts move into the syscall store (and on every query, and when a container goes). */
+export const SYSCALL_SYNC_MS = 10_000;
+
+export interface ContainerView {
+  id: string;
+  runtime: string;
+  cgroup: string;
+  cgroupId: string;
+  pod: Container['pod'] | null;
+  tenant: string | null;
+  /** The governing isolation scope, as the policy writes it (null: none). */
+  isolation: (IsolationScope & { index: number }) | null;
+  monitored: boolean;
+}
+
+export class Isolation {
+  readonly #dp: SysmonDatapath;
+  readonly #store: SyscallStore;
+  readonly #monitor: SyscallMonitor;
+  #scopes: readonly IsolationScope[] = [];
+  #applied = '';
+  #timer: NodeJS.Timeout | undefined;
+
+  private constructor(dp: SysmonDatapath, store: SyscallStore) {
+    this.#dp = dp;
+    this.#store = store;
+    this.#monitor = new SyscallMonitor(dp, store);
+  }
+
+  static open(opts: { pinRoot: string; syscallsDb: string }): Isolation {
+    assertSyscallArch();
+    const dp = SysmonDatapath.open({ pinRoot: opts.pinRoot });
+    try {
+      return new Isolation(dp, SyscallStore.open(opts.syscallsDb));
+    } catch (err) {
+      dp.close();
+      throw err;
+    }
+  }
+
+  /**
+   * Monitors the containers the policy's isolation scopes govern. Returns
+   * undefined when nothing changed since the last call (the agent calls it
+   * on every cgroup rescan).
+   */
+  apply(doc: Policy, cgroups: CgroupTenants): ApplyResult | undefined {
+    this.#scopes = doc.isolation ?? [];
+    const monitored: MonitoredContainer[] = scopeContainers(this.#scopes, cgroups.containers)
+      .map(({ container: c, scope }) => ({ id: c.id, runtime: c.runtime, tenant: c.tenant, cgroupId: c.cgroupId, cgroupPath: c.cgroupPath, below: c.below, scope }));
+    const key = JSON.stringify(monitored, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v));
+    if (key === this.#applied) return undefined;
+    const r = this.#monitor.apply(monitored);
+    this.#applied = key;
+    return r;
+  }
+
+  /** Starts moving counts into the store every SYSCALL_SYNC_MS; errors go to onError. */
+  start(onError: (err: unknown) => void): void {
+    this.#timer = setInterval(() => {
+      try {
+        this.#monitor.sync();
+      } catch (err) {
+        onError(err);
+      }
+    }, SYSCALL_SYNC_MS);
+    this.#timer.unref();
+  }
+
+  /** Stores the last counts; monitoring goes on in the kernel (pinned) for the next agent. */
+  stop(): void {
+    clearInterval(this.#timer);
+    try {
+      this.#monitor.sync();
+    } finally {
+      this.#store.close();
+      this.#dp.close();
+    }
+  }
+
+  /** Every container on the host (the whole cgroup tree), with its tenant and governing scope. */
+  containers(cgroups: CgroupTenants | undefined): ContainerView[] {
+    const slots = new Set(this.#monitor.monitored().map((m) => m.id));
+    const found = discoverContainers();
+    const tenantOf = (c: Container) => cgroups?.tenants.get(c.cgroupId) ?? null;
+    const scoped = new Map(scopeContainers(this.#scopes, found.flatMap((c) => {
+      const tenant = tenantOf(c);
+      return tenant === null ? [] : [{ ...c, tenant }];
+    })).map(({ container, scope }) => [container.cgroupId, scope]));
+    return found.map((c) => {
+      const scope = scoped.get(c.cgroupId);
+      return {
+        id: c.id, runtime: c.runtime, cgroup: c.cgroupPath, cgroupId: String(c.cgroupId), pod: c.pod ?? null, tenant: tenantOf(c),
+        isolation: scope === undefined ? null : { index: scope, ...this.#scopes[scope]! },
+        monitored: slots.has(c.id),
+      };
+    });
+  }
+
+  /**
+   * A container's id from its full id or a unique prefix, among the
+   * containers monitored now and those the store has seen. Throws
+   * (naming the candidates) when the prefix is ambiguous; undefined when
+   * nothing matches.
+   */
+  resolve(idOrPrefix: string): string | undefined {
+    const ids = new Set([...this.#monitor.monitored().map((m) => m.id), ...this.#store.containers().map((c) => c.id)]);
+    const hits = [...ids].filter((id) => id.startsWith(idOrPrefix));
+    if (hits.length > 1) throw new AmbiguousContainer(idOrPrefix, hits);
+    return hits[0];
+  }
+
+  /** What a container was seen doing (since a time, ms), synced first; undefined for a container never monitored. */
+  syscalls(id: string, since = 0): { container: { id: string; runtime: string; tenant: string; cgroup: string }; syscalls: SeenSyscall[] } | undefined {
+    const seen = this.#monitor.seen(id, since);
+    const known = this.#store.containers().find((c) => c.id === id);
+    if (!seen || !known) return undefined;
+    return { container: { id, runtime: known.runtime, tenant: known.tenant, cgroup: known.cgroupPath }, syscalls: seen };
+  }
+}
+
+export class AmbiguousContainer extends Error {
+  constructor(readonly prefix: string, readonly candidates: string[]) {
+    super(`container "${prefix}" is ambiguous: ${candidates.map((c) => c.slice(0, 12)).join(', ')}`);
+  }
+}

@@ -1,0 +1,113 @@
+// The agent with an isolation scope: containers found in the cgroup tree
+// and shown with tenant and scope, their syscalls monitored and queried
+// through the CLI, containers coming and going while it runs, and the
+// observations kept across an agent restart.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { cgroup2Root } from '../src/kernel/index.js';
+import { cleanupAgentDir, runCli, startAgentProcess, type AgentProcess } from './helpers/agent.js';
+import { kernelReady, tag } from './kernel/helpers.js';
+
+type Row = { id: string; tenant: string | null; monitored: boolean; cgroup: string; isolation: { index: number } | null };
+
+/** `node -e code` inside a cgroup. */
+function runIn(cgroup: string, code: string): void {
+  const r = spawnSync('sh', ['-c', `echo $$ > ${join(cgroup, 'cgroup.procs')} && exec ${JSON.stringify(process.execPath)} -e ${JSON.stringify(code)}`], { timeout: 20_000, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+}
+
+test('containers are listed with tenant and scope, their syscalls counted and queried, across an agent restart', { timeout: 120_000 }, async (t) => {
+  if (!kernelReady(t)) return;
+  const name = `tgis-${tag()}`;
+  const root = join(cgroup2Root(), name);
+  const idA = 'ab'.repeat(32);
+  const idB = 'cd'.repeat(32);
+  const cgA = join(root, 'docker', idA);
+  const cgB = join(root, 'docker', idB);
+  const dir = mkdtempSync(join(tmpdir(), 'tgis-'));
+  const pinRoot = `/sys/fs/bpf/${name}`;
+  let agent: AgentProcess | undefined;
+  t.after(async () => {
+    await agent?.stop();
+    if (agent) cleanupAgentDir(agent);
+    for (const d of [cgB, cgA, join(root, 'docker'), root]) {
+      try {
+        rmdirSync(d);
+      } catch {
+        // already gone
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+  mkdirSync(cgA, { recursive: true });
+  const policy = join(dir, 'policy.yaml');
+  writeFileSync(policy, `version: 1
+tenants:
+  - name: acme
+    selectors: { cgroups: ["/${name}/**"] }
+isolation:
+  - tenant: acme
+`);
+  const start = async () => startAgentProcess({ config: policy, pinRoot, dir: join(dir, 'agent'), extraArgs: [] });
+  mkdirSync(join(dir, 'agent'));
+  agent = await start();
+  const cli = async (...args: string[]) => runCli(['--socket', agent!.socket, ...args]);
+  const containers = async (): Promise<Row[]> => {
+    const r = await cli('containers', '--json');
+    assert.equal(r.code, 0, r.stderr);
+    return (JSON.parse(r.stdout) as { containers: Row[] }).containers.filter((c) => c.cgroup.startsWith(`/${name}/`));
+  };
+  const until = async (what: string, ok: (rows: Row[]) => boolean): Promise<void> => {
+    for (let i = 0; i < 100; i++) {
+      if (ok(await containers())) return;
+      await sleep(100);
+    }
+    assert.fail(`${what}: ${JSON.stringify(await containers())}`);
+  };
+
+  const [a] = await containers();
+  assert.deepEqual({ ...a, isolation: a?.isolation?.index }, { ...a, id: idA, tenant: 'acme', monitored: true, cgroup: `/${name}/docker/${idA}`, isolation: 0 });
+  const table = await cli('containers');
+  assert.match(table.stdout, new RegExp(`${idA.slice(0, 12)}\\s+docker\\s+acme\\s+yes\\s+/${name}/docker/${idA}\\s+scope 0`));
+
+  runIn(cgA, 'for (let i = 0; i < 1000; i++) process.ppid');
+  const syscalls = async () => {
+    const r = await cli('syscalls', '--container', idA.slice(0, 8), '--json');
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout) as { container: { id: string; tenant: string }; syscalls: Array<{ name: string; count: number }> };
+  };
+  const s = await syscalls();
+  assert.equal(s.container.id, idA);
+  assert.equal(s.container.tenant, 'acme');
+  assert.equal(s.syscalls.find((x) => x.name === 'getppid')?.count, 1000);
+  const text = await cli('syscalls', '--container', idA);
+  assert.match(text.stdout, /getppid\s+110\s+1000\s/);
+
+  // bad flags: the CLI names them
+  for (const [args, want] of [
+    [['--container', 'zz'], /--container: must be a container id or a prefix of one/],
+    [['--container', 'ffff'], /--container: no monitored container "ffff"/],
+    [['--container', idA, '--since', 'yesterday'], /--since: "yesterday" is neither an ISO 8601 time nor an age/],
+  ] as const) {
+    const r = await cli('syscalls', ...args);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, want);
+  }
+
+  // a container appears, then goes: noticed while the agent runs
+  mkdirSync(cgB);
+  await until('container B monitored', (rows) => rows.some((r) => r.id === idB && r.monitored));
+  rmdirSync(cgB);
+  await until('container B gone', (rows) => !rows.some((r) => r.id === idB));
+
+  // a restarted agent keeps what was seen, and goes on counting
+  await agent.stop();
+  runIn(cgA, 'for (let i = 0; i < 500; i++) process.ppid'); // no agent: counted in the kernel
+  agent = await start();
+  assert.equal((await syscalls()).syscalls.find((x) => x.name === 'getppid')?.count, 1500);
+});
