@@ -5,6 +5,7 @@ const benches: Record<string, () => Promise<{ main(argv: string[]): Promise<void
   flows: () => import('./flows.js'),
   security: () => import('./security.js'),
   events: () => import('./events.js'),
+  isolation: () => import('./isolation.js'),
 };
 
 const [name, ...rest] = process.argv.slice(2);

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -87,6 +87,21 @@ isolation:
   assert.equal(s.syscalls.find((x) => x.name === 'getppid')?.count, 1000);
   const text = await cli('syscalls', '--container', idA);
   assert.match(text.stdout, /getppid\s+110\s+1000\s/);
+
+  // the seccomp profile learned from it: to stdout, or to a file
+  const gen = await cli('seccomp', 'generate', '--container', idA.slice(0, 8));
+  assert.equal(gen.code, 0, gen.stderr);
+  const profile = JSON.parse(gen.stdout) as { defaultAction: string; architectures: string[]; syscalls: Array<{ names: string[]; action: string }> };
+  assert.equal(profile.defaultAction, 'SCMP_ACT_ERRNO');
+  assert.deepEqual(profile.architectures, ['SCMP_ARCH_X86_64']);
+  assert.ok(profile.syscalls[0]!.names.includes('getppid') && profile.syscalls[0]!.names.includes('execve'));
+  assert.ok(!profile.syscalls[0]!.names.includes('ptrace'), 'nothing the container did not do');
+  assert.match(gen.stderr, new RegExp(`${idA.slice(0, 12)}: \\d+ syscalls allowed`));
+  const file = join(dir, 'profile.json');
+  assert.equal((await cli('seccomp', 'generate', '--container', idA, '-o', file)).code, 0);
+  assert.deepEqual(JSON.parse(readFileSync(file, 'utf8')), profile);
+  const future = await cli('seccomp', 'generate', '--container', idA, '--since', new Date(Date.now() + 3_600_000).toISOString());
+  assert.deepEqual((JSON.parse(future.stdout) as { syscalls: unknown[] }).syscalls, [], 'nothing seen since a later time');
 
   // bad flags: the CLI names them
   for (const [args, want] of [

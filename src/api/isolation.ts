@@ -8,6 +8,7 @@ import type { ContainerView } from '../isolation/isolation.js';
 import { AmbiguousContainer } from '../isolation/isolation.js';
 import type { SeenSyscall } from '../sysmon/store.js';
 import { syscallName } from '../sysmon/syscalls.js';
+import { seccompProfile } from '../sysmon/seccomp.js';
 import { ApiError, parseQuery } from './errors.js';
 import { parseTime } from './metering.js';
 
@@ -56,5 +57,11 @@ export function isolationRoutes(app: FastifyInstance, ctx: IsolationContext): vo
         .map((s) => ({ name: syscallName(s.nr) ?? null, nr: s.nr, count: s.count, firstSeen: new Date(s.firstAt).toISOString(), lastSeen: new Date(s.lastAt).toISOString() }))
         .sort((a, b) => (b.count > a.count ? 1 : b.count < a.count ? -1 : a.nr - b.nr)),
     };
+  });
+
+  /** The OCI seccomp profile allowing what the container was seen doing; `unnamed`: observed numbers it cannot allow. */
+  app.get('/v1/containers/:id/seccomp', async (req) => {
+    const r = observed(req.params, req.query);
+    return { container: r.container, since: r.since, ...seccompProfile(r.syscalls) };
   });
 }

@@ -437,6 +437,27 @@ program
     console.log(`\n${r.syscalls.length} distinct syscalls${r.since ? ` since ${r.since}` : ''}`);
   });
 
+const seccomp = program.command('seccomp').description('seccomp profiles learned from what containers were seen doing (docs/isolation.md)');
+seccomp
+  .command('generate')
+  .description("an OCI seccomp profile (docker/podman --security-opt seccomp=FILE, Kubernetes localhost profiles) allowing exactly the syscalls a monitored container was seen making, EPERM for every other; observations are kept across agent and container restarts")
+  .requiredOption('--container <id>', 'container id or a unique prefix of it')
+  .option('--since <time>', 'ISO time or age (15m, 2h, 7d): only syscalls seen at or after it (default: everything ever seen)')
+  .option('-o, --output <file>', 'write the profile there instead of to standard output')
+  .action(async (o: { container: string; since?: string; output?: string }) => {
+    const q = new URLSearchParams(o.since ? { since: o.since } : {});
+    const r = await callAgent<{ container: { id: string }; profile: { syscalls: Array<{ names: string[] }> }; unnamed: number[] }>(
+      socket(), 'GET', `/v1/containers/${encodeURIComponent(o.container)}/seccomp?${q}`).catch((err: unknown) => {
+      throw containerFlagError(err);
+    });
+    const text = `${stringifyExact(r.profile, 2)}\n`;
+    if (o.output) writeFileSync(o.output, text);
+    else process.stdout.write(text);
+    const allowed = r.profile.syscalls.reduce((n, s) => n + s.names.length, 0);
+    console.error(`${r.container.id.slice(0, 12)}: ${allowed} syscalls allowed${o.output ? `, written to ${o.output}` : ''}`);
+    if (r.unnamed.length) console.error(`warning: syscall numbers ${r.unnamed.join(', ')} were seen but have no name on this architecture; the profile cannot allow them (they will fail with EPERM)`);
+  });
+
 program
   .command('token')
   .description('make an API token for the --listen API; prints the token once and the line for the --tokens file')

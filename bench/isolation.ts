@@ -1,0 +1,249 @@
+// Isolation benchmarks, side by side in one run: the syscall-monitoring
+// overhead. A tiny C workload (compiled here) makes N raw getpid syscalls,
+// or N one-byte writes to /dev/null, in a docker-style container cgroup the
+// bench creates, in three configurations interleaved round by round:
+//  - off: no sys_enter tracepoint attached;
+//  - monitored: SyscallMonitor.apply([the container]): the tracepoint is
+//    attached and the workload's syscalls are counted (checked: the slot
+//    grows by at least N for that syscall, or the bench fails);
+//  - attached, other cgroup: the tracepoint attached, the workload in a
+//    cgroup outside the monitored container (what every other process on
+//    the host pays while anything is monitored);
+//  - empty program (floor): a raw_tp/sys_enter program that returns 0,
+//    compiled here, instead of ours: what any sys_enter program costs on
+//    this host, the least a tracepoint-based monitor can pay.
+// Reported as medians of ns per syscall, overhead in ns and as a ratio to
+// off (target <= 10%); then the program's own ns per run (bpf_stats).
+// Absolute times on a shared VM are noise; the ratios are the result.
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { BPFFS, BpfObject, type BpfLink, cgroup2Root, enableBpfStats, ensureBpffs, progInfo, removePins } from '../src/kernel/index.js';
+import { SysmonDatapath } from '../src/sysmon/datapath.js';
+import { SyscallMonitor, type MonitoredContainer } from '../src/sysmon/monitor.js';
+import { SyscallStore } from '../src/sysmon/store.js';
+import { syscallNumber } from '../src/sysmon/syscalls.js';
+
+const WORKLOAD_C = String.raw`
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+/* workload getpid|write N: prints ns per iteration (CLOCK_MONOTONIC). */
+int main(int argc, char **argv) {
+  if (argc != 3) return 2;
+  int wr = strcmp(argv[1], "write") == 0;
+  long n = atol(argv[2]);
+  int fd = open("/dev/null", O_WRONLY);
+  char c = 0;
+  struct timespec a, b;
+  if (fd < 0 || n <= 0) return 2;
+  clock_gettime(CLOCK_MONOTONIC, &a);
+  for (long i = 0; i < n; i++) {
+    if (wr) { if (write(fd, &c, 1) != 1) return 1; }
+    else syscall(SYS_getpid); /* the raw syscall, never a cached wrapper */
+  }
+  clock_gettime(CLOCK_MONOTONIC, &b);
+  printf("%.3f\n", ((double)(b.tv_sec - a.tv_sec) * 1e9 + (double)(b.tv_nsec - a.tv_nsec)) / (double)n);
+  return 0;
+}
+`;
+
+/** The floor: the same hook with nothing in it (no includes, so it builds anywhere clang does). */
+const FLOOR_C = `#define SEC(n) __attribute__((section(n), used))
+char LICENSE[] SEC("license") = "GPL";
+SEC("raw_tp/sys_enter") int tg_sys_enter_floor(void *ctx) { return 0; }
+`;
+
+const WORKLOADS = ['getpid', 'write'] as const;
+type Workload = (typeof WORKLOADS)[number];
+const CONFIGS = ['off', 'monitored', 'attached, other cgroup', 'empty program (floor)'] as const;
+type Config = (typeof CONFIGS)[number];
+const TARGET = 0.1;
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const pct = (r: number): string => `${r >= 1 ? '+' : ''}${((r - 1) * 100).toFixed(1)}%`;
+
+/** Runs the workload inside a cgroup (the shell moves itself there, then execs); its ns per syscall. */
+function runWorkload(bin: string, cgroup: string, w: Workload, n: number): number {
+  const r = spawnSync('sh', ['-c', `echo $$ > ${join(cgroup, 'cgroup.procs')} && exec ${bin} ${w} ${n}`], { encoding: 'utf8', timeout: 60_000 });
+  if (r.status !== 0) throw new Error(`workload ${w} ${n} in ${cgroup} failed (status ${r.status}, ${r.signal ?? 'no signal'}): ${r.stderr}`);
+  const ns = Number(r.stdout.trim());
+  if (!(ns > 0)) throw new Error(`workload ${w} printed '${r.stdout}'`);
+  return ns;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: { rounds: { type: 'string', default: '7' }, ms: { type: 'string', default: '300' } } });
+  const rounds = Number(values.rounds);
+  const ms = Number(values.ms);
+  for (const [name, v, lo, hi] of [['--rounds', rounds, 1, 100], ['--ms', ms, 50, 5000]] as const) {
+    if (!Number.isInteger(v) || v < lo || v > hi) throw new RangeError(`${name} must be an integer from ${lo} to ${hi}, got ${v}`);
+  }
+  const prefix = `tgbi-${process.pid}`;
+  const nr: Record<Workload, number> = { getpid: syscallNumber('getpid')!, write: syscallNumber('write')! };
+
+  ensureBpffs();
+  const dir = mkdtempSync(join(tmpdir(), `${prefix}-`));
+  const pinRoot = join(BPFFS, prefix);
+  const cgRoot = join(cgroup2Root(), prefix);
+  const id = randomBytes(32).toString('hex');
+  const container = join(cgRoot, 'docker', id);
+  const other = join(cgRoot, 'other');
+  const cgDirs = [container, join(cgRoot, 'docker'), other, cgRoot]; // removal order
+  let dp: SysmonDatapath | undefined;
+  let store: SyscallStore | undefined;
+  let monitor: SyscallMonitor | undefined;
+  let disableStats: (() => void) | undefined;
+  let floorObj: BpfObject | undefined;
+  let floorLink: BpfLink | undefined;
+  try {
+    const bin = join(dir, 'workload');
+    writeFileSync(`${bin}.c`, WORKLOAD_C);
+    writeFileSync(join(dir, 'floor.bpf.c'), FLOOR_C);
+    for (const args of [['-O2', '-o', bin, `${bin}.c`], ['-O2', '-target', 'bpf', '-c', '-o', join(dir, 'floor.bpf.o'), join(dir, 'floor.bpf.c')]]) {
+      const built = spawnSync('clang', args, { encoding: 'utf8' });
+      if (built.status !== 0) throw new Error(`clang ${args.join(' ')} failed: ${built.error?.message ?? built.stderr}`);
+    }
+    floorObj = BpfObject.open(join(dir, 'floor.bpf.o'));
+    floorObj.load();
+    const floorProg = floorObj.program('tg_sys_enter_floor');
+    mkdirSync(container, { recursive: true });
+    mkdirSync(other, { recursive: true });
+
+    dp = SysmonDatapath.open({ pinRoot });
+    store = SyscallStore.open(join(dir, 'syscalls.db'));
+    monitor = new SyscallMonitor(dp, store);
+    const c: MonitoredContainer = {
+      id, runtime: 'docker', tenant: 'bench', cgroupId: statSync(container, { bigint: true }).ino, cgroupPath: container.slice(cgroup2Root().length), below: [], scope: 0,
+    };
+    const mon = monitor;
+    const datapath = dp;
+    const ours = (cfg: Config): boolean => cfg === 'monitored' || cfg === 'attached, other cgroup';
+    const setup = (cfg: Config): void => {
+      mon.apply(ours(cfg) ? [c] : []);
+      if (datapath.enabled !== ours(cfg)) throw new Error(`our tracepoint ${datapath.enabled ? 'attached' : 'detached'} in configuration '${cfg}'`);
+      if (cfg === 'empty program (floor)') floorLink ??= floorProg.attach();
+      else {
+        floorLink?.close();
+        floorLink = undefined;
+      }
+    };
+    const slot = (): number => mon.monitored()[0]!.slot;
+
+    // Iterations: what takes about --ms with monitoring off (after a warm-up run).
+    setup('off');
+    const iters = {} as Record<Workload, number>;
+    for (const w of WORKLOADS) {
+      runWorkload(bin, container, w, 100_000);
+      const ns = runWorkload(bin, container, w, 200_000);
+      iters[w] = Math.min(50_000_000, Math.max(100_000, Math.round((ms * 1e6) / ns / 1000) * 1000));
+    }
+    console.log(`isolation bench: syscall-monitoring overhead; workload in ${c.cgroupPath} (or ${other.slice(cgroup2Root().length)} for the other cgroup), ${rounds} rounds, configuration order rotating`);
+    console.log(`  iterations per run: getpid (raw syscall) ${iters.getpid}, write(/dev/null, 1 byte) ${iters.write} (about ${ms} ms each with monitoring off)`);
+
+    const ns: Record<Workload, Record<Config, number[]>> = {
+      getpid: { off: [], monitored: [], 'attached, other cgroup': [], 'empty program (floor)': [] },
+      write: { off: [], monitored: [], 'attached, other cgroup': [], 'empty program (floor)': [] },
+    };
+    for (let i = 0; i < rounds; i++) {
+      const order = CONFIGS.map((_, k) => CONFIGS[(i + k) % CONFIGS.length]!);
+      for (const cfg of order) {
+        setup(cfg);
+        for (const w of WORKLOADS) {
+          const before = ours(cfg) ? datapath.counts(slot())[nr[w]]! : 0n;
+          ns[w][cfg].push(runWorkload(bin, cfg === 'attached, other cgroup' ? other : container, w, iters[w]));
+          if (!ours(cfg)) continue;
+          const counted = datapath.counts(slot())[nr[w]]! - before;
+          if (cfg === 'monitored' && counted < BigInt(iters[w])) throw new Error(`monitoring did not happen: ${counted} ${w} syscalls counted for the container, the workload made ${iters[w]}`);
+          if (cfg !== 'monitored' && counted !== 0n) throw new Error(`${counted} ${w} syscalls counted for the container while the workload ran outside it`);
+        }
+      }
+      console.log(`  round ${i + 1}: ${WORKLOADS.map((w) => `${w} ${CONFIGS.map((cfg) => `${cfg} ${ns[w][cfg][i]!.toFixed(1)}`).join(', ')} ns`).join('; ')}`);
+    }
+
+    // The program's own cost per run (bpf_stats adds its own timing to every run, so measured apart).
+    const progNs = {} as Record<Workload, Partial<Record<Config, number>>>;
+    const STATS = ['monitored', 'attached, other cgroup', 'empty program (floor)'] as const;
+    disableStats = enableBpfStats();
+    for (const w of WORKLOADS) {
+      progNs[w] = {};
+      for (const cfg of STATS) {
+        setup(cfg);
+        const fd = cfg === 'empty program (floor)' ? floorProg.fd : datapath.program.fd;
+        const s0 = progInfo(fd);
+        runWorkload(bin, cfg === 'attached, other cgroup' ? other : container, w, iters[w]);
+        const s1 = progInfo(fd);
+        progNs[w][cfg] = Number(s1.runTimeNs - s0.runTimeNs) / Number(s1.runCnt - s0.runCnt);
+      }
+    }
+    disableStats();
+    setup('off'); // records the container's last counts in the store
+    const stored = store.seen(id).find((s) => s.nr === nr.getpid)?.count ?? 0n;
+    const minStored = BigInt(iters.getpid * (rounds + 1));
+    if (stored < minStored) throw new Error(`the store holds ${stored} getpid syscalls for the container, at least ${minStored} were made while monitored`);
+
+    console.log('');
+    console.log('| workload | configuration | ns/syscall (median) | overhead ns | ratio to off (median) | paired median ratio | within 10% |');
+    console.log('|---|---|---|---|---|---|---|');
+    for (const w of WORKLOADS) {
+      const off = median(ns[w].off);
+      for (const cfg of CONFIGS) {
+        const m = median(ns[w][cfg]);
+        if (cfg === 'off') {
+          console.log(`| ${w} | ${cfg} | ${m.toFixed(1)} | | | | |`);
+          continue;
+        }
+        const ratio = m / off;
+        const paired = median(ns[w][cfg].map((v, k) => v / ns[w].off[k]!));
+        console.log(`| ${w} | ${cfg} | ${m.toFixed(1)} | ${(m - off).toFixed(1)} | **${ratio.toFixed(3)}** (${pct(ratio)}) | ${paired.toFixed(3)} | ${ratio <= 1 + TARGET ? 'yes' : '**no**'} |`);
+      }
+    }
+    const beyond = (w: Workload, cfg: Config) => (median(ns[w][cfg]) - median(ns[w]['empty program (floor)'])).toFixed(1);
+    console.log(`\nours beyond the empty program (medians): getpid ${beyond('getpid', 'monitored')} ns monitored, ${beyond('getpid', 'attached, other cgroup')} ns other cgroup; write ${beyond('write', 'monitored')} ns monitored, ${beyond('write', 'attached, other cgroup')} ns other cgroup`);
+    console.log('');
+    console.log('| program ns per run (bpf_stats, one run each; includes the stats\' own timing) | getpid | write |');
+    console.log('|---|---|---|');
+    const label: Record<(typeof STATS)[number], string> = {
+      monitored: 'tg_sys_enter, monitored: counted', 'attached, other cgroup': 'tg_sys_enter, other cgroup: lookup miss', 'empty program (floor)': 'empty program (floor)',
+    };
+    for (const cfg of STATS) console.log(`| ${label[cfg]} | ${progNs.getpid[cfg]!.toFixed(1)} | ${progNs.write[cfg]!.toFixed(1)} |`);
+    console.log(`\ncorrectness: every monitored run counted >= N of its syscall in the container's slot, no run outside it counted; the store holds ${stored} getpid syscalls for the container`);
+  } finally {
+    // Every step, even when an earlier one failed; nothing of the bench's is left behind.
+    const steps: Array<() => void> = [
+      () => disableStats?.(),
+      () => monitor?.apply([]),
+      () => dp?.disable(),
+      () => floorLink?.close(),
+      () => floorObj?.close(),
+      () => store?.close(),
+      () => dp?.close(),
+      () => removePins(pinRoot),
+      ...cgDirs.map((d) => () => rmdirIfPresent(d)),
+      () => rmSync(dir, { recursive: true, force: true }),
+    ];
+    for (const step of steps) {
+      try {
+        step();
+      } catch (e) {
+        console.error(`cleanup: ${(e as Error).message}`);
+      }
+    }
+  }
+}
+
+function rmdirIfPresent(d: string): void {
+  try {
+    rmdirSync(d);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+}
