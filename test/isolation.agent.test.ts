@@ -126,3 +126,97 @@ isolation:
   agent = await start();
   assert.equal((await syscalls()).syscalls.find((x) => x.name === 'getppid')?.count, 1500);
 });
+
+type EventRow = { type: string; tenant: string | null; rule: string | null; action: string | null; detail: Record<string, unknown> };
+
+test('denied syscalls kill in enforce mode and are reported in audit mode; execs are reported, shells raise alerts', { timeout: 120_000 }, async (t) => {
+  if (!kernelReady(t)) return;
+  const name = `tgie-${tag()}`;
+  const root = join(cgroup2Root(), name);
+  const idE = 'e1'.repeat(32);
+  const idA = 'a2'.repeat(32);
+  const cgE = join(root, 'docker', idE);
+  const cgA = join(root, 'docker', idA);
+  const dir = mkdtempSync(join(tmpdir(), 'tgie-'));
+  let agent: AgentProcess | undefined;
+  t.after(async () => {
+    await agent?.stop();
+    if (agent) cleanupAgentDir(agent);
+    for (const d of [cgE, cgA, join(root, 'docker'), root]) {
+      try {
+        rmdirSync(d);
+      } catch {
+        // already gone
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+  mkdirSync(cgE, { recursive: true });
+  mkdirSync(cgA);
+  const policy = join(dir, 'policy.yaml');
+  writeFileSync(policy, `version: 1
+tenants:
+  - name: acme
+    selectors: { cgroups: ["/${name}/**"] }
+isolation:
+  - tenant: acme
+    containers: "/${name}/docker/e1*"
+    syscalls: { mode: enforce, deny: [getpriority, ptrace] }
+    execs: { log: true, alert: [] }
+  - tenant: acme
+    syscalls: { mode: audit, deny: [getpriority] }
+`);
+  agent = await startAgentProcess({ config: policy, pinRoot: `/sys/fs/bpf/${name}`, dir: join(dir, 'agent') });
+  const cli = async (...args: string[]) => runCli(['--socket', agent!.socket, ...args]);
+  const events = async (type: string): Promise<EventRow[]> => {
+    const r = await cli('events', '--type', type, '--json');
+    assert.equal(r.code, 0, r.stderr);
+    return r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as EventRow);
+  };
+  const eventually = async (type: string, n: number): Promise<EventRow[]> => {
+    for (let i = 0; i < 100; i++) {
+      const got = await events(type);
+      if (got.length >= n) return got;
+      await sleep(100);
+    }
+    return assert.fail(`${n} ${type} events: ${JSON.stringify(await events(type))}`);
+  };
+
+  const PY = "import os; print('before', flush=True); os.getpriority(os.PRIO_PROCESS, 0); print('after')";
+  const python = (cgroup: string) => spawnSync('sh', ['-c', `echo $$ > ${join(cgroup, 'cgroup.procs')} && exec /usr/bin/python3 -c "${PY}"`], { timeout: 20_000, encoding: 'utf8' });
+  const enforced = python(cgE);
+  assert.equal(enforced.signal, 'SIGKILL', `killed: ${JSON.stringify(enforced)}`);
+  assert.equal(enforced.stdout, 'before\n', 'killed before the syscall returned');
+  const audited = python(cgA);
+  assert.equal(audited.status, 0, audited.stderr);
+  assert.equal(audited.stdout, 'before\nafter\n');
+
+  const denied = await eventually('syscall.denied', 2);
+  const byContainer = new Map(denied.map((e) => [e.detail.container, e]));
+  for (const [id, pid, action, rule] of [[idE, enforced.pid, 'kill', 'isolation[0].syscalls'], [idA, audited.pid, 'audit', 'isolation[1].syscalls']] as const) {
+    const e = byContainer.get(id);
+    assert.ok(e, `an event for ${id}`);
+    assert.equal(e.tenant, 'acme');
+    assert.equal(e.action, action);
+    assert.equal(e.rule, rule);
+    assert.equal(e.detail.syscall, 'getpriority');
+    assert.equal(e.detail.pid, pid);
+    assert.equal(e.detail.command, 'python3');
+  }
+
+  // execs: every one in E (execs.log), shells in A (the default alert list)
+  const exec = (await eventually('exec', 1)).find((e) => e.detail.container === idE && e.detail.pid === enforced.pid);
+  assert.ok(exec, 'the exec of python3 in E');
+  assert.equal(exec.detail.filename, '/usr/bin/python3');
+  assert.deepEqual(exec.detail.argv, ['/usr/bin/python3', '-c', PY]);
+  assert.equal(exec.action, 'log');
+  assert.equal((await events('exec')).filter((e) => e.detail.container === idA).length, 0, 'A logs no plain execs');
+  const shell = spawnSync('sh', ['-c', `echo $$ > ${join(cgA, 'cgroup.procs')} && exec /bin/sh -c 'exit 0'`], { timeout: 20_000 });
+  assert.equal(shell.status, 0);
+  const [alert] = (await eventually('exec.alert', 1)).filter((e) => e.detail.pid === shell.pid);
+  assert.ok(alert, 'a shell started in A raises an alert');
+  assert.equal(alert.detail.container, idA);
+  assert.equal(alert.detail.matched, 'sh');
+  assert.equal(alert.action, 'alert');
+  assert.equal(alert.rule, 'isolation[1].execs');
+});

@@ -7,8 +7,10 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, rmdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cgroup2Root } from '../src/kernel/index.js';
-import { TG_SYSCALL_OTHER } from '../src/kernel/abi.gen.js';
+import { cgroup2Root, RingBufReader, TypedMap, u32, u64 } from '../src/kernel/index.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { compileSysScopes } from '../src/sysmon/scopes.js';
+import { TgSysEvent, TG_SEV_SENT, TG_SEV_SUPPRESSED, TG_SYS_ACT_REPORTED, TG_SYS_EVENTS_PER_SEC, TG_SYSCALL_OTHER, TG_SYSEV_DENIED } from '../src/kernel/abi.gen.js';
 import { SysmonDatapath } from '../src/sysmon/datapath.js';
 import { SyscallMonitor, type MonitoredContainer } from '../src/sysmon/monitor.js';
 import { SyscallStore } from '../src/sysmon/store.js';
@@ -60,6 +62,46 @@ test('sys_enter counts by number into the slot of the task\'s cgroup, and nothin
   dp.zero(3);
   assert.equal(dp.counts(3).reduce((a, b) => a + b, 0n), 0n);
   assert.throws(() => dp.counts(0), /slot must be an integer in \[1, 1023\], got 0/);
+});
+
+test('a denied syscall is reported from the scope the production compiler wrote, within the per-CPU budget; others are not', async (t) => {
+  if (!kernelReady(t)) return;
+  const dp = open(t, pinDir(t));
+  const ring = new RingBufReader(dp.events().ring);
+  const records: Buffer[] = [];
+  ring.on('records', (r) => records.push(...r));
+  t.after(() => ring.stop());
+  await ring.ready;
+  // Audit mode only: in enforce mode the test run would SIGKILL this process.
+  const scope = { tenant: 'acme', syscalls: { mode: 'audit' as const, deny: ['getpid', 'ptrace'] }, execs: { log: false, alert: [] } };
+  dp.setScopes(compileSysScopes([{ tenant: 'acme', execs: { log: false, alert: [] } }, scope]));
+  dp.setCgroups(new Map([[ownCgroupId(), { slot: 5, scope: 2, lease: 1, pad: 0 }]]));
+  const stats = new TypedMap(dp.events().stats, u32, u64);
+  const stat = (i: number) => stats.getSum(i) ?? 0n;
+  for (const n of [nr('getppid'), nr('getpid'), nr('read'), nr('ptrace'), 600]) dp.program.testRun({ ctx: ctx(n) });
+  for (let i = 0; i < 100 && records.length < 2; i++) await sleep(20);
+  const got = records.map((r) => TgSysEvent.decode(r));
+  assert.deepEqual(got.map((e) => [e.type, e.nr, e.action, e.slot, e.scope]), [
+    [TG_SYSEV_DENIED, nr('getpid'), TG_SYS_ACT_REPORTED, 5, 2],
+    [TG_SYSEV_DENIED, nr('ptrace'), TG_SYS_ACT_REPORTED, 5, 2],
+  ]);
+  assert.equal(got[0]!.pid, process.pid);
+  assert.equal(got[0]!.ppid, process.ppid);
+  assert.equal(Buffer.from(got[0]!.comm.map((c) => c & 0xff)).toString().replace(/\0.*$/s, ''), 'node');
+  assert.equal(stat(TG_SEV_SENT), 2n);
+
+  // scope 1 of the same policy denies nothing
+  dp.setCgroups(new Map([[ownCgroupId(), { slot: 5, scope: 1, lease: 1, pad: 0 }]]));
+  dp.program.testRun({ ctx: ctx(nr('getpid')) });
+  assert.equal(stat(TG_SEV_SENT), 2n);
+
+  // A loop on a denied syscall: TG_SYS_EVENTS_PER_SEC per CPU and second are sent, the rest counted.
+  dp.setCgroups(new Map([[ownCgroupId(), { slot: 5, scope: 2, lease: 1, pad: 0 }]]));
+  const runs = 2 * TG_SYS_EVENTS_PER_SEC + 500;
+  for (let i = 0; i < runs; i++) dp.program.testRun({ ctx: ctx(nr('getpid')) });
+  assert.equal(stat(TG_SEV_SENT) - 2n + stat(TG_SEV_SUPPRESSED), BigInt(runs));
+  assert.ok(stat(TG_SEV_SUPPRESSED) >= 500n, `suppressed ${stat(TG_SEV_SUPPRESSED)}`);
+  assert.equal(dp.counts(5)[nr('getpid')], BigInt(runs + 2), 'every one counted');
 });
 
 /** A docker-style container cgroup (`tgsm-<tag>/docker/<id>`) with a payload cgroup below it, removed at the end. */

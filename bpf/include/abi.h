@@ -838,7 +838,60 @@ enum tg_sys_limits {
 	TG_MAX_SYS_SLOTS = 1024,
 	/* Cgroups tg_sys_cgroup maps: containers and the cgroups below them. */
 	TG_MAX_SYS_CGROUPS = 16384,
+	/* Isolation scopes with a syscall policy (tg_sys_scope); scope 0: none. */
+	TG_MAX_SYS_SCOPES = 64,
+	/* __u64 words of a syscall bitmap (bit nr % 64 of word nr / 64). */
+	TG_SYS_DENY_WORDS = 8,
+	/* Events one CPU sends per second for a scope; the rest are counted (TG_SEV_SUPPRESSED). */
+	TG_SYS_EVENTS_PER_SEC = 1000,
+	/* Bytes of an exec event's filename and of its argv (NUL-separated), each cut off there. */
+	TG_SYS_PATH_LEN = 256,
+	TG_SYS_ARGS_LEN = 512,
 };
+_Static_assert(TG_SYS_DENY_WORDS * 64 == TG_SYSCALL_NR, "a bit per syscall number");
+
+enum tg_sys_scope_flag {
+	/* A denied syscall kills the process (SIGKILL from the tracepoint); else it is only reported. */
+	TG_SYS_ENFORCE = 1,
+};
+
+/* Value of tg_sys_scope (array indexed by tg_sys_ref.scope): the scope's syscall policy. */
+struct tg_sys_scope {
+	__u64 deny[TG_SYS_DENY_WORDS];
+	__u32 flags; /* enum tg_sys_scope_flag */
+	__u32 pad;
+};
+_Static_assert(sizeof(struct tg_sys_scope) == 72, "tg_sys_scope size");
+
+enum tg_sys_event_type {
+	TG_SYSEV_DENIED = 1, /* a syscall the scope denies */
+	TG_SYSEV_EXEC = 2,   /* a monitored task exec'd a program */
+};
+
+enum tg_sys_action {
+	TG_SYS_ACT_REPORTED = 0,
+	TG_SYS_ACT_KILLED = 1,
+};
+
+/* A record of tg_sys_ring. */
+struct tg_sys_event {
+	__u64 at_ns;      /* TAI */
+	__u64 cgroup_id;  /* the task's own cgroup */
+	__u32 type;       /* enum tg_sys_event_type */
+	__u32 nr;         /* DENIED: the syscall number */
+	__u32 pid;        /* thread group id (what user space calls the pid) */
+	__u32 tid;
+	__u32 ppid;       /* the parent's thread group id */
+	__u32 uid;
+	__u32 slot;       /* the container's tg_sys_counts slot */
+	__u32 scope;      /* tg_sys_ref.scope */
+	__u32 action;     /* enum tg_sys_action */
+	__u32 args_len;   /* EXEC: bytes of args used */
+	char comm[16];    /* the task's command (after exec: the new one) */
+	char path[TG_SYS_PATH_LEN]; /* EXEC: the file exec'd, NUL-terminated */
+	char args[TG_SYS_ARGS_LEN]; /* EXEC: argv, each NUL-terminated */
+};
+_Static_assert(sizeof(struct tg_sys_event) == 8 * 2 + 4 * 10 + 16 + TG_SYS_PATH_LEN + TG_SYS_ARGS_LEN, "tg_sys_event size");
 _Static_assert((TG_SYSCALL_NR & (TG_SYSCALL_NR - 1)) == 0, "TG_SYSCALL_NR is a power of two");
 
 /* Value of tg_sys_cgroup (key: cgroup id, the task's own cgroup). */

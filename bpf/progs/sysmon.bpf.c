@@ -7,17 +7,34 @@
  * hash lookup: tasks of other cgroups (the host, unmonitored containers)
  * pay for that lookup and nothing else.
  *
- * raw_tp rather than tp_btf: the same hook, and BPF_PROG_TEST_RUN drives it
- * (tests feed the context: args[1] is the syscall number).
+ * A syscall the container's isolation scope denies (tg_sys_scope) is
+ * reported on tg_sys_ring and, in enforce mode, kills the process: SIGKILL
+ * sent from the tracepoint is pending before the syscall runs, so the
+ * process never returns to user space. The syscall itself still runs (a
+ * tracepoint cannot skip it); seccomp profiles are what prevent one.
+ *
+ * Execs of monitored tasks are reported with the file and the arguments.
+ *
+ * raw_tp rather than tp_btf: the same hooks, and BPF_PROG_TEST_RUN drives
+ * them (tests feed the context: args[1] of sys_enter is the number).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
 #include "abi.h"
 #include "btf_anchor.h"
+
+#define SIGKILL 9
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 TG_BTF_ANCHOR(enum tg_sys_limits, tg_sys_limits);
+TG_BTF_ANCHOR(enum tg_sys_scope_flag, tg_sys_scope_flag);
+TG_BTF_ANCHOR(enum tg_sys_event_type, tg_sys_event_type);
+TG_BTF_ANCHOR(enum tg_sys_action, tg_sys_action);
+TG_BTF_ANCHOR(enum tg_sev_stat, tg_sev_stat);
+/* Only a ring record, never a map key or value: anchored for BTF. */
+TG_BTF_ANCHOR(struct tg_sys_event *, tg_sys_event);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -36,12 +53,107 @@ struct {
 	__type(value, struct tg_sys_counts);
 } tg_sys_counts SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, TG_MAX_SYS_SCOPES);
+	__type(key, __u32);
+	__type(value, struct tg_sys_scope);
+} tg_sys_scope SEC(".maps");
+
+/* 1 MiB: about 1,200 records waiting for the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} tg_sys_ring SEC(".maps");
+
+/* enum tg_sev_stat: what became of the events the programs had to send. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TG_SEV_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} tg_sys_stats SEC(".maps");
+
+/* Kernel-private: a scope's event budget on this CPU for the second that began at window_ns. */
+struct sys_budget {
+	__u64 window_ns;
+	__u64 used;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TG_MAX_SYS_SCOPES);
+	__type(key, __u32);
+	__type(value, struct sys_budget);
+} tg_sys_budget SEC(".maps");
+
+static __always_inline void sys_stat(__u32 s)
+{
+	__u64 *n = bpf_map_lookup_elem(&tg_sys_stats, &s);
+
+	if (n)
+		*n += 1;
+}
+
+/* Whether the scope may send another event this second on this CPU: a task
+ * looping on a denied syscall in audit mode cannot fill the ring. */
+static __always_inline bool sys_budget(__u32 scope)
+{
+	struct sys_budget *b = bpf_map_lookup_elem(&tg_sys_budget, &scope);
+	__u64 now = bpf_ktime_get_ns();
+
+	if (!b)
+		return false;
+	if (now - b->window_ns >= 1000000000ULL) {
+		b->window_ns = now;
+		b->used = 0;
+	}
+	if (b->used >= TG_SYS_EVENTS_PER_SEC) {
+		sys_stat(TG_SEV_SUPPRESSED);
+		return false;
+	}
+	b->used += 1;
+	return true;
+}
+
+/* A record with the task's identity filled in; NULL when the ring is full (counted). */
+static __always_inline struct tg_sys_event *sys_event(__u32 type, __u64 cgroup, const struct tg_sys_ref *ref)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct tg_sys_event *e = bpf_ringbuf_reserve(&tg_sys_ring, sizeof(*e), 0);
+	__u64 id = bpf_get_current_pid_tgid();
+
+	if (!e) {
+		sys_stat(TG_SEV_LOST);
+		return NULL;
+	}
+	e->at_ns = bpf_ktime_get_tai_ns();
+	e->cgroup_id = cgroup;
+	e->type = type;
+	e->nr = 0;
+	e->pid = id >> 32;
+	e->tid = (__u32)id;
+	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	e->uid = (__u32)bpf_get_current_uid_gid();
+	e->slot = ref->slot;
+	e->scope = ref->scope;
+	e->action = TG_SYS_ACT_REPORTED;
+	e->args_len = 0;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	e->path[0] = 0;
+	e->args[0] = 0;
+	return e;
+}
+
 SEC("raw_tp/sys_enter")
 int tg_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 {
 	__u64 cgroup = bpf_get_current_cgroup_id();
 	struct tg_sys_counts *counts;
+	struct tg_sys_scope *scope;
+	struct tg_sys_event *e;
 	struct tg_sys_ref *ref;
+	__u32 idx;
 	__u64 nr;
 
 	ref = bpf_map_lookup_elem(&tg_sys_cgroup, &cgroup);
@@ -53,7 +165,61 @@ int tg_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	nr = ctx->args[1];
 	if (nr >= TG_SYSCALL_NR)
 		nr = TG_SYSCALL_OTHER;
+	idx = nr & (TG_SYSCALL_NR - 1);
 	/* Per-CPU: no other CPU writes this copy, so a plain add is exact. */
-	counts->n[nr & (TG_SYSCALL_NR - 1)]++;
+	counts->n[idx]++;
+
+	if (!ref->scope)
+		return 0;
+	scope = bpf_map_lookup_elem(&tg_sys_scope, &ref->scope);
+	if (!scope || !(scope->deny[(idx / 64) & (TG_SYS_DENY_WORDS - 1)] & (1ULL << (idx % 64))))
+		return 0;
+	/* The kill does not wait for the event: enforcement never depends on delivery. */
+	if (scope->flags & TG_SYS_ENFORCE)
+		bpf_send_signal(SIGKILL);
+	if (!sys_budget(ref->scope))
+		return 0;
+	e = sys_event(TG_SYSEV_DENIED, cgroup, ref);
+	if (!e)
+		return 0;
+	e->nr = nr;
+	e->action = scope->flags & TG_SYS_ENFORCE ? TG_SYS_ACT_KILLED : TG_SYS_ACT_REPORTED;
+	bpf_ringbuf_submit(e, 0);
+	sys_stat(TG_SEV_SENT);
+	return 0;
+}
+
+/* After a successful exec: args[0] is the task (current), args[2] its struct linux_binprm. */
+SEC("raw_tp/sched_process_exec")
+int tg_sys_exec(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct linux_binprm *bprm = (struct linux_binprm *)ctx->args[2];
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u64 cgroup = bpf_get_current_cgroup_id();
+	unsigned long arg_start, arg_end;
+	struct tg_sys_event *e;
+	struct tg_sys_ref *ref;
+	const char *filename;
+	__u64 len;
+
+	ref = bpf_map_lookup_elem(&tg_sys_cgroup, &cgroup);
+	if (!ref || !sys_budget(ref->scope))
+		return 0;
+	e = sys_event(TG_SYSEV_EXEC, cgroup, ref);
+	if (!e)
+		return 0;
+	filename = BPF_CORE_READ(bprm, filename);
+	if (bpf_probe_read_kernel_str(e->path, sizeof(e->path), filename) < 0)
+		e->path[0] = 0;
+	/* The new program's argv, on its stack: NUL-separated strings, cut at TG_SYS_ARGS_LEN. */
+	arg_start = BPF_CORE_READ(task, mm, arg_start);
+	arg_end = BPF_CORE_READ(task, mm, arg_end);
+	len = arg_end > arg_start ? arg_end - arg_start : 0;
+	if (len > TG_SYS_ARGS_LEN)
+		len = TG_SYS_ARGS_LEN;
+	if (len > 0 && len <= TG_SYS_ARGS_LEN && bpf_probe_read_user(e->args, len, (void *)arg_start) == 0)
+		e->args_len = len;
+	bpf_ringbuf_submit(e, 0);
+	sys_stat(TG_SEV_SENT);
 	return 0;
 }

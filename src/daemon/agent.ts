@@ -498,6 +498,15 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
     quotaEvents.on('error', (err) => log.error({ err }, 'quota event reader failed'));
     await quotaEvents.ready;
     const ifnames = new Map<number, string>();
+    /** A datapath ring was full: an alert (once per loss total), also to the webhooks. */
+    const eventsLost = (what: 'security' | 'isolation', ringId: number, lost: bigint, total: bigint): void => {
+      const at = new Date().toISOString();
+      const alert = { type: `${what}.events.lost`, key: `${what}.events.lost:${ringId}:${total}`, lost: String(lost), total: String(total), at };
+      log.error(alert, `${what} events lost: the datapath found its event ring full (enforcement was not affected)`);
+      if (alertStore.record(alert.key, JSON.stringify(alert), (live?.doc ?? policy).alerts?.webhooks ?? [], Date.now())) {
+        webhooks?.runNow().catch(() => undefined);
+      }
+    };
     const sev = datapath.securityEvents();
     const taiMs = taiOffsetMs();
     secEvents = await DatapathEvents.start({
@@ -512,15 +521,14 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
           return ifnames.get(ifindex) ?? null;
         },
       }, taiMs),
-      onLost(lost, total) {
-        const at = new Date().toISOString();
-        const alert = { type: 'security.events.lost', key: `security.events.lost:${sev.ring.id}:${total}`, lost: String(lost), total: String(total), at };
-        log.error(alert, 'security events lost: the datapath found its event ring full (enforcement was not affected)');
-        if (alertStore.record(alert.key, JSON.stringify(alert), (live?.doc ?? policy).alerts?.webhooks ?? [], Date.now())) {
-          webhooks?.runNow().catch(() => undefined);
-        }
-      },
+      onLost: (lost, total) => eventsLost('security', sev.ring.id, lost, total),
       onError: (err) => log.error({ err }, 'security event reader failed; events stay in the ring for the next read'),
+    });
+    await iso.startEvents({
+      recorder: events,
+      taiOffsetMs: taiMs,
+      onLost: (lost, total) => eventsLost('isolation', iso.eventRingId, lost, total),
+      onError: (err) => log.error({ err }, 'isolation event reader failed; events stay in the ring for the next read'),
     });
     const prune = () => {
       const ev = (live?.doc ?? policy).security?.events;
@@ -575,7 +583,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
         for (const a of apps) await a.close();
         datapath.close(); // pins stay: counting goes on without us
         try {
-          isolation?.stop(); // monitoring stays pinned too; the store gets the last counts
+          await isolation?.stop(); // monitoring stays pinned too; the store gets the last counts
         } catch (err) {
           log.error({ err }, 'storing the last syscall counts failed; the next agent moves them from the kernel');
         }
@@ -602,7 +610,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
     await secEvents?.stop();
     datapath.close();
     try {
-      isolation?.stop();
+      await isolation?.stop();
     } catch {
       // the error that stopped the start matters more
     }

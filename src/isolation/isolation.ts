@@ -9,6 +9,9 @@ import { SysmonDatapath } from '../sysmon/datapath.js';
 import { SyscallMonitor, type ApplyResult, type MonitoredContainer } from '../sysmon/monitor.js';
 import { SyscallStore, type SeenSyscall } from '../sysmon/store.js';
 import { assertSyscallArch } from '../sysmon/syscalls.js';
+import { compileSysScopes } from '../sysmon/scopes.js';
+import { describeSysEvent } from '../sysmon/events.js';
+import { DatapathEvents, type DatapathEventsOptions } from '../events/datapath.js';
 import { scopeContainers } from './scopes.js';
 
 /** How often kernel counts move into the syscall store (and on every query, and when a container goes). */
@@ -32,7 +35,9 @@ export class Isolation {
   readonly #monitor: SyscallMonitor;
   #scopes: readonly IsolationScope[] = [];
   #applied = '';
+  #appliedScopes = '';
   #timer: NodeJS.Timeout | undefined;
+  #events: DatapathEvents | undefined;
 
   private constructor(dp: SysmonDatapath, store: SyscallStore) {
     this.#dp = dp;
@@ -58,6 +63,12 @@ export class Isolation {
    */
   apply(doc: Policy, cgroups: CgroupTenants): ApplyResult | undefined {
     this.#scopes = doc.isolation ?? [];
+    // The scopes' syscall policies go in before any cgroup entry points at them.
+    const scopesKey = JSON.stringify(this.#scopes.map((s) => s.syscalls ?? null));
+    if (scopesKey !== this.#appliedScopes) {
+      this.#dp.setScopes(compileSysScopes(this.#scopes));
+      this.#appliedScopes = scopesKey;
+    }
     const monitored: MonitoredContainer[] = scopeContainers(this.#scopes, cgroups.containers)
       .map(({ container: c, scope }) => ({ id: c.id, runtime: c.runtime, tenant: c.tenant, cgroupId: c.cgroupId, cgroupPath: c.cgroupPath, below: c.below, scope }));
     const key = JSON.stringify(monitored, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v));
@@ -79,10 +90,29 @@ export class Isolation {
     this.#timer.unref();
   }
 
-  /** Stores the last counts; monitoring goes on in the kernel (pinned) for the next agent. */
-  stop(): void {
+  /**
+   * Reads the datapath's events (denied syscalls, execs) into the recorder.
+   * Events wait in the pinned ring while no agent reads them.
+   */
+  async startEvents(opts: Omit<DatapathEventsOptions, 'ring' | 'stats' | 'describe'> & { taiOffsetMs: number }): Promise<void> {
+    const { taiOffsetMs, ...rest } = opts;
+    this.#events = await DatapathEvents.start({
+      ...rest,
+      ...this.#dp.events(),
+      describe: (r) => describeSysEvent(r, { container: (slot) => this.#monitor.owner(slot), scopes: () => this.#scopes }, taiOffsetMs),
+    });
+  }
+
+  /** The event ring's id (names its loss alerts). */
+  get eventRingId(): number {
+    return this.#dp.events().ring.id;
+  }
+
+  /** Stores the last counts; monitoring and enforcement go on in the kernel (pinned) for the next agent. */
+  async stop(): Promise<void> {
     clearInterval(this.#timer);
     try {
+      await this.#events?.stop();
       this.#monitor.sync();
     } finally {
       this.#store.close();

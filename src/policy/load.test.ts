@@ -61,7 +61,7 @@ test('the documented example parses and normalises', () => {
   assert.deepEqual(p.isolation?.[0].bandwidth, { rate: 100_000_000, burst: 256 * 1024 });
   assert.equal(p.security?.ddos?.holdFor, 300_000);
   assert.equal(p.security?.rules[1].redirectTo, 'tg-hp0');
-  assert.deepEqual(notYetEnforced(p), ['isolation.bandwidth', 'isolation.maxConnections', 'isolation.destinations', 'isolation.syscalls', 'isolation.sensitivePaths']);
+  assert.deepEqual(notYetEnforced(p), ['isolation.bandwidth', 'isolation.maxConnections', 'isolation.destinations', 'isolation.sensitivePaths']);
   assert.doesNotThrow(() => JSON.stringify(p), 'the parsed form is JSON-serialisable');
 });
 
@@ -367,6 +367,26 @@ classes: [{ name: x, billable: yes, match: { protocols: [256] } }]
       ['classes[0].match.protocols[0]', 8, 58, /unknown protocol 256/],
     ],
   );
+});
+
+test('isolation: unknown syscall names, bad exec programs and too many scopes name the field', () => {
+  expectIssues(
+    `version: 1
+tenants: [{ name: a, selectors: { cgroups: ["/t/**"] } }]
+isolation:
+  - { tenant: a, syscalls: { mode: enforce, deny: [ptrac, mount, frobnicate] }, execs: { alert: [bash, "a/b", ""] } }
+`,
+    [
+      ['isolation[0].syscalls.deny[0]', 4, 52, /^unknown syscall "ptrac"; did you mean "ptrace"\? \(x86_64 names/],
+      ['isolation[0].syscalls.deny[2]', 4, 66, /^unknown syscall "frobnicate" \(x86_64 names, e\.g\. "ptrace"\)$/],
+      ['isolation[0].execs.alert[1]', 4, 104, /must be a program name such as "bash" or an absolute path/],
+      ['isolation[0].execs.alert[2]', 4, 111, /must be a program name/],
+    ],
+  );
+  const many = Array.from({ length: 64 }, (_, i) => `  - { tenant: a, containers: "/t/${i}" }`).join('\n');
+  expectIssues(`version: 1\ntenants: [{ name: a, selectors: { cgroups: ["/t/**"] } }]\nisolation:\n${many}\n`, [['isolation', 4, 3, /at most 63 entries/]]);
+  const p = parsePolicy('version: 1\ntenants: [{ name: a, selectors: { cgroups: ["/t/**"] } }]\nisolation: [{ tenant: a }]\n');
+  assert.deepEqual(p.isolation?.[0], { tenant: 'a', execs: { log: false, alert: ['sh', 'bash', 'dash', 'zsh', 'ash', 'ksh', 'mksh', 'csh', 'tcsh', 'fish'] } });
 });
 
 test('metering.flows: bad values name the field', () => {

@@ -6,6 +6,7 @@ import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Docum
 import type { z } from 'zod';
 import { crossCheck, formatPath } from './cross-check.js';
 import { policySchema, type Policy } from './schema.js';
+import { closest } from './suggest.js';
 
 export interface PolicyIssue {
   /** Where in the document, e.g. "tenants[1].selectors.cidrs[0]"; "(document)" for the whole; "(yaml)" for syntax. */
@@ -97,23 +98,9 @@ function keysAt(path: readonly Seg[]): string[] {
   return def?.type === 'object' && def.shape ? Object.keys(def.shape) : [];
 }
 
-function editDistance(a: string, b: string): number {
-  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
-  for (let j = 1; j <= b.length; j++) d[0][j] = j;
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-  }
-  return d[a.length][b.length];
-}
-
 function unknownKeyMessage(key: string, allowed: string[]): string {
-  const close = allowed
-    .map((k) => ({ k, d: k.toLowerCase() === key.toLowerCase() ? 0 : editDistance(k, key) }))
-    .filter((x) => x.d <= Math.max(1, Math.floor(key.length / 3)))
-    .sort((a, b) => a.d - b.d)[0];
-  if (close) return `unknown key "${key}"; did you mean "${close.k}"?`;
+  const close = closest(key, allowed);
+  if (close) return `unknown key "${key}"; did you mean "${close}"?`;
   return allowed.length ? `unknown key "${key}"; allowed keys: ${allowed.join(', ')}` : `unknown key "${key}"`;
 }
 

@@ -10,6 +10,8 @@
 import { z } from 'zod';
 import { normalizeCidr, parseAddress } from './cidr.js';
 import { cgroupGlobProblem } from './cgroup-match.js';
+import { closest } from './suggest.js';
+import { syscallNames, syscallNumber } from '../sysmon/syscalls.js';
 import { parseDecimal, parseDuration, parseRate, parseSize, UnitError } from './units.js';
 import { isKnownCurrency } from '../billing/currencies.js';
 import { timeZoneProblem } from '../billing/period.js';
@@ -366,6 +368,16 @@ const destRuleSchema = z
   })
   .superRefine(portsNeedPortProtocol);
 
+/** Programs that are shells: starting one in a container raises an alert unless the scope says otherwise. */
+export const SHELLS = ['sh', 'bash', 'dash', 'zsh', 'ash', 'ksh', 'mksh', 'csh', 'tcsh', 'fish'] as const;
+
+/** A syscall name of this architecture's table (x86_64). */
+const syscallName = z.string().check((ctx) => {
+  if (syscallNumber(ctx.value) !== undefined) return;
+  const close = closest(ctx.value, syscallNames());
+  ctx.issues.push({ code: 'custom', input: ctx.value, message: `unknown syscall ${JSON.stringify(ctx.value)}${close ? `; did you mean "${close}"?` : ''} (x86_64 names, e.g. "ptrace")` });
+});
+
 const isolationSchema = z.strictObject({
   tenant: label('tenant name'),
   /** Cgroup glob: when set, limits apply to each matching container on its own; else to the tenant as a whole. */
@@ -379,9 +391,17 @@ const isolationSchema = z.strictObject({
   syscalls: z
     .strictObject({
       mode: z.enum(['audit', 'enforce']).default('audit'),
-      deny: z.array(z.string().regex(/^[a-z][a-z0-9_]{0,63}$/, { message: 'must be a syscall name such as "ptrace"' })).min(1),
+      deny: z.array(syscallName).min(1),
     })
     .optional(),
+  /** Programs started in the container: every exec an event (log), and execs of these programs an alert event. */
+  execs: z
+    .strictObject({
+      log: z.boolean().default(false),
+      /** Basenames ("bash") or absolute paths ("/usr/bin/curl") of programs whose start raises an alert. */
+      alert: z.array(z.string().regex(/^(\/[^\0]+|[^/\0]+)$/, { message: 'must be a program name such as "bash" or an absolute path' })).default([...SHELLS]),
+    })
+    .default({ log: false, alert: [...SHELLS] }),
   /** Absolute path prefixes whose opening is reported. */
   sensitivePaths: z.array(z.string().regex(/^\/[^\0]*$/, { message: 'must be an absolute path such as "/etc/shadow"' })).optional(),
 });
@@ -577,7 +597,8 @@ export const policySchema = z.strictObject({
   plans: z.array(planSchema).optional(),
   quotas: z.array(quotaSchema).optional(),
   alerts: alertsSchema.optional(),
-  isolation: z.array(isolationSchema).optional(),
+  /** At most 63: the datapath has a syscall policy slot per scope (TG_MAX_SYS_SCOPES - 1). */
+  isolation: z.array(isolationSchema).max(63).optional(),
   security: securitySchema.optional(),
 });
 
@@ -594,10 +615,10 @@ export type AlertsSection = NonNullable<Policy['alerts']>;
 export type IsolationScope = NonNullable<Policy['isolation']>[number];
 export type SecuritySection = NonNullable<Policy['security']>;
 
-/** Sections this version acts on (plans: invoices; quotas: alerts and enforcement in the datapath; security: rules, see src/firewall; isolation: syscall monitoring, see src/sysmon). */
+/** Sections this version acts on (plans: invoices; quotas: alerts and enforcement in the datapath; security: rules, see src/firewall; isolation: syscall monitoring and policy, execs, see src/sysmon). */
 export const ENFORCED_SECTIONS = ['version', 'metering', 'tenants', 'classes', 'plans', 'quotas', 'alerts', 'security', 'isolation'] as const;
 /** Keys of an isolation scope that are validated but not acted on yet. */
-export const RESERVED_ISOLATION_KEYS = ['bandwidth', 'maxConnections', 'destinations', 'syscalls', 'sensitivePaths'] as const;
+export const RESERVED_ISOLATION_KEYS = ['bandwidth', 'maxConnections', 'destinations', 'sensitivePaths'] as const;
 
 /** The keys present in a policy that this version accepts but does not enforce yet, e.g. "isolation.bandwidth". */
 export function notYetEnforced(policy: Policy): string[] {

@@ -1,34 +1,43 @@
 // The syscall-monitoring datapath: loads bpf/progs/sysmon.bpf.c, pins its
-// maps and its raw tracepoint link under the pin root, and adopts them when
-// an agent restarts, so counting goes on while no agent runs and a restarted
-// agent continues the same counts. The link exists only while something is
-// monitored: an attached sys_enter tracepoint sends every syscall on the
-// host through the slow path, monitored or not.
+// maps and its raw tracepoint links (sys_enter: counts and denied syscalls;
+// sched_process_exec: execs) under the pin root, and adopts them when an
+// agent restarts, so counting and enforcement go on while no agent runs and
+// a restarted agent continues the same counts. The links exist only while
+// something is monitored: an attached sys_enter tracepoint sends every
+// syscall on the host through the slow path, monitored or not.
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { BpfLink, BpfObject, type BpfProgram, TypedMap, linkInfo, progInfoById, u32, u64 } from '../kernel/index.js';
-import { TgSysCounts, TgSysRef, TG_MAX_SYS_CGROUPS, TG_MAX_SYS_SLOTS, TG_SYSCALL_NR } from '../kernel/abi.gen.js';
+import { BpfLink, BpfObject, type BpfMap, type BpfProgram, TypedMap, linkInfo, progInfoById, u32, u64 } from '../kernel/index.js';
+import { TgSysCounts, TgSysRef, TgSysScope, TG_MAX_SYS_CGROUPS, TG_MAX_SYS_SCOPES, TG_MAX_SYS_SLOTS, TG_SYSCALL_NR } from '../kernel/abi.gen.js';
 import { bpfObjectPath } from '../paths.js';
 
-const PINNED_MAPS = ['tg_sys_cgroup', 'tg_sys_counts'] as const;
-const LINK = 'sys_enter';
+/** Kept across agents: the assignment, the counts, the policy the programs enforce, and the events waiting in the ring with their loss counters. */
+const PINNED_MAPS = ['tg_sys_cgroup', 'tg_sys_counts', 'tg_sys_scope', 'tg_sys_ring', 'tg_sys_stats'] as const;
+/** Pinned link name -> program. */
+const LINKS = { sys_enter: 'tg_sys_enter', sys_exec: 'tg_sys_exec' } as const;
 const ZERO: TgSysCounts = { n: Array.from({ length: TG_SYSCALL_NR }, () => 0n) };
+const NO_SCOPE: TgSysScope = { deny: Array.from({ length: TG_SYSCALL_NR / 64 }, () => 0n), flags: 0, pad: 0 };
 
 export type SysRef = TgSysRef;
+export type SysScope = TgSysScope;
 
 export class SysmonDatapath {
   readonly #obj: BpfObject;
-  readonly #linkPin: string;
+  readonly #linkDir: string;
   readonly #cgroups: TypedMap<bigint, TgSysRef>;
   readonly #counts: TypedMap<number, TgSysCounts>;
+  readonly #scopes: TypedMap<number, TgSysScope>;
+  /** Scope entries this process wrote (the others are zero or an earlier agent's, cleared on the first write). */
+  #scopesWritten: Set<number> | undefined;
   /** What tg_sys_cgroup holds, as this process last wrote or read it. */
   #written: Map<bigint, TgSysRef>;
 
   private constructor(obj: BpfObject, pinRoot: string) {
     this.#obj = obj;
-    this.#linkPin = join(pinRoot, 'links', LINK);
+    this.#linkDir = join(pinRoot, 'links');
     this.#cgroups = new TypedMap(obj.map('tg_sys_cgroup'), u64, TgSysRef);
     this.#counts = new TypedMap(obj.map('tg_sys_counts'), u32, TgSysCounts);
+    this.#scopes = new TypedMap(obj.map('tg_sys_scope'), u32, TgSysScope);
     this.#written = new Map(this.#cgroups.entries());
   }
 
@@ -61,49 +70,75 @@ export class SysmonDatapath {
 
   /** The sys_enter program (for BPF_PROG_TEST_RUN and run-time statistics). */
   get program(): BpfProgram {
-    return this.#obj.program('tg_sys_enter');
+    return this.#obj.program(LINKS.sys_enter);
   }
 
-  /** True while the tracepoint link is pinned (attached). */
+  /** True while the tracepoint links are pinned (attached). */
   get enabled(): boolean {
-    return existsSync(this.#linkPin);
+    return existsSync(join(this.#linkDir, 'sys_enter'));
   }
 
   /**
-   * Attaches the tracepoint, or adopts the pinned link when it runs this
+   * Attaches the tracepoints, or adopts a pinned link when it runs this
    * very program (same tag). A link running another build is replaced, the
    * new one attached before the old one goes: for a moment both count (a
    * syscall counted twice), never neither.
    */
   enable(): { adopted: boolean } {
-    const prog = this.program;
-    let old: BpfLink | undefined;
-    if (existsSync(this.#linkPin)) {
-      old = BpfLink.openPinned(this.#linkPin);
-      const running = progInfoById(linkInfo(old.fd).progId);
-      if (running.tag === prog.info().tag) {
-        old.close();
-        return { adopted: true };
+    mkdirSync(this.#linkDir, { recursive: true });
+    let adopted = true;
+    for (const [name, progName] of Object.entries(LINKS)) {
+      const pin = join(this.#linkDir, name);
+      const prog = this.#obj.program(progName);
+      let old: BpfLink | undefined;
+      if (existsSync(pin)) {
+        old = BpfLink.openPinned(pin);
+        if (progInfoById(linkInfo(old.fd).progId).tag === prog.info().tag) {
+          old.close();
+          continue;
+        }
+      }
+      adopted = false;
+      const link = prog.attach();
+      try {
+        if (old) old.unpin();
+        link.pin(pin);
+      } finally {
+        link.close();
+        old?.close();
       }
     }
-    mkdirSync(join(this.#linkPin, '..'), { recursive: true });
-    const link = prog.attach();
-    try {
-      if (old) old.unpin();
-      link.pin(this.#linkPin);
-    } finally {
-      link.close();
-      old?.close();
-    }
-    return { adopted: false };
+    return { adopted };
   }
 
-  /** Detaches the tracepoint (no syscall pays for it any more); the counts stay. */
+  /** Detaches the tracepoints (no syscall pays for them any more); the counts stay. */
   disable(): void {
-    if (!existsSync(this.#linkPin)) return;
-    const link = BpfLink.openPinned(this.#linkPin);
-    link.unpin();
-    link.close();
+    for (const name of Object.keys(LINKS)) {
+      const pin = join(this.#linkDir, name);
+      if (!existsSync(pin)) continue;
+      const link = BpfLink.openPinned(pin);
+      link.unpin();
+      link.close();
+    }
+  }
+
+  /** The ring of struct tg_sys_event records and its per-CPU enum tg_sev_stat counters. */
+  events(): { ring: BpfMap; stats: BpfMap } {
+    return { ring: this.#obj.map('tg_sys_ring'), stats: this.#obj.map('tg_sys_stats') };
+  }
+
+  /**
+   * Makes tg_sys_scope hold exactly these scopes (by tg_sys_ref.scope, 1 up);
+   * every other entry is zero (denies nothing). Written before the cgroup
+   * entries that point at them.
+   */
+  setScopes(scopes: ReadonlyMap<number, TgSysScope>): void {
+    for (const i of scopes.keys()) if (!Number.isInteger(i) || i < 1 || i >= TG_MAX_SYS_SCOPES) throw new RangeError(`syscall scope must be in [1, ${TG_MAX_SYS_SCOPES - 1}], got ${i}`);
+    const stale = this.#scopesWritten ?? new Set(Array.from({ length: TG_MAX_SYS_SCOPES - 1 }, (_, i) => i + 1));
+    const entries: Array<[number, TgSysScope]> = [...scopes];
+    for (const i of stale) if (!scopes.has(i)) entries.push([i, NO_SCOPE]);
+    if (entries.length) this.#scopes.setMany(entries);
+    this.#scopesWritten = new Set(scopes.keys());
   }
 
   /** cgroup id -> (slot, scope) as the map holds it: what an earlier agent left, or this one wrote. */

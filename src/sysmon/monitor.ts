@@ -40,6 +40,8 @@ export class SyscallMonitor {
   readonly #store: SyscallStore;
   /** Container id -> its slot. */
   #slots = new Map<string, Slotted>();
+  /** The same by slot. */
+  #bySlot = new Map<number, Slotted>();
 
   constructor(datapath: SysmonDatapath, store: SyscallStore) {
     this.#dp = datapath;
@@ -89,6 +91,7 @@ export class SyscallMonitor {
     }
     this.#dp.setCgroups(refs);
     this.#slots = next;
+    this.#bySlot = new Map([...next.values()].map((s) => [s.slot, s]));
     let adopted: boolean | undefined;
     if (next.size > 0) adopted = this.#dp.enable().adopted;
     else this.#dp.disable();
@@ -104,6 +107,11 @@ export class SyscallMonitor {
   /** The monitored containers with their slots. */
   monitored(): Array<MonitoredContainer & { slot: number }> {
     return [...this.#slots.values()].map((s) => ({ ...s.container, slot: s.slot }));
+  }
+
+  /** The container counting in a slot now. */
+  owner(slot: number): { id: string; runtime: string; tenant: string } | undefined {
+    return this.#bySlot.get(slot)?.container;
   }
 
   /** What a container was seen doing (synced first when it is monitored now); undefined when never seen. */
