@@ -129,7 +129,7 @@ isolation:
 
 type EventRow = { type: string; tenant: string | null; rule: string | null; action: string | null; detail: Record<string, unknown> };
 
-test('denied syscalls kill in enforce mode and are reported in audit mode; execs are reported, shells raise alerts', { timeout: 120_000 }, async (t) => {
+test('denied syscalls and sensitive paths kill in enforce mode and are reported in audit mode; execs are reported, shells raise alerts', { timeout: 120_000 }, async (t) => {
   if (!kernelReady(t)) return;
   const name = `tgie-${tag()}`;
   const root = join(cgroup2Root(), name);
@@ -163,8 +163,10 @@ isolation:
     containers: "/${name}/docker/e1*"
     syscalls: { mode: enforce, deny: [getpriority, ptrace] }
     execs: { log: true, alert: [] }
+    sensitivePaths: { mode: enforce, paths: [/etc/shadow] }
   - tenant: acme
     syscalls: { mode: audit, deny: [getpriority] }
+    sensitivePaths: [/etc/host]
 `);
   agent = await startAgentProcess({ config: policy, pinRoot: `/sys/fs/bpf/${name}`, dir: join(dir, 'agent') });
   const cli = async (...args: string[]) => runCli(['--socket', agent!.socket, ...args]);
@@ -203,6 +205,20 @@ isolation:
     assert.equal(e.detail.pid, pid);
     assert.equal(e.detail.command, 'python3');
   }
+
+  // sensitive paths: opening /etc/shadow kills in E; opening /etc/hosts (under /etc/host) is reported in A
+  const open = (cgroup: string, path: string) => spawnSync('sh', ['-c', `echo $$ > ${join(cgroup, 'cgroup.procs')} && exec /usr/bin/python3 -c "print('before', flush=True); open('${path}').close(); print('after')"`], { timeout: 20_000, encoding: 'utf8' });
+  const shadow = open(cgE, '/etc/shadow');
+  assert.equal(shadow.signal, 'SIGKILL', JSON.stringify(shadow));
+  assert.equal(shadow.stdout, 'before\n');
+  const hosts = open(cgA, '/etc/hosts');
+  assert.equal(hosts.status, 0, hosts.stderr);
+  assert.equal(hosts.stdout, 'before\nafter\n');
+  const files = await eventually('file.sensitive', 2);
+  const fileOf = (pid: number | undefined) => files.find((e) => e.detail.pid === pid);
+  assert.deepEqual([fileOf(shadow.pid)?.action, fileOf(shadow.pid)?.detail.path, fileOf(shadow.pid)?.detail.syscall, fileOf(shadow.pid)?.rule],
+    ['kill', '/etc/shadow', 'openat', 'isolation[0].sensitivePaths']);
+  assert.deepEqual([fileOf(hosts.pid)?.action, fileOf(hosts.pid)?.detail.path, fileOf(hosts.pid)?.detail.container], ['audit', '/etc/hosts', idA]);
 
   // execs: every one in E (execs.log), shells in A (the default alert list)
   const exec = (await eventually('exec', 1)).find((e) => e.detail.container === idE && e.detail.pid === enforced.pid);

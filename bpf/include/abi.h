@@ -847,12 +847,19 @@ enum tg_sys_limits {
 	/* Bytes of an exec event's filename and of its argv (NUL-separated), each cut off there. */
 	TG_SYS_PATH_LEN = 256,
 	TG_SYS_ARGS_LEN = 512,
+	/* Path bytes a sensitive-path prefix may have: an LPM trie key holds at
+	 * most 256 bytes of data, 4 of them the scope. */
+	TG_SYS_PREFIX_LEN = 252,
+	/* Sensitive-path prefixes over all scopes. */
+	TG_MAX_SYS_PREFIXES = 4096,
 };
 _Static_assert(TG_SYS_DENY_WORDS * 64 == TG_SYSCALL_NR, "a bit per syscall number");
 
 enum tg_sys_scope_flag {
 	/* A denied syscall kills the process (SIGKILL from the tracepoint); else it is only reported. */
 	TG_SYS_ENFORCE = 1,
+	/* The scope has sensitive path prefixes (tg_sys_paths): opens are checked. */
+	TG_SYS_PATHS = 2,
 };
 
 /* Value of tg_sys_scope (array indexed by tg_sys_ref.scope): the scope's syscall policy. */
@@ -866,6 +873,7 @@ _Static_assert(sizeof(struct tg_sys_scope) == 72, "tg_sys_scope size");
 enum tg_sys_event_type {
 	TG_SYSEV_DENIED = 1, /* a syscall the scope denies */
 	TG_SYSEV_EXEC = 2,   /* a monitored task exec'd a program */
+	TG_SYSEV_FILE = 3,   /* a monitored task opened a path under a sensitive prefix */
 };
 
 enum tg_sys_action {
@@ -873,12 +881,32 @@ enum tg_sys_action {
 	TG_SYS_ACT_KILLED = 1,
 };
 
+/*
+ * Key of tg_sys_paths (LPM trie): a scope's sensitive path prefix. prefixlen
+ * counts bits of scope + path: (4 + bytes) * 8. A lookup with the path a
+ * task opens matches every prefix of its bytes (so "/etc/shadow" also
+ * matches "/etc/shadow-").
+ */
+struct tg_sys_path_key {
+	__u32 prefixlen;
+	__u32 scope;
+	char path[TG_SYS_PREFIX_LEN];
+};
+_Static_assert(sizeof(struct tg_sys_path_key) == 8 + TG_SYS_PREFIX_LEN, "tg_sys_path_key size");
+
+/* Value of tg_sys_paths. */
+struct tg_sys_path_rule {
+	__u32 flags; /* enum tg_sys_scope_flag: TG_SYS_ENFORCE kills */
+	__u32 pad;
+};
+_Static_assert(sizeof(struct tg_sys_path_rule) == 8, "tg_sys_path_rule size");
+
 /* A record of tg_sys_ring. */
 struct tg_sys_event {
 	__u64 at_ns;      /* TAI */
 	__u64 cgroup_id;  /* the task's own cgroup */
 	__u32 type;       /* enum tg_sys_event_type */
-	__u32 nr;         /* DENIED: the syscall number */
+	__u32 nr;         /* DENIED, FILE: the syscall number */
 	__u32 pid;        /* thread group id (what user space calls the pid) */
 	__u32 tid;
 	__u32 ppid;       /* the parent's thread group id */
@@ -888,7 +916,7 @@ struct tg_sys_event {
 	__u32 action;     /* enum tg_sys_action */
 	__u32 args_len;   /* EXEC: bytes of args used */
 	char comm[16];    /* the task's command (after exec: the new one) */
-	char path[TG_SYS_PATH_LEN]; /* EXEC: the file exec'd, NUL-terminated */
+	char path[TG_SYS_PATH_LEN]; /* EXEC: the file exec'd; FILE: the path opened; NUL-terminated */
 	char args[TG_SYS_ARGS_LEN]; /* EXEC: argv, each NUL-terminated */
 };
 _Static_assert(sizeof(struct tg_sys_event) == 8 * 2 + 4 * 10 + 16 + TG_SYS_PATH_LEN + TG_SYS_ARGS_LEN, "tg_sys_event size");

@@ -26,6 +26,12 @@
 
 #define SIGKILL 9
 
+/* x86_64 numbers of the syscalls that open a path (the table this program counts by). */
+#define NR_OPEN 2
+#define NR_CREAT 85
+#define NR_OPENAT 257
+#define NR_OPENAT2 437
+
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 TG_BTF_ANCHOR(enum tg_sys_limits, tg_sys_limits);
@@ -73,6 +79,23 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } tg_sys_stats SEC(".maps");
+
+/* Sensitive path prefixes by scope (struct tg_sys_path_key). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, TG_MAX_SYS_PREFIXES);
+	__type(key, struct tg_sys_path_key);
+	__type(value, struct tg_sys_path_rule);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} tg_sys_paths SEC(".maps");
+
+/* Kernel-private: room for the lookup key (too big for the stack beside the rest). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tg_sys_path_key);
+} tg_sys_path_scratch SEC(".maps");
 
 /* Kernel-private: a scope's event budget on this CPU for the second that began at window_ns. */
 struct sys_budget {
@@ -145,6 +168,53 @@ static __always_inline struct tg_sys_event *sys_event(__u32 type, __u64 cgroup, 
 	return e;
 }
 
+/*
+ * An open of a path under one of the scope's sensitive prefixes: reported,
+ * and in enforce mode the process is killed. The path is matched as the task
+ * passes it: a relative path (to the working directory or a directory fd)
+ * or one through a symbolic link is not resolved here.
+ */
+static __always_inline void check_open(struct bpf_raw_tracepoint_args *ctx, __u64 nr, __u64 cgroup, const struct tg_sys_ref *ref)
+{
+	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
+	struct tg_sys_path_rule *rule;
+	struct tg_sys_path_key *k;
+	struct tg_sys_event *e;
+	const char *path;
+	__u32 zero = 0;
+	long n;
+
+	if (nr == NR_OPEN || nr == NR_CREAT)
+		path = (const char *)BPF_CORE_READ(regs, di);
+	else if (nr == NR_OPENAT || nr == NR_OPENAT2)
+		path = (const char *)BPF_CORE_READ(regs, si);
+	else
+		return;
+	k = bpf_map_lookup_elem(&tg_sys_path_scratch, &zero);
+	if (!k)
+		return;
+	n = bpf_probe_read_user_str(k->path, sizeof(k->path), path);
+	if (n <= 1)
+		return; /* unreadable or empty: the syscall fails by itself */
+	k->scope = ref->scope;
+	k->prefixlen = (4 + (n - 1)) * 8; /* n counts the NUL */
+	rule = bpf_map_lookup_elem(&tg_sys_paths, k);
+	if (!rule)
+		return;
+	if (rule->flags & TG_SYS_ENFORCE)
+		bpf_send_signal(SIGKILL);
+	if (!sys_budget(ref->scope))
+		return;
+	e = sys_event(TG_SYSEV_FILE, cgroup, ref);
+	if (!e)
+		return;
+	e->nr = nr;
+	e->action = rule->flags & TG_SYS_ENFORCE ? TG_SYS_ACT_KILLED : TG_SYS_ACT_REPORTED;
+	bpf_probe_read_kernel_str(e->path, sizeof(k->path), k->path);
+	bpf_ringbuf_submit(e, 0);
+	sys_stat(TG_SEV_SENT);
+}
+
 SEC("raw_tp/sys_enter")
 int tg_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 {
@@ -172,8 +242,13 @@ int tg_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	if (!ref->scope)
 		return 0;
 	scope = bpf_map_lookup_elem(&tg_sys_scope, &ref->scope);
-	if (!scope || !(scope->deny[(idx / 64) & (TG_SYS_DENY_WORDS - 1)] & (1ULL << (idx % 64))))
+	if (!scope)
 		return 0;
+	if (!(scope->deny[(idx / 64) & (TG_SYS_DENY_WORDS - 1)] & (1ULL << (idx % 64)))) {
+		if (scope->flags & TG_SYS_PATHS)
+			check_open(ctx, nr, cgroup, ref);
+		return 0;
+	}
 	/* The kill does not wait for the event: enforcement never depends on delivery. */
 	if (scope->flags & TG_SYS_ENFORCE)
 		bpf_send_signal(SIGKILL);

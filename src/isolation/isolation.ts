@@ -9,7 +9,7 @@ import { SysmonDatapath } from '../sysmon/datapath.js';
 import { SyscallMonitor, type ApplyResult, type MonitoredContainer } from '../sysmon/monitor.js';
 import { SyscallStore, type SeenSyscall } from '../sysmon/store.js';
 import { assertSyscallArch } from '../sysmon/syscalls.js';
-import { compileSysScopes } from '../sysmon/scopes.js';
+import { compileSysPaths, compileSysScopes } from '../sysmon/scopes.js';
 import { describeSysEvent } from '../sysmon/events.js';
 import { DatapathEvents, type DatapathEventsOptions } from '../events/datapath.js';
 import { scopeContainers } from './scopes.js';
@@ -64,8 +64,9 @@ export class Isolation {
   apply(doc: Policy, cgroups: CgroupTenants): ApplyResult | undefined {
     this.#scopes = doc.isolation ?? [];
     // The scopes' syscall policies go in before any cgroup entry points at them.
-    const scopesKey = JSON.stringify(this.#scopes.map((s) => s.syscalls ?? null));
+    const scopesKey = JSON.stringify(this.#scopes.map((s) => [s.syscalls ?? null, s.sensitivePaths ?? null]));
     if (scopesKey !== this.#appliedScopes) {
+      this.#dp.setPaths(compileSysPaths(this.#scopes));
       this.#dp.setScopes(compileSysScopes(this.#scopes));
       this.#appliedScopes = scopesKey;
     }

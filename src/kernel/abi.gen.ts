@@ -452,10 +452,12 @@ export const TG_SYS_ACT_KILLED = TgSysAction.TG_SYS_ACT_KILLED;
 export const TgSysEventType = {
   TG_SYSEV_DENIED: 1,
   TG_SYSEV_EXEC: 2,
+  TG_SYSEV_FILE: 3,
 } as const;
 export type TgSysEventType = (typeof TgSysEventType)[keyof typeof TgSysEventType];
 export const TG_SYSEV_DENIED = TgSysEventType.TG_SYSEV_DENIED;
 export const TG_SYSEV_EXEC = TgSysEventType.TG_SYSEV_EXEC;
+export const TG_SYSEV_FILE = TgSysEventType.TG_SYSEV_FILE;
 
 /** enum tg_sys_limits */
 export const TgSysLimits = {
@@ -468,6 +470,8 @@ export const TgSysLimits = {
   TG_SYS_EVENTS_PER_SEC: 1000,
   TG_SYS_PATH_LEN: 256,
   TG_SYS_ARGS_LEN: 512,
+  TG_SYS_PREFIX_LEN: 252,
+  TG_MAX_SYS_PREFIXES: 4096,
 } as const;
 export type TgSysLimits = (typeof TgSysLimits)[keyof typeof TgSysLimits];
 export const TG_SYSCALL_NR = TgSysLimits.TG_SYSCALL_NR;
@@ -479,13 +483,17 @@ export const TG_SYS_DENY_WORDS = TgSysLimits.TG_SYS_DENY_WORDS;
 export const TG_SYS_EVENTS_PER_SEC = TgSysLimits.TG_SYS_EVENTS_PER_SEC;
 export const TG_SYS_PATH_LEN = TgSysLimits.TG_SYS_PATH_LEN;
 export const TG_SYS_ARGS_LEN = TgSysLimits.TG_SYS_ARGS_LEN;
+export const TG_SYS_PREFIX_LEN = TgSysLimits.TG_SYS_PREFIX_LEN;
+export const TG_MAX_SYS_PREFIXES = TgSysLimits.TG_MAX_SYS_PREFIXES;
 
 /** enum tg_sys_scope_flag */
 export const TgSysScopeFlag = {
   TG_SYS_ENFORCE: 1,
+  TG_SYS_PATHS: 2,
 } as const;
 export type TgSysScopeFlag = (typeof TgSysScopeFlag)[keyof typeof TgSysScopeFlag];
 export const TG_SYS_ENFORCE = TgSysScopeFlag.TG_SYS_ENFORCE;
+export const TG_SYS_PATHS = TgSysScopeFlag.TG_SYS_PATHS;
 
 /** struct tg_addr_key: 20 bytes */
 export interface TgAddrKey {
@@ -1286,6 +1294,33 @@ export const TgSysEvent = struct<TgSysEvent>(840, [
   ['comm', 56, array(s8, 16)],
   ['path', 72, array(s8, 256)],
   ['args', 328, array(s8, 512)],
+]);
+
+/** struct tg_sys_path_key: 260 bytes */
+export interface TgSysPathKey {
+  /** __u32 at offset 0 */
+  prefixlen: number;
+  /** __u32 at offset 4 */
+  scope: number;
+  /** char[252] at offset 8 */
+  path: number[];
+}
+export const TgSysPathKey = struct<TgSysPathKey>(260, [
+  ['prefixlen', 0, u32],
+  ['scope', 4, u32],
+  ['path', 8, array(s8, 252)],
+]);
+
+/** struct tg_sys_path_rule: 8 bytes */
+export interface TgSysPathRule {
+  /** __u32 at offset 0 */
+  flags: number;
+  /** __u32 at offset 4 */
+  pad: number;
+}
+export const TgSysPathRule = struct<TgSysPathRule>(8, [
+  ['flags', 0, u32],
+  ['pad', 4, u32],
 ]);
 
 /** struct tg_sys_ref: 16 bytes */

@@ -378,6 +378,10 @@ const syscallName = z.string().check((ctx) => {
   ctx.issues.push({ code: 'custom', input: ctx.value, message: `unknown syscall ${JSON.stringify(ctx.value)}${close ? `; did you mean "${close}"?` : ''} (x86_64 names, e.g. "ptrace")` });
 });
 
+/** The datapath matches at most 251 bytes of a path (TG_SYS_PREFIX_LEN - 1). */
+const sensitivePath = z.string().regex(/^\/[^\0]*$/, { message: 'must be an absolute path such as "/etc/shadow"' })
+  .refine((p) => Buffer.byteLength(p) <= 251, { message: 'must be at most 251 bytes long' });
+
 const isolationSchema = z.strictObject({
   tenant: label('tenant name'),
   /** Cgroup glob: when set, limits apply to each matching container on its own; else to the tenant as a whole. */
@@ -402,8 +406,11 @@ const isolationSchema = z.strictObject({
       alert: z.array(z.string().regex(/^(\/[^\0]+|[^/\0]+)$/, { message: 'must be a program name such as "bash" or an absolute path' })).default([...SHELLS]),
     })
     .default({ log: false, alert: [...SHELLS] }),
-  /** Absolute path prefixes whose opening is reported. */
-  sensitivePaths: z.array(z.string().regex(/^\/[^\0]*$/, { message: 'must be an absolute path such as "/etc/shadow"' })).optional(),
+  /** Absolute path prefixes whose opening is reported (audit) or kills the process (enforce); a plain list is audit. */
+  sensitivePaths: z
+    .union([z.array(sensitivePath).min(1), z.strictObject({ mode: z.enum(['audit', 'enforce']).default('audit'), paths: z.array(sensitivePath).min(1) })])
+    .transform((v) => (Array.isArray(v) ? { mode: 'audit' as const, paths: v } : v))
+    .optional(),
 });
 
 // ---- security -------------------------------------------------------------
@@ -618,7 +625,7 @@ export type SecuritySection = NonNullable<Policy['security']>;
 /** Sections this version acts on (plans: invoices; quotas: alerts and enforcement in the datapath; security: rules, see src/firewall; isolation: syscall monitoring and policy, execs, see src/sysmon). */
 export const ENFORCED_SECTIONS = ['version', 'metering', 'tenants', 'classes', 'plans', 'quotas', 'alerts', 'security', 'isolation'] as const;
 /** Keys of an isolation scope that are validated but not acted on yet. */
-export const RESERVED_ISOLATION_KEYS = ['bandwidth', 'maxConnections', 'destinations', 'sensitivePaths'] as const;
+export const RESERVED_ISOLATION_KEYS = ['bandwidth', 'maxConnections', 'destinations'] as const;
 
 /** The keys present in a policy that this version accepts but does not enforce yet, e.g. "isolation.bandwidth". */
 export function notYetEnforced(policy: Policy): string[] {

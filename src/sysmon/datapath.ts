@@ -8,11 +8,11 @@
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { BpfLink, BpfObject, type BpfMap, type BpfProgram, TypedMap, linkInfo, progInfoById, u32, u64 } from '../kernel/index.js';
-import { TgSysCounts, TgSysRef, TgSysScope, TG_MAX_SYS_CGROUPS, TG_MAX_SYS_SCOPES, TG_MAX_SYS_SLOTS, TG_SYSCALL_NR } from '../kernel/abi.gen.js';
+import { TgSysCounts, TgSysPathKey, TgSysPathRule, TgSysRef, TgSysScope, TG_MAX_SYS_CGROUPS, TG_MAX_SYS_SCOPES, TG_MAX_SYS_SLOTS, TG_SYSCALL_NR } from '../kernel/abi.gen.js';
 import { bpfObjectPath } from '../paths.js';
 
 /** Kept across agents: the assignment, the counts, the policy the programs enforce, and the events waiting in the ring with their loss counters. */
-const PINNED_MAPS = ['tg_sys_cgroup', 'tg_sys_counts', 'tg_sys_scope', 'tg_sys_ring', 'tg_sys_stats'] as const;
+const PINNED_MAPS = ['tg_sys_cgroup', 'tg_sys_counts', 'tg_sys_scope', 'tg_sys_paths', 'tg_sys_ring', 'tg_sys_stats'] as const;
 /** Pinned link name -> program. */
 const LINKS = { sys_enter: 'tg_sys_enter', sys_exec: 'tg_sys_exec' } as const;
 const ZERO: TgSysCounts = { n: Array.from({ length: TG_SYSCALL_NR }, () => 0n) };
@@ -20,6 +20,8 @@ const NO_SCOPE: TgSysScope = { deny: Array.from({ length: TG_SYSCALL_NR / 64 }, 
 
 export type SysRef = TgSysRef;
 export type SysScope = TgSysScope;
+export type SysPathKey = TgSysPathKey;
+export type SysPathRule = TgSysPathRule;
 
 export class SysmonDatapath {
   readonly #obj: BpfObject;
@@ -27,6 +29,7 @@ export class SysmonDatapath {
   readonly #cgroups: TypedMap<bigint, TgSysRef>;
   readonly #counts: TypedMap<number, TgSysCounts>;
   readonly #scopes: TypedMap<number, TgSysScope>;
+  readonly #paths: TypedMap<TgSysPathKey, TgSysPathRule>;
   /** Scope entries this process wrote (the others are zero or an earlier agent's, cleared on the first write). */
   #scopesWritten: Set<number> | undefined;
   /** What tg_sys_cgroup holds, as this process last wrote or read it. */
@@ -38,6 +41,7 @@ export class SysmonDatapath {
     this.#cgroups = new TypedMap(obj.map('tg_sys_cgroup'), u64, TgSysRef);
     this.#counts = new TypedMap(obj.map('tg_sys_counts'), u32, TgSysCounts);
     this.#scopes = new TypedMap(obj.map('tg_sys_scope'), u32, TgSysScope);
+    this.#paths = new TypedMap(obj.map('tg_sys_paths'), TgSysPathKey, TgSysPathRule);
     this.#written = new Map(this.#cgroups.entries());
   }
 
@@ -139,6 +143,18 @@ export class SysmonDatapath {
     for (const i of stale) if (!scopes.has(i)) entries.push([i, NO_SCOPE]);
     if (entries.length) this.#scopes.setMany(entries);
     this.#scopesWritten = new Set(scopes.keys());
+  }
+
+  /**
+   * Makes tg_sys_paths hold exactly these prefixes: new ones first, then the
+   * ones no longer wanted go (also an earlier agent's). Write before the
+   * scopes that turn the checks on.
+   */
+  setPaths(entries: ReadonlyArray<readonly [TgSysPathKey, TgSysPathRule]>): void {
+    const id = (k: TgSysPathKey) => `${k.scope}:${k.prefixlen}:${Buffer.from(k.path).toString('hex')}`;
+    const want = new Set(entries.map(([k]) => id(k)));
+    for (const [k, v] of entries) this.#paths.set(k, v);
+    for (const k of this.#paths.keys()) if (!want.has(id(k))) this.#paths.delete(k);
   }
 
   /** cgroup id -> (slot, scope) as the map holds it: what an earlier agent left, or this one wrote. */

@@ -2,7 +2,9 @@
 //  - syscall.denied: a syscall the container's scope denies (action "kill"
 //    in enforce mode, "audit" otherwise);
 //  - exec.alert: a program the scope's execs.alert names was started;
-//  - exec: any other program started, when the scope's execs.log is on.
+//  - exec: any other program started, when the scope's execs.log is on;
+//  - file.sensitive: a path under one of the scope's sensitivePaths opened
+//    (action "kill" in enforce mode, "audit" otherwise).
 // Pure, apart from decoding the record.
 import { basename } from 'node:path';
 import { TgSysAction, TgSysEvent, TgSysEventType } from '../kernel/abi.gen.js';
@@ -53,6 +55,13 @@ export function describeSysEvent(record: Buffer, names: SysEventNames, taiOffset
       ...base, type: 'syscall.denied', rule: `isolation[${scopeIndex}].syscalls`,
       action: e.action === TgSysAction.TG_SYS_ACT_KILLED ? 'kill' : 'audit',
       detail: { ...who, syscall: syscallName(e.nr) ?? null, nr: e.nr },
+    };
+  }
+  if (e.type === TgSysEventType.TG_SYSEV_FILE) {
+    return {
+      ...base, type: 'file.sensitive', rule: `isolation[${scopeIndex}].sensitivePaths`,
+      action: e.action === TgSysAction.TG_SYS_ACT_KILLED ? 'kill' : 'audit',
+      detail: { ...who, path: text(e.path), syscall: syscallName(e.nr) ?? null },
     };
   }
   if (e.type !== TgSysEventType.TG_SYSEV_EXEC) return undefined;
