@@ -32,6 +32,7 @@ import { ApiError } from '../api/errors.js';
 import { securityRulesSchema } from '../policy/index.js';
 import { cidrContains, parseAddress, parseCidr } from '../policy/cidr.js';
 import { Isolation } from '../isolation/isolation.js';
+import { ContainerWatcher } from '../containers/index.js';
 
 export interface AgentOptions {
   config: string;
@@ -461,8 +462,10 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
     }
     exp.start();
     // Cgroups matching a tenant's glob that appear outside an already mapped
-    // cgroup need a map entry: rescan every second, re-apply on a change.
-    const rescan = setInterval(() => {
+    // cgroup need a map entry, and containers come and go: rescan when
+    // inotify says a container cgroup appeared or went (tens of ms), and
+    // every second in any case, re-applying what changed.
+    const rescanCgroups = (): void => {
       if (!live || !live.doc.tenants.some((t) => t.selectors.cgroups.length > 0)) return;
       try {
         const now = cgroupTenants(live.doc);
@@ -474,8 +477,24 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
       } catch (err) {
         log.error({ err }, 'cgroup rescan failed; the next one retries');
       }
-    }, CGROUP_RESCAN_MS);
+    };
+    const rescan = setInterval(rescanCgroups, CGROUP_RESCAN_MS);
     rescan.unref();
+    const containerWatch = new ContainerWatcher({ rescanMs: 60_000 });
+    containerWatch.on('error', (err) => log.warn({ err }, 'container watcher: the one-second rescan still notices containers'));
+    try {
+      containerWatch.start(); // its 'added' for the containers already there come before the listeners below
+    } catch (err) {
+      log.warn({ err }, 'container watcher did not start: containers are noticed by the one-second rescan');
+    }
+    let rescanSoon: NodeJS.Immediate | undefined;
+    const onContainer = (): void => {
+      rescanSoon ??= setImmediate(() => {
+        rescanSoon = undefined;
+        rescanCgroups(); // one rescan for a burst of containers
+      });
+    };
+    containerWatch.on('added', onContainer).on('removed', onContainer);
     await exp.exportNow(); // opens the interval: first checkpoint right away
     enforce(policy, quotaWatcher.states(Date.now(), policy));
     const qev = datapath.quotaEvents();
@@ -564,6 +583,8 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
     const stop = (): Promise<void> => {
       stopping ??= (async () => {
         clearInterval(rescan);
+        containerWatch.stop();
+        clearImmediate(rescanSoon);
         await closer?.stop();
         await quotaWatcher?.stop();
         await webhooks?.stop();
