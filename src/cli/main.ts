@@ -381,14 +381,17 @@ program
 
 type ContainerRow = {
   id: string; runtime: string; cgroup: string; cgroupId: string; pod: { uid: string; qos: string } | null; tenant: string | null; monitored: boolean;
-  isolation: { index: number; bandwidth?: { rate: number; burst: number }; maxConnections?: number; destinations?: { default: string; rules: unknown[] }; syscalls?: { mode: string; deny: string[] }; sensitivePaths?: string[] } | null;
+  isolation: { index: number; bandwidth?: Partial<Record<'egress' | 'ingress', { rate: number; burst: number }>>; maxConnections?: number; destinations?: { default: string; rules: unknown[] }; syscalls?: { mode: string; deny: string[] }; sensitivePaths?: string[] } | null;
 };
 
 /** The isolation scope's limits in one cell: "bw 100mbit/256KiB, conns 2000, ...". */
 function limitsCell(i: ContainerRow['isolation']): string {
   if (!i) return '-';
   const parts = [`scope ${i.index}`];
-  if (i.bandwidth) parts.push(`bandwidth ${i.bandwidth.rate / 1e6}mbit burst ${humanBytes(i.bandwidth.burst)}`);
+  for (const dir of ['egress', 'ingress'] as const) {
+    const b = i.bandwidth?.[dir];
+    if (b) parts.push(`${dir} ${b.rate / 1e6}mbit burst ${humanBytes(b.burst)}`);
+  }
   if (i.maxConnections !== undefined) parts.push(`connections ${i.maxConnections}`);
   if (i.destinations) parts.push(`destinations ${i.destinations.default} + ${i.destinations.rules.length} rules`);
   if (i.syscalls) parts.push(`syscalls ${i.syscalls.mode} ${i.syscalls.deny.join(',')}`);

@@ -58,7 +58,7 @@ test('the documented example parses and normalises', () => {
   assert.equal(rate?.free, 100_000_000_000);
   assert.equal(p.quotas?.[0].budget, 1024 ** 4);
   assert.equal(p.quotas?.[0].throttleRate, 10_000_000);
-  assert.deepEqual(p.isolation?.[0].bandwidth, { rate: 100_000_000, burst: 256 * 1024 });
+  assert.deepEqual(p.isolation?.[0].bandwidth, { egress: { rate: 100_000_000, burst: 256 * 1024 }, ingress: { rate: 200_000_000, burst: 512 * 1024 } });
   assert.equal(p.security?.ddos?.holdFor, 300_000);
   assert.equal(p.security?.rules[1].redirectTo, 'tg-hp0');
   assert.deepEqual(notYetEnforced(p), ['isolation.bandwidth', 'isolation.maxConnections', 'isolation.destinations']);
@@ -319,9 +319,9 @@ test('quota, isolation and security errors', () => {
   expectIssues('version: 1\ntenants: [{ name: a, selectors: { interfaces: [x] } }]\nquotas:\n  - { tenant: a, budget: 1GB, thresholds: [80, 50] }\n', [['quotas[0].thresholds[1]', 4, 48, /strictly increasing/]]);
   expectIssues('version: 1\ntenants: [{ name: a, selectors: { interfaces: [x] } }]\nquotas:\n  - { tenant: a, budget: 1 GiBs }\n', [['quotas[0].budget', 4, 26, /not a size/]]);
   expectIssues(
-    'version: 1\ntenants: [{ name: a, selectors: { interfaces: [x] } }]\nisolation:\n  - { tenant: a, bandwidth: { rate: 10mbps, burst: 1MB } }\n  - { tenant: a, syscalls: { mode: kill, deny: [ptrace] } }\n',
+    'version: 1\ntenants: [{ name: a, selectors: { interfaces: [x] } }]\nisolation:\n  - { tenant: a, bandwidth: { egress: { rate: 10mbps, burst: 1MB } } }\n  - { tenant: a, syscalls: { mode: kill, deny: [ptrace] } }\n',
     [
-      ['isolation[0].bandwidth.rate', 4, 37, /ambiguous/],
+      ['isolation[0].bandwidth.egress.rate', 4, 47, /ambiguous/],
       ['isolation[1]', 5, 5, /same tenant and containers as isolation\[0\]/],
       ['isolation[1].syscalls.mode', 5, 36, /"audit", "enforce"/],
     ],
@@ -365,6 +365,25 @@ classes: [{ name: x, billable: yes, match: { protocols: [256] } }]
       ['security.l7.signatures[0].pattern', 7, 42, /^must be at least 1 character long$/],
       ['classes[0].billable', 8, 32, /^expected a boolean, got the string "yes"$/],
       ['classes[0].match.protocols[0]', 8, 58, /unknown protocol 256/],
+    ],
+  );
+});
+
+test('isolation: negative or zero rates, a burst below one frame, an empty bandwidth name the field', () => {
+  expectIssues(
+    `version: 1
+tenants: [{ name: a, selectors: { cgroups: ["/t/**"] } }]
+isolation:
+  - { tenant: a, bandwidth: { egress: { rate: -5mbit, burst: 0 } } }
+  - { tenant: a, containers: "/t/x", bandwidth: { ingress: { rate: 0mbit, burst: 1000B } } }
+  - { tenant: a, containers: "/t/y", bandwidth: {} }
+`,
+    [
+      ['isolation[0].bandwidth.egress.rate', 4, 47, /"-5mbit" is not a rate/],
+      ['isolation[0].bandwidth.egress.burst', 4, 62, /must be from 1514 bytes/],
+      ['isolation[1].bandwidth.ingress.rate', 5, 68, /must be from 8kbit to 100gbit per second/],
+      ['isolation[1].bandwidth.ingress.burst', 5, 82, /must be from 1514 bytes \(one full-size frame\) to 1GiB/],
+      ['isolation[2].bandwidth', 6, 49, /give egress, ingress or both/],
     ],
   );
 });

@@ -378,6 +378,12 @@ const syscallName = z.string().check((ctx) => {
   ctx.issues.push({ code: 'custom', input: ctx.value, message: `unknown syscall ${JSON.stringify(ctx.value)}${close ? `; did you mean "${close}"?` : ''} (x86_64 names, e.g. "ptrace")` });
 });
 
+/** A token bucket: rate from 8kbit to 100gbit per second, burst at least one full-size packet. */
+const bandwidthLimit = z.strictObject({
+  rate: rate.refine((r) => r >= 8_000 && r <= 100e9, { message: 'must be from 8kbit to 100gbit per second' }),
+  burst: size.refine((b) => b >= 1514 && b <= 1024 ** 3, { message: 'must be from 1514 bytes (one full-size frame) to 1GiB' }),
+});
+
 /** The datapath matches at most 251 bytes of a path (TG_SYS_PREFIX_LEN - 1). */
 const sensitivePath = z.string().regex(/^\/[^\0]*$/, { message: 'must be an absolute path such as "/etc/shadow"' })
   .refine((p) => Buffer.byteLength(p) <= 251, { message: 'must be at most 251 bytes long' });
@@ -386,8 +392,11 @@ const isolationSchema = z.strictObject({
   tenant: label('tenant name'),
   /** Cgroup glob: when set, limits apply to each matching container on its own; else to the tenant as a whole. */
   containers: cgroupGlob.optional(),
-  /** Egress bandwidth. */
-  bandwidth: z.strictObject({ rate, burst: size }).optional(),
+  /** Bandwidth per direction, seen from the container: egress is what it sends. */
+  bandwidth: z
+    .strictObject({ egress: bandwidthLimit.optional(), ingress: bandwidthLimit.optional() })
+    .refine((b) => b.egress !== undefined || b.ingress !== undefined, { message: 'give egress, ingress or both' })
+    .optional(),
   maxConnections: z.int().min(1).optional(),
   destinations: z
     .strictObject({ default: z.enum(['allow', 'deny']).default('allow'), rules: z.array(destRuleSchema).default([]) })
