@@ -48,6 +48,7 @@
 #include "abi.h"
 #include "btf_anchor.h"
 #include "parse.h"
+#include "event_budget.h"
 
 #define TC_ACT_UNSPEC (-1)
 #define TC_ACT_SHOT 2
@@ -1151,51 +1152,17 @@ struct {
 	__type(value, __u64);
 } tg_sev_stats SEC(".maps");
 
-/* Kernel-private: a rule's event budget on this CPU for the second that began at window_ns. */
-struct sev_budget {
-	__u64 window_ns;
-	__u64 used;
-};
-
-/* By rule slot (tg_fw_hits), then L7 signature (TG_FW_MAX_SLOTS + index). Per CPU, so a budget never needs an atomic. */
+/* By rule slot (tg_fw_hits), then L7 signature (TG_FW_MAX_SLOTS + index). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, TG_FW_MAX_SLOTS + TG_L7_MAX_SIGS);
 	__type(key, __u32);
-	__type(value, struct sev_budget);
+	__type(value, struct event_budget);
 } tg_sev_budget SEC(".maps");
 
-static __always_inline void sev_stat(__u32 s)
-{
-	__u64 *n = bpf_map_lookup_elem(&tg_sev_stats, &s);
-
-	if (n)
-		*n += 1;
-}
-
-/*
- * Whether slot may send another event this second on this CPU: a flood that
- * matches a log rule costs the ring at most rate records per second and CPU,
- * and the rest are counted, never queued.
- */
-static __always_inline bool sev_budget(__u32 slot, __u32 rate)
-{
-	struct sev_budget *b = bpf_map_lookup_elem(&tg_sev_budget, &slot);
-	__u64 now = bpf_ktime_get_ns();
-
-	if (!b)
-		return false;
-	if (now - b->window_ns >= 1000000000ULL) {
-		b->window_ns = now;
-		b->used = 0;
-	}
-	if (b->used >= rate) {
-		sev_stat(TG_SEV_SUPPRESSED);
-		return false;
-	}
-	b->used += 1;
-	return true;
-}
+#define sev_stat(s) event_stat(&tg_sev_stats, (s))
+/* Whether slot may send another event this second on this CPU (event_budget.h). */
+#define sev_budget(slot, rate) event_budget(&tg_sev_budget, &tg_sev_stats, (slot), (rate))
 
 /* Sends one event about packet p; the ring being full is counted, never waited for. */
 static __always_inline void sev_packet(const struct pkt_meta *p, __u32 type, __u32 slot, __u32 action, __u32 hook,

@@ -23,6 +23,7 @@
 #include <bpf/bpf_core_read.h>
 #include "abi.h"
 #include "btf_anchor.h"
+#include "event_budget.h"
 
 #define SIGKILL 9
 
@@ -97,47 +98,17 @@ struct {
 	__type(value, struct tg_sys_path_key);
 } tg_sys_path_scratch SEC(".maps");
 
-/* Kernel-private: a scope's event budget on this CPU for the second that began at window_ns. */
-struct sys_budget {
-	__u64 window_ns;
-	__u64 used;
-};
-
+/* A scope's events per second and CPU (event_budget.h). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, TG_MAX_SYS_SCOPES);
 	__type(key, __u32);
-	__type(value, struct sys_budget);
+	__type(value, struct event_budget);
 } tg_sys_budget SEC(".maps");
 
-static __always_inline void sys_stat(__u32 s)
-{
-	__u64 *n = bpf_map_lookup_elem(&tg_sys_stats, &s);
-
-	if (n)
-		*n += 1;
-}
-
-/* Whether the scope may send another event this second on this CPU: a task
- * looping on a denied syscall in audit mode cannot fill the ring. */
-static __always_inline bool sys_budget(__u32 scope)
-{
-	struct sys_budget *b = bpf_map_lookup_elem(&tg_sys_budget, &scope);
-	__u64 now = bpf_ktime_get_ns();
-
-	if (!b)
-		return false;
-	if (now - b->window_ns >= 1000000000ULL) {
-		b->window_ns = now;
-		b->used = 0;
-	}
-	if (b->used >= TG_SYS_EVENTS_PER_SEC) {
-		sys_stat(TG_SEV_SUPPRESSED);
-		return false;
-	}
-	b->used += 1;
-	return true;
-}
+#define sys_stat(s) event_stat(&tg_sys_stats, (s))
+/* A task looping on a denied syscall in audit mode cannot fill the ring. */
+#define sys_budget(scope) event_budget(&tg_sys_budget, &tg_sys_stats, (scope), TG_SYS_EVENTS_PER_SEC)
 
 /* A record with the task's identity filled in; NULL when the ring is full (counted). */
 static __always_inline struct tg_sys_event *sys_event(__u32 type, __u64 cgroup, const struct tg_sys_ref *ref)
