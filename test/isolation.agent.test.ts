@@ -2,10 +2,10 @@
 // and shown with tenant and scope, their syscalls monitored and queried
 // through the CLI, containers coming and going while it runs, and the
 // observations kept across an agent restart.
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -21,21 +21,27 @@ function runIn(cgroup: string, code: string): void {
   assert.equal(r.status, 0, r.stderr);
 }
 
-test('containers are listed with tenant and scope, their syscalls counted and queried, across an agent restart', { timeout: 120_000 }, async (t) => {
-  if (!kernelReady(t)) return;
-  const name = `tgis-${tag()}`;
+/**
+ * A tenant "acme" selecting the cgroups under `<prefix>-<tag>` and docker-style
+ * container cgroups there for `ids`, an agent on `isolation` (YAML, the
+ * cgroup root's name substituted for NAME); all removed at the end.
+ */
+async function isolationAgent(t: TestContext, prefix: string, ids: string[], isolation: string) {
+  const name = `${prefix}-${tag()}`;
   const root = join(cgroup2Root(), name);
-  const idA = 'ab'.repeat(32);
-  const idB = 'cd'.repeat(32);
-  const cgA = join(root, 'docker', idA);
-  const cgB = join(root, 'docker', idB);
-  const dir = mkdtempSync(join(tmpdir(), 'tgis-'));
-  const pinRoot = `/sys/fs/bpf/${name}`;
-  let agent: AgentProcess | undefined;
+  const cgroups = ids.map((id) => join(root, 'docker', id));
+  const dir = mkdtempSync(join(tmpdir(), `${prefix}-`));
+  const self = {
+    name, cgroups, dir, agent: undefined as AgentProcess | undefined,
+    start: async () => (self.agent = await startAgentProcess({ config: policy, pinRoot: `/sys/fs/bpf/${name}`, dir: join(dir, 'agent') })),
+    cli: async (...args: string[]) => runCli(['--socket', self.agent!.socket, ...args]),
+  };
   t.after(async () => {
-    await agent?.stop();
-    if (agent) cleanupAgentDir(agent);
-    for (const d of [cgB, cgA, join(root, 'docker'), root]) {
+    await self.agent?.stop();
+    if (self.agent) cleanupAgentDir(self.agent);
+    const docker = join(root, 'docker');
+    const made = existsSync(docker) ? readdirSync(docker).map((id) => join(docker, id)) : []; // also containers a test made later
+    for (const d of [...made, docker, root]) {
       try {
         rmdirSync(d);
       } catch {
@@ -44,19 +50,22 @@ test('containers are listed with tenant and scope, their syscalls counted and qu
     }
     rmSync(dir, { recursive: true, force: true });
   });
-  mkdirSync(cgA, { recursive: true });
-  const policy = join(dir, 'policy.yaml');
-  writeFileSync(policy, `version: 1
-tenants:
-  - name: acme
-    selectors: { cgroups: ["/${name}/**"] }
-isolation:
-  - tenant: acme
-`);
-  const start = async () => startAgentProcess({ config: policy, pinRoot, dir: join(dir, 'agent'), extraArgs: [] });
+  for (const c of cgroups) mkdirSync(c, { recursive: true });
   mkdirSync(join(dir, 'agent'));
-  agent = await start();
-  const cli = async (...args: string[]) => runCli(['--socket', agent!.socket, ...args]);
+  const policy = join(dir, 'policy.yaml');
+  writeFileSync(policy, `version: 1\ntenants:\n  - name: acme\n    selectors: { cgroups: ["/${name}/**"] }\nisolation:\n${isolation.replaceAll('NAME', name)}`);
+  await self.start();
+  return self;
+}
+
+test('containers are listed with tenant and scope, their syscalls counted and queried, across an agent restart', { timeout: 120_000 }, async (t) => {
+  if (!kernelReady(t)) return;
+  const idA = 'ab'.repeat(32);
+  const idB = 'cd'.repeat(32);
+  const iso = await isolationAgent(t, 'tgis', [idA], '  - tenant: acme\n');
+  const { name, dir, cli } = iso;
+  const [cgA] = iso.cgroups as [string];
+  const cgB = join(cgroup2Root(), name, 'docker', idB);
   const containers = async (): Promise<Row[]> => {
     const r = await cli('containers', '--json');
     assert.equal(r.code, 0, r.stderr);
@@ -121,9 +130,9 @@ isolation:
   await until('container B gone', (rows) => !rows.some((r) => r.id === idB));
 
   // a restarted agent keeps what was seen, and goes on counting
-  await agent.stop();
+  await iso.agent!.stop();
   runIn(cgA, 'for (let i = 0; i < 500; i++) process.ppid'); // no agent: counted in the kernel
-  agent = await start();
+  await iso.start();
   assert.equal((await syscalls()).syscalls.find((x) => x.name === 'getppid')?.count, 1500);
 });
 
@@ -131,36 +140,10 @@ type EventRow = { type: string; tenant: string | null; rule: string | null; acti
 
 test('denied syscalls and sensitive paths kill in enforce mode and are reported in audit mode; execs are reported, shells raise alerts', { timeout: 120_000 }, async (t) => {
   if (!kernelReady(t)) return;
-  const name = `tgie-${tag()}`;
-  const root = join(cgroup2Root(), name);
   const idE = 'e1'.repeat(32);
   const idA = 'a2'.repeat(32);
-  const cgE = join(root, 'docker', idE);
-  const cgA = join(root, 'docker', idA);
-  const dir = mkdtempSync(join(tmpdir(), 'tgie-'));
-  let agent: AgentProcess | undefined;
-  t.after(async () => {
-    await agent?.stop();
-    if (agent) cleanupAgentDir(agent);
-    for (const d of [cgE, cgA, join(root, 'docker'), root]) {
-      try {
-        rmdirSync(d);
-      } catch {
-        // already gone
-      }
-    }
-    rmSync(dir, { recursive: true, force: true });
-  });
-  mkdirSync(cgE, { recursive: true });
-  mkdirSync(cgA);
-  const policy = join(dir, 'policy.yaml');
-  writeFileSync(policy, `version: 1
-tenants:
-  - name: acme
-    selectors: { cgroups: ["/${name}/**"] }
-isolation:
-  - tenant: acme
-    containers: "/${name}/docker/e1*"
+  const { cli, cgroups: [cgE, cgA] } = await isolationAgent(t, 'tgie', [idE, idA], `  - tenant: acme
+    containers: "/NAME/docker/e1*"
     syscalls: { mode: enforce, deny: [getpriority, ptrace] }
     execs: { log: true, alert: [] }
     sensitivePaths: { mode: enforce, paths: [/etc/shadow] }
@@ -168,8 +151,6 @@ isolation:
     syscalls: { mode: audit, deny: [getpriority] }
     sensitivePaths: [/etc/host]
 `);
-  agent = await startAgentProcess({ config: policy, pinRoot: `/sys/fs/bpf/${name}`, dir: join(dir, 'agent') });
-  const cli = async (...args: string[]) => runCli(['--socket', agent!.socket, ...args]);
   const events = async (type: string): Promise<EventRow[]> => {
     const r = await cli('events', '--type', type, '--json');
     assert.equal(r.code, 0, r.stderr);
