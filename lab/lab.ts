@@ -473,9 +473,6 @@ export async function labDown(prefix: string, opts: { stateDir?: string } = {}):
     rmSync(pins, { recursive: true, force: true });
     report.removedPins = true;
   }
-  try {
-    rmdirSync(BPF_PIN_ROOT); // the shared pin root, once no lab (and no agent) pins there
-  } catch {}
   rmSync(logDirPath(prefix, stateDir), { recursive: true, force: true });
   const file = stateFilePath(prefix, stateDir);
   if (existsSync(file)) {
