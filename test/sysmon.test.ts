@@ -19,9 +19,11 @@ import { kernelReady, pinDir, tag } from './kernel/helpers.js';
 
 const nr = (name: string): number => syscallNumber(name)!;
 
-function ownCgroupId(): bigint {
-  const path = readFileSync('/proc/self/cgroup', 'utf8').split('\n').find((l) => l.startsWith('0::'))!.slice(3);
-  return statSync(join(cgroup2Root(), path), { bigint: true }).ino;
+/** This process's own cgroup, mapped to ref (the program's test run sees the caller's cgroup). */
+function own(ref: { slot: number; scope: number; lease: number }) {
+  const cgroupPath = readFileSync('/proc/self/cgroup', 'utf8').split('\n').find((l) => l.startsWith('0::'))!.slice(3);
+  const cgroupId = statSync(join(cgroup2Root(), cgroupPath), { bigint: true }).ino;
+  return new Map([[cgroupId, { cgroup: { cgroupId, cgroupPath }, ref: { ...ref, pad: 0 } }]]);
 }
 
 /** raw_tp context: args[0] (struct pt_regs *, unused) and args[1], the syscall number. */
@@ -41,7 +43,7 @@ test('sys_enter counts by number into the slot of the task\'s cgroup, and nothin
   if (!kernelReady(t)) return;
   const dp = open(t, pinDir(t));
   const run = (n: number) => dp.program.testRun({ ctx: ctx(n) });
-  dp.setCgroups(new Map([[ownCgroupId(), { slot: 3, scope: 1, lease: 7, pad: 0 }]]));
+  dp.setCgroups(own({ slot: 3, scope: 1, lease: 7 }));
   const table: Array<[string, number, number, number]> = [
     // name, syscall number fed, index counted, expected count after the row
     ['getpid', nr('getpid'), nr('getpid'), 1],
@@ -75,7 +77,7 @@ test('a denied syscall is reported from the scope the production compiler wrote,
   // Audit mode only: in enforce mode the test run would SIGKILL this process.
   const scope = { tenant: 'acme', syscalls: { mode: 'audit' as const, deny: ['getpid', 'ptrace'] }, execs: { log: false, alert: [] } };
   dp.setScopes(compileSysScopes([{ tenant: 'acme', execs: { log: false, alert: [] } }, scope]));
-  dp.setCgroups(new Map([[ownCgroupId(), { slot: 5, scope: 2, lease: 1, pad: 0 }]]));
+  dp.setCgroups(own({ slot: 5, scope: 2, lease: 1 }));
   const stats = new TypedMap(dp.events().stats, u32, u64);
   const stat = (i: number) => stats.getSum(i) ?? 0n;
   for (const n of [nr('getppid'), nr('getpid'), nr('read'), nr('ptrace'), 600]) dp.program.testRun({ ctx: ctx(n) });
@@ -91,12 +93,12 @@ test('a denied syscall is reported from the scope the production compiler wrote,
   assert.equal(stat(TG_SEV_SENT), 2n);
 
   // scope 1 of the same policy denies nothing
-  dp.setCgroups(new Map([[ownCgroupId(), { slot: 5, scope: 1, lease: 1, pad: 0 }]]));
+  dp.setCgroups(own({ slot: 5, scope: 1, lease: 1 }));
   dp.program.testRun({ ctx: ctx(nr('getpid')) });
   assert.equal(stat(TG_SEV_SENT), 2n);
 
   // A loop on a denied syscall: TG_SYS_EVENTS_PER_SEC per CPU and second are sent, the rest counted.
-  dp.setCgroups(new Map([[ownCgroupId(), { slot: 5, scope: 2, lease: 1, pad: 0 }]]));
+  dp.setCgroups(own({ slot: 5, scope: 2, lease: 1 }));
   const runs = 2 * TG_SYS_EVENTS_PER_SEC + 500;
   for (let i = 0; i < runs; i++) dp.program.testRun({ ctx: ctx(nr('getpid')) });
   assert.equal(stat(TG_SEV_SENT) - 2n + stat(TG_SEV_SUPPRESSED), BigInt(runs));
@@ -134,7 +136,7 @@ test('a monitored container\'s processes are counted, in its payload cgroup too;
   const cg = containerCgroup(t, id);
   const ino = (p: string) => statSync(p, { bigint: true }).ino;
   const container: MonitoredContainer = {
-    id, runtime: 'docker', tenant: 'acme', cgroupId: ino(cg.container), cgroupPath: cg.path, below: [ino(cg.payload)], scope: 0,
+    id, runtime: 'docker', tenant: 'acme', cgroupId: ino(cg.container), cgroupPath: cg.path, below: [{ cgroupId: ino(cg.payload), cgroupPath: cg.path + '/payload' }], scope: 0,
   };
 
   const start = () => {

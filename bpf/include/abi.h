@@ -836,8 +836,6 @@ enum tg_sys_limits {
 	TG_SYSCALL_OTHER = 511,
 	/* Containers monitored at once: slots of tg_sys_counts; slot 0 unused. */
 	TG_MAX_SYS_SLOTS = 1024,
-	/* Cgroups tg_sys_cgroup maps: containers and the cgroups below them. */
-	TG_MAX_SYS_CGROUPS = 16384,
 	/* Isolation scopes with a syscall policy (tg_sys_scope); scope 0: none. */
 	TG_MAX_SYS_SCOPES = 64,
 	/* __u64 words of a syscall bitmap (bit nr % 64 of word nr / 64). */
@@ -922,7 +920,7 @@ struct tg_sys_event {
 _Static_assert(sizeof(struct tg_sys_event) == 8 * 2 + 4 * 10 + 16 + TG_SYS_PATH_LEN + TG_SYS_ARGS_LEN, "tg_sys_event size");
 _Static_assert((TG_SYSCALL_NR & (TG_SYSCALL_NR - 1)) == 0, "TG_SYSCALL_NR is a power of two");
 
-/* Value of tg_sys_cgroup (key: cgroup id, the task's own cgroup). */
+/* Value of tg_sys_cgroup: cgroup local storage of a monitored container's cgroup and of each cgroup below it. */
 struct tg_sys_ref {
 	__u32 slot;  /* the container's tg_sys_counts slot */
 	__u32 scope; /* the policy's isolation scope (index + 1; 0: none) */

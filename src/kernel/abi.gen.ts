@@ -464,7 +464,6 @@ export const TgSysLimits = {
   TG_SYSCALL_NR: 512,
   TG_SYSCALL_OTHER: 511,
   TG_MAX_SYS_SLOTS: 1024,
-  TG_MAX_SYS_CGROUPS: 16384,
   TG_MAX_SYS_SCOPES: 64,
   TG_SYS_DENY_WORDS: 8,
   TG_SYS_EVENTS_PER_SEC: 1000,
@@ -477,7 +476,6 @@ export type TgSysLimits = (typeof TgSysLimits)[keyof typeof TgSysLimits];
 export const TG_SYSCALL_NR = TgSysLimits.TG_SYSCALL_NR;
 export const TG_SYSCALL_OTHER = TgSysLimits.TG_SYSCALL_OTHER;
 export const TG_MAX_SYS_SLOTS = TgSysLimits.TG_MAX_SYS_SLOTS;
-export const TG_MAX_SYS_CGROUPS = TgSysLimits.TG_MAX_SYS_CGROUPS;
 export const TG_MAX_SYS_SCOPES = TgSysLimits.TG_MAX_SYS_SCOPES;
 export const TG_SYS_DENY_WORDS = TgSysLimits.TG_SYS_DENY_WORDS;
 export const TG_SYS_EVENTS_PER_SEC = TgSysLimits.TG_SYS_EVENTS_PER_SEC;

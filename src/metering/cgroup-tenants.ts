@@ -17,7 +17,7 @@ export interface TenantContainer {
   /** Relative to the cgroup2 mount. */
   cgroupPath: string;
   /** The cgroups below the container's own (a runtime's payload cgroup, systemd in a container). */
-  below: bigint[];
+  below: Array<{ cgroupId: bigint; cgroupPath: string }>;
 }
 
 export interface CgroupTenants {
@@ -53,7 +53,7 @@ export function cgroupTenants(policy: Policy): CgroupTenants {
     for (let p = cg.cgroupPath.slice(0, cg.cgroupPath.lastIndexOf('/')); p.length > 0; p = p.slice(0, p.lastIndexOf('/'))) {
       const c = byContainerPath.get(p);
       if (c) {
-        c.below.push(cg.cgroupId);
+        c.below.push(cg);
         break;
       }
     }

@@ -5,10 +5,10 @@
 // a restarted agent continues the same counts. The links exist only while
 // something is monitored: an attached sys_enter tracepoint sends every
 // syscall on the host through the slow path, monitored or not.
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { closeSync, constants as fsc, existsSync, fstatSync, mkdirSync, openSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { BpfLink, BpfObject, type BpfMap, type BpfProgram, TypedMap, linkInfo, progInfoById, u32, u64 } from '../kernel/index.js';
-import { TgSysCounts, TgSysPathKey, TgSysPathRule, TgSysRef, TgSysScope, TG_MAX_SYS_CGROUPS, TG_MAX_SYS_SCOPES, TG_MAX_SYS_SLOTS, TG_SYSCALL_NR } from '../kernel/abi.gen.js';
+import { BpfLink, BpfObject, type BpfMap, type BpfProgram, cgroup2Root, TypedMap, linkInfo, progInfoById, u32 } from '../kernel/index.js';
+import { TgSysCounts, TgSysPathKey, TgSysPathRule, TgSysRef, TgSysScope, TG_MAX_SYS_SCOPES, TG_MAX_SYS_SLOTS, TG_SYSCALL_NR } from '../kernel/abi.gen.js';
 import { bpfObjectPath } from '../paths.js';
 
 /** Kept across agents: the assignment, the counts, the policy the programs enforce, and the events waiting in the ring with their loss counters. */
@@ -23,26 +23,34 @@ export type SysScope = TgSysScope;
 export type SysPathKey = TgSysPathKey;
 export type SysPathRule = TgSysPathRule;
 
+/** A cgroup: its id (the directory's inode) and its path relative to the cgroup2 mount. */
+export interface SysCgroup {
+  cgroupId: bigint;
+  cgroupPath: string;
+}
+
 export class SysmonDatapath {
   readonly #obj: BpfObject;
   readonly #linkDir: string;
-  readonly #cgroups: TypedMap<bigint, TgSysRef>;
+  /** Cgroup local storage, keyed by an open cgroup directory's fd. */
+  readonly #cgroups: TypedMap<number, TgSysRef>;
+  readonly #mount: string;
   readonly #counts: TypedMap<number, TgSysCounts>;
   readonly #scopes: TypedMap<number, TgSysScope>;
   readonly #paths: TypedMap<TgSysPathKey, TgSysPathRule>;
   /** Scope entries this process wrote (the others are zero or an earlier agent's, cleared on the first write). */
   #scopesWritten: Set<number> | undefined;
-  /** What tg_sys_cgroup holds, as this process last wrote or read it. */
-  #written: Map<bigint, TgSysRef>;
+  /** The entries this process gave cgroups, by cgroup id. */
+  #written = new Map<bigint, { cgroup: SysCgroup; ref: TgSysRef }>();
 
   private constructor(obj: BpfObject, pinRoot: string) {
     this.#obj = obj;
     this.#linkDir = join(pinRoot, 'links');
-    this.#cgroups = new TypedMap(obj.map('tg_sys_cgroup'), u64, TgSysRef);
+    this.#cgroups = new TypedMap(obj.map('tg_sys_cgroup'), u32, TgSysRef);
+    this.#mount = cgroup2Root();
     this.#counts = new TypedMap(obj.map('tg_sys_counts'), u32, TgSysCounts);
     this.#scopes = new TypedMap(obj.map('tg_sys_scope'), u32, TgSysScope);
     this.#paths = new TypedMap(obj.map('tg_sys_paths'), TgSysPathKey, TgSysPathRule);
-    this.#written = new Map(this.#cgroups.entries());
   }
 
   /**
@@ -157,21 +165,41 @@ export class SysmonDatapath {
     for (const k of this.#paths.keys()) if (!want.has(id(k))) this.#paths.delete(k);
   }
 
-  /** cgroup id -> (slot, scope) as the map holds it: what an earlier agent left, or this one wrote. */
-  cgroups(): ReadonlyMap<bigint, TgSysRef> {
-    return this.#written;
+  /** The entry a cgroup has (an earlier agent gave it); undefined when none, or the cgroup is gone. */
+  cgroupRef(cg: SysCgroup): TgSysRef | undefined {
+    return this.#withCgroup(cg, (fd) => this.#cgroups.get(fd));
   }
 
-  /** Makes tg_sys_cgroup exactly `want`: new and changed entries first, then the ones no longer wanted go. */
-  setCgroups(want: ReadonlyMap<bigint, TgSysRef>): void {
-    if (want.size > TG_MAX_SYS_CGROUPS) throw new RangeError(`${want.size} cgroups to monitor, at most ${TG_MAX_SYS_CGROUPS}`);
-    const changed = [...want].filter(([id, r]) => {
-      const had = this.#written.get(id);
-      return had?.slot !== r.slot || had.scope !== r.scope || had.lease !== r.lease;
-    });
-    if (changed.length) this.#cgroups.setMany(changed);
-    for (const id of this.#written.keys()) if (!want.has(id)) this.#cgroups.delete(id);
+  /**
+   * Gives exactly these cgroups (by id) an entry: new and changed ones
+   * first, then the entries of cgroups no longer wanted go. A cgroup that is
+   * gone (or was re-created under its path: another id) is skipped; its
+   * storage went with it.
+   */
+  setCgroups(want: ReadonlyMap<bigint, { cgroup: SysCgroup; ref: TgSysRef }>): void {
+    for (const [id, w] of want) {
+      const had = this.#written.get(id)?.ref;
+      if (had?.slot === w.ref.slot && had.scope === w.ref.scope && had.lease === w.ref.lease) continue;
+      this.#withCgroup(w.cgroup, (fd) => this.#cgroups.set(fd, w.ref));
+    }
+    for (const [id, w] of this.#written) if (!want.has(id)) this.#withCgroup(w.cgroup, (fd) => this.#cgroups.delete(fd));
     this.#written = new Map(want);
+  }
+
+  /** Runs fn with an fd of the cgroup's directory, when it still is that cgroup. */
+  #withCgroup<T>(cg: SysCgroup, fn: (fd: number) => T): T | undefined {
+    let fd: number;
+    try {
+      fd = openSync(join(this.#mount, cg.cgroupPath), fsc.O_RDONLY | fsc.O_DIRECTORY);
+    } catch (e) {
+      if (['ENOENT', 'ENOTDIR'].includes((e as NodeJS.ErrnoException).code ?? '')) return undefined;
+      throw e;
+    }
+    try {
+      return fstatSync(fd, { bigint: true }).ino === cg.cgroupId ? fn(fd) : undefined;
+    } finally {
+      closeSync(fd);
+    }
   }
 
   /** Identity of the counts map: its kernel id changes only when the pin is recreated. */

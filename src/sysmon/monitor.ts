@@ -1,12 +1,13 @@
 // Which container counts in which slot of tg_sys_counts, and moving the
 // kernel's counts into the syscall store. The slot assignment lives in the
-// kernel map itself (tg_sys_cgroup: a container's cgroup -> slot and lease),
+// kernel itself (tg_sys_cgroup: a container cgroup's storage holds its slot
+// and lease),
 // so a restarted agent finds every container still in its slot and goes on
 // from the store's checkpoint. A slot freed by a container that went away
 // is zeroed and given a new lease before another container gets it.
 import { randomInt } from 'node:crypto';
 import { TG_MAX_SYS_SLOTS } from '../kernel/abi.gen.js';
-import type { SysmonDatapath, SysRef } from './datapath.js';
+import type { SysCgroup, SysmonDatapath, SysRef } from './datapath.js';
 import type { SeenSyscall, SyscallStore } from './store.js';
 
 export interface MonitoredContainer {
@@ -16,7 +17,7 @@ export interface MonitoredContainer {
   cgroupId: bigint;
   cgroupPath: string;
   /** Cgroups below the container's own: their tasks count for the container too. */
-  below: readonly bigint[];
+  below: readonly SysCgroup[];
   /** Index of the governing isolation scope. */
   scope: number;
 }
@@ -60,12 +61,11 @@ export class SyscallMonitor {
     const leaving = [...this.#slots.values()].filter((s) => !want.has(s.container.id));
     if (leaving.length) this.#store.record(leaving.map((s) => this.#reading(s)), at);
 
-    const kernel = this.#dp.cgroups();
     const next = new Map<string, Slotted>();
     const used = new Set<number>();
     const fresh: MonitoredContainer[] = [];
     for (const c of containers) {
-      const had = this.#slots.get(c.id) ?? adopt(kernel.get(c.cgroupId));
+      const had = this.#slots.get(c.id) ?? adopt(this.#dp.cgroupRef(c));
       if (had && !used.has(had.slot)) {
         next.set(c.id, { container: c, slot: had.slot, lease: had.lease });
         used.add(had.slot);
@@ -84,10 +84,10 @@ export class SyscallMonitor {
       used.add(free);
     }
 
-    const refs = new Map<bigint, SysRef>();
+    const refs = new Map<bigint, { cgroup: SysCgroup; ref: SysRef }>();
     for (const s of next.values()) {
       const ref = { slot: s.slot, scope: s.container.scope + 1, lease: s.lease, pad: 0 };
-      for (const id of [s.container.cgroupId, ...s.container.below]) refs.set(id, ref);
+      for (const cgroup of [s.container, ...s.container.below]) refs.set(cgroup.cgroupId, { cgroup, ref });
     }
     this.#dp.setCgroups(refs);
     this.#slots = next;
