@@ -201,6 +201,17 @@ test('denied syscalls and sensitive paths kill in enforce mode and are reported 
     ['kill', '/etc/shadow', 'openat', 'isolation[0].sensitivePaths']);
   assert.deepEqual([fileOf(hosts.pid)?.action, fileOf(hosts.pid)?.detail.path, fileOf(hosts.pid)?.detail.container], ['audit', '/etc/hosts', idA]);
 
+  // the containers of one workload: their profiles merge into one
+  runIn(cgE, 'for (let i = 0; i < 10; i++) process.ppid'); // node in E makes syscalls python in A did not (getppid)
+  const names = async (...ids: string[]) => {
+    const r = await cli('seccomp', 'generate', ...ids.flatMap((id) => ['--container', id]));
+    assert.equal(r.code, 0, r.stderr);
+    return (JSON.parse(r.stdout) as { syscalls: Array<{ names: string[] }> }).syscalls[0]!.names;
+  };
+  const [onlyE, onlyA, both] = [await names(idE), await names(idA), await names(idE, idA)];
+  assert.deepEqual(both, [...new Set([...onlyE, ...onlyA])].sort());
+  assert.ok(!onlyA.includes('getppid') && both.includes('getppid'), 'what only E did is in the merged profile');
+
   // execs: every one in E (execs.log), shells in A (the default alert list)
   const exec = (await eventually('exec', 1)).find((e) => e.detail.container === idE && e.detail.pid === enforced.pid);
   assert.ok(exec, 'the exec of python3 in E');

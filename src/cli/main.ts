@@ -443,22 +443,29 @@ program
 const seccomp = program.command('seccomp').description('seccomp profiles learned from what containers were seen doing (docs/isolation.md)');
 seccomp
   .command('generate')
-  .description("an OCI seccomp profile (docker/podman --security-opt seccomp=FILE, Kubernetes localhost profiles) allowing exactly the syscalls a monitored container was seen making, EPERM for every other; observations are kept across agent and container restarts")
-  .requiredOption('--container <id>', 'container id or a unique prefix of it')
+  .description("an OCI seccomp profile (docker/podman --security-opt seccomp=FILE, Kubernetes localhost profiles) allowing exactly the syscalls monitored containers were seen making, EPERM for every other; observations are kept across agent and container restarts")
+  .requiredOption('--container <id...>', 'container id or a unique prefix of it; several merge (the containers of one workload, e.g. before and after Kubernetes restarted it)')
   .option('--since <time>', 'ISO time or age (15m, 2h, 7d): only syscalls seen at or after it (default: everything ever seen)')
   .option('-o, --output <file>', 'write the profile there instead of to standard output')
-  .action(async (o: { container: string; since?: string; output?: string }) => {
+  .action(async (o: { container: string[]; since?: string; output?: string }) => {
+    type Generated = { container: { id: string }; profile: { syscalls: Array<{ names: string[] }> }; unnamed: number[] };
     const q = new URLSearchParams(o.since ? { since: o.since } : {});
-    const r = await callAgent<{ container: { id: string }; profile: { syscalls: Array<{ names: string[] }> }; unnamed: number[] }>(
-      socket(), 'GET', `/v1/containers/${encodeURIComponent(o.container)}/seccomp?${q}`).catch((err: unknown) => {
-      throw containerFlagError(err);
-    });
-    const text = `${stringifyExact(r.profile, 2)}\n`;
+    const all: Generated[] = [];
+    for (const id of o.container) {
+      all.push(await callAgent<Generated>(socket(), 'GET', `/v1/containers/${encodeURIComponent(id)}/seccomp?${q}`).catch((err: unknown) => {
+        throw containerFlagError(err);
+      }));
+    }
+    // One allow rule: the union of every container's.
+    const names = [...new Set(all.flatMap((g) => g.profile.syscalls.flatMap((r) => r.names)))].sort();
+    const profile = { ...all[0]!.profile, syscalls: names.length ? [{ ...all[0]!.profile.syscalls[0], names, action: 'SCMP_ACT_ALLOW' }] : [] };
+    const text = `${stringifyExact(profile, 2)}\n`;
     if (o.output) writeFileSync(o.output, text);
     else process.stdout.write(text);
-    const allowed = r.profile.syscalls.reduce((n, s) => n + s.names.length, 0);
-    console.error(`${r.container.id.slice(0, 12)}: ${allowed} syscalls allowed${o.output ? `, written to ${o.output}` : ''}`);
-    if (r.unnamed.length) console.error(`warning: syscall numbers ${r.unnamed.join(', ')} were seen but have no name on this architecture; the profile cannot allow them (they will fail with EPERM)`);
+    const ids = all.map((g) => g.container.id.slice(0, 12)).join(', ');
+    console.error(`${ids}: ${names.length} syscalls allowed${o.output ? `, written to ${o.output}` : ''}`);
+    const unnamed = [...new Set(all.flatMap((g) => g.unnamed))].sort((a, b) => a - b);
+    if (unnamed.length) console.error(`warning: syscall numbers ${unnamed.join(', ')} were seen but have no name on this architecture; the profile cannot allow them (they will fail with EPERM)`);
   });
 
 program
