@@ -134,6 +134,11 @@ test('containers are listed with tenant and scope, their syscalls counted and qu
   runIn(cgA, 'for (let i = 0; i < 500; i++) process.ppid'); // no agent: counted in the kernel
   await iso.start();
   assert.equal((await syscalls()).syscalls.find((x) => x.name === 'getppid')?.count, 1500);
+
+  // a reload that changes nothing leaves monitoring attached (metering re-installs its interface links)
+  assert.equal((await cli('reload')).code, 0);
+  runIn(cgA, 'for (let i = 0; i < 100; i++) process.ppid');
+  assert.equal((await syscalls()).syscalls.find((x) => x.name === 'getppid')?.count, 1600);
 });
 
 type EventRow = { type: string; tenant: string | null; rule: string | null; action: string | null; detail: Record<string, unknown> };

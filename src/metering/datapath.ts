@@ -371,7 +371,8 @@ export class MeteringDatapath {
     if (!existsSync(linkDir)) return [];
     const removed: string[] = [];
     for (const f of readdirSync(linkDir)) {
-      const ifname = f.slice(0, f.lastIndexOf(":"));
+      if (!f.includes(':')) continue; // not an interface's link ("<ifname>:<hook>")
+      const ifname = f.slice(0, f.lastIndexOf(':'));
       if (keep.has(ifname)) continue;
       const link = BpfLink.openPinned(join(linkDir, f));
       link.unpin();

@@ -45,7 +45,7 @@ export class SysmonDatapath {
 
   private constructor(obj: BpfObject, pinRoot: string) {
     this.#obj = obj;
-    this.#linkDir = join(pinRoot, 'links');
+    this.#linkDir = join(pinRoot, 'sysmon-links'); // apart from the interface links metering manages in links/
     this.#cgroups = new TypedMap(obj.map('tg_sys_cgroup'), u32, TgSysRef);
     this.#mount = cgroup2Root();
     this.#counts = new TypedMap(obj.map('tg_sys_counts'), u32, TgSysCounts);
