@@ -4,7 +4,9 @@
 // observations kept across an agent restart.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -141,7 +143,7 @@ test('containers are listed with tenant and scope, their syscalls counted and qu
   assert.equal((await syscalls()).syscalls.find((x) => x.name === 'getppid')?.count, 1600);
 });
 
-type EventRow = { type: string; tenant: string | null; rule: string | null; action: string | null; detail: Record<string, unknown> };
+type EventRow = { type: string; tenant: string | null; rule: string | null; action: string | null; flow?: { dst: string; dport: number | null } | null; detail: Record<string, unknown> };
 
 test('denied syscalls and sensitive paths kill in enforce mode and are reported in audit mode; execs are reported, shells raise alerts', { timeout: 120_000 }, async (t) => {
   if (!kernelReady(t)) return;
@@ -232,4 +234,63 @@ test('denied syscalls and sensitive paths kill in enforce mode and are reported 
   assert.equal(alert.detail.matched, 'sh');
   assert.equal(alert.action, 'alert');
   assert.equal(alert.rule, 'isolation[1].execs');
+});
+
+test('connection limits and destination rules from the policy: connect() refused with EPERM, counts shown per container, events', { timeout: 120_000 }, async (t) => {
+  if (!kernelReady(t)) return;
+  const id = 'c3'.repeat(32);
+  const server = createServer((s) => s.on('error', () => undefined)).listen(0, '127.0.0.1');
+  t.after(() => server.close());
+  await once(server, 'listening');
+  const port = (server.address() as { port: number }).port;
+  const { cli, cgroups: [cg] } = await isolationAgent(t, 'tgin', [id], `  - tenant: acme
+    maxConnections: 2
+    destinations:
+      default: allow
+      rules:
+        - { action: deny, cidrs: [198.18.0.0/15], protocols: [tcp], ports: [80] }
+`);
+  // Three connections held open at once, then one to a denied destination; errno names printed.
+  const PY = `
+import errno, socket, time
+def attempt(addr):
+    s = socket.socket()
+    try:
+        s.connect(addr)
+        return s, 'ok'
+    except OSError as e:
+        return None, errno.errorcode[e.errno]
+held = []
+for i in range(3):
+    s, r = attempt(('127.0.0.1', ${port}))
+    print('local', r, flush=True)
+    if s: held.append(s)
+print('denied', attempt(('198.18.99.1', 80))[1], flush=True)
+time.sleep(2)
+`;
+  const child = spawn('sh', ['-c', `echo $$ > ${join(cg!, 'cgroup.procs')} && exec /usr/bin/python3 -c "$1"`, 'sh', PY], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  for (let i = 0; i < 100 && !out.includes('denied'); i++) await sleep(50);
+  assert.equal(out, 'local ok\nlocal ok\nlocal EPERM\ndenied EPERM\n');
+
+  // while the two are held: the container's group shows them against its limit
+  const r = await cli('containers', '--json');
+  const row = (JSON.parse(r.stdout) as { containers: Array<{ id: string; connections: unknown }> }).containers.find((c) => c.id === id);
+  assert.deepEqual(row?.connections, { group: 'tenant:acme', open: 2, limit: 2 });
+  await once(child, 'exit');
+
+  const events = async (type: string): Promise<EventRow[]> => {
+    for (let i = 0; i < 100; i++) {
+      const got = (await cli('events', '--type', type, '--json')).stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as EventRow);
+      if (got.length) return got;
+      await sleep(100);
+    }
+    return assert.fail(`no ${type} event`);
+  };
+  const [limit] = await events('connections.limit');
+  assert.deepEqual([limit!.tenant, limit!.rule, limit!.detail.container, limit!.detail.limit], ['acme', 'isolation[0].maxConnections', id, 2]);
+  const [denied] = await events('connect.denied');
+  assert.deepEqual([denied!.rule, denied!.detail.container, denied!.detail.command, denied!.flow?.dst, denied!.flow?.dport],
+    ['isolation[0].destinations.rules[0]', id, 'python3', '198.18.99.1', 80]);
 });

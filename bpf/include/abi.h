@@ -938,4 +938,151 @@ struct tg_sys_counts {
 };
 _Static_assert(sizeof(struct tg_sys_counts) == 8 * TG_SYSCALL_NR, "tg_sys_counts size");
 
+/* ---- network isolation (bpf/progs/netiso.bpf.c) ---- */
+/*
+ * Per-container (or per-tenant) limits on concurrent outbound TCP
+ * connections, and destination rules for TCP and UDP connect, UDP sendmsg
+ * and, as a backstop at cgroup_skb egress, every other packet (raw sockets,
+ * ICMP). The hooks attach at one cgroup covering the containers; a socket's
+ * cgroup (the task's for connect/sendmsg, the socket's for packets) is
+ * looked up in tg_ni_cgroup, so other cgroups pay one hash lookup.
+ *
+ * Connections are counted per group (tg_ni_conns, indexed by group slot):
+ * one container, or all containers of a tenant's scope. A TCP socket is
+ * counted once, at its first connect(), marked in socket storage with the
+ * slot and the slot's lease, and released when the socket is closed
+ * (cgroup/sock_release). The agent gives a slot a new lease (and a zero
+ * count) before it gives the slot to another group: a socket counted under
+ * the old lease never releases into the new group.
+ *
+ * Destination rules are kept per kernel scope id, in two generations
+ * (id = generation * TG_NI_SCOPE_GEN + policy index + 1): the agent writes a
+ * whole new generation, points the cgroups at it, then deletes the old one,
+ * so no connect sees half a policy.
+ */
+enum tg_ni_limits {
+	/* Cgroups tg_ni_cgroup maps: containers and the cgroups below them. */
+	TG_NI_MAX_CGROUPS = 16384,
+	/* Connection-counting groups (slots of tg_ni_conns and tg_ni_group); slot 0: not counted. */
+	TG_NI_MAX_GROUPS = 4096,
+	/* Kernel scope ids one generation spans: policy index + 1 in [1, 63]. */
+	TG_NI_SCOPE_GEN = 64,
+	/* Scope ids over both generations (tg_ni_scope entries). */
+	TG_NI_MAX_SCOPES = 128,
+	/* Rules a scope holds after splitting long port lists: bits of the
+	 * __u64 mask an LPM entry holds. */
+	TG_NI_MAX_RULES = 64,
+	/* Port ranges one kernel rule holds; a policy rule with more is split
+	 * into consecutive kernel rules with the same action and CIDRs (first
+	 * match is unchanged). */
+	TG_NI_RULE_PORTS = 8,
+	/* Entries of each LPM trie (tg_ni_v4, tg_ni_v6) over both generations. */
+	TG_NI_MAX_PREFIXES = 65536,
+	/* Events one CPU sends per second for a scope; the rest are counted (TG_SEV_SUPPRESSED). */
+	TG_NI_EVENTS_PER_SEC = 1000,
+};
+
+enum tg_ni_action {
+	TG_NI_ALLOW = 0,
+	TG_NI_DENY = 1,
+};
+
+enum tg_ni_scope_flag {
+	/* The scope has destination rules or a deny default: destinations are checked. */
+	TG_NI_DEST = 1,
+};
+
+/* Value of tg_ni_cgroup (key: cgroup id). */
+struct tg_ni_ref {
+	__u32 group; /* slot in tg_ni_conns / tg_ni_group; 0: connections not counted */
+	__u32 scope; /* kernel scope id (tg_ni_scope index); 0: no destination rules */
+};
+_Static_assert(sizeof(struct tg_ni_ref) == 8, "tg_ni_ref size");
+
+/* Value of tg_ni_group (array indexed by group slot). The count itself is
+ * in tg_ni_conns, which only the programs write (atomically). */
+struct tg_ni_group {
+	__u32 limit; /* concurrent outbound TCP connections allowed; 0: counted, not limited */
+	__u32 lease; /* set by the agent each time it gives the slot to a group */
+};
+_Static_assert(sizeof(struct tg_ni_group) == 8, "tg_ni_group size");
+
+/* Value of tg_ni_scope (array indexed by kernel scope id). */
+struct tg_ni_scope {
+	__u32 flags;          /* enum tg_ni_scope_flag */
+	__u32 default_action; /* enum tg_ni_action: when no rule matches */
+	__u32 n_rules;        /* kernel rules in use, tg_ni_rule[scope * TG_NI_MAX_RULES + 0 ..) */
+	__u32 pad;
+};
+_Static_assert(sizeof(struct tg_ni_scope) == 16, "tg_ni_scope size");
+
+/*
+ * Value of tg_ni_rule (array indexed by scope id * TG_NI_MAX_RULES + rule).
+ * A destination matches the rule when its address is in one of the rule's
+ * CIDRs (the rule's bit in the LPM entry), its protocol's bit is set, and,
+ * with n_ports > 0, it has a destination port in one of the ranges.
+ */
+struct tg_ni_rule {
+	__u64 protocols[4];               /* bit p % 64 of word p / 64 for IP protocol p */
+	__u16 port_lo[TG_NI_RULE_PORTS];  /* host order, inclusive */
+	__u16 port_hi[TG_NI_RULE_PORTS];
+	__u16 policy_rule;                /* index in destinations.rules (events) */
+	__u8 action;                      /* enum tg_ni_action */
+	__u8 n_ports;                     /* ranges in use; 0: any port, and protocols without ports */
+	__u32 pad;
+};
+_Static_assert(sizeof(struct tg_ni_rule) == 32 + 4 * TG_NI_RULE_PORTS + 8, "tg_ni_rule size");
+
+/*
+ * Keys of tg_ni_v4 / tg_ni_v6 (LPM tries): a scope's destination prefix.
+ * prefixlen counts the scope id: 32 + address prefix. The value (__u64) is
+ * the mask of the scope's kernel rules with a CIDR containing this prefix
+ * (longer prefixes carry the bits of the shorter ones that contain them, so
+ * the longest match alone gives every rule covering an address).
+ */
+struct tg_ni_v4_key {
+	__u32 prefixlen;
+	__u32 scope;
+	__u8 addr_be[4];
+};
+_Static_assert(sizeof(struct tg_ni_v4_key) == 12, "tg_ni_v4_key size");
+
+struct tg_ni_v6_key {
+	__u32 prefixlen;
+	__u32 scope;
+	__u8 addr_be[16];
+};
+_Static_assert(sizeof(struct tg_ni_v6_key) == 24, "tg_ni_v6_key size");
+
+enum tg_ni_event_type {
+	TG_NIEV_CONNECT_DENIED = 1, /* connect() to a denied destination (TCP, UDP, ping sockets) */
+	TG_NIEV_SENDMSG_DENIED = 2, /* sendmsg() with a denied destination (unconnected UDP) */
+	TG_NIEV_EGRESS_DENIED = 3,  /* a packet to a denied destination dropped at egress (raw sockets, ICMP, ...) */
+	TG_NIEV_CONN_LIMIT = 4,     /* connect() refused: the group had `limit` connections open */
+	TG_NIEV_UNTRACKED = 5,      /* connect() refused: a limited group's socket could not be marked (no memory for socket storage) */
+};
+
+/* A record of tg_ni_ring. */
+struct tg_ni_event {
+	__u64 at_ns;      /* TAI */
+	__u64 cgroup_id;  /* the task's cgroup (connect, sendmsg) or the socket's (egress) */
+	__u32 type;       /* enum tg_ni_event_type */
+	__u32 pid;        /* thread group id of the current task (egress: whoever sent the packet) */
+	__u32 tid;
+	__u32 uid;
+	__u32 group;      /* tg_ni_ref.group */
+	__u32 scope;      /* tg_ni_ref.scope (kernel scope id) */
+	__u32 rule;       /* the deciding policy rule's index + 1; 0: the scope's default */
+	__u32 limit;      /* CONN_LIMIT: the group's limit */
+	__u32 sock_type;  /* SOCK_STREAM, SOCK_DGRAM, SOCK_RAW; 0 when unknown */
+	__u32 pad;
+	__u8 daddr_be[16];/* IPv4: the first 4 bytes */
+	__be16 dport_be;  /* 0 when the protocol has no ports or the port is unknown */
+	__u8 ip_ver;      /* 4 or 6; 0 when the packet's destination could not be read */
+	__u8 proto;       /* IP protocol */
+	__u32 pad2;
+	char comm[16];
+};
+_Static_assert(sizeof(struct tg_ni_event) == 8 * 2 + 4 * 10 + 16 + 8 + 16, "tg_ni_event size");
+
 #endif /* TOLLGATE_ABI_H */

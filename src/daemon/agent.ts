@@ -210,9 +210,12 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
   const enforceContext = (): EnforceContext => ({ tenantIds: idOfTenant, classes: liveClasses, maxClasses: datapath.maxClasses });
   let live: { doc: Policy; cgroups: CgroupTenants } | undefined;
   const applyIsolation = (doc: Policy, cgroups: CgroupTenants): void => {
-    const r = isolation?.apply(doc, cgroups);
-    if (r) log.info({ ...r }, 'containers monitored');
-    if (r?.unassigned.length) log.warn({ containers: r.unassigned }, 'no syscall slot left: these containers are not monitored');
+    const { syscalls, network } = isolation?.apply(doc, cgroups) ?? {};
+    if (syscalls) log.info({ ...syscalls }, 'containers monitored');
+    if (syscalls?.unassigned.length) log.warn({ containers: syscalls.unassigned }, 'no syscall slot left: these containers are not monitored');
+    if (network) log.info({ ...network }, 'container network rules live');
+    if (network?.unassigned.length) log.warn({ containers: network.unassigned }, 'no connection slot left: these containers\' connections are neither limited nor checked');
+    if (network?.uncovered.length) log.warn({ containers: network.uncovered }, 'outside the cgroup the network hooks cover: not limited or checked');
   };
   const apply = (doc: Policy, cgroups = cgroupTenants(doc)): ReloadResult => {
     const assigned = slots.assign(cgroups.containers);
@@ -228,6 +231,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
     const dry = inNetns(() => compile(provisionalTenants, provisionalIds(ledger.classes(), declared, DEFAULT_CLASS_ID + 1)));
     enforcer.check(doc, { tenantIds: provisionalTenants, classes: dry.classes, maxClasses: datapath.maxClasses }, Date.now());
     firewall.check(overlay.effective(doc), provisionalTenants, ifindexHere);
+    isolation?.check(doc, cgroups);
     const tenantIds = ledger.ensureTenants(doc.tenants.map((t) => t.name));
     const classIds = ledger.ensureClasses(declared);
     for (const t of ledger.tenants()) {
@@ -546,7 +550,7 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
     await iso.startEvents({
       recorder: events,
       taiOffsetMs: taiMs,
-      onLost: (lost, total) => eventsLost('isolation', iso.eventRingId, lost, total),
+      onLost: (lost, total, ringId) => eventsLost('isolation', ringId, lost, total),
       onError: (err) => log.error({ err }, 'isolation event reader failed; events stay in the ring for the next read'),
     });
     const prune = () => {

@@ -1,10 +1,12 @@
 // The isolation capability in the agent: which containers the policy's
-// isolation scopes govern, their syscall monitoring (src/sysmon), and what
-// the API shows of containers. The agent hands it every policy it applies
-// and every cgroup rescan.
+// isolation scopes govern, their syscall monitoring and policy
+// (src/sysmon), their connection limits and destination rules
+// (src/netiso), and what the API shows of containers. The agent hands it
+// every policy it applies and every cgroup rescan.
 import { discoverContainers, type Container } from '../containers/index.js';
 import type { CgroupTenants } from '../metering/cgroup-tenants.js';
-import type { IsolationScope, Policy } from '../policy/index.js';
+import { cgroupCoveringRoot, type IsolationScope, type Policy } from '../policy/index.js';
+import { compileNetIsolation, NetIsolation, type GroupConnections, type NetApplyResult, type NetContainer } from '../netiso/index.js';
 import { SysmonDatapath } from '../sysmon/datapath.js';
 import { SyscallMonitor, type ApplyResult, type MonitoredContainer } from '../sysmon/monitor.js';
 import { SyscallStore, type SeenSyscall } from '../sysmon/store.js';
@@ -27,41 +29,96 @@ export interface ContainerView {
   /** The governing isolation scope, as the policy writes it (null: none). */
   isolation: (IsolationScope & { index: number }) | null;
   monitored: boolean;
+  /** Outbound TCP connections open in the container's group (the container, or its tenant's scope as a whole). */
+  connections: { group: string; open: number; limit: number | null } | null;
 }
+
+/** The containers a policy's network rules need hooks for, and where: the cgroup covering every tenant's globs. */
+function netRoot(doc: Policy): string | undefined {
+  if (!(doc.isolation ?? []).some((s) => s.maxConnections !== undefined || s.destinations !== undefined)) return undefined;
+  return cgroupCoveringRoot(doc.tenants.flatMap((t) => t.selectors.cgroups)) ?? '/';
+}
+
+const stableJson = (v: unknown): string => JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? String(x) : x));
+
+const netContainers = (cgroups: CgroupTenants): NetContainer[] =>
+  cgroups.containers.map((c) => ({ ...c, below: c.below.map((b) => b.cgroupId) }));
 
 export class Isolation {
   readonly #dp: SysmonDatapath;
   readonly #store: SyscallStore;
   readonly #monitor: SyscallMonitor;
+  readonly #net: NetIsolation;
+  /** Where the network hooks are attached (undefined: detached, no scope limits connections or destinations). */
+  #netRoot: string | undefined;
+  #netEvents: DatapathEvents | undefined;
+  #netApplied = '';
   #scopes: readonly IsolationScope[] = [];
   #applied = '';
   #appliedScopes = '';
   #timer: NodeJS.Timeout | undefined;
   #events: DatapathEvents | undefined;
 
-  private constructor(dp: SysmonDatapath, store: SyscallStore) {
+  private constructor(dp: SysmonDatapath, store: SyscallStore, net: NetIsolation) {
     this.#dp = dp;
     this.#store = store;
+    this.#net = net;
     this.#monitor = new SyscallMonitor(dp, store);
   }
 
+  /**
+   * Loads both datapaths (adopting their pins). The network hooks are
+   * attached where the first policy needs them (apply), and stay where an
+   * earlier agent left them until then: counts are exact only while the
+   * socket release hook stays attached.
+   */
   static open(opts: { pinRoot: string; syscallsDb: string }): Isolation {
     assertSyscallArch();
     const dp = SysmonDatapath.open({ pinRoot: opts.pinRoot });
+    let net: NetIsolation | undefined;
     try {
-      return new Isolation(dp, SyscallStore.open(opts.syscallsDb));
+      net = NetIsolation.open({ pinRoot: opts.pinRoot });
+      return new Isolation(dp, SyscallStore.open(opts.syscallsDb), net);
     } catch (err) {
+      net?.close();
       dp.close();
       throw err;
     }
   }
 
+  /** Throws (naming the policy field) when the policy's network rules do not fit the datapath; changes nothing. */
+  check(doc: Policy, cgroups: CgroupTenants): void {
+    compileNetIsolation(doc.isolation, netContainers(cgroups));
+  }
+
   /**
-   * Monitors the containers the policy's isolation scopes govern. Returns
-   * undefined when nothing changed since the last call (the agent calls it
-   * on every cgroup rescan).
+   * Monitors the containers the policy's isolation scopes govern, and
+   * enforces their network rules (hooks attached at the cgroup covering the
+   * tenants' globs while any scope has them). Returns what changed: nothing
+   * when the same policy and containers come again (the agent calls it on
+   * every cgroup rescan).
    */
-  apply(doc: Policy, cgroups: CgroupTenants): ApplyResult | undefined {
+  apply(doc: Policy, cgroups: CgroupTenants): { syscalls?: ApplyResult; network?: NetApplyResult & { root: string | null } } {
+    const network = this.#applyNet(doc, cgroups);
+    const syscalls = this.#applySys(doc, cgroups);
+    return { ...(syscalls ? { syscalls } : {}), ...(network ? { network } : {}) };
+  }
+
+  #applyNet(doc: Policy, cgroups: CgroupTenants): (NetApplyResult & { root: string | null }) | undefined {
+    const root = netRoot(doc);
+    const containers = netContainers(cgroups);
+    const key = stableJson([root ?? null, doc.isolation ?? [], containers]);
+    if (key === this.#netApplied) return undefined;
+    if (root === undefined) {
+      if (this.#netRoot !== undefined || this.#netApplied === '') this.#net.detach(); // also hooks an earlier agent left
+    } else if (root !== this.#netRoot) this.#net.attach(root);
+    this.#netRoot = root;
+    const r = this.#net.apply(doc.isolation, root === undefined ? [] : containers);
+    this.#netApplied = key;
+    return { ...r, root: root ?? null };
+  }
+
+  #applySys(doc: Policy, cgroups: CgroupTenants): ApplyResult | undefined {
     this.#scopes = doc.isolation ?? [];
     // The scopes' syscall policies go in before any cgroup entry points at them.
     const scopesKey = JSON.stringify(this.#scopes.map((s) => [s.syscalls ?? null, s.sensitivePaths ?? null]));
@@ -72,7 +129,7 @@ export class Isolation {
     }
     const monitored: MonitoredContainer[] = scopeContainers(this.#scopes, cgroups.containers)
       .map(({ container: c, scope }) => ({ id: c.id, runtime: c.runtime, tenant: c.tenant, cgroupId: c.cgroupId, cgroupPath: c.cgroupPath, below: c.below, scope }));
-    const key = JSON.stringify(monitored, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v));
+    const key = stableJson(monitored);
     if (key === this.#applied) return undefined;
     const r = this.#monitor.apply(monitored);
     this.#applied = key;
@@ -95,18 +152,24 @@ export class Isolation {
    * Reads the datapath's events (denied syscalls, execs) into the recorder.
    * Events wait in the pinned ring while no agent reads them.
    */
-  async startEvents(opts: Omit<DatapathEventsOptions, 'ring' | 'stats' | 'describe'> & { taiOffsetMs: number }): Promise<void> {
+  async startEvents(opts: Omit<DatapathEventsOptions, 'ring' | 'stats' | 'describe' | 'onLost'> & {
+    taiOffsetMs: number;
+    /** A ring (named by its map id) was found full. */
+    onLost?: (lost: bigint, total: bigint, ringId: number) => void;
+  }): Promise<void> {
     const { taiOffsetMs, ...rest } = opts;
     this.#events = await DatapathEvents.start({
       ...rest,
       ...this.#dp.events(),
       describe: (r) => describeSysEvent(r, { container: (slot) => this.#monitor.owner(slot), scopes: () => this.#scopes }, taiOffsetMs),
+      onLost: (lost, total) => opts.onLost?.(lost, total, this.#dp.events().ring.id),
     });
-  }
-
-  /** The event ring's id (names its loss alerts). */
-  get eventRingId(): number {
-    return this.#dp.events().ring.id;
+    this.#netEvents = await DatapathEvents.start({
+      ...rest,
+      ...this.#net.events(),
+      describe: (r) => this.#net.describe(r, taiOffsetMs),
+      onLost: (lost, total) => opts.onLost?.(lost, total, this.#net.events().ring.id),
+    });
   }
 
   /** Stores the last counts; monitoring and enforcement go on in the kernel (pinned) for the next agent. */
@@ -114,16 +177,20 @@ export class Isolation {
     clearInterval(this.#timer);
     try {
       await this.#events?.stop();
+      await this.#netEvents?.stop();
       this.#monitor.sync();
     } finally {
       this.#store.close();
       this.#dp.close();
+      this.#net.close();
     }
   }
 
   /** Every container on the host (the whole cgroup tree), with its tenant and governing scope. */
   containers(cgroups: CgroupTenants | undefined): ContainerView[] {
     const slots = new Set(this.#monitor.monitored().map((m) => m.id));
+    const conns = new Map<string, GroupConnections>();
+    for (const g of this.#netRoot === undefined ? [] : this.#net.connections()) for (const id of g.containers) conns.set(id, g);
     const found = discoverContainers();
     const tenantOf = (c: Container) => cgroups?.tenants.get(c.cgroupId) ?? null;
     const scoped = new Map(scopeContainers(this.#scopes, found.flatMap((c) => {
@@ -136,6 +203,7 @@ export class Isolation {
         id: c.id, runtime: c.runtime, cgroup: c.cgroupPath, cgroupId: String(c.cgroupId), pod: c.pod ?? null, tenant: tenantOf(c),
         isolation: scope === undefined ? null : { index: scope, ...this.#scopes[scope]! },
         monitored: slots.has(c.id),
+        connections: conns.has(c.id) ? { group: conns.get(c.id)!.group, open: conns.get(c.id)!.open, limit: conns.get(c.id)!.limit } : null,
       };
     });
   }

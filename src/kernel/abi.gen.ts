@@ -334,6 +334,58 @@ export const TgMeterReasonSlots = {
 export type TgMeterReasonSlots = (typeof TgMeterReasonSlots)[keyof typeof TgMeterReasonSlots];
 export const TG_REASON_SLOTS = TgMeterReasonSlots.TG_REASON_SLOTS;
 
+/** enum tg_ni_action */
+export const TgNiAction = {
+  TG_NI_ALLOW: 0,
+  TG_NI_DENY: 1,
+} as const;
+export type TgNiAction = (typeof TgNiAction)[keyof typeof TgNiAction];
+export const TG_NI_ALLOW = TgNiAction.TG_NI_ALLOW;
+export const TG_NI_DENY = TgNiAction.TG_NI_DENY;
+
+/** enum tg_ni_event_type */
+export const TgNiEventType = {
+  TG_NIEV_CONNECT_DENIED: 1,
+  TG_NIEV_SENDMSG_DENIED: 2,
+  TG_NIEV_EGRESS_DENIED: 3,
+  TG_NIEV_CONN_LIMIT: 4,
+  TG_NIEV_UNTRACKED: 5,
+} as const;
+export type TgNiEventType = (typeof TgNiEventType)[keyof typeof TgNiEventType];
+export const TG_NIEV_CONNECT_DENIED = TgNiEventType.TG_NIEV_CONNECT_DENIED;
+export const TG_NIEV_SENDMSG_DENIED = TgNiEventType.TG_NIEV_SENDMSG_DENIED;
+export const TG_NIEV_EGRESS_DENIED = TgNiEventType.TG_NIEV_EGRESS_DENIED;
+export const TG_NIEV_CONN_LIMIT = TgNiEventType.TG_NIEV_CONN_LIMIT;
+export const TG_NIEV_UNTRACKED = TgNiEventType.TG_NIEV_UNTRACKED;
+
+/** enum tg_ni_limits */
+export const TgNiLimits = {
+  TG_NI_MAX_CGROUPS: 16384,
+  TG_NI_MAX_GROUPS: 4096,
+  TG_NI_SCOPE_GEN: 64,
+  TG_NI_MAX_SCOPES: 128,
+  TG_NI_MAX_RULES: 64,
+  TG_NI_RULE_PORTS: 8,
+  TG_NI_MAX_PREFIXES: 65536,
+  TG_NI_EVENTS_PER_SEC: 1000,
+} as const;
+export type TgNiLimits = (typeof TgNiLimits)[keyof typeof TgNiLimits];
+export const TG_NI_MAX_CGROUPS = TgNiLimits.TG_NI_MAX_CGROUPS;
+export const TG_NI_MAX_GROUPS = TgNiLimits.TG_NI_MAX_GROUPS;
+export const TG_NI_SCOPE_GEN = TgNiLimits.TG_NI_SCOPE_GEN;
+export const TG_NI_MAX_SCOPES = TgNiLimits.TG_NI_MAX_SCOPES;
+export const TG_NI_MAX_RULES = TgNiLimits.TG_NI_MAX_RULES;
+export const TG_NI_RULE_PORTS = TgNiLimits.TG_NI_RULE_PORTS;
+export const TG_NI_MAX_PREFIXES = TgNiLimits.TG_NI_MAX_PREFIXES;
+export const TG_NI_EVENTS_PER_SEC = TgNiLimits.TG_NI_EVENTS_PER_SEC;
+
+/** enum tg_ni_scope_flag */
+export const TgNiScopeFlag = {
+  TG_NI_DEST: 1,
+} as const;
+export type TgNiScopeFlag = (typeof TgNiScopeFlag)[keyof typeof TgNiScopeFlag];
+export const TG_NI_DEST = TgNiScopeFlag.TG_NI_DEST;
+
 /** enum tg_quota_action */
 export const TgQuotaAction = {
   TG_QUOTA_NONE: 0,
@@ -935,6 +987,165 @@ export interface TgMeterReasons {
 }
 export const TgMeterReasons = struct<TgMeterReasons>(128, [
   ['n', 0, array(u64, 16)],
+]);
+
+/** struct tg_ni_event: 96 bytes */
+export interface TgNiEvent {
+  /** __u64 at offset 0 */
+  at_ns: bigint;
+  /** __u64 at offset 8 */
+  cgroup_id: bigint;
+  /** __u32 at offset 16 */
+  type: number;
+  /** __u32 at offset 20 */
+  pid: number;
+  /** __u32 at offset 24 */
+  tid: number;
+  /** __u32 at offset 28 */
+  uid: number;
+  /** __u32 at offset 32 */
+  group: number;
+  /** __u32 at offset 36 */
+  scope: number;
+  /** __u32 at offset 40 */
+  rule: number;
+  /** __u32 at offset 44 */
+  limit: number;
+  /** __u32 at offset 48 */
+  sock_type: number;
+  /** __u32 at offset 52 */
+  pad: number;
+  /** __u8[16] at offset 56 */
+  daddr_be: Buffer;
+  /** __be16 at offset 72 */
+  dport_be: number;
+  /** __u8 at offset 74 */
+  ip_ver: number;
+  /** __u8 at offset 75 */
+  proto: number;
+  /** __u32 at offset 76 */
+  pad2: number;
+  /** char[16] at offset 80 */
+  comm: number[];
+}
+export const TgNiEvent = struct<TgNiEvent>(96, [
+  ['at_ns', 0, u64],
+  ['cgroup_id', 8, u64],
+  ['type', 16, u32],
+  ['pid', 20, u32],
+  ['tid', 24, u32],
+  ['uid', 28, u32],
+  ['group', 32, u32],
+  ['scope', 36, u32],
+  ['rule', 40, u32],
+  ['limit', 44, u32],
+  ['sock_type', 48, u32],
+  ['pad', 52, u32],
+  ['daddr_be', 56, bytes(16)],
+  ['dport_be', 72, u16],
+  ['ip_ver', 74, u8],
+  ['proto', 75, u8],
+  ['pad2', 76, u32],
+  ['comm', 80, array(s8, 16)],
+]);
+
+/** struct tg_ni_group: 8 bytes */
+export interface TgNiGroup {
+  /** __u32 at offset 0 */
+  limit: number;
+  /** __u32 at offset 4 */
+  lease: number;
+}
+export const TgNiGroup = struct<TgNiGroup>(8, [
+  ['limit', 0, u32],
+  ['lease', 4, u32],
+]);
+
+/** struct tg_ni_ref: 8 bytes */
+export interface TgNiRef {
+  /** __u32 at offset 0 */
+  group: number;
+  /** __u32 at offset 4 */
+  scope: number;
+}
+export const TgNiRef = struct<TgNiRef>(8, [
+  ['group', 0, u32],
+  ['scope', 4, u32],
+]);
+
+/** struct tg_ni_rule: 72 bytes */
+export interface TgNiRule {
+  /** __u64[4] at offset 0 */
+  protocols: bigint[];
+  /** __u16[8] at offset 32 */
+  port_lo: number[];
+  /** __u16[8] at offset 48 */
+  port_hi: number[];
+  /** __u16 at offset 64 */
+  policy_rule: number;
+  /** __u8 at offset 66 */
+  action: number;
+  /** __u8 at offset 67 */
+  n_ports: number;
+  /** __u32 at offset 68 */
+  pad: number;
+}
+export const TgNiRule = struct<TgNiRule>(72, [
+  ['protocols', 0, array(u64, 4)],
+  ['port_lo', 32, array(u16, 8)],
+  ['port_hi', 48, array(u16, 8)],
+  ['policy_rule', 64, u16],
+  ['action', 66, u8],
+  ['n_ports', 67, u8],
+  ['pad', 68, u32],
+]);
+
+/** struct tg_ni_scope: 16 bytes */
+export interface TgNiScope {
+  /** __u32 at offset 0 */
+  flags: number;
+  /** __u32 at offset 4 */
+  default_action: number;
+  /** __u32 at offset 8 */
+  n_rules: number;
+  /** __u32 at offset 12 */
+  pad: number;
+}
+export const TgNiScope = struct<TgNiScope>(16, [
+  ['flags', 0, u32],
+  ['default_action', 4, u32],
+  ['n_rules', 8, u32],
+  ['pad', 12, u32],
+]);
+
+/** struct tg_ni_v4_key: 12 bytes */
+export interface TgNiV4Key {
+  /** __u32 at offset 0 */
+  prefixlen: number;
+  /** __u32 at offset 4 */
+  scope: number;
+  /** __u8[4] at offset 8 */
+  addr_be: Buffer;
+}
+export const TgNiV4Key = struct<TgNiV4Key>(12, [
+  ['prefixlen', 0, u32],
+  ['scope', 4, u32],
+  ['addr_be', 8, bytes(4)],
+]);
+
+/** struct tg_ni_v6_key: 24 bytes */
+export interface TgNiV6Key {
+  /** __u32 at offset 0 */
+  prefixlen: number;
+  /** __u32 at offset 4 */
+  scope: number;
+  /** __u8[16] at offset 8 */
+  addr_be: Buffer;
+}
+export const TgNiV6Key = struct<TgNiV6Key>(24, [
+  ['prefixlen', 0, u32],
+  ['scope', 4, u32],
+  ['addr_be', 8, bytes(16)],
 ]);
 
 /** struct tg_quota_cfg: 88 bytes */
