@@ -34,6 +34,7 @@
 #include "abi.h"
 #include "btf_anchor.h"
 #include "parse.h"
+#include "event_budget.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -136,18 +137,17 @@ struct {
 	__type(value, __u64);
 } tg_ni_stats SEC(".maps");
 
-/* Kernel-private: a scope's event budget on this CPU for the second that began at window_ns. */
-struct ni_budget {
-	__u64 window_ns;
-	__u64 used;
-};
-
+/* A scope's events per second and CPU (event_budget.h). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, TG_NI_MAX_SCOPES);
 	__type(key, __u32);
-	__type(value, struct ni_budget);
+	__type(value, struct event_budget);
 } tg_ni_budget SEC(".maps");
+
+#define ni_stat(s) event_stat(&tg_ni_stats, (s))
+/* Whether the scope may send another event this second on this CPU. */
+#define ni_budget(scope) event_budget(&tg_ni_budget, &tg_ni_stats, (scope), TG_NI_EVENTS_PER_SEC)
 
 /* A destination as the rules see it. */
 struct ni_dest {
@@ -162,34 +162,6 @@ struct ni_dest {
 static __always_inline bool has_ports(__u8 proto)
 {
 	return proto == TG_IPPROTO_TCP || proto == TG_IPPROTO_UDP || proto == TG_IPPROTO_SCTP;
-}
-
-static __always_inline void ni_stat(__u32 s)
-{
-	__u64 *n = bpf_map_lookup_elem(&tg_ni_stats, &s);
-
-	if (n)
-		*n += 1;
-}
-
-/* Whether the scope may send another event this second on this CPU. */
-static __always_inline bool ni_budget(__u32 scope)
-{
-	struct ni_budget *b = bpf_map_lookup_elem(&tg_ni_budget, &scope);
-	__u64 now = bpf_ktime_get_ns();
-
-	if (!b)
-		return false;
-	if (now - b->window_ns >= 1000000000ULL) {
-		b->window_ns = now;
-		b->used = 0;
-	}
-	if (b->used >= TG_NI_EVENTS_PER_SEC) {
-		ni_stat(TG_SEV_SUPPRESSED);
-		return false;
-	}
-	b->used += 1;
-	return true;
 }
 
 static __always_inline void ni_event(__u32 type, __u64 cgroup, const struct tg_ni_ref *ref, const struct ni_dest *d,
