@@ -26,6 +26,7 @@ import { SysmonDatapath } from '../src/sysmon/datapath.js';
 import { SyscallMonitor, type MonitoredContainer } from '../src/sysmon/monitor.js';
 import { SyscallStore } from '../src/sysmon/store.js';
 import { syscallNumber } from '../src/sysmon/syscalls.js';
+import { bandwidthBench } from './isolation-bandwidth.js';
 
 const WORKLOAD_C = String.raw`
 #define _GNU_SOURCE
@@ -238,6 +239,7 @@ export async function main(argv: string[]): Promise<void> {
       }
     }
   }
+  await bandwidthBench(); // bench/isolation-bandwidth.ts: bandwidth limits, ours against tc htb/tbf
 }
 
 function rmdirIfPresent(d: string): void {

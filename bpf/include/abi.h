@@ -938,6 +938,104 @@ struct tg_sys_counts {
 };
 _Static_assert(sizeof(struct tg_sys_counts) == 8 * TG_SYSCALL_NR, "tg_sys_counts size");
 
+/* ---- bandwidth limits (bpf/progs/shaper.bpf.c) ---- */
+/*
+ * Egress and ingress bandwidth limits per group (one container, or all the
+ * containers of a tenant); docs in bpf/progs/shaper.bpf.c. Two mechanisms:
+ * a policer on virtual time (GCRA) per group and direction at the
+ * cgroup_skb hooks, which holds every packet of the group to rate + burst
+ * and queues nothing; and, at egress, TCP's own pacing (SO_MAX_PACING_RATE,
+ * set by the sockops program), which spreads each TCP socket's sending
+ * over time so that the policer rarely has to refuse anything.
+ * The agent writes struct tg_bw_cfg; the programs alone write struct
+ * tg_bw_state (the agent only zeroes a slot before giving it to a group).
+ */
+enum tg_bw_limits {
+	/* Group slots; slot 0 is never given out. Indices of tg_bw_cfg,
+	 * tg_bw_state and tg_bw_stats are slot * TG_DIR_MAX + enum tg_direction. */
+	TG_BW_MAX_GROUPS = 1024,
+	/* Cgroups tg_bw_cgroup maps: containers and the cgroups below them. */
+	TG_BW_MAX_CGROUPS = 16384,
+	/* Packets whose refusal would stall a connection for a timeout (a
+	 * zero-window probe or a retransmission timeout, 200 ms or more) pass
+	 * while the group is over its burst by at most a grace of
+	 * max(burst, TG_BW_GRACE_NS): an egress TCP segment of a socket with
+	 * nothing in flight, an ingress TCP retransmission. Packets of at most
+	 * TG_BW_SMALL_BYTES L3 bytes (ACKs, requests, answers) pass up to two
+	 * graces over, so they still get through while bulk traffic holds
+	 * the group at the first. All are counted: the rate holds over time. */
+	TG_BW_SMALL_BYTES = 128,
+	TG_BW_GRACE_NS = 250000000,
+	/* TCP pacing: the group's egress rate is shared by the TCP sockets
+	 * that sent data within the last one or two periods of this length. */
+	TG_BW_EPOCH_NS = 250000000,
+};
+
+/* Bits of tg_bw_cfg.flags. */
+enum tg_bw_flag {
+	/* Egress: pace the group's TCP sockets (sockops, SO_MAX_PACING_RATE)
+	 * at their share of the rate. Without it only the policer acts, and a
+	 * TCP socket whose segment it refuses with nothing in flight waits
+	 * for its zero-window probe timer (200 ms); see the bench. */
+	TG_BW_PACE = 1 << 0,
+};
+
+/* Value of tg_bw_cgroup (key: cgroup id, the socket's own cgroup). */
+struct tg_bw_ref {
+	__u32 group; /* slot, 1 .. TG_BW_MAX_GROUPS - 1 */
+	__u32 pad;
+};
+_Static_assert(sizeof(struct tg_bw_ref) == 8, "tg_bw_ref size");
+
+/*
+ * Value of tg_bw_cfg (array, indexed slot * TG_DIR_MAX + direction): one
+ * direction's limit; written by the agent only, in place, so a limit
+ * changes without touching the group's state or any connection. A packet
+ * racing the update may see the new rate with the old burst; each is a
+ * limit the agent asked for.
+ */
+struct tg_bw_cfg {
+	__u64 rate_bps;     /* bits (of L3 bytes) per second; 0: this direction is not limited */
+	__u64 burst_ns;     /* the burst as time at the rate: burst_bytes * 8e9 / rate_bps */
+	__u64 burst_bytes;  /* the burst the policy gave (the programs use burst_ns) */
+	__u64 ident;        /* identity of the group (a hash of its name), so a restarted agent finds its slots */
+	__u32 flags;        /* enum tg_bw_flag */
+	__u32 pad;
+};
+_Static_assert(sizeof(struct tg_bw_cfg) == 40, "tg_bw_cfg size");
+
+/* Value of tg_bw_state (array, indexed like tg_bw_cfg). */
+struct tg_bw_state {
+	struct bpf_spin_lock lock;
+	__u32 pad;
+	/* When the group's traffic so far would have finished at the rate
+	 * (bpf_ktime_get_ns); a packet conforms while tat_ns - now <= burst_ns. */
+	__u64 tat_ns;
+	/* Egress pacing: busy TCP sockets counted in the period that began at
+	 * epoch_ns, and in the one before it, which began at prev_epoch_ns
+	 * (0 when there was none right before). A socket that closes is taken
+	 * off the counts it is in. */
+	__u64 epoch_ns;
+	__u64 prev_epoch_ns;
+	__u32 active_now;
+	__u32 active_before;
+};
+_Static_assert(sizeof(struct tg_bw_state) == 40, "tg_bw_state size");
+
+/* Value of tg_bw_stats (per-CPU array, indexed like tg_bw_cfg); monotonic while a slot belongs to one group. */
+struct tg_bw_stats {
+	__u64 passed_packets;
+	__u64 passed_bytes;    /* L3 bytes, each segment of a GSO/GRO packet with its own headers */
+	__u64 dropped_packets;
+	__u64 dropped_bytes;
+	/* Passed over the burst to spare a connection a stall (small packets,
+	 * an egress TCP socket with nothing in flight, ingress TCP
+	 * retransmissions); also in passed_*. */
+	__u64 protected_packets;
+	__u64 pacing_updates;  /* egress: times the sockops program set a socket's pacing rate */
+};
+_Static_assert(sizeof(struct tg_bw_stats) == 48, "tg_bw_stats size");
+
 /* ---- network isolation (bpf/progs/netiso.bpf.c) ---- */
 /*
  * Per-container (or per-tenant) limits on concurrent outbound TCP

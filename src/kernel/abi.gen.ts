@@ -3,6 +3,28 @@
 // Regenerate with `npm run gen:abi`; `npm run check:abi` fails when this file is stale.
 import { array, bytes, struct, s8, u8, u16, u32, u64 } from './codec.js';
 
+/** enum tg_bw_flag */
+export const TgBwFlag = {
+  TG_BW_PACE: 1,
+} as const;
+export type TgBwFlag = (typeof TgBwFlag)[keyof typeof TgBwFlag];
+export const TG_BW_PACE = TgBwFlag.TG_BW_PACE;
+
+/** enum tg_bw_limits */
+export const TgBwLimits = {
+  TG_BW_MAX_GROUPS: 1024,
+  TG_BW_MAX_CGROUPS: 16384,
+  TG_BW_SMALL_BYTES: 128,
+  TG_BW_GRACE_NS: 250000000,
+  TG_BW_EPOCH_NS: 250000000,
+} as const;
+export type TgBwLimits = (typeof TgBwLimits)[keyof typeof TgBwLimits];
+export const TG_BW_MAX_GROUPS = TgBwLimits.TG_BW_MAX_GROUPS;
+export const TG_BW_MAX_CGROUPS = TgBwLimits.TG_BW_MAX_CGROUPS;
+export const TG_BW_SMALL_BYTES = TgBwLimits.TG_BW_SMALL_BYTES;
+export const TG_BW_GRACE_NS = TgBwLimits.TG_BW_GRACE_NS;
+export const TG_BW_EPOCH_NS = TgBwLimits.TG_BW_EPOCH_NS;
+
 /** enum tg_class_gen_flag */
 export const TgClassGenFlag = {
   TG_CLASS_V4_INLINE: 1,
@@ -594,6 +616,93 @@ export const TgBlock = struct<TgBlock>(56, [
   ['bytes', 16, u64],
   ['idle_ns', 24, u64],
   ['to', 32, TgHoneypot],
+]);
+
+/** struct tg_bw_cfg: 40 bytes */
+export interface TgBwCfg {
+  /** __u64 at offset 0 */
+  rate_bps: bigint;
+  /** __u64 at offset 8 */
+  burst_ns: bigint;
+  /** __u64 at offset 16 */
+  burst_bytes: bigint;
+  /** __u64 at offset 24 */
+  ident: bigint;
+  /** __u32 at offset 32 */
+  flags: number;
+  /** __u32 at offset 36 */
+  pad: number;
+}
+export const TgBwCfg = struct<TgBwCfg>(40, [
+  ['rate_bps', 0, u64],
+  ['burst_ns', 8, u64],
+  ['burst_bytes', 16, u64],
+  ['ident', 24, u64],
+  ['flags', 32, u32],
+  ['pad', 36, u32],
+]);
+
+/** struct tg_bw_ref: 8 bytes */
+export interface TgBwRef {
+  /** __u32 at offset 0 */
+  group: number;
+  /** __u32 at offset 4 */
+  pad: number;
+}
+export const TgBwRef = struct<TgBwRef>(8, [
+  ['group', 0, u32],
+  ['pad', 4, u32],
+]);
+
+/** struct tg_bw_state: 40 bytes */
+export interface TgBwState {
+  /** __u8[4] at offset 0 */
+  lock: Buffer;
+  /** __u32 at offset 4 */
+  pad: number;
+  /** __u64 at offset 8 */
+  tat_ns: bigint;
+  /** __u64 at offset 16 */
+  epoch_ns: bigint;
+  /** __u64 at offset 24 */
+  prev_epoch_ns: bigint;
+  /** __u32 at offset 32 */
+  active_now: number;
+  /** __u32 at offset 36 */
+  active_before: number;
+}
+export const TgBwState = struct<TgBwState>(40, [
+  ['lock', 0, bytes(4)],
+  ['pad', 4, u32],
+  ['tat_ns', 8, u64],
+  ['epoch_ns', 16, u64],
+  ['prev_epoch_ns', 24, u64],
+  ['active_now', 32, u32],
+  ['active_before', 36, u32],
+]);
+
+/** struct tg_bw_stats: 48 bytes */
+export interface TgBwStats {
+  /** __u64 at offset 0 */
+  passed_packets: bigint;
+  /** __u64 at offset 8 */
+  passed_bytes: bigint;
+  /** __u64 at offset 16 */
+  dropped_packets: bigint;
+  /** __u64 at offset 24 */
+  dropped_bytes: bigint;
+  /** __u64 at offset 32 */
+  protected_packets: bigint;
+  /** __u64 at offset 40 */
+  pacing_updates: bigint;
+}
+export const TgBwStats = struct<TgBwStats>(48, [
+  ['passed_packets', 0, u64],
+  ['passed_bytes', 8, u64],
+  ['dropped_packets', 16, u64],
+  ['dropped_bytes', 24, u64],
+  ['protected_packets', 32, u64],
+  ['pacing_updates', 40, u64],
 ]);
 
 /** struct tg_cgroup_key: 16 bytes */
