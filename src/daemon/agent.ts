@@ -5,7 +5,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { ensureBpffs, ifindexOf, RingBufReader, taiOffsetMs, withNetns } from '../kernel/index.js';
-import { compileMetering, DEFAULT_CLASS, loadPolicyFile, notYetEnforced, parseDuration, type Policy } from '../policy/index.js';
+import { compileMetering, DEFAULT_CLASS, loadPolicyFile, parseDuration, type Policy } from '../policy/index.js';
 import { DEFAULT_CLASS_ID, Ledger } from '../store/index.js';
 import { MeteringDatapath } from '../metering/datapath.js';
 import { Exporter } from '../metering/exporter.js';
@@ -128,9 +128,6 @@ async function socketInUse(path: string): Promise<boolean> {
 export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const log = opts.logger ?? pino({ name: 'tollgate' });
   const policy: Policy = loadPolicyFile(opts.config);
-  for (const key of notYetEnforced(policy)) {
-    log.warn({ key }, `policy key "${key}" is accepted but not enforced by this version yet`);
-  }
   const intervalMs = opts.interval ? parseDuration(opts.interval, '--interval') : policy.metering.interval;
   if (intervalMs < 1000) throw new RangeError(`--interval: must be at least 1s, got ${opts.interval}`);
   const listen = opts.listen ? parseListen(opts.listen) : undefined;
@@ -210,12 +207,13 @@ async function run(opts: AgentOptions, { log, policy, intervalMs, listen, tokens
   const enforceContext = (): EnforceContext => ({ tenantIds: idOfTenant, classes: liveClasses, maxClasses: datapath.maxClasses });
   let live: { doc: Policy; cgroups: CgroupTenants } | undefined;
   const applyIsolation = (doc: Policy, cgroups: CgroupTenants): void => {
-    const { syscalls, network } = isolation?.apply(doc, cgroups) ?? {};
+    const { syscalls, network, bandwidth } = isolation?.apply(doc, cgroups) ?? {};
     if (syscalls) log.info({ ...syscalls }, 'containers monitored');
     if (syscalls?.unassigned.length) log.warn({ containers: syscalls.unassigned }, 'no syscall slot left: these containers are not monitored');
     if (network) log.info({ ...network }, 'container network rules live');
     if (network?.unassigned.length) log.warn({ containers: network.unassigned }, 'no connection slot left: these containers\' connections are neither limited nor checked');
     if (network?.uncovered.length) log.warn({ containers: network.uncovered }, 'outside the cgroup the network hooks cover: not limited or checked');
+    if (bandwidth) log.info({ ...bandwidth }, 'container bandwidth limits live');
   };
   const apply = (doc: Policy, cgroups = cgroupTenants(doc)): ReloadResult => {
     const assigned = slots.assign(cgroups.containers);

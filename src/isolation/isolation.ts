@@ -1,12 +1,17 @@
 // The isolation capability in the agent: which containers the policy's
 // isolation scopes govern, their syscall monitoring and policy
 // (src/sysmon), their connection limits and destination rules
-// (src/netiso), and what the API shows of containers. The agent hands it
+// (src/netiso), their bandwidth (src/shaper), and what the API shows of
+// containers. The agent hands it
 // every policy it applies and every cgroup rescan.
 import { discoverContainers, type Container } from '../containers/index.js';
 import type { CgroupTenants } from '../metering/cgroup-tenants.js';
 import { cgroupCoveringRoot, type IsolationScope, type Policy } from '../policy/index.js';
 import { compileNetIsolation, NetIsolation, type GroupConnections, type NetApplyResult, type NetContainer } from '../netiso/index.js';
+import { bandwidthGroups, compileBandwidth, Shaper, type GroupStats, type ShaperApplyResult } from '../shaper/index.js';
+import { cgroup2Root } from '../kernel/index.js';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { SysmonDatapath } from '../sysmon/datapath.js';
 import { SyscallMonitor, type ApplyResult, type MonitoredContainer } from '../sysmon/monitor.js';
 import { SyscallStore, type SeenSyscall } from '../sysmon/store.js';
@@ -31,13 +36,32 @@ export interface ContainerView {
   monitored: boolean;
   /** Outbound TCP connections open in the container's group (the container, or its tenant's scope as a whole). */
   connections: { group: string; open: number; limit: number | null } | null;
+  /** Bytes and packets its bandwidth group passed and dropped, per direction (monotonic while the group lasts). */
+  bandwidth: { group: string; egress: Record<string, bigint>; ingress: Record<string, bigint> } | null;
 }
+
+/** The cgroup covering every tenant's globs: where the cgroup programs attach. */
+const coveringRoot = (doc: Policy): string => cgroupCoveringRoot(doc.tenants.flatMap((t) => t.selectors.cgroups)) ?? '/';
 
 /** The containers a policy's network rules need hooks for, and where: the cgroup covering every tenant's globs. */
 function netRoot(doc: Policy): string | undefined {
   if (!(doc.isolation ?? []).some((s) => s.maxConnections !== undefined || s.destinations !== undefined)) return undefined;
-  return cgroupCoveringRoot(doc.tenants.flatMap((t) => t.selectors.cgroups)) ?? '/';
+  return coveringRoot(doc);
 }
+
+/** The covering cgroup's nearest existing directory (absolute), when a scope limits bandwidth. */
+function shaperRoot(doc: Policy): string | undefined {
+  if (!(doc.isolation ?? []).some((s) => s.bandwidth !== undefined)) return undefined;
+  const mount = cgroup2Root();
+  let dir = join(mount, coveringRoot(doc));
+  while (!existsSync(dir) && dir.length > mount.length) dir = dirname(dir);
+  return dir;
+}
+
+/** The bandwidth groups of a policy's scopes over these containers. */
+const shaperGroups = (doc: Policy, cgroups: CgroupTenants) =>
+  bandwidthGroups(doc.isolation ?? [], scopeContainers(doc.isolation, cgroups.containers)
+    .map(({ container: c, scope }) => ({ container: { id: c.id, tenant: c.tenant, cgroupId: c.cgroupId, below: c.below.map((b) => b.cgroupId) }, scope })));
 
 const stableJson = (v: unknown): string => JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? String(x) : x));
 
@@ -53,13 +77,19 @@ export class Isolation {
   #netRoot: string | undefined;
   #netEvents: DatapathEvents | undefined;
   #netApplied = '';
+  readonly #pinRoot: string;
+  /** Open while a scope limits bandwidth, attached at #shaperRoot. */
+  #shaper: Shaper | undefined;
+  #shaperRoot: string | undefined;
+  #shaperApplied = '';
   #scopes: readonly IsolationScope[] = [];
   #applied = '';
   #appliedScopes = '';
   #timer: NodeJS.Timeout | undefined;
   #events: DatapathEvents | undefined;
 
-  private constructor(dp: SysmonDatapath, store: SyscallStore, net: NetIsolation) {
+  private constructor(dp: SysmonDatapath, store: SyscallStore, net: NetIsolation, pinRoot: string) {
+    this.#pinRoot = pinRoot;
     this.#dp = dp;
     this.#store = store;
     this.#net = net;
@@ -78,7 +108,7 @@ export class Isolation {
     let net: NetIsolation | undefined;
     try {
       net = NetIsolation.open({ pinRoot: opts.pinRoot });
-      return new Isolation(dp, SyscallStore.open(opts.syscallsDb), net);
+      return new Isolation(dp, SyscallStore.open(opts.syscallsDb), net, opts.pinRoot);
     } catch (err) {
       net?.close();
       dp.close();
@@ -89,6 +119,7 @@ export class Isolation {
   /** Throws (naming the policy field) when the policy's network rules do not fit the datapath; changes nothing. */
   check(doc: Policy, cgroups: CgroupTenants): void {
     compileNetIsolation(doc.isolation, netContainers(cgroups));
+    compileBandwidth(shaperGroups(doc, cgroups));
   }
 
   /**
@@ -98,10 +129,39 @@ export class Isolation {
    * when the same policy and containers come again (the agent calls it on
    * every cgroup rescan).
    */
-  apply(doc: Policy, cgroups: CgroupTenants): { syscalls?: ApplyResult; network?: NetApplyResult & { root: string | null } } {
+  apply(doc: Policy, cgroups: CgroupTenants): { syscalls?: ApplyResult; network?: NetApplyResult & { root: string | null }; bandwidth?: ShaperApplyResult & { root: string | null } } {
     const network = this.#applyNet(doc, cgroups);
+    const bandwidth = this.#applyShaper(doc, cgroups);
     const syscalls = this.#applySys(doc, cgroups);
-    return { ...(syscalls ? { syscalls } : {}), ...(network ? { network } : {}) };
+    return { ...(syscalls ? { syscalls } : {}), ...(network ? { network } : {}), ...(bandwidth ? { bandwidth } : {}) };
+  }
+
+  /**
+   * Bandwidth: the shaper is open (adopting an earlier agent's pins) while a
+   * scope limits bandwidth, attached at the covering cgroup; limits change
+   * in place. Without such a scope its programs and pins are removed, also
+   * an earlier agent's.
+   */
+  #applyShaper(doc: Policy, cgroups: CgroupTenants): (ShaperApplyResult & { root: string | null }) | undefined {
+    const root = shaperRoot(doc);
+    const groups = shaperGroups(doc, cgroups);
+    const key = stableJson([root ?? null, groups]);
+    if (key === this.#shaperApplied) return undefined;
+    if (this.#shaper && root !== this.#shaperRoot) {
+      this.#shaper.remove(); // moving: the new attachment starts its groups afresh
+      this.#shaper = undefined;
+    }
+    if (root === undefined) {
+      if (this.#shaperApplied === '' && existsSync(join(this.#pinRoot, 'shaper-links'))) Shaper.open({ pinRoot: this.#pinRoot, cgroupRoot: cgroup2Root() }).remove();
+      this.#shaperRoot = undefined;
+      this.#shaperApplied = key;
+      return { groups: 0, cgroups: 0, added: [], removed: [], root: null };
+    }
+    this.#shaper ??= Shaper.open({ pinRoot: this.#pinRoot, cgroupRoot: root });
+    this.#shaperRoot = root;
+    const r = this.#shaper.apply(groups);
+    this.#shaperApplied = key;
+    return { ...r, root };
   }
 
   #applyNet(doc: Policy, cgroups: CgroupTenants): (NetApplyResult & { root: string | null }) | undefined {
@@ -183,6 +243,7 @@ export class Isolation {
       this.#store.close();
       this.#dp.close();
       this.#net.close();
+      this.#shaper?.close(); // limits stay in force
     }
   }
 
@@ -191,6 +252,11 @@ export class Isolation {
     const slots = new Set(this.#monitor.monitored().map((m) => m.id));
     const conns = new Map<string, GroupConnections>();
     for (const g of this.#netRoot === undefined ? [] : this.#net.connections()) for (const id of g.containers) conns.set(id, g);
+    const bw = new Map<string, GroupStats>((this.#shaper?.stats() ?? []).map((g) => [g.key, g]));
+    const bwOf = (c: Container, tenant: string | null): ContainerView['bandwidth'] => {
+      const g = bw.get(`container:${c.id}`) ?? (tenant === null ? undefined : bw.get(`tenant:${tenant}`));
+      return g ? { group: g.key, egress: { ...g.egress }, ingress: { ...g.ingress } } : null;
+    };
     const found = discoverContainers();
     const tenantOf = (c: Container) => cgroups?.tenants.get(c.cgroupId) ?? null;
     const scoped = new Map(scopeContainers(this.#scopes, found.flatMap((c) => {
@@ -204,6 +270,7 @@ export class Isolation {
         isolation: scope === undefined ? null : { index: scope, ...this.#scopes[scope]! },
         monitored: slots.has(c.id),
         connections: conns.has(c.id) ? { group: conns.get(c.id)!.group, open: conns.get(c.id)!.open, limit: conns.get(c.id)!.limit } : null,
+        bandwidth: scope === undefined ? null : bwOf(c, tenantOf(c)),
       };
     });
   }

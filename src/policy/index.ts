@@ -1,7 +1,7 @@
 // The policy document: schema, loading with precise errors, compilation.
 export { parsePolicy, loadPolicyFile, PolicyError, type PolicyIssue } from './load.js';
 export {
-  policySchema, securityRulesSchema, emptySecurity, notYetEnforced, ifnameProblem, ENFORCED_SECTIONS, RESERVED_ISOLATION_KEYS, RESERVED_TENANT, DEFAULT_CLASS,
+  policySchema, securityRulesSchema, emptySecurity, ifnameProblem, ENFORCED_SECTIONS, RESERVED_TENANT, DEFAULT_CLASS,
   PROTOCOLS, ATTACH_MODES,
   type Policy, type PolicyInput, type MeteringSection, type MeteringInterface, type AttachMode, type Tenant,
   type TrafficClass, type Plan, type Quota, type AlertsSection, type IsolationScope, type SecuritySection, type SecurityRules, type PortRange,

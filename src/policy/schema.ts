@@ -631,14 +631,6 @@ export type AlertsSection = NonNullable<Policy['alerts']>;
 export type IsolationScope = NonNullable<Policy['isolation']>[number];
 export type SecuritySection = NonNullable<Policy['security']>;
 
-/** Sections this version acts on (plans: invoices; quotas: alerts and enforcement in the datapath; security: rules, see src/firewall; isolation: syscall monitoring and policy, execs, see src/sysmon). */
+/** Sections this version acts on (plans: invoices; quotas: alerts and enforcement in the datapath; security: rules, see src/firewall; isolation: src/isolation). */
 export const ENFORCED_SECTIONS = ['version', 'metering', 'tenants', 'classes', 'plans', 'quotas', 'alerts', 'security', 'isolation'] as const;
-/** Keys of an isolation scope that are validated but not acted on yet. */
-export const RESERVED_ISOLATION_KEYS = ['bandwidth'] as const;
 
-/** The keys present in a policy that this version accepts but does not enforce yet, e.g. "isolation.bandwidth". */
-export function notYetEnforced(policy: Policy): string[] {
-  const out = new Set<string>();
-  for (const scope of policy.isolation ?? []) for (const k of RESERVED_ISOLATION_KEYS) if (scope[k] !== undefined) out.add(`isolation.${k}`);
-  return [...out];
-}
