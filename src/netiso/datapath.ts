@@ -4,9 +4,9 @@
 // connection counts, the socket marks that release them and the rules live
 // in the kernel, so enforcement and counting go on while no agent runs, and
 // a restarted agent continues the same counts.
-import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { BpfLink, BpfObject, TypedMap, linkInfo, progInfoById, s64, u32, u64, type BpfMap, type BpfProgram } from '../kernel/index.js';
+import { BpfLink, type BpfObject, loadPinned, TypedMap, linkInfo, progInfoById, s64, u32, u64, unpinLinks, type BpfMap, type BpfProgram } from '../kernel/index.js';
 import {
   TgNiGroup, TgNiRef, TgNiRule, TgNiScope, TgNiV4Key, TgNiV6Key,
   TG_NI_MAX_CGROUPS, TG_NI_MAX_GROUPS, TG_NI_SCOPE_GEN,
@@ -78,30 +78,10 @@ export class NetIsoDatapath {
    * Attaches nothing: see attach().
    */
   static open(opts: { pinRoot: string }): NetIsoDatapath {
-    const mapDir = join(opts.pinRoot, 'maps');
-    mkdirSync(mapDir, { recursive: true });
-    const obj = BpfObject.open(bpfObjectPath('netiso'));
-    try {
-      const stale = PINNED_MAPS.filter((name) => {
-        const pin = join(mapDir, name);
-        return existsSync(pin) && obj.pinMismatch(name, pin).length > 0;
-      });
-      const replaced = stale.some((n) => COUNTING.has(n)) ? [...new Set([...stale, ...COUNTING])] : stale;
-      for (const name of replaced) rmSync(join(mapDir, name), { force: true });
-      for (const name of PINNED_MAPS) {
-        const pin = join(mapDir, name);
-        if (existsSync(pin)) obj.reuseMap(name, pin);
-      }
-      obj.load();
-      for (const name of PINNED_MAPS) {
-        const pin = join(mapDir, name);
-        if (!existsSync(pin)) obj.map(name).pin(pin);
-      }
-      return new NetIsoDatapath(obj, opts.pinRoot, replaced);
-    } catch (err) {
-      obj.close();
-      throw err;
-    }
+    // Counts and their leases go together: one without the other would be wrong.
+    const together = (stale: string[]) => (stale.some((n) => COUNTING.has(n)) ? [...new Set([...stale, ...COUNTING])] : stale);
+    const { obj, replaced } = loadPinned(bpfObjectPath('netiso'), opts.pinRoot, PINNED_MAPS, together);
+    return new NetIsoDatapath(obj, opts.pinRoot, replaced);
   }
 
   /** A program by its link name (BPF_PROG_TEST_RUN drives `egress`; the socket hooks cannot be test-run). */
@@ -173,13 +153,7 @@ export class NetIsoDatapath {
 
   /** Detaches every hook (nothing is enforced or counted any more); the maps stay pinned. */
   detach(): void {
-    for (const name of Object.keys(NETISO_LINKS)) {
-      const pin = join(this.#linkDir, name);
-      if (!existsSync(pin)) continue;
-      const link = BpfLink.openPinned(pin);
-      link.unpin();
-      link.close();
-    }
+    unpinLinks(this.#linkDir, Object.keys(NETISO_LINKS));
   }
 
   /** The ring of struct tg_ni_event records and its per-CPU enum tg_sev_stat counters. */

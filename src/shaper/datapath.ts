@@ -7,7 +7,7 @@
 // the programs comes along, never detached and attached again.
 import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { BpfLink, BpfObject, type BpfProgram, TypedMap, linkInfo, progInfoById, u32, u64 } from '../kernel/index.js';
+import { BpfLink, type BpfObject, type BpfProgram, loadPinned, TypedMap, linkInfo, progInfoById, u32, u64, unpinLinks } from '../kernel/index.js';
 import {
   TgBwCfg,
   TgBwRef,
@@ -70,25 +70,7 @@ export class ShaperDatapath {
    * go on); a pin of another shape (an upgrade changed it) is replaced.
    */
   static open(opts: { pinRoot: string }): ShaperDatapath {
-    const mapDir = join(opts.pinRoot, 'maps');
-    mkdirSync(mapDir, { recursive: true });
-    const obj = BpfObject.open(bpfObjectPath('shaper'));
-    try {
-      for (const name of PINNED_MAPS) {
-        const pin = join(mapDir, name);
-        if (existsSync(pin) && obj.pinMismatch(name, pin).length > 0) rmSync(pin);
-        if (existsSync(pin)) obj.reuseMap(name, pin);
-      }
-      obj.load();
-      for (const name of PINNED_MAPS) {
-        const pin = join(mapDir, name);
-        if (!existsSync(pin)) obj.map(name).pin(pin);
-      }
-      return new ShaperDatapath(obj, opts.pinRoot);
-    } catch (err) {
-      obj.close();
-      throw err;
-    }
+    return new ShaperDatapath(loadPinned(bpfObjectPath('shaper'), opts.pinRoot, PINNED_MAPS).obj, opts.pinRoot);
   }
 
   /** One of the programs (for BPF_PROG_TEST_RUN and run-time statistics). */
@@ -154,16 +136,7 @@ export class ShaperDatapath {
 
   /** Detaches the programs: nothing is limited any more (maps and counters stay). */
   detach(): void {
-    for (const name of Object.keys(LINKS)) {
-      const pin = join(this.#linkDir, name);
-      if (!existsSync(pin)) continue;
-      const link = BpfLink.openPinned(pin);
-      try {
-        link.unpin();
-      } finally {
-        link.close();
-      }
-    }
+    unpinLinks(this.#linkDir, Object.keys(LINKS));
   }
 
   /** Removes the pins of this datapath's maps (after detach: the maps go when the last program using them does). */

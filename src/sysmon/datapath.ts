@@ -5,9 +5,9 @@
 // a restarted agent continues the same counts. The links exist only while
 // something is monitored: an attached sys_enter tracepoint sends every
 // syscall on the host through the slow path, monitored or not.
-import { closeSync, constants as fsc, existsSync, fstatSync, mkdirSync, openSync, rmSync } from 'node:fs';
+import { closeSync, constants as fsc, existsSync, fstatSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
-import { BpfLink, BpfObject, type BpfMap, type BpfProgram, cgroup2Root, TypedMap, linkInfo, progInfoById, u32 } from '../kernel/index.js';
+import { BpfLink, type BpfObject, type BpfMap, type BpfProgram, cgroup2Root, loadPinned, TypedMap, linkInfo, progInfoById, u32, unpinLinks } from '../kernel/index.js';
 import { TgSysCounts, TgSysPathKey, TgSysPathRule, TgSysRef, TgSysScope, TG_MAX_SYS_SCOPES, TG_MAX_SYS_SLOTS, TG_SYSCALL_NR } from '../kernel/abi.gen.js';
 import { bpfObjectPath } from '../paths.js';
 
@@ -59,25 +59,7 @@ export class SysmonDatapath {
    * are observations, not billing records.
    */
   static open(opts: { pinRoot: string }): SysmonDatapath {
-    const mapDir = join(opts.pinRoot, 'maps');
-    mkdirSync(mapDir, { recursive: true });
-    const obj = BpfObject.open(bpfObjectPath('sysmon'));
-    try {
-      for (const name of PINNED_MAPS) {
-        const pin = join(mapDir, name);
-        if (existsSync(pin) && obj.pinMismatch(name, pin).length > 0) rmSync(pin);
-        if (existsSync(pin)) obj.reuseMap(name, pin);
-      }
-      obj.load();
-      for (const name of PINNED_MAPS) {
-        const pin = join(mapDir, name);
-        if (!existsSync(pin)) obj.map(name).pin(pin);
-      }
-      return new SysmonDatapath(obj, opts.pinRoot);
-    } catch (err) {
-      obj.close();
-      throw err;
-    }
+    return new SysmonDatapath(loadPinned(bpfObjectPath('sysmon'), opts.pinRoot, PINNED_MAPS).obj, opts.pinRoot);
   }
 
   /** The sys_enter program (for BPF_PROG_TEST_RUN and run-time statistics). */
@@ -125,13 +107,7 @@ export class SysmonDatapath {
 
   /** Detaches the tracepoints (no syscall pays for them any more); the counts stay. */
   disable(): void {
-    for (const name of Object.keys(LINKS)) {
-      const pin = join(this.#linkDir, name);
-      if (!existsSync(pin)) continue;
-      const link = BpfLink.openPinned(pin);
-      link.unpin();
-      link.close();
-    }
+    unpinLinks(this.#linkDir, Object.keys(LINKS));
   }
 
   /** The ring of struct tg_sys_event records and its per-CPU enum tg_sev_stat counters. */
