@@ -2,8 +2,8 @@
 // isolation scopes govern, their syscall monitoring and policy
 // (src/sysmon), their connection limits and destination rules
 // (src/netiso), their bandwidth (src/shaper), and what the API shows of
-// containers. The agent hands it
-// every policy it applies and every cgroup rescan.
+// containers. The agent hands it every policy it applies and every cgroup
+// rescan.
 import { discoverContainers, type Container } from '../containers/index.js';
 import type { CgroupTenants } from '../metering/cgroup-tenants.js';
 import { cgroupCoveringRoot, type IsolationScope, type Policy } from '../policy/index.js';
@@ -43,7 +43,7 @@ export interface ContainerView {
 /** The cgroup covering every tenant's globs: where the cgroup programs attach. */
 const coveringRoot = (doc: Policy): string => cgroupCoveringRoot(doc.tenants.flatMap((t) => t.selectors.cgroups)) ?? '/';
 
-/** The containers a policy's network rules need hooks for, and where: the cgroup covering every tenant's globs. */
+/** Where the network hooks go: the covering cgroup, when a scope limits connections or destinations. */
 function netRoot(doc: Policy): string | undefined {
   if (!(doc.isolation ?? []).some((s) => s.maxConnections !== undefined || s.destinations !== undefined)) return undefined;
   return coveringRoot(doc);
@@ -97,10 +97,11 @@ export class Isolation {
   }
 
   /**
-   * Loads both datapaths (adopting their pins). The network hooks are
-   * attached where the first policy needs them (apply), and stay where an
-   * earlier agent left them until then: counts are exact only while the
-   * socket release hook stays attached.
+   * Loads the syscall and network datapaths (adopting their pins; the
+   * bandwidth one is loaded when a policy limits bandwidth). The network
+   * hooks are attached where the first policy needs them (apply), and stay
+   * where an earlier agent left them until then: counts are exact only
+   * while the socket release hook stays attached.
    */
   static open(opts: { pinRoot: string; syscallsDb: string }): Isolation {
     assertSyscallArch();
@@ -116,7 +117,7 @@ export class Isolation {
     }
   }
 
-  /** Throws (naming the policy field) when the policy's network rules do not fit the datapath; changes nothing. */
+  /** Throws (naming the field) when the policy's network or bandwidth rules do not fit the datapaths; changes nothing. */
   check(doc: Policy, cgroups: CgroupTenants): void {
     compileNetIsolation(doc.isolation, netContainers(cgroups));
     compileBandwidth(shaperGroups(doc, cgroups));
