@@ -37,18 +37,20 @@ const WORKLOAD_C = String.raw`
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
-/* workload getpid|write N: prints ns per iteration (CLOCK_MONOTONIC). */
+/* workload getpid|write|file N [FILE]: prints ns per iteration (CLOCK_MONOTONIC).
+   write: 1 byte to /dev/null; file: 64 bytes at offset 0 of FILE (tmpfs) with pwrite. */
 int main(int argc, char **argv) {
-  if (argc != 3) return 2;
-  int wr = strcmp(argv[1], "write") == 0;
+  if (argc < 3) return 2;
+  int wr = strcmp(argv[1], "write") == 0, file = strcmp(argv[1], "file") == 0;
   long n = atol(argv[2]);
-  int fd = open("/dev/null", O_WRONLY);
-  char c = 0;
+  int fd = file ? open(argc > 3 ? argv[3] : "", O_WRONLY | O_CREAT, 0600) : open("/dev/null", O_WRONLY);
+  char c[64] = { 0 };
   struct timespec a, b;
   if (fd < 0 || n <= 0) return 2;
   clock_gettime(CLOCK_MONOTONIC, &a);
   for (long i = 0; i < n; i++) {
-    if (wr) { if (write(fd, &c, 1) != 1) return 1; }
+    if (wr) { if (write(fd, c, 1) != 1) return 1; }
+    else if (file) { if (pwrite(fd, c, sizeof(c), 0) != sizeof(c)) return 1; }
     else syscall(SYS_getpid); /* the raw syscall, never a cached wrapper */
   }
   clock_gettime(CLOCK_MONOTONIC, &b);
@@ -63,18 +65,20 @@ char LICENSE[] SEC("license") = "GPL";
 SEC("raw_tp/sys_enter") int tg_sys_enter_floor(void *ctx) { return 0; }
 `;
 
-const WORKLOADS = ['getpid', 'write'] as const;
+const WORKLOADS = ['getpid', 'write', 'file'] as const;
 type Workload = (typeof WORKLOADS)[number];
 const CONFIGS = ['off', 'monitored', 'attached, other cgroup', 'empty program (floor)'] as const;
 type Config = (typeof CONFIGS)[number];
 const TARGET = 0.1;
+/** The file workload's target: on tmpfs, so the write costs memory copies, not a disk. */
+const SHM_FILE = `/dev/shm/tgbi-${process.pid}`;
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const pct = (r: number): string => `${r >= 1 ? '+' : ''}${((r - 1) * 100).toFixed(1)}%`;
 
 /** Runs the workload inside a cgroup (the shell moves itself there, then execs); its ns per syscall. */
 function runWorkload(bin: string, cgroup: string, w: Workload, n: number): number {
-  const r = spawnSync('sh', ['-c', `echo $$ > ${join(cgroup, 'cgroup.procs')} && exec ${bin} ${w} ${n}`], { encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync('sh', ['-c', `echo $$ > ${join(cgroup, 'cgroup.procs')} && exec ${bin} ${w} ${n} ${SHM_FILE}`], { encoding: 'utf8', timeout: 60_000 });
   if (r.status !== 0) throw new Error(`workload ${w} ${n} in ${cgroup} failed (status ${r.status}, ${r.signal ?? 'no signal'}): ${r.stderr}`);
   const ns = Number(r.stdout.trim());
   if (!(ns > 0)) throw new Error(`workload ${w} printed '${r.stdout}'`);
@@ -82,14 +86,20 @@ function runWorkload(bin: string, cgroup: string, w: Workload, n: number): numbe
 }
 
 export async function main(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { rounds: { type: 'string', default: '7' }, ms: { type: 'string', default: '300' } } });
-  const rounds = Number(values.rounds);
-  const ms = Number(values.ms);
+  const { values } = parseArgs({ args: argv, options: { rounds: { type: 'string', default: '7' }, ms: { type: 'string', default: '300' }, part: { type: 'string', default: 'all' } } });
+  if (!['all', 'syscalls', 'bandwidth'].includes(values.part)) throw new RangeError(`--part must be all, syscalls or bandwidth, got ${values.part}`);
+  if (values.part !== 'bandwidth') await syscallBench(values.rounds, values.ms);
+  if (values.part !== 'syscalls') await bandwidthBench(); // bench/isolation-bandwidth.ts: bandwidth limits, ours against tc htb/tbf
+}
+
+async function syscallBench(roundsFlag: string, msFlag: string): Promise<void> {
+  const rounds = Number(roundsFlag);
+  const ms = Number(msFlag);
   for (const [name, v, lo, hi] of [['--rounds', rounds, 1, 100], ['--ms', ms, 50, 5000]] as const) {
     if (!Number.isInteger(v) || v < lo || v > hi) throw new RangeError(`${name} must be an integer from ${lo} to ${hi}, got ${v}`);
   }
   const prefix = `tgbi-${process.pid}`;
-  const nr: Record<Workload, number> = { getpid: syscallNumber('getpid')!, write: syscallNumber('write')! };
+  const nr: Record<Workload, number> = { getpid: syscallNumber('getpid')!, write: syscallNumber('write')!, file: syscallNumber('pwrite64')! };
 
   ensureBpffs();
   const dir = mkdtempSync(join(tmpdir(), `${prefix}-`));
@@ -148,11 +158,12 @@ export async function main(argv: string[]): Promise<void> {
       iters[w] = Math.min(50_000_000, Math.max(100_000, Math.round((ms * 1e6) / ns / 1000) * 1000));
     }
     console.log(`isolation bench: syscall-monitoring overhead; workload in ${c.cgroupPath} (or ${other.slice(cgroup2Root().length)} for the other cgroup), ${rounds} rounds, configuration order rotating`);
-    console.log(`  iterations per run: getpid (raw syscall) ${iters.getpid}, write(/dev/null, 1 byte) ${iters.write} (about ${ms} ms each with monitoring off)`);
+    console.log(`  iterations per run: getpid (raw syscall) ${iters.getpid}, write (1 byte to /dev/null) ${iters.write}, file (pwrite 64 bytes to a tmpfs file) ${iters.file} (about ${ms} ms each with monitoring off)`);
 
     const ns: Record<Workload, Record<Config, number[]>> = {
       getpid: { off: [], monitored: [], 'attached, other cgroup': [], 'empty program (floor)': [] },
       write: { off: [], monitored: [], 'attached, other cgroup': [], 'empty program (floor)': [] },
+      file: { off: [], monitored: [], 'attached, other cgroup': [], 'empty program (floor)': [] },
     };
     for (let i = 0; i < rounds; i++) {
       const order = CONFIGS.map((_, k) => CONFIGS[(i + k) % CONFIGS.length]!);
@@ -208,14 +219,14 @@ export async function main(argv: string[]): Promise<void> {
       }
     }
     const beyond = (w: Workload, cfg: Config) => (median(ns[w][cfg]) - median(ns[w]['empty program (floor)'])).toFixed(1);
-    console.log(`\nours beyond the empty program (medians): getpid ${beyond('getpid', 'monitored')} ns monitored, ${beyond('getpid', 'attached, other cgroup')} ns other cgroup; write ${beyond('write', 'monitored')} ns monitored, ${beyond('write', 'attached, other cgroup')} ns other cgroup`);
+    console.log(`\nours beyond the empty program (medians): ${WORKLOADS.map((w) => `${w} ${beyond(w, 'monitored')} ns monitored, ${beyond(w, 'attached, other cgroup')} ns other cgroup`).join('; ')}`);
     console.log('');
-    console.log('| program ns per run (bpf_stats, one run each; includes the stats\' own timing) | getpid | write |');
-    console.log('|---|---|---|');
+    console.log(`| program ns per run (bpf_stats, one run each; includes the stats' own timing) | ${WORKLOADS.join(' | ')} |`);
+    console.log(`|---|${WORKLOADS.map(() => '---|').join('')}`);
     const label: Record<(typeof STATS)[number], string> = {
       monitored: 'tg_sys_enter, monitored: counted', 'attached, other cgroup': 'tg_sys_enter, other cgroup: lookup miss', 'empty program (floor)': 'empty program (floor)',
     };
-    for (const cfg of STATS) console.log(`| ${label[cfg]} | ${progNs.getpid[cfg]!.toFixed(1)} | ${progNs.write[cfg]!.toFixed(1)} |`);
+    for (const cfg of STATS) console.log(`| ${label[cfg]} | ${WORKLOADS.map((w) => progNs[w][cfg]!.toFixed(1)).join(' | ')} |`);
     console.log(`\ncorrectness: every monitored run counted >= N of its syscall in the container's slot, no run outside it counted; the store holds ${stored} getpid syscalls for the container`);
   } finally {
     // Every step, even when an earlier one failed; nothing of the bench's is left behind.
@@ -230,6 +241,7 @@ export async function main(argv: string[]): Promise<void> {
       () => removePins(pinRoot),
       ...cgDirs.map((d) => () => rmdirIfPresent(d)),
       () => rmSync(dir, { recursive: true, force: true }),
+      () => rmSync(SHM_FILE, { force: true }),
     ];
     for (const step of steps) {
       try {
@@ -239,7 +251,6 @@ export async function main(argv: string[]): Promise<void> {
       }
     }
   }
-  await bandwidthBench(); // bench/isolation-bandwidth.ts: bandwidth limits, ours against tc htb/tbf
 }
 
 function rmdirIfPresent(d: string): void {
