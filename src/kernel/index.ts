@@ -17,4 +17,4 @@ export { parseMounts, readMounts, findCgroup2, type Mount } from './proc-mounts.
 export { ifindexOf, enterNetns, withNetns } from './netns.js';
 export { datasecVars, type SectionVar } from './btf.js';
 export { taiOffsetMs } from './clock.js';
-export { loadPinned, unpinLinks } from './pinned.js';
+export { attachCgroupLinks, loadPinned, unpinLinks, type CgroupLinksResult } from './pinned.js';

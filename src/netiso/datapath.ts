@@ -4,9 +4,9 @@
 // connection counts, the socket marks that release them and the rules live
 // in the kernel, so enforcement and counting go on while no agent runs, and
 // a restarted agent continues the same counts.
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { BpfLink, type BpfObject, loadPinned, TypedMap, linkInfo, progInfoById, s64, u32, u64, unpinLinks, type BpfMap, type BpfProgram } from '../kernel/index.js';
+import { attachCgroupLinks, BpfLink, type BpfObject, type CgroupLinksResult, loadPinned, TypedMap, linkInfo, s64, u32, u64, unpinLinks, type BpfMap, type BpfProgram } from '../kernel/index.js';
 import {
   TgNiGroup, TgNiRef, TgNiRule, TgNiScope, TgNiV4Key, TgNiV6Key,
   TG_NI_MAX_CGROUPS, TG_NI_MAX_GROUPS, TG_NI_SCOPE_GEN,
@@ -28,16 +28,9 @@ export const NETISO_LINKS = {
   egress: 'tg_ni_egress',
 } as const;
 
-export interface NetAttachResult {
+export interface NetAttachResult extends CgroupLinksResult {
   /** The cgroup (absolute path) the hooks run at. */
   cgroup: string;
-  cgroupId: bigint;
-  /** Links found pinned at that cgroup running this very build. */
-  adopted: string[];
-  /** Links found pinned at that cgroup running another build: swapped in place (bpf_link_update). */
-  updated: string[];
-  /** Links attached now (none was pinned, or one at another cgroup, replaced). */
-  attached: string[];
 }
 
 export type NetGroupSlot = TgNiGroup;
@@ -97,40 +90,8 @@ export class NetIsoDatapath {
    * socket from being counted or released twice).
    */
   attach(path: string): NetAttachResult {
-    mkdirSync(this.#linkDir, { recursive: true });
-    const cgroupId = statSync(path, { bigint: true }).ino;
-    const out: NetAttachResult = { cgroup: path, cgroupId, adopted: [], updated: [], attached: [] };
-    for (const [name, progName] of Object.entries(NETISO_LINKS)) {
-      const pin = join(this.#linkDir, name);
-      const prog = this.#obj.program(progName);
-      let old: BpfLink | undefined;
-      if (existsSync(pin)) {
-        old = BpfLink.openPinned(pin);
-        const info = linkInfo(old.fd);
-        if (info.cgroupId === cgroupId) {
-          try {
-            if (progInfoById(info.progId).tag === prog.info().tag) out.adopted.push(name);
-            else {
-              old.update(prog);
-              out.updated.push(name);
-            }
-          } finally {
-            old.close();
-          }
-          continue;
-        }
-      }
-      const link = prog.attachCgroup(path);
-      try {
-        if (old) old.unpin();
-        link.pin(pin);
-        out.attached.push(name);
-      } finally {
-        link.close();
-        old?.close();
-      }
-    }
-    return out;
+    const programs = Object.fromEntries(Object.entries(NETISO_LINKS).map(([name, prog]) => [name, this.#obj.program(prog)]));
+    return { cgroup: path, ...attachCgroupLinks(this.#linkDir, path, programs) };
   }
 
   /** The cgroup id the hooks are attached at; undefined when they are not (all pinned links must agree). */

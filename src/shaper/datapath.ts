@@ -5,9 +5,9 @@
 // and slot where it left them. Links are attached at one cgroup above the
 // containers and swapped atomically (bpf_link_update) when a new build of
 // the programs comes along, never detached and attached again.
-import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { BpfLink, type BpfObject, type BpfProgram, loadPinned, TypedMap, linkInfo, progInfoById, u32, u64, unpinLinks } from '../kernel/index.js';
+import { attachCgroupLinks, BpfLink, type BpfObject, type BpfProgram, loadPinned, TypedMap, linkInfo, u32, u64, unpinLinks } from '../kernel/index.js';
 import {
   TgBwCfg,
   TgBwRef,
@@ -99,39 +99,9 @@ export class ShaperDatapath {
    * old one goes (for a moment a packet may be counted by both).
    */
   attach(cgroupPath: string): { adopted: boolean } {
-    const cgroupId = statSync(cgroupPath, { bigint: true }).ino;
-    mkdirSync(this.#linkDir, { recursive: true });
-    let adopted = true;
-    for (const [name, progName] of Object.entries(LINKS)) {
-      const pin = join(this.#linkDir, name);
-      const prog = this.#obj.program(progName);
-      let old: BpfLink | undefined;
-      if (existsSync(pin)) {
-        old = BpfLink.openPinned(pin);
-        const info = linkInfo(old.fd);
-        if (info.cgroupId === cgroupId) {
-          try {
-            if (progInfoById(info.progId).tag !== prog.info().tag) {
-              old.update(prog);
-              adopted = false;
-            }
-          } finally {
-            old.close();
-          }
-          continue;
-        }
-      }
-      adopted = false;
-      const link = prog.attachCgroup(cgroupPath);
-      try {
-        if (old) old.unpin();
-        link.pin(pin);
-      } finally {
-        link.close();
-        old?.close();
-      }
-    }
-    return { adopted };
+    const programs = Object.fromEntries(Object.entries(LINKS).map(([name, prog]) => [name, this.#obj.program(prog)]));
+    const r = attachCgroupLinks(this.#linkDir, cgroupPath, programs);
+    return { adopted: r.updated.length === 0 && r.attached.length === 0 };
   }
 
   /** Detaches the programs: nothing is limited any more (maps and counters stay). */
