@@ -23,7 +23,8 @@
 // Absolute numbers on a shared 2-core VM are noise; compare the rows.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { removeCgroup } from '../lab/index.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -342,7 +343,7 @@ export async function bandwidthBench(opts: BandwidthBenchOptions = {}): Promise<
       () => void (netns && spawnSync('ip', ['netns', 'del', nsC], { stdio: 'ignore' })),
       () => void spawnSync('ip', ['netns', 'del', nsS], { stdio: 'ignore' }),
       async () => {
-        for (const d of [...dirs].reverse()) await rmdirRetry(d);
+        for (const d of [...dirs].reverse()) removeCgroup(d, 100);
       },
       () => rmSync(work, { recursive: true, force: true }),
     ];
@@ -378,16 +379,3 @@ function fmtUs(us: number): string {
   return a >= 1000 ? `${(us / 1000).toFixed(1)} ms` : `${us.toFixed(0)} us`;
 }
 
-async function rmdirRetry(d: string): Promise<void> {
-  for (let i = 0; ; i++) {
-    try {
-      rmdirSync(d);
-      return;
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') return;
-      if (code !== 'EBUSY' || i >= 100) throw e;
-      await sleep(20);
-    }
-  }
-}

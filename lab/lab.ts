@@ -342,6 +342,24 @@ export interface LabDownReport {
   removedStateFile: boolean;
 }
 
+/**
+ * Removes a cgroup directory whose processes may still be exiting: EBUSY is
+ * retried every 20 ms, at most `tries` times; one already gone is fine.
+ */
+export function removeCgroup(dir: string, tries = 50): void {
+  for (let i = 0; ; i++) {
+    try {
+      rmdirSync(dir);
+      return;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return;
+      if (code !== 'EBUSY' || i >= tries) throw e;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+    }
+  }
+}
+
 /** Directories of a cgroup subtree, deepest first (rmdir order). */
 function cgroupSubtree(root: string): string[] {
   const out: string[] = [];

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { cgroup2Root } from '../src/kernel/index.js';
 import { cleanupAgentDir, runCli, startAgentProcess, type AgentProcess } from './helpers/agent.js';
+import { removeCgroup } from '../lab/index.js';
 import { kernelReady, tag } from './kernel/helpers.js';
 
 type Row = { id: string; tenant: string | null; monitored: boolean; cgroup: string; isolation: { index: number } | null };
@@ -42,14 +43,8 @@ async function isolationAgent(t: TestContext, prefix: string, ids: string[], iso
     await self.agent?.stop();
     if (self.agent) cleanupAgentDir(self.agent);
     const docker = join(root, 'docker');
-    const made = existsSync(docker) ? readdirSync(docker).map((id) => join(docker, id)) : []; // also containers a test made later
-    for (const d of [...made, docker, root]) {
-      try {
-        rmdirSync(d);
-      } catch {
-        // already gone
-      }
-    }
+    const made = existsSync(docker) ? readdirSync(docker, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => join(docker, e.name)) : []; // also containers a test made later
+    for (const d of [...made, docker, root]) removeCgroup(d);
     rmSync(dir, { recursive: true, force: true });
   });
   for (const c of cgroups) mkdirSync(c, { recursive: true });

@@ -6,7 +6,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cgroup2Root, removePins } from '../src/kernel/index.js';
@@ -16,6 +16,7 @@ import { seccompProfile, type SeccompProfile } from '../src/sysmon/seccomp.js';
 import { SyscallStore } from '../src/sysmon/store.js';
 import { syscallName } from '../src/sysmon/syscalls.js';
 import { kernelReady, tag } from './kernel/helpers.js';
+import { removeCgroup } from '../lab/index.js';
 
 /** Debian's Python: python3-seccomp is a module of it (a python3 earlier on PATH, e.g. pyenv's, lacks it). */
 const PYTHON = '/usr/bin/python3';
@@ -53,19 +54,7 @@ function containerCgroup(t: TestContext, id: string): { dir: string; path: strin
   const dir = join(root, 'docker', id);
   mkdirSync(dir, { recursive: true });
   t.after(() => {
-    for (const d of [dir, join(root, 'docker'), root]) {
-      for (let i = 0; ; i++) {
-        try {
-          rmdirSync(d);
-          break;
-        } catch (e) {
-          const code = (e as NodeJS.ErrnoException).code;
-          if (code === 'ENOENT') break;
-          if (code !== 'EBUSY' || i >= 50) throw e;
-          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20); // a process still exiting
-        }
-      }
-    }
+    for (const d of [dir, join(root, 'docker'), root]) removeCgroup(d); // a process may still be exiting
   });
   return { dir, path: dir.slice(cgroup2Root().length) };
 }

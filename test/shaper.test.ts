@@ -11,7 +11,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { cgroup2Root, ensureBpffs, removePins } from '../src/kernel/index.js';
@@ -20,6 +20,7 @@ import { ShaperDatapath } from '../src/shaper/datapath.js';
 import { Shaper } from '../src/shaper/shaper.js';
 import { compileBandwidth, type BandwidthGroup, type ShaperContainer } from '../src/shaper/compile.js';
 import { ethernet, ipv4, ipv6, tcp, udp, TCP_FLAGS } from '../lab/packets.js';
+import { removeCgroup } from '../lab/index.js';
 import { tag } from './kernel/helpers.js';
 
 const M = 1_000_000;
@@ -234,7 +235,7 @@ class Lab {
       () => void spawnSync('ip', ['netns', 'del', this.nsC], { stdio: 'ignore' }),
       () => void spawnSync('ip', ['netns', 'del', this.nsS], { stdio: 'ignore' }),
       async () => {
-        for (const d of this.#dirs.reverse()) await rmdirRetry(d);
+        for (const d of this.#dirs.reverse()) removeCgroup(d); // its processes may still be exiting
       },
     ];
     const errors: unknown[] = [];
@@ -249,19 +250,6 @@ class Lab {
   }
 }
 
-async function rmdirRetry(d: string): Promise<void> {
-  for (let i = 0; ; i++) {
-    try {
-      rmdirSync(d);
-      return;
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') return;
-      if (code !== 'EBUSY' || i >= 50) throw e;
-      await sleep(20); // its processes are still exiting
-    }
-  }
-}
 
 interface IperfInterval {
   sum: { bits_per_second: number; start: number; end: number };

@@ -4,7 +4,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, rmdirSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cgroup2Root, RingBufReader, TypedMap, u32, u64 } from '../src/kernel/index.js';
@@ -16,6 +16,7 @@ import { SyscallMonitor, type MonitoredContainer } from '../src/sysmon/monitor.j
 import { SyscallStore } from '../src/sysmon/store.js';
 import { syscallNumber } from '../src/sysmon/syscalls.js';
 import { kernelReady, pinDir, tag } from './kernel/helpers.js';
+import { removeCgroup } from '../lab/index.js';
 
 const nr = (name: string): number => syscallNumber(name)!;
 
@@ -113,7 +114,7 @@ function containerCgroup(t: TestContext, id: string): { container: string; paylo
   const payload = join(container, 'payload');
   mkdirSync(payload, { recursive: true });
   t.after(() => {
-    for (const d of [payload, container, join(root, 'docker'), root]) rmdirSync(d); // the processes ran to the end inside
+    for (const d of [payload, container, join(root, 'docker'), root]) removeCgroup(d);
   });
   return { container, payload, path: container.slice(cgroup2Root().length) };
 }

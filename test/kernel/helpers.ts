@@ -2,10 +2,11 @@
 // that skip (never silently pass), and self-cleaning namespaces, veths,
 // cgroups and pin directories, all named with the `tgk` prefix.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, rmdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { cgroup2Root, ensureBpffs, removePins } from '../../src/kernel/index.js';
+import { removeCgroup } from '../../lab/index.js';
 
 export const FIXTURES = join(import.meta.dirname, '../../build/bpf/tests');
 export const fixture = (name: string): string => join(FIXTURES, `${name}.bpf.o`);
@@ -116,17 +117,6 @@ export function ping(ns: string, addr: string, count = 5): number {
 export function cgroupDir(t: TestContext): string {
   const d = join(cgroup2Root(), `tgk-${tag()}`);
   mkdirSync(d);
-  t.after(() => {
-    for (let i = 0; i < 50; i++) {
-      try {
-        rmdirSync(d);
-        return;
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20); // processes still exiting
-      }
-    }
-    rmdirSync(d);
-  });
+  t.after(() => removeCgroup(d)); // after its processes exit
   return d;
 }
