@@ -42,10 +42,10 @@ async function isolationAgent(t: TestContext, prefix: string, ids: string[], iso
   t.after(async () => {
     await self.agent?.stop();
     if (self.agent) cleanupAgentDir(self.agent);
+    rmSync(dir, { recursive: true, force: true });
     const docker = join(root, 'docker');
     const made = existsSync(docker) ? readdirSync(docker, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => join(docker, e.name)) : []; // also containers a test made later
     for (const d of [...made, docker, root]) removeCgroup(d);
-    rmSync(dir, { recursive: true, force: true });
   });
   for (const c of cgroups) mkdirSync(c, { recursive: true });
   mkdirSync(join(dir, 'agent'));
