@@ -292,7 +292,7 @@ export class Isolation {
   /** What a container was seen doing (since a time, ms), synced first; undefined for a container never monitored. */
   syscalls(id: string, since = 0): { container: { id: string; runtime: string; tenant: string; cgroup: string }; syscalls: SeenSyscall[] } | undefined {
     const seen = this.#monitor.seen(id, since);
-    const known = this.#store.containers().find((c) => c.id === id);
+    const known = this.#store.container(id);
     if (!seen || !known) return undefined;
     return { container: { id, runtime: known.runtime, tenant: known.tenant, cgroup: known.cgroupPath }, syscalls: seen };
   }

@@ -117,7 +117,7 @@ export class SyscallMonitor {
   /** What a container was seen doing (synced first when it is monitored now); undefined when never seen. */
   seen(containerId: string, since = 0): SeenSyscall[] | undefined {
     if (this.#slots.has(containerId)) this.sync();
-    if (!this.#store.containers().some((c) => c.id === containerId)) return undefined;
+    if (!this.#store.container(containerId)) return undefined;
     return this.#store.seen(containerId, since);
   }
 

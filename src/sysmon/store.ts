@@ -61,6 +61,13 @@ export interface Reading {
   counts: readonly bigint[];
 }
 
+type ContainerRow = Record<string, string | bigint>;
+
+const known = (r: ContainerRow): KnownContainer => ({
+  id: String(r.container), runtime: String(r.runtime), tenant: String(r.tenant), cgroupPath: String(r.cgroup),
+  firstAt: Number(r.first_at), lastAt: Number(r.last_at),
+});
+
 export class SyscallStore {
   readonly #db: Db;
   readonly #checkpoint: Statement;
@@ -121,11 +128,13 @@ export class SyscallStore {
 
   /** Every container the store has observations of. */
   containers(): KnownContainer[] {
-    const rows = this.#db.prepare('SELECT * FROM containers ORDER BY container').all() as Array<Record<string, string | bigint>>;
-    return rows.map((r) => ({
-      id: String(r.container), runtime: String(r.runtime), tenant: String(r.tenant), cgroupPath: String(r.cgroup),
-      firstAt: Number(r.first_at), lastAt: Number(r.last_at),
-    }));
+    return (this.#db.prepare('SELECT * FROM containers ORDER BY container').all() as ContainerRow[]).map(known);
+  }
+
+  /** One container the store has observations of. */
+  container(id: string): KnownContainer | undefined {
+    const row = this.#db.prepare('SELECT * FROM containers WHERE container = ?').get(id) as ContainerRow | undefined;
+    return row && known(row);
   }
 
   close(): void {
