@@ -4,13 +4,13 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cgroup2Root, RingBufReader, TypedMap, u32, u64 } from '../src/kernel/index.js';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { compileSysScopes } from '../src/sysmon/scopes.js';
-import { TgSysEvent, TG_SEV_SENT, TG_SEV_SUPPRESSED, TG_SYS_ACT_REPORTED, TG_SYS_EVENTS_PER_SEC, TG_SYSCALL_OTHER, TG_SYSEV_DENIED } from '../src/kernel/abi.gen.js';
+import { compileSysPaths, compileSysScopes } from '../src/sysmon/scopes.js';
+import { TgSysEvent, TG_SEV_SENT, TG_SEV_SUPPRESSED, TG_SYS_ACT_KILLED, TG_SYS_ACT_REPORTED, TG_SYS_EVENTS_PER_SEC, TG_SYSCALL_OTHER, TG_SYSEV_DENIED, TG_SYSEV_FILE } from '../src/kernel/abi.gen.js';
 import { SysmonDatapath } from '../src/sysmon/datapath.js';
 import { SyscallMonitor, type MonitoredContainer } from '../src/sysmon/monitor.js';
 import { SyscallStore } from '../src/sysmon/store.js';
@@ -174,4 +174,72 @@ test('a monitored container\'s processes are counted, in its payload cgroup too;
   assert.equal(b.dp.enabled, false);
   assert.equal(b.store.seen(id).find((s) => s.nr === nr('getppid'))!.count, 4000n);
   assert.equal(b.monitor.seen('ff'.repeat(32)), undefined);
+});
+
+test('a sensitive file is caught by the path the kernel resolved: relative, through symlinks, .., /proc/self/root and a directory fd; enforce kills before the descriptor returns', async (t) => {
+  if (!kernelReady(t)) return;
+  const dp = open(t, pinDir(t));
+  t.after(() => dp.disable());
+  const ring = new RingBufReader(dp.events().ring);
+  const records: Buffer[] = [];
+  ring.on('records', (r) => records.push(...r));
+  t.after(() => ring.stop());
+  await ring.ready;
+  // On tmpfs at /dev/shm: the walk up crosses two mounts (/dev/shm, /dev) to the root.
+  const dir = mkdtempSync('/dev/shm/tgsp-');
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  mkdirSync(join(dir, 'secret'));
+  mkdirSync(join(dir, 'open'));
+  for (const f of ['secret/key', 'open/file']) writeFileSync(join(dir, f), 'x');
+  symlinkSync(join(dir, 'secret/key'), join(dir, 'link'));
+  const key = join(dir, 'secret/key');
+  const cg = containerCgroup(t, 'd5'.repeat(32));
+  const policy = (mode: 'audit' | 'enforce') => [{ tenant: 'acme', execs: { log: false, alert: [] }, sensitivePaths: { mode, paths: [`${dir}/secret/`] } }];
+  const apply = (mode: 'audit' | 'enforce') => {
+    dp.setPaths(compileSysPaths(policy(mode)));
+    dp.setScopes(compileSysScopes(policy(mode)));
+  };
+  apply('audit');
+  dp.setCgroups(new Map([[statSync(cg.container, { bigint: true }).ino, { cgroup: { cgroupId: statSync(cg.container, { bigint: true }).ino, cgroupPath: cg.path }, ref: { slot: 1, scope: 1, lease: 1, pad: 0 } }]]));
+  dp.enable();
+  assert.equal(dp.checkingPaths, true, 'the open exits are attached with sensitive paths');
+  const events = async (n: number) => {
+    for (let i = 0; i < 100 && records.length < n; i++) await sleep(20);
+    await sleep(100); // and nothing more
+    return records.splice(0).map((r) => TgSysEvent.decode(r)).filter((e) => e.type === TG_SYSEV_FILE);
+  };
+  const text = (chars: number[]) => Buffer.from(chars.map((c) => c & 0xff)).toString().replace(/\0.*$/s, '');
+  const python = (cgroup: string | undefined, code: string) => spawnSync('sh', ['-c', `${cgroup ? `echo $$ > ${join(cgroup, 'cgroup.procs')} && ` : ''}exec /usr/bin/python3 -c "${code}"`], { timeout: 20_000, encoding: 'utf8' });
+
+  const OPENS = [
+    `open('${key}').close()`, // absolute
+    `os.chdir('${dir}'); open('secret/key').close()`, // relative to the working directory
+    `open('${dir}/link').close()`, // a symbolic link to it
+    `open('${dir}/open/../secret/key').close()`,
+    `open('/proc/self/root${key}').close()`,
+    `os.close(os.open('key', os.O_RDONLY, dir_fd=os.open('${dir}/secret', os.O_RDONLY)))`, // relative to a directory fd
+  ];
+  const NOT = [
+    `open('${dir}/open/file').close()`, // another file
+    `os.close(os.open('${dir}/secret', os.O_RDONLY))`, // the directory itself is not under '<dir>/secret/'
+    `exec('try: open(\\'${dir}/secret/missing\\')\\nexcept FileNotFoundError: pass')`, // a failed open opened nothing
+  ];
+  const run = python(cg.container, ['import os', ...OPENS, ...NOT].join('; '));
+  assert.equal(run.status, 0, run.stderr);
+  const got = await events(OPENS.length);
+  assert.deepEqual(got.map((e) => [text(e.path), e.nr, e.action, e.pid, e.scope]), OPENS.map(() => [key, nr('openat'), TG_SYS_ACT_REPORTED, run.pid, 1]));
+  const outside = python(undefined, `open('${key}').close()`);
+  assert.equal(outside.status, 0, outside.stderr);
+  assert.deepEqual(await events(1), [], 'a process outside the container is not checked');
+
+  // enforce: killed on the way out of openat, before it could read the file
+  apply('enforce');
+  const killed = python(cg.container, `import os; os.chdir('${dir}/open'); print('before', flush=True); f = open('../link'); print('after', f.read())`);
+  assert.equal(killed.signal, 'SIGKILL', JSON.stringify(killed));
+  assert.equal(killed.stdout, 'before\n');
+  assert.deepEqual((await events(1)).map((e) => [text(e.path), e.action, e.pid]), [[key, TG_SYS_ACT_KILLED, killed.pid]]);
+
+  // no sensitive paths left: the open exits go, monitoring stays
+  dp.setPaths([]);
+  assert.deepEqual([dp.checkingPaths, dp.enabled], [false, true]);
 });

@@ -15,6 +15,15 @@
  * process never returns to user space. The syscall itself still runs (a
  * tracepoint cannot skip it); seccomp profiles are what prevent one.
  *
+ * A file a monitored task opened under one of its scope's sensitive path
+ * prefixes is caught on the way out of the open syscalls, by the path the
+ * kernel resolved (relative paths, symbolic links, /proc/self/root and
+ * file handles included): reported, and in enforce mode the process is
+ * killed before it returns to user space with the descriptor. Per-syscall
+ * tracepoints (syscalls/sys_exit_*), attached only while a scope has
+ * sensitive paths: a syscall without one costs little more, unlike a
+ * second raw tracepoint on every syscall's exit.
+ *
  * Execs of monitored tasks are reported with the file and the arguments.
  *
  * raw_tp rather than tp_btf: the same hooks, and BPF_PROG_TEST_RUN drives
@@ -29,11 +38,13 @@
 
 #define SIGKILL 9
 
-/* x86_64 numbers of the syscalls that open a path (the table this program counts by). */
-#define NR_OPEN 2
-#define NR_CREAT 85
-#define NR_OPENAT 257
-#define NR_OPENAT2 437
+/* A resolved path is built backwards from the end of RESOLVE_LEN bytes; a
+ * name (at most 255 bytes) fits above any offset below it, so the verifier
+ * sees every write in bounds. Components and mount crossings walked at most:
+ * a deeper path is not matched. */
+#define RESOLVE_LEN 1024
+#define RESOLVE_DEPTH 64
+#define NAME_MAX 255
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -108,6 +119,18 @@ struct {
 	__type(value, struct tg_sys_path_key);
 } tg_sys_path_scratch SEC(".maps");
 
+struct resolve_buf {
+	char b[RESOLVE_LEN + NAME_MAX + 1];
+};
+
+/* Kernel-private: where a resolved path is built. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct resolve_buf);
+} tg_sys_resolve SEC(".maps");
+
 /* A scope's events per second and CPU (event_budget.h). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -149,52 +172,170 @@ static __always_inline struct tg_sys_event *sys_event(__u32 type, const struct t
 	return e;
 }
 
-/*
- * An open of a path under one of the scope's sensitive prefixes: reported,
- * and in enforce mode the process is killed. The path is matched as the task
- * passes it: a relative path (to the working directory or a directory fd)
- * or one through a symbolic link is not resolved here.
- */
-static __always_inline void check_open(struct bpf_raw_tracepoint_args *ctx, __u64 nr, const struct tg_sys_ref *ref)
+/* A walk from an open file's dentry up to the task's root (bpf_loop state). */
+struct walk {
+	struct dentry *d, *root_d;
+	struct vfsmount *vm, *root_m;
+	struct mount *m; /* the mount vm is part of */
+	__u64 mnt_off;   /* of vm in struct mount */
+	__u32 pos;       /* where the path built so far starts */
+	int end;         /* 1: at the root; -1: too long */
+};
+
+/* One step up: a component prepended, or a mount crossed. (Fields copied
+ * out before BPF_CORE_READ: struct walk is not the kernel's to relocate.) */
+static long walk_step(__u32 i, struct walk *w)
 {
-	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
+	struct dentry *d = w->d, *parent;
+	struct vfsmount *vm = w->vm;
+	struct mount *m = w->m;
+	struct resolve_buf *rb;
+	__u32 zero = 0, len, pos = w->pos;
+
+	if (d == w->root_d && vm == w->root_m)
+		goto root;
+	if (d == BPF_CORE_READ(vm, mnt_root)) {
+		struct mount *up = BPF_CORE_READ(m, mnt_parent);
+
+		if (up == m)
+			goto root; /* the top of a mount tree outside the task's root */
+		w->d = BPF_CORE_READ(m, mnt_mountpoint);
+		w->m = up;
+		w->vm = (void *)up + w->mnt_off;
+		return 0;
+	}
+	parent = BPF_CORE_READ(d, d_parent);
+	if (parent == d)
+		goto root;
+	len = BPF_CORE_READ(d, d_name.len);
+	rb = bpf_map_lookup_elem(&tg_sys_resolve, &zero);
+	if (!rb || len > NAME_MAX || len + 1 > pos) {
+		w->end = -1;
+		return 1;
+	}
+	pos -= len;
+	bpf_probe_read_kernel(&rb->b[pos & (RESOLVE_LEN - 1)], len & NAME_MAX, BPF_CORE_READ(d, d_name.name));
+	pos--;
+	rb->b[pos & (RESOLVE_LEN - 1)] = '/';
+	w->pos = pos;
+	w->d = parent;
+	return 0;
+root:
+	w->end = 1;
+	return 1;
+}
+
+/*
+ * The path of an open file as the task sees it (up to its root, crossing
+ * mounts), written backwards into tg_sys_resolve ending at RESOLVE_LEN;
+ * returns where it starts, or -1 when it is deeper than RESOLVE_DEPTH or
+ * longer than RESOLVE_LEN. What d_path() does, which tracepoints may not
+ * call.
+ */
+static __always_inline int resolve(struct task_struct *task, struct file *file, struct resolve_buf *rb)
+{
+	struct walk w = {
+		.d = BPF_CORE_READ(file, f_path.dentry),
+		.vm = BPF_CORE_READ(file, f_path.mnt),
+		.root_d = BPF_CORE_READ(task, fs, root.dentry),
+		.root_m = BPF_CORE_READ(task, fs, root.mnt),
+		.mnt_off = bpf_core_field_offset(struct mount, mnt),
+		.pos = RESOLVE_LEN,
+	};
+
+	w.m = (void *)w.vm - w.mnt_off;
+	bpf_loop(RESOLVE_DEPTH, walk_step, &w, 0);
+	if (w.end != 1 || w.pos > RESOLVE_LEN)
+		return -1;
+	if (w.pos == RESOLVE_LEN)
+		rb->b[--w.pos & (RESOLVE_LEN - 1)] = '/'; /* the root itself */
+	return w.pos;
+}
+
+/* The record of a syscalls/sys_exit_* tracepoint (its format file). */
+struct sys_exit_args {
+	__u64 common;
+	int nr;
+	long ret;
+};
+
+/*
+ * A file opened under one of the scope's sensitive prefixes (by its
+ * resolved path): reported, and in enforce mode the process is killed.
+ */
+static __always_inline int check_opened(struct sys_exit_args *ctx)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct tg_sys_path_rule *rule;
 	struct tg_sys_path_key *k;
+	struct tg_sys_scope *scope;
+	struct resolve_buf *rb;
 	struct tg_sys_event *e;
-	const char *path;
-	__u32 zero = 0;
-	long n;
+	struct tg_sys_ref *ref;
+	struct file **fds;
+	struct file *file;
+	long fd = ctx->ret;
+	__u32 zero = 0, n, sz;
+	int pos;
 
-	if (nr == NR_OPEN || nr == NR_CREAT)
-		path = (const char *)BPF_CORE_READ(regs, di);
-	else if (nr == NR_OPENAT || nr == NR_OPENAT2)
-		path = (const char *)BPF_CORE_READ(regs, si);
-	else
-		return;
+	if (fd < 0)
+		return 0;
+	ref = current_ref();
+	if (!ref || !ref->scope)
+		return 0;
+	scope = bpf_map_lookup_elem(&tg_sys_scope, &ref->scope);
+	if (!scope || !(scope->flags & TG_SYS_PATHS))
+		return 0;
+	if (fd >= BPF_CORE_READ(task, files, fdt, max_fds))
+		return 0;
+	fds = BPF_CORE_READ(task, files, fdt, fd);
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+		return 0; /* closed by another thread already */
+	rb = bpf_map_lookup_elem(&tg_sys_resolve, &zero);
 	k = bpf_map_lookup_elem(&tg_sys_path_scratch, &zero);
-	if (!k)
-		return;
-	n = bpf_probe_read_user_str(k->path, sizeof(k->path), path);
-	if (n <= 1)
-		return; /* unreadable or empty: the syscall fails by itself */
+	if (!rb || !k)
+		return 0;
+	pos = resolve(task, file, rb);
+	if (pos < 0 || pos >= RESOLVE_LEN)
+		return 0;
+	n = RESOLVE_LEN - pos;
+	/* A prefix is shorter than the key's room: the path's first bytes decide. */
+	sz = n < TG_SYS_PREFIX_LEN ? n : TG_SYS_PREFIX_LEN;
+	if (bpf_probe_read_kernel(k->path, sz, &rb->b[pos & (RESOLVE_LEN - 1)]))
+		return 0;
 	k->scope = ref->scope;
-	k->prefixlen = (4 + (n - 1)) * 8; /* n counts the NUL */
+	k->prefixlen = (4 + sz) * 8;
 	rule = bpf_map_lookup_elem(&tg_sys_paths, k);
 	if (!rule)
-		return;
+		return 0;
 	if (rule->flags & TG_SYS_ENFORCE)
 		bpf_send_signal(SIGKILL);
 	if (!sys_budget(ref->scope))
-		return;
+		return 0;
 	e = sys_event(TG_SYSEV_FILE, ref);
 	if (!e)
-		return;
-	e->nr = nr;
+		return 0;
+	e->nr = ctx->nr;
 	e->action = rule->flags & TG_SYS_ENFORCE ? TG_SYS_ACT_KILLED : TG_SYS_ACT_REPORTED;
-	bpf_probe_read_kernel_str(e->path, sizeof(k->path), k->path);
+	sz = n < TG_SYS_PATH_LEN - 1 ? n : TG_SYS_PATH_LEN - 1;
+	bpf_probe_read_kernel(e->path, sz, &rb->b[pos & (RESOLVE_LEN - 1)]);
+	e->path[sz & (TG_SYS_PATH_LEN - 1)] = 0;
 	bpf_ringbuf_submit(e, 0);
 	sys_stat(TG_SEV_SENT);
+	return 0;
 }
+
+/* The syscalls that open a file by path or handle. */
+SEC("tp/syscalls/sys_exit_open")
+int tg_sys_exit_open(struct sys_exit_args *ctx) { return check_opened(ctx); }
+SEC("tp/syscalls/sys_exit_openat")
+int tg_sys_exit_openat(struct sys_exit_args *ctx) { return check_opened(ctx); }
+SEC("tp/syscalls/sys_exit_openat2")
+int tg_sys_exit_openat2(struct sys_exit_args *ctx) { return check_opened(ctx); }
+SEC("tp/syscalls/sys_exit_creat")
+int tg_sys_exit_creat(struct sys_exit_args *ctx) { return check_opened(ctx); }
+SEC("tp/syscalls/sys_exit_open_by_handle_at")
+int tg_sys_exit_open_by_handle_at(struct sys_exit_args *ctx) { return check_opened(ctx); }
 
 SEC("raw_tp/sys_enter")
 int tg_sys_enter(struct bpf_raw_tracepoint_args *ctx)
@@ -224,11 +365,8 @@ int tg_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	scope = bpf_map_lookup_elem(&tg_sys_scope, &ref->scope);
 	if (!scope)
 		return 0;
-	if (!(scope->deny[(idx / 64) & (TG_SYS_DENY_WORDS - 1)] & (1ULL << (idx % 64)))) {
-		if (scope->flags & TG_SYS_PATHS)
-			check_open(ctx, nr, ref);
+	if (!(scope->deny[(idx / 64) & (TG_SYS_DENY_WORDS - 1)] & (1ULL << (idx % 64))))
 		return 0;
-	}
 	/* The kill does not wait for the event: enforcement never depends on delivery. */
 	if (scope->flags & TG_SYS_ENFORCE)
 		bpf_send_signal(SIGKILL);

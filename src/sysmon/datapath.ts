@@ -1,10 +1,12 @@
 // The syscall-monitoring datapath: loads bpf/progs/sysmon.bpf.c, pins its
-// maps and its raw tracepoint links (sys_enter: counts and denied syscalls;
-// sched_process_exec: execs) under the pin root, and adopts them when an
-// agent restarts, so counting and enforcement go on while no agent runs and
-// a restarted agent continues the same counts. The links exist only while
-// something is monitored: an attached sys_enter tracepoint sends every
-// syscall on the host through the slow path, monitored or not.
+// maps and its tracepoint links (sys_enter: counts and denied syscalls;
+// sched_process_exec: execs; the open syscalls' exits: sensitive files)
+// under the pin root, and adopts them when an agent restarts, so counting
+// and enforcement go on while no agent runs and a restarted agent continues
+// the same counts. The links exist only while something is monitored (an
+// attached sys_enter tracepoint sends every syscall on the host through the
+// slow path, monitored or not), the open exits only while a scope has
+// sensitive paths as well.
 import { closeSync, constants as fsc, existsSync, fstatSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { BpfLink, type BpfObject, type BpfMap, type BpfProgram, cgroup2Root, loadPinned, TypedMap, linkInfo, progInfoById, u32, unpinLinks } from '../kernel/index.js';
@@ -13,8 +15,12 @@ import { bpfObjectPath } from '../paths.js';
 
 /** Kept across agents: the assignment, the counts, the policy the programs enforce, and the events waiting in the ring with their loss counters. */
 const PINNED_MAPS = ['tg_sys_cgroup', 'tg_sys_counts', 'tg_sys_scope', 'tg_sys_paths', 'tg_sys_ring', 'tg_sys_stats'] as const;
-/** Pinned link name -> program. */
-const LINKS = { sys_enter: 'tg_sys_enter', sys_exec: 'tg_sys_exec' } as const;
+/** Pinned link name -> program, attached while anything is monitored. */
+const LINKS: Readonly<Record<string, string>> = { sys_enter: 'tg_sys_enter', sys_exec: 'tg_sys_exec' };
+/** The same, attached only while a scope has sensitive paths as well. */
+const PATH_LINKS: Readonly<Record<string, string>> = Object.fromEntries(
+  ['open', 'openat', 'openat2', 'creat', 'open_by_handle_at'].map((sc) => [`sys_exit_${sc}`, `tg_sys_exit_${sc}`]),
+);
 const ZERO: TgSysCounts = { n: Array.from({ length: TG_SYSCALL_NR }, () => 0n) };
 const NO_SCOPE: TgSysScope = { deny: Array.from({ length: TG_SYSCALL_NR / 64 }, () => 0n), flags: 0, pad: 0 };
 
@@ -42,6 +48,8 @@ export class SysmonDatapath {
   #scopesWritten: Set<number> | undefined;
   /** The entries this process gave cgroups, by cgroup id. */
   #written = new Map<bigint, { cgroup: SysCgroup; ref: TgSysRef }>();
+  /** tg_sys_paths has prefixes: the open exits are attached with the rest. */
+  #pathChecks = false;
 
   private constructor(obj: BpfObject, pinRoot: string) {
     this.#obj = obj;
@@ -64,7 +72,7 @@ export class SysmonDatapath {
 
   /** The sys_enter program (for BPF_PROG_TEST_RUN and run-time statistics). */
   get program(): BpfProgram {
-    return this.#obj.program(LINKS.sys_enter);
+    return this.#obj.program('tg_sys_enter');
   }
 
   /** True while the tracepoint links are pinned (attached). */
@@ -72,16 +80,31 @@ export class SysmonDatapath {
     return existsSync(join(this.#linkDir, 'sys_enter'));
   }
 
+  /** True while the open syscalls' exits are attached (sensitive paths are checked). */
+  get checkingPaths(): boolean {
+    return existsSync(join(this.#linkDir, Object.keys(PATH_LINKS)[0]!));
+  }
+
   /**
-   * Attaches the tracepoints, or adopts a pinned link when it runs this
-   * very program (same tag). A link running another build is replaced, the
-   * new one attached before the old one goes: for a moment both count (a
-   * syscall counted twice), never neither.
+   * Attaches the tracepoints (the open exits only while there are sensitive
+   * paths), or adopts a pinned link when it runs this very program (same
+   * tag). A link running another build is replaced, the new one attached
+   * before the old one goes: for a moment both count (a syscall counted
+   * twice), never neither.
    */
   enable(): { adopted: boolean } {
+    const adopted = this.#attach(LINKS);
+    if (!this.#pathChecks) {
+      unpinLinks(this.#linkDir, Object.keys(PATH_LINKS));
+      return { adopted };
+    }
+    return { adopted: this.#attach(PATH_LINKS) && adopted };
+  }
+
+  #attach(links: Readonly<Record<string, string>>): boolean {
     mkdirSync(this.#linkDir, { recursive: true });
     let adopted = true;
-    for (const [name, progName] of Object.entries(LINKS)) {
+    for (const [name, progName] of Object.entries(links)) {
       const pin = join(this.#linkDir, name);
       const prog = this.#obj.program(progName);
       let old: BpfLink | undefined;
@@ -102,12 +125,12 @@ export class SysmonDatapath {
         old?.close();
       }
     }
-    return { adopted };
+    return adopted;
   }
 
   /** Detaches the tracepoints (no syscall pays for them any more); the counts stay. */
   disable(): void {
-    unpinLinks(this.#linkDir, Object.keys(LINKS));
+    unpinLinks(this.#linkDir, [...Object.keys(PATH_LINKS), ...Object.keys(LINKS)]);
   }
 
   /** The ring of struct tg_sys_event records and its per-CPU enum tg_sev_stat counters. */
@@ -132,13 +155,17 @@ export class SysmonDatapath {
   /**
    * Makes tg_sys_paths hold exactly these prefixes: new ones first, then the
    * ones no longer wanted go (also an earlier agent's). Write before the
-   * scopes that turn the checks on.
+   * scopes that turn the checks on. While the tracepoints are attached, the
+   * open exits follow at once (attached when there are prefixes, detached
+   * when none are left).
    */
   setPaths(entries: ReadonlyArray<readonly [TgSysPathKey, TgSysPathRule]>): void {
     const id = (k: TgSysPathKey) => `${k.scope}:${k.prefixlen}:${Buffer.from(k.path).toString('hex')}`;
     const want = new Set(entries.map(([k]) => id(k)));
     for (const [k, v] of entries) this.#paths.set(k, v);
     for (const k of this.#paths.keys()) if (!want.has(id(k))) this.#paths.delete(k);
+    this.#pathChecks = entries.length > 0;
+    if (this.enabled) this.enable();
   }
 
   /** The entry a cgroup has (an earlier agent gave it); undefined when none, or the cgroup is gone. */
