@@ -177,44 +177,50 @@ struct walk {
 	struct dentry *d, *root_d;
 	struct vfsmount *vm, *root_m;
 	struct mount *m; /* the mount vm is part of */
-	__u64 mnt_off;   /* of vm in struct mount */
 	__u32 pos;       /* where the path built so far starts */
 	int end;         /* 1: at the root; -1: too long */
 };
 
-/* One step up: a component prepended, or a mount crossed. (Fields copied
- * out before BPF_CORE_READ: struct walk is not the kernel's to relocate.) */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
+
+/* The struct mount a vfsmount is part of (container_of; the cast lets the verifier read it directly). */
+static __always_inline struct mount *real_mount(struct vfsmount *vm)
+{
+	return bpf_rdonly_cast((void *)((unsigned long)vm - bpf_core_field_offset(struct mount, mnt)), bpf_core_type_id_kernel(struct mount));
+}
+
+/* One step up: a component prepended, or a mount crossed. Direct loads
+ * through BTF pointers (faults read as zero), no probe reads: several
+ * times cheaper per step. */
 static long walk_step(__u32 i, struct walk *w)
 {
 	struct dentry *d = w->d, *parent;
-	struct vfsmount *vm = w->vm;
-	struct mount *m = w->m;
 	struct resolve_buf *rb;
 	__u32 zero = 0, len, pos = w->pos;
 
-	if (d == w->root_d && vm == w->root_m)
+	if (d == w->root_d && w->vm == w->root_m)
 		goto root;
-	if (d == BPF_CORE_READ(vm, mnt_root)) {
-		struct mount *up = BPF_CORE_READ(m, mnt_parent);
+	if (d == w->vm->mnt_root) {
+		struct mount *m = w->m, *up = m->mnt_parent;
 
 		if (up == m)
 			goto root; /* the top of a mount tree outside the task's root */
-		w->d = BPF_CORE_READ(m, mnt_mountpoint);
-		w->m = up;
-		w->vm = (void *)up + w->mnt_off;
+		w->d = m->mnt_mountpoint;
+		w->m = bpf_rdonly_cast(up, bpf_core_type_id_kernel(struct mount));
+		w->vm = &w->m->mnt;
 		return 0;
 	}
-	parent = BPF_CORE_READ(d, d_parent);
-	if (parent == d)
+	parent = d->d_parent;
+	if (parent == d || !parent)
 		goto root;
-	len = BPF_CORE_READ(d, d_name.len);
+	len = d->d_name.len;
 	rb = bpf_map_lookup_elem(&tg_sys_resolve, &zero);
 	if (!rb || len > NAME_MAX || len + 1 > pos) {
 		w->end = -1;
 		return 1;
 	}
 	pos -= len;
-	bpf_probe_read_kernel(&rb->b[pos & (RESOLVE_LEN - 1)], len & NAME_MAX, BPF_CORE_READ(d, d_name.name));
+	bpf_probe_read_kernel(&rb->b[pos & (RESOLVE_LEN - 1)], len & NAME_MAX, d->d_name.name);
 	pos--;
 	rb->b[pos & (RESOLVE_LEN - 1)] = '/';
 	w->pos = pos;
@@ -235,15 +241,14 @@ root:
 static __always_inline int resolve(struct task_struct *task, struct file *file, struct resolve_buf *rb)
 {
 	struct walk w = {
-		.d = BPF_CORE_READ(file, f_path.dentry),
-		.vm = BPF_CORE_READ(file, f_path.mnt),
-		.root_d = BPF_CORE_READ(task, fs, root.dentry),
-		.root_m = BPF_CORE_READ(task, fs, root.mnt),
-		.mnt_off = bpf_core_field_offset(struct mount, mnt),
+		.d = file->f_path.dentry,
+		.vm = file->f_path.mnt,
+		.root_d = task->fs->root.dentry,
+		.root_m = task->fs->root.mnt,
 		.pos = RESOLVE_LEN,
 	};
 
-	w.m = (void *)w.vm - w.mnt_off;
+	w.m = real_mount(w.vm);
 	bpf_loop(RESOLVE_DEPTH, walk_step, &w, 0);
 	if (w.end != 1 || w.pos > RESOLVE_LEN)
 		return -1;
@@ -265,7 +270,7 @@ struct sys_exit_args {
  */
 static __always_inline int check_opened(struct sys_exit_args *ctx)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *task = bpf_get_current_task_btf();
 	struct tg_sys_path_rule *rule;
 	struct tg_sys_path_key *k;
 	struct tg_sys_scope *scope;
@@ -286,11 +291,12 @@ static __always_inline int check_opened(struct sys_exit_args *ctx)
 	scope = bpf_map_lookup_elem(&tg_sys_scope, &ref->scope);
 	if (!scope || !(scope->flags & TG_SYS_PATHS))
 		return 0;
-	if (fd >= BPF_CORE_READ(task, files, fdt, max_fds))
+	if (fd >= task->files->fdt->max_fds)
 		return 0;
-	fds = BPF_CORE_READ(task, files, fdt, fd);
+	fds = task->files->fdt->fd;
 	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
 		return 0; /* closed by another thread already */
+	file = bpf_rdonly_cast(file, bpf_core_type_id_kernel(struct file));
 	rb = bpf_map_lookup_elem(&tg_sys_resolve, &zero);
 	k = bpf_map_lookup_elem(&tg_sys_path_scratch, &zero);
 	if (!rb || !k)
