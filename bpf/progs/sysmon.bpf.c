@@ -211,11 +211,12 @@ static long walk_step(__u32 i, struct walk *w)
 		return 0;
 	}
 	parent = d->d_parent;
-	if (parent == d || !parent)
+	if (parent == d)
 		goto root;
 	len = d->d_name.len;
 	rb = bpf_map_lookup_elem(&tg_sys_resolve, &zero);
-	if (!rb || len > NAME_MAX || len + 1 > pos) {
+	/* A read that faulted (zero) leaves the path unknown rather than cut short. */
+	if (!rb || !parent || len > NAME_MAX || len + 1 > pos) {
 		w->end = -1;
 		return 1;
 	}
