@@ -1,12 +1,16 @@
 // Isolation benchmarks, side by side in one run: the syscall-monitoring
 // overhead. A tiny C workload (compiled here) makes N syscalls of one kind
 // (raw getpid; 1-byte writes to /dev/null; 64-byte pwrites to a tmpfs file;
-// 64-byte UDP datagrams sent on loopback) in a docker-style container cgroup
-// the bench creates, in four configurations interleaved round by round:
+// 64-byte UDP datagrams sent on loopback; open and close a file) in a
+// docker-style container cgroup the bench creates, in configurations
+// interleaved round by round:
 //  - off: no sys_enter tracepoint attached;
 //  - monitored: SyscallMonitor.apply([the container]): the tracepoint is
 //    attached and the workload's syscalls are counted (checked: the slot
 //    grows by at least N for that syscall, or the bench fails);
+//  - monitored, sensitive paths: the same with a sensitive path in the
+//    container's scope (/etc/shadow, which the workloads never open), so
+//    the open syscalls' exits are attached and resolve every opened file;
 //  - attached, other cgroup: the tracepoint attached, the workload in a
 //    cgroup outside the monitored container (what every other process on
 //    the host pays while anything is monitored);
@@ -36,6 +40,8 @@ import { BPFFS, BpfObject, type BpfLink, cgroup2Root, enableBpfStats, ensureBpff
 import { SysmonDatapath } from '../src/sysmon/datapath.js';
 import { SyscallMonitor, type MonitoredContainer } from '../src/sysmon/monitor.js';
 import { SyscallStore } from '../src/sysmon/store.js';
+import type { IsolationScope } from '../src/policy/index.js';
+import { compileSysPaths, compileSysScopes } from '../src/sysmon/scopes.js';
 import { seccompProfile } from '../src/sysmon/seccomp.js';
 import { syscallNumber } from '../src/sysmon/syscalls.js';
 import { bandwidthBench } from './isolation-bandwidth.js';
@@ -52,13 +58,14 @@ const WORKLOAD_C = String.raw`
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
-/* workload getpid|write|file|udp N [FILE]: prints ns per iteration (CLOCK_MONOTONIC).
+/* workload getpid|write|file|udp|open N [FILE]: prints ns per iteration (CLOCK_MONOTONIC).
    write: 1 byte to /dev/null; file: 64 bytes at offset 0 of FILE (tmpfs) with pwrite;
+   open: open FILE read-only and close it;
    udp: a 64-byte datagram to a socket of its own on 127.0.0.1 (sendto; once its receive
    queue is full the datagrams are dropped there, after the whole send path). */
 int main(int argc, char **argv) {
   if (argc < 3) return 2;
-  int wr = strcmp(argv[1], "write") == 0, file = strcmp(argv[1], "file") == 0, udp = strcmp(argv[1], "udp") == 0;
+  int wr = strcmp(argv[1], "write") == 0, file = strcmp(argv[1], "file") == 0, udp = strcmp(argv[1], "udp") == 0, op = strcmp(argv[1], "open") == 0;
   long n = atol(argv[2]);
   struct sockaddr_in to = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
   socklen_t tolen = sizeof(to);
@@ -68,7 +75,7 @@ int main(int argc, char **argv) {
     int rx = socket(AF_INET, SOCK_DGRAM, 0);
     if (rx < 0 || bind(rx, (struct sockaddr *)&to, tolen) || getsockname(rx, (struct sockaddr *)&to, &tolen)) return 2;
     fd = socket(AF_INET, SOCK_DGRAM, 0);
-  } else fd = file ? open(argc > 3 ? argv[3] : "", O_WRONLY | O_CREAT, 0600) : open("/dev/null", O_WRONLY);
+  } else fd = file || op ? open(argc > 3 ? argv[3] : "", O_WRONLY | O_CREAT, 0600) : open("/dev/null", O_WRONLY);
   struct timespec a, b;
   if (fd < 0 || n <= 0) return 2;
   clock_gettime(CLOCK_MONOTONIC, &a);
@@ -76,6 +83,7 @@ int main(int argc, char **argv) {
     if (wr) { if (write(fd, c, 1) != 1) return 1; }
     else if (file) { if (pwrite(fd, c, sizeof(c), 0) != sizeof(c)) return 1; }
     else if (udp) { if (sendto(fd, c, sizeof(c), 0, (struct sockaddr *)&to, tolen) != sizeof(c)) return 1; }
+    else if (op) { int o = open(argv[3], O_RDONLY); if (o < 0 || close(o)) return 1; }
     else syscall(SYS_getpid); /* the raw syscall, never a cached wrapper */
   }
   clock_gettime(CLOCK_MONOTONIC, &b);
@@ -99,10 +107,11 @@ SEC("tp/syscalls/sys_enter_sendto") int tg_tp_sendto(void *ctx) { return 0; }
 `;
 const PER_SYSCALL_PROGS = ['tg_tp_getpid', 'tg_tp_write', 'tg_tp_pwrite64', 'tg_tp_sendto'];
 
-const WORKLOADS = ['getpid', 'write', 'file', 'udp'] as const;
+const WORKLOADS = ['getpid', 'write', 'file', 'udp', 'open'] as const;
 type Workload = (typeof WORKLOADS)[number];
 const DESCRIBED: Record<Workload, string> = {
   getpid: 'getpid (raw syscall)', write: 'write 1 byte to /dev/null', file: 'pwrite 64 bytes to a tmpfs file', udp: 'sendto 64-byte UDP datagram on loopback',
+  open: 'open and close a tmpfs file',
 };
 /** A workload bare, or under the seccomp profile generated for it. */
 interface Case {
@@ -111,9 +120,11 @@ interface Case {
   seccomp: boolean;
 }
 const CASES: Case[] = [false, true].flatMap((seccomp) => WORKLOADS.map((w) => ({ name: seccomp ? `${w}, seccomp` : w, w, seccomp })));
-const CONFIGS = ['off', 'monitored', 'attached, other cgroup', 'empty program (floor)', 'empty per-syscall tracepoints'] as const;
+const CONFIGS = ['off', 'monitored', 'monitored, sensitive paths', 'attached, other cgroup', 'empty program (floor)', 'empty per-syscall tracepoints'] as const;
 type Config = (typeof CONFIGS)[number];
 const TARGET = 0.1;
+/** The container's scope: nothing denied, and for 'monitored, sensitive paths' a path none of the workloads opens. */
+const scopes = (paths: boolean): IsolationScope[] => [{ tenant: 'bench', execs: { log: false, alert: [] }, ...(paths ? { sensitivePaths: { mode: 'audit', paths: ['/etc/shadow'] } } : {}) }];
 /** The file workload's target: on tmpfs, so the write costs memory copies, not a disk. */
 const SHM_FILE = `/dev/shm/tgbi-${process.pid}`;
 /** Debian's Python, whose python3-seccomp module lab/seccomp-exec.py needs (scripts/bootstrap installs it). */
@@ -152,7 +163,7 @@ async function syscallBench(roundsFlag: string, msFlag: string): Promise<void> {
   }
   if (spawnSync(PYTHON, ['-c', 'import seccomp']).status !== 0) throw new Error(`${PYTHON} with python3-seccomp is needed to apply seccomp profiles: bash scripts/bootstrap installs it`);
   const prefix = `tgbi-${process.pid}`;
-  const nr: Record<Workload, number> = { getpid: syscallNumber('getpid')!, write: syscallNumber('write')!, file: syscallNumber('pwrite64')!, udp: syscallNumber('sendto')! };
+  const nr: Record<Workload, number> = { getpid: syscallNumber('getpid')!, write: syscallNumber('write')!, file: syscallNumber('pwrite64')!, udp: syscallNumber('sendto')!, open: syscallNumber('openat')! };
 
   ensureBpffs();
   const dir = mkdtempSync(join(tmpdir(), `${prefix}-`));
@@ -194,9 +205,13 @@ async function syscallBench(roundsFlag: string, msFlag: string): Promise<void> {
     };
     const mon = monitor;
     const datapath = dp;
-    const ours = (cfg: Config): boolean => cfg === 'monitored' || cfg === 'attached, other cgroup';
+    const ours = (cfg: Config): boolean => cfg.startsWith('monitored') || cfg === 'attached, other cgroup';
     const setup = (cfg: Config): void => {
+      const paths = cfg === 'monitored, sensitive paths';
+      datapath.setPaths(compileSysPaths(scopes(paths)));
+      datapath.setScopes(compileSysScopes(scopes(paths)));
       mon.apply(ours(cfg) ? [c] : []);
+      if (datapath.checkingPaths !== paths) throw new Error(`the open exits ${paths ? 'detached' : 'attached'} in configuration '${cfg}'`);
       if (datapath.enabled !== ours(cfg)) throw new Error(`our tracepoint ${datapath.enabled ? 'attached' : 'detached'} in configuration '${cfg}'`);
       detachFloor();
       if (cfg === 'empty program (floor)') floorLinks = [floorProg.attach()];
@@ -239,8 +254,8 @@ async function syscallBench(roundsFlag: string, msFlag: string): Promise<void> {
           ns[k.name]![cfg].push(run(k, cfg === 'attached, other cgroup' ? other : container, iters[k.w]));
           if (!ours(cfg)) continue;
           const counted = datapath.counts(slot())[nr[k.w]]! - before;
-          if (cfg === 'monitored' && counted < BigInt(iters[k.w])) throw new Error(`monitoring did not happen: ${counted} ${k.w} syscalls counted for the container, the workload made ${iters[k.w]}`);
-          if (cfg !== 'monitored' && counted !== 0n) throw new Error(`${counted} ${k.w} syscalls counted for the container while the workload ran outside it`);
+          if (cfg.startsWith('monitored') && counted < BigInt(iters[k.w])) throw new Error(`monitoring did not happen: ${counted} ${k.w} syscalls counted for the container, the workload made ${iters[k.w]}`);
+          if (!cfg.startsWith('monitored') && counted !== 0n) throw new Error(`${counted} ${k.w} syscalls counted for the container while the workload ran outside it`);
         }
       }
       console.log(`  round ${i + 1}: ${CASES.map((k) => `${k.name} ${CONFIGS.map((cfg) => ns[k.name]![cfg][i]!.toFixed(1)).join('/')}`).join('; ')} ns (${CONFIGS.join('/')})`);
