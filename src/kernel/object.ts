@@ -2,8 +2,9 @@
 // adopted pinned maps, attach types), loaded into the kernel, closed.
 //
 // Configuration calls are recorded and replayed, because a libbpf object
-// cannot be loaded twice: when the verifier log does not fit its buffer the
-// object is reopened from the file and loaded again with a bigger one.
+// cannot be loaded twice: an object is loaded without a verifier log first
+// (cheaper), and when that fails, or the log does not fit its buffer, it is
+// reopened from the file and loaded again with a log, or a bigger one.
 import { existsSync } from 'node:fs';
 import koffi from 'koffi';
 import { datasecVars, type SectionVar } from './btf.js';
@@ -264,18 +265,18 @@ export class BpfObject {
    */
   load(): void {
     this.#beforeLoad('load()');
+    if (this.#opts.logSize === undefined) {
+      // No verifier log first: writing one costs the verifier more than
+      // verifying (1.1 s instead of 0.2 for netiso). A rejection is loaded
+      // again below with logs, for the whole story.
+      if (this.#loadOnce().r >= 0) return;
+      this.#reopen();
+    }
     let logSize = this.#opts.logSize ?? LOG_START;
     for (;;) {
       this.#armLogs(logSize);
-      this.#attempts++;
-      const { result: r, log, forward } = captureLibbpfLog(() => libbpf().bpf_object__load(this.#raw()) as number);
-      this.#loaded = true; // libbpf marks the object loaded even when it failed
-      if (r >= 0) {
-        forward();
-        this.#logBufs.clear();
-        for (const m of this.#maps.values()) m.loadedInObject();
-        return;
-      }
+      const { r, log } = this.#loadOnce();
+      if (r >= 0) return;
       const failed = this.#failedProgram(log);
       // ENOSPC: verification passed but the log was cut; a log filling its
       // whole buffer: rejected, and the kernel kept only the tail
@@ -299,6 +300,19 @@ export class BpfObject {
       err.libbpfLog = log;
       throw err;
     }
+  }
+
+  /** One bpf_object__load; on success the maps know they are loaded and libbpf's messages are passed on. */
+  #loadOnce(): { r: number; log: string } {
+    this.#attempts++;
+    const { result: r, log, forward } = captureLibbpfLog(() => libbpf().bpf_object__load(this.#raw()) as number);
+    this.#loaded = true; // libbpf marks the object loaded even when it failed
+    if (r >= 0) {
+      forward();
+      this.#logBufs.clear();
+      for (const m of this.#maps.values()) m.loadedInObject();
+    }
+    return { r, log };
   }
 
   #armLogs(size: number): void {
