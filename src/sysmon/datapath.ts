@@ -9,7 +9,7 @@
 // sensitive paths as well.
 import { closeSync, constants as fsc, existsSync, fstatSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
-import { BpfLink, type BpfObject, type BpfMap, type BpfProgram, cgroup2Root, loadPinned, TypedMap, linkInfo, progInfoById, u32, unpinLinks } from '../kernel/index.js';
+import { BpfLink, type BpfObject, type BpfMap, type BpfProgram, cgroup2Root, ensureTracefs, loadPinned, TypedMap, linkInfo, progInfoById, u32, unpinLinks } from '../kernel/index.js';
 import { TgSysCounts, TgSysPathKey, TgSysPathRule, TgSysRef, TgSysScope, TG_MAX_SYS_SCOPES, TG_MAX_SYS_SLOTS, TG_SYSCALL_NR } from '../kernel/abi.gen.js';
 import { bpfObjectPath } from '../paths.js';
 
@@ -98,6 +98,7 @@ export class SysmonDatapath {
       unpinLinks(this.#linkDir, Object.keys(PATH_LINKS));
       return { adopted };
     }
+    ensureTracefs(); // per-syscall tracepoints are found by their ids in tracefs
     return { adopted: this.#attach(PATH_LINKS) && adopted };
   }
 
