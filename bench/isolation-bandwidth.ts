@@ -162,7 +162,7 @@ export async function bandwidthBench(opts: BandwidthBenchOptions = {}): Promise<
     p.stderr.on('data', (d: Buffer) => (err += d));
     const kill = setTimeout(() => p.kill('SIGKILL'), timeoutS * 1000);
     return new Promise((resolve, reject) =>
-      p.on('exit', (code, sig) => {
+      p.on('close', (code, sig) => { // 'close': the output read to its end
         clearTimeout(kill);
         if (code === 0) resolve(out);
         else reject(new Error(`${cmd.join(' ')} in the container: exit ${code ?? sig}: ${err.trim()} ${out.slice(0, 300)}`));

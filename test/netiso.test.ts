@@ -159,7 +159,8 @@ class Helper {
       else this.#lines.push(l);
     });
     proc.stderr.on('data', (d: Buffer) => (this.#stderr += d.toString()));
-    proc.on('exit', () => {
+    // 'close', not 'exit': the process can be gone before its last line is read.
+    proc.on('close', () => {
       this.#closed = true;
       for (const w of this.#waiting.splice(0)) w(undefined);
     });
@@ -175,7 +176,7 @@ class Helper {
       timer = setTimeout(() => resolve(undefined), timeoutMs);
     });
     clearTimeout(timer);
-    if (line === undefined) throw new Error(`helper ${this.proc.pid}: no answer within ${timeoutMs} ms (${this.#stderr})`);
+    if (line === undefined) throw new Error(`helper ${this.proc.pid}: no answer ${this.#closed ? 'before it exited' : `within ${timeoutMs} ms`} (${this.#stderr})`);
     return line;
   }
 
@@ -191,7 +192,7 @@ class Helper {
   async quit(): Promise<void> {
     if (this.#closed) return;
     await this.cmd('quit');
-    await new Promise((r) => (this.#closed ? r(undefined) : this.proc.once('exit', r)));
+    await new Promise((r) => (this.#closed ? r(undefined) : this.proc.once('close', r)));
   }
 }
 
@@ -507,6 +508,7 @@ test('the cgroup_skb backstop decides like the reference, from maps the producti
   assert.equal(stats.getSum(TG_SEV_SENT), BigInt(drops));
 
   // A loop of denied packets: TG_NI_EVENTS_PER_SEC per CPU and second are sent, the rest counted; every one dropped.
+  // The runs take well under a second, but may straddle the start of a new budget second: at most two budgets.
   dp.setCgroups(new Map([[me, { group: 0, scope: kernelScopeId(1, 0) }]]));
   const stat = (i: number) => stats.getSum(i) ?? 0n;
   const [sent0, suppressed0] = [stat(TG_SEV_SENT), stat(TG_SEV_SUPPRESSED)];
@@ -515,7 +517,7 @@ test('the cgroup_skb backstop decides like the reference, from maps the producti
   const sent = stat(TG_SEV_SENT) - sent0;
   const suppressed = stat(TG_SEV_SUPPRESSED) - suppressed0;
   assert.equal(sent + suppressed, BigInt(runs));
-  assert.ok(sent <= BigInt(TG_NI_EVENTS_PER_SEC) && suppressed >= BigInt(runs - TG_NI_EVENTS_PER_SEC), `sent ${sent}, suppressed ${suppressed}`);
+  assert.ok(sent <= BigInt(2 * TG_NI_EVENTS_PER_SEC) && suppressed >= BigInt(runs - 2 * TG_NI_EVENTS_PER_SEC), `sent ${sent}, suppressed ${suppressed}`);
 });
 
 // ---- real processes in container cgroups -----------------------------------

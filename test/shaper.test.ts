@@ -229,7 +229,7 @@ class Lab {
     p.stdout.on('data', (d: Buffer) => (out += d));
     p.stderr.on('data', (d: Buffer) => (err += d));
     const kill = setTimeout(() => p.kill('SIGKILL'), (secs + 15) * 1000);
-    const code = await new Promise<number | null>((resolve) => p.on('exit', resolve));
+    const code = await new Promise<number | null>((resolve) => p.on('close', resolve));
     clearTimeout(kill);
     assert.equal(code, 0, `iperf3 ${args.join(' ')} failed (${code}): ${err}${out.slice(0, 2000)}`);
     const [client, server] = cgroups.map((c, i) => (cpuWaitUs(c) - waited[i]!) / 1000);

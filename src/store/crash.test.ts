@@ -47,7 +47,7 @@ function crashRun(db: string, killedEarly: boolean, live: Set<ChildProcess>): Pr
       if (!killedEarly && killTimer === undefined && /^\d+$/m.test(out)) killTimer = setTimeout(kill, Math.floor(Math.random() * 150));
     });
     child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
-    child.on('exit', (code, signal) => {
+    child.on('close', (code, signal) => { // 'close': every line it printed read
       live.delete(child);
       clearTimeout(guard);
       clearTimeout(killTimer);

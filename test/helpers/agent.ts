@@ -48,7 +48,7 @@ export async function runCli(args: string[], timeoutMs = 60_000): Promise<{ code
   child.stdout.on('data', (d) => (stdout += d));
   child.stderr.on('data', (d) => (stderr += d));
   const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+  const code = await new Promise<number | null>((r) => child.on('close', (c) => r(c))); // 'close', not 'exit': stdout read to its end
   clearTimeout(timer);
   return { code, stdout, stderr };
 }
