@@ -371,7 +371,11 @@ static __always_inline int ni_count(struct bpf_sock_addr *ctx, __u64 cgroup, con
 	return NI_PASS;
 }
 
-static __always_inline int ni_connect(struct bpf_sock_addr *ctx, bool v6)
+/*
+ * connect() and sendmsg() of the covered cgroups: the destination rules,
+ * and for a TCP connect() the group's connection count and limit.
+ */
+static __always_inline int ni_sock_addr(struct bpf_sock_addr *ctx, bool v6, bool connect)
 {
 	__u64 cgroup = bpf_get_current_cgroup_id();
 	struct tg_ni_ref *found, ref;
@@ -384,10 +388,10 @@ static __always_inline int ni_connect(struct bpf_sock_addr *ctx, bool v6)
 	ref = *found; /* one consistent copy: the agent may rewrite the entry meanwhile */
 	sock_addr_dest(ctx, v6, &d);
 	if (ni_denied(ref.scope, &d, &rule)) {
-		ni_event(TG_NIEV_CONNECT_DENIED, cgroup, &ref, &d, rule, 0, ctx->type);
+		ni_event(connect ? TG_NIEV_CONNECT_DENIED : TG_NIEV_SENDMSG_DENIED, cgroup, &ref, &d, rule, 0, ctx->type);
 		return NI_REFUSE;
 	}
-	if (ctx->type == SOCK_STREAM && d.proto == TG_IPPROTO_TCP && ref.group)
+	if (connect && ctx->type == SOCK_STREAM && d.proto == TG_IPPROTO_TCP && ref.group)
 		return ni_count(ctx, cgroup, &ref, &d);
 	return NI_PASS;
 }
@@ -395,13 +399,13 @@ static __always_inline int ni_connect(struct bpf_sock_addr *ctx, bool v6)
 SEC("cgroup/connect4")
 int tg_ni_connect4(struct bpf_sock_addr *ctx)
 {
-	return ni_connect(ctx, false);
+	return ni_sock_addr(ctx, false, true);
 }
 
 SEC("cgroup/connect6")
 int tg_ni_connect6(struct bpf_sock_addr *ctx)
 {
-	return ni_connect(ctx, true);
+	return ni_sock_addr(ctx, true, true);
 }
 
 /* Runs for every socket of the covered cgroups as it is closed; only counted ones have storage. */
@@ -426,34 +430,16 @@ int tg_ni_release(struct bpf_sock *sk)
 	return 1;
 }
 
-static __always_inline int ni_sendmsg(struct bpf_sock_addr *ctx, bool v6)
-{
-	__u64 cgroup = bpf_get_current_cgroup_id();
-	struct tg_ni_ref *found, ref;
-	struct ni_dest d;
-	__u32 rule;
-
-	found = bpf_map_lookup_elem(&tg_ni_cgroup, &cgroup);
-	if (!found)
-		return NI_PASS;
-	ref = *found;
-	sock_addr_dest(ctx, v6, &d);
-	if (!ni_denied(ref.scope, &d, &rule))
-		return NI_PASS;
-	ni_event(TG_NIEV_SENDMSG_DENIED, cgroup, &ref, &d, rule, 0, ctx->type);
-	return NI_REFUSE;
-}
-
 SEC("cgroup/sendmsg4")
 int tg_ni_sendmsg4(struct bpf_sock_addr *ctx)
 {
-	return ni_sendmsg(ctx, false);
+	return ni_sock_addr(ctx, false, false);
 }
 
 SEC("cgroup/sendmsg6")
 int tg_ni_sendmsg6(struct bpf_sock_addr *ctx)
 {
-	return ni_sendmsg(ctx, true);
+	return ni_sock_addr(ctx, true, false);
 }
 
 /*
